@@ -1,0 +1,1 @@
+"""Database plumbing: async engine, per-service schemas and migrations, the outbox."""

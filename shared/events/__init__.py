@@ -1,0 +1,6 @@
+"""One module per topic: its name, its dead-letter topic and its versioned payload model."""
+
+from shared.events import customer_events, profiles, segment_changes
+
+#: Every topic Tenure produces, in flow order; each also has a ``.dlq`` twin.
+ALL_TOPICS: tuple[str, ...] = (customer_events.TOPIC, segment_changes.TOPIC, profiles.TOPIC)

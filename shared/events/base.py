@@ -1,0 +1,38 @@
+"""What every topic payload has in common: camelCase on the wire, orjson bytes, UTC times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Self
+
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+def _assume_utc(value: datetime) -> datetime:
+    """Naive timestamps are taken as UTC, as Segment's own API does."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_assume_utc)]
+
+
+class EventModel(BaseModel):
+    """Base of topic payloads: immutable, camelCase aliases, snake_case attributes."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        frozen=True,
+        extra="ignore",
+    )
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        return cls.model_validate_json(raw)

@@ -1,0 +1,91 @@
+"""The FastAPI app factory every service starts from.
+
+It adds ``/healthz`` (the process answers), ``/readyz`` (every registered
+dependency really answers: broker, database), ``/metrics`` and the request
+context middleware. A service registers its readiness checks in its lifespan
+with :func:`add_readiness_check`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from shared.http.metrics import render_metrics
+from shared.http.middleware import RequestContextMiddleware
+from shared.http.responses import json_response
+from shared.logging import request_id_var
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+_CHECK_TIMEOUT_S = 3.0
+
+
+def add_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
+    app.state.readiness_checks[name] = check
+
+
+def create_service_app(
+    *, title: str, description: str, version: str, lifespan: Any, **kwargs: Any
+) -> FastAPI:
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        **kwargs,
+    )
+    app.state.readiness_checks = {}
+    app.add_middleware(RequestContextMiddleware)
+    app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
+    app.add_api_route("/readyz", readyz, methods=["GET"], tags=["operations"])
+    app.add_api_route(
+        "/metrics", metrics, methods=["GET"], tags=["operations"], response_class=Response
+    )
+    app.add_exception_handler(Exception, _unhandled)
+    return app
+
+
+async def healthz() -> dict[str, str]:
+    """The process is up and serving."""
+    return {"status": "ok"}
+
+
+async def readyz(request: Request) -> Response:
+    """Every dependency answers now; 503 names the ones that do not."""
+    checks: dict[str, ReadinessCheck] = request.app.state.readiness_checks
+    results = await asyncio.gather(
+        *(asyncio.wait_for(check(), _CHECK_TIMEOUT_S) for check in checks.values()),
+        return_exceptions=True,
+    )
+    report = {
+        name: "ok" if result is None else f"failed: {result!r}"
+        for name, result in zip(checks, results, strict=True)
+    }
+    ready = all(result is None for result in results)
+    return json_response(
+        {"status": "ready" if ready else "not ready", "checks": report},
+        status_code=200 if ready else 503,
+    )
+
+
+async def metrics() -> Response:
+    body, content_type = render_metrics()
+    return Response(body, media_type=content_type)
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return json_response(
+        {
+            "error": "internal_error",
+            "detail": "an unexpected error occurred",
+            "request_id": request_id_var.get(),
+        },
+        status_code=500,
+    )

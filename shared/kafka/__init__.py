@@ -1,0 +1,1 @@
+"""Kafka plumbing: one batching publisher per process, a batch consumer runner, DLQ, topics."""

@@ -1,0 +1,283 @@
+"""The consumer runner: decode a batch, apply it durably, then commit.
+
+A batch goes through three steps, each a small function:
+
+1. decode every record with its topic's decoder; undecodable ones become dead
+   letters (DLQ, then carry on, within the policy's limits);
+2. hand the decoded records to the handler, which applies them in one database
+   transaction and returns only when that is durable; transient errors are
+   retried with backoff on the same batch; when the batch fails for another
+   reason it is applied record by record, and records that still fail are dead
+   lettered with their error (a poison message does not stop the partition);
+3. commit ``{tp: last_offset + 1}``.
+
+Redelivery after a crash or rebalance is expected: handlers are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from shared.events.base import EventModel
+from shared.kafka.dlq import DeadLetter, DeadLetterPolicy
+from shared.kafka.metrics import BATCH_SECONDS, CONSUMED, CONSUMER_LAG, DEAD_LETTERED
+from shared.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Record(Generic[T]):
+    """A decoded message with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: T
+    timestamp_ms: int
+    raw: bytes | None = field(default=None, repr=False)  # the payload as consumed
+
+
+Decoder = Callable[[bytes], T]
+BatchHandler = Callable[[Sequence[Record[Any]]], Awaitable[None]]
+IsTransient = Callable[[BaseException], bool]
+
+
+def never_transient(_: BaseException) -> bool:
+    return False
+
+
+class _BatchAbandoned(Exception):
+    """Shutdown came while a transient error was being retried: leave it uncommitted."""
+
+
+class _WaitForBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions are handed over only after the batch in hand is committed."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self._lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
+class ConsumerRunner:
+    """Consumes ``topics`` in group ``group_id`` until :meth:`signal_shutdown`.
+
+    ``run`` blocks; on shutdown it finishes the batch in hand, commits it and
+    closes the consumer. Only the entry point installs signal handlers.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: KafkaSettings,
+        group_id: str,
+        decoders: Mapping[str, Decoder[Any]],
+        handler: BatchHandler,
+        dead_letters: DeadLetterPolicy,
+        is_transient: IsTransient = never_transient,
+        max_records: int = 2_000,
+        poll_timeout_ms: int = 200,
+        max_retry_delay_s: float = 10.0,
+    ) -> None:
+        self._settings = settings
+        self._group_id = group_id
+        self._decoders = dict(decoders)
+        self._handler = handler
+        self._dead_letters = dead_letters
+        self._is_transient = is_transient
+        self._max_records = max_records
+        self._poll_timeout_ms = poll_timeout_ms
+        self._max_retry_delay_s = max_retry_delay_s
+        self._stopping = asyncio.Event()
+        self._batch_lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self.started = asyncio.Event()
+
+    def signal_shutdown(self) -> None:
+        self._stopping.set()
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        return self._consumer
+
+    async def run(self) -> None:
+        consumer = await self._start_consumer()
+        if consumer is None:
+            return
+        self._consumer = consumer
+        self.started.set()
+        try:
+            while not self._stopping.is_set():
+                batches = await consumer.getmany(
+                    timeout_ms=self._poll_timeout_ms, max_records=self._max_records
+                )
+                if not batches:
+                    continue
+                async with self._batch_lock:
+                    await self._process(consumer, batches)
+        except _BatchAbandoned:
+            log.warning("shutdown during retries; the batch stays uncommitted for redelivery")
+        finally:
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
+            log.info("consumer %s stopped", self._group_id)
+
+    async def _start_consumer(self) -> AIOKafkaConsumer | None:
+        delay = 0.2
+        while not self._stopping.is_set():
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._settings.bootstrap_servers,
+                client_id=f"{self._settings.client_id}-{self._group_id}",
+                group_id=self._group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=self._settings.session_timeout_ms,
+                heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
+                max_poll_records=self._max_records,
+            )
+            try:
+                await consumer.start()
+                consumer.subscribe(
+                    list(self._decoders), listener=_WaitForBatchOnRevoke(self._batch_lock)
+                )
+            except KafkaError as exc:
+                log.warning("consumer %s cannot reach the broker: %r", self._group_id, exc)
+                with contextlib.suppress(KafkaError):
+                    await consumer.stop()
+                await self._sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            return consumer
+        return None
+
+    async def _process(
+        self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, list[ConsumerRecord]]
+    ) -> None:
+        started = time.perf_counter()
+        records, letters = self._decode(batches)
+        for topic in {tp.topic for tp in batches}:
+            self._dead_letters.observe(
+                topic=topic,
+                valid=sum(1 for r in records if r.topic == topic),
+                invalid=sum(1 for letter in letters if letter.topic == topic),
+            )
+        if records:
+            letters.extend(await self._apply(records))
+        if letters:
+            await self._dead_letters.send(letters)
+            for letter in letters:
+                DEAD_LETTERED.labels(letter.topic, self._group_id).inc()
+        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # A rebalance took the partitions: the new owner gets them again, and
+            # the handler's effects are idempotent, so nothing is lost or doubled.
+            log.warning("commit failed after rebalance, batch will be redelivered: %r", exc)
+            return
+        for tp, msgs in batches.items():
+            CONSUMED.labels(tp.topic, self._group_id).inc(len(msgs))
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                CONSUMER_LAG.labels(self._group_id).observe(max(0, highwater - offsets[tp]))
+        BATCH_SECONDS.labels(self._group_id).observe(time.perf_counter() - started)
+
+    def _decode(
+        self, batches: Mapping[TopicPartition, list[ConsumerRecord]]
+    ) -> tuple[list[Record[Any]], list[DeadLetter]]:
+        records: list[Record[Any]] = []
+        letters: list[DeadLetter] = []
+        for tp, messages in batches.items():
+            decode = self._decoders[tp.topic]
+            for msg in messages:
+                try:
+                    value = decode(msg.value)
+                except Exception as exc:  # any decoder error means: this payload is bad
+                    letters.append(
+                        DeadLetter(
+                            tp.topic,
+                            tp.partition,
+                            msg.offset,
+                            msg.key,
+                            msg.value,
+                            f"undecodable: {exc}",
+                        )
+                    )
+                    continue
+                records.append(
+                    Record(
+                        tp.topic, tp.partition, msg.offset, msg.key, value, msg.timestamp, msg.value
+                    )
+                )
+        return records, letters
+
+    async def _apply(self, records: list[Record[Any]]) -> list[DeadLetter]:
+        """Apply the batch; fall back to one record at a time; return what failed."""
+        try:
+            await self._apply_with_retry(records)
+            return []
+        except _BatchAbandoned:
+            raise
+        except Exception as exc:
+            if len(records) == 1:
+                record = records[0]
+                log.error(
+                    "record %s[%d]@%d failed: %r",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc,
+                )
+                return [_letter_of(record, f"handler failed: {exc!r}")]
+            log.warning("batch of %d failed (%r); applying one by one", len(records), exc)
+        letters: list[DeadLetter] = []
+        for record in records:
+            letters.extend(await self._apply([record]))
+        return letters
+
+    async def _apply_with_retry(self, records: list[Record[Any]]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._handler(records)
+                return
+            except Exception as exc:
+                if not self._is_transient(exc):
+                    raise
+                if self._stopping.is_set():
+                    raise _BatchAbandoned from exc
+                log.warning("transient error, retrying batch in %.1fs: %r", delay, exc)
+                await self._sleep(delay)
+                delay = min(delay * 2, self._max_retry_delay_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+
+def _letter_of(record: Record[Any], reason: str) -> DeadLetter:
+    # The payload as consumed, so the dead letter can be replayed as it was.
+    raw = record.raw
+    if raw is None:
+        value = record.value
+        raw = value.to_bytes() if isinstance(value, EventModel) else repr(value).encode()
+    return DeadLetter(record.topic, record.partition, record.offset, record.key, raw, reason)

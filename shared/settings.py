@@ -1,0 +1,75 @@
+"""Settings shared by every service, read once from the environment.
+
+Every variable starts with ``TENURE_``; a group and its field are joined by one
+underscore (``TENURE_KAFKA_BOOTSTRAP_SERVERS``, ``TENURE_DATABASE_URL``).
+``DATABASE_URL`` alone is honoured too, as most platforms set it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "tenure"
+    partitions: int = Field(default=6, ge=1, description="partition count for topics we create")
+    replication_factor: int = Field(default=1, ge=1)
+    # Off by default: the embedded broker cannot run InitProducerId (see CONVENTIONS.md).
+    enable_idempotence: bool = False
+    linger_ms: int = Field(
+        default=0, ge=0, description="producer linger; batches form while a request is in flight"
+    )
+    max_batch_bytes: int = Field(default=1_048_576, ge=16_384)
+    request_timeout_ms: int = Field(default=10_000, ge=1_000)
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+
+
+class DatabaseSettings(BaseModel):
+    url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/tenure")
+    pool_size: int = Field(default=10, ge=1)
+    #: PostgreSQL's JIT compiles a plan when its estimated cost is high, as set-based
+    #: statements over thousands of rows often are; it then spends ~0.3 s compiling a
+    #: statement that runs in ~1 s, every time. Off for our sessions unless asked for.
+    jit: bool = False
+    echo: bool = False
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535, description="default: the service's")
+    workers: int = Field(default=1, ge=1)
+
+
+class ServiceSettings(BaseSettings):
+    """Base class of every service's settings; subclasses add their own group."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TENURE_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    http: HttpSettings = HttpSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_database_url(cls, data: Any) -> Any:
+        """Fall back to the conventional ``DATABASE_URL`` when no TENURE_ one is set."""
+        plain = os.environ.get("DATABASE_URL")
+        if plain and isinstance(data, dict):
+            database = data.setdefault("database", {})
+            if isinstance(database, dict) and "url" not in database:
+                database["url"] = plain
+        return data
