@@ -1,0 +1,258 @@
+"""Ingest's HTTP API: the Segment tracking API, answered only after the broker's ack.
+
+``POST /v1/{track,identify,page,screen,group,alias}`` take one call,
+``POST /v1/batch`` (and ``/v1/import``) take ``{"batch": [...]}``. A 200 means
+every accepted event is stored in ``customer.events`` with ``acks=all``.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request, Response
+
+from services.ingest.auth import key_from_authorization
+from services.ingest.body import MalformedJson, PayloadTooLarge, parse_json, read_limited
+from services.ingest.metrics import EVENTS_RECEIVED, EVENTS_REJECTED, PUBLISH_SECONDS
+from services.ingest.normalize import InvalidEvent, normalize
+from services.ingest.settings import IngestSettings, get_settings
+from shared.auth import TokenDigests
+from shared.errors import PublishError
+from shared.events.customer_events import TOPIC, CustomerEvent, EventType
+from shared.http.app import add_readiness_check, create_service_app
+from shared.http.responses import json_response
+from shared.kafka.producer import EventPublisher, Message
+
+
+class IngestError(Exception):
+    """An answer other than 200, with a JSON body that says why."""
+
+    def __init__(self, status: int, error: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.body = {"success": False, "error": error, "detail": detail, **extra}
+        self.headers: dict[str, str] = {}
+
+
+#: collect the youngest generation every 20,000 net allocations instead of 700
+GC_THRESHOLDS = (20_000, 20, 100)
+
+
+@contextmanager
+def _collector_tuned_for_throughput() -> Iterator[None]:
+    """Freeze what startup made and collect garbage less often, for the app's lifetime.
+
+    Each event is a handful of dicts and a model alive until the broker's ack, so
+    at Python's default thresholds a worker under batch load ran a young
+    collection every few requests and a full one (over every object imported at
+    startup, 50 ms each) every few hundred milliseconds: about a fifth of its CPU,
+    and its slowest answers. Measured with one worker at 32 connections of
+    100-event batches: 12.6k events/s and p99 341 ms by default, 21.3k events/s
+    and p99 221 ms with this. Memory cost: cyclic garbage lives a little longer.
+    """
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: IngestSettings = app.state.settings
+    publisher = EventPublisher(settings.kafka, client_id="tenure-ingest")
+    await publisher.start()
+    app.state.publisher = publisher
+    add_readiness_check(app, "broker", publisher.check_ready)
+    try:
+        with _collector_tuned_for_throughput():
+            yield
+    finally:
+        await publisher.stop()
+
+
+# The routes read the publisher and settings from app.state themselves rather than
+# through FastAPI dependencies: a sync dependency runs in the thread pool, and two
+# thread hops a request cost more than everything else a single call does.
+def get_publisher(request: Request) -> EventPublisher:
+    return request.app.state.publisher  # type: ignore[no-any-return]
+
+
+def get_ingest_settings(request: Request) -> IngestSettings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+router = APIRouter(prefix="/v1", tags=["tracking"])
+_TYPES = frozenset(t.value for t in EventType)
+#: one counter child per call type, looked up once rather than per event
+_RECEIVED = {t: EVENTS_RECEIVED.labels(t.value) for t in EventType}
+
+
+async def _read_authorized_call(request: Request, limit: int) -> dict[str, Any] | Any:
+    keys: TokenDigests = request.app.state.write_keys
+    header_key = key_from_authorization(request.headers.get("authorization"))
+    if header_key is not None and not keys.accepts(header_key):
+        raise _unauthorized("the write key is not valid")
+    try:
+        body = parse_json(await read_limited(request, limit))
+    except PayloadTooLarge as exc:
+        raise IngestError(
+            413,
+            "payload_too_large",
+            f"the request body exceeds the limit of {exc.limit} bytes",
+            limit_bytes=exc.limit,
+        ) from None
+    except MalformedJson as exc:
+        raise IngestError(400, "invalid_json", str(exc)) from None
+    if header_key is None:
+        body_key = body.get("writeKey") if isinstance(body, dict) else None
+        if body_key is None:
+            raise _unauthorized(
+                "send the write key as the HTTP Basic username "
+                "(empty password) or as writeKey in the body"
+            )
+        if not keys.accepts(body_key if isinstance(body_key, str) else None):
+            raise _unauthorized("the write key is not valid")
+    return body
+
+
+def _unauthorized(detail: str) -> IngestError:
+    error = IngestError(401, "unauthorized", detail)
+    error.headers["WWW-Authenticate"] = 'Basic realm="tenure"'
+    return error
+
+
+async def _publish(
+    publisher: EventPublisher, events: list[CustomerEvent], retry_after: int
+) -> None:
+    started = time.perf_counter()
+    messages = [
+        Message(TOPIC, event.key, event.model_dump_json(exclude_none=True).encode())
+        for event in events
+    ]
+    try:
+        await publisher.publish_many(messages)
+    except PublishError as exc:
+        for call_type, count in _count_types(events).items():
+            EVENTS_REJECTED.labels(call_type.value, "broker_unavailable").inc(count)
+        error = IngestError(
+            503, "broker_unavailable", f"the events were not stored, retry later: {exc}"
+        )
+        error.headers["Retry-After"] = str(retry_after)
+        raise error from None
+    PUBLISH_SECONDS.observe(time.perf_counter() - started)
+    for call_type, count in _count_types(events).items():
+        _RECEIVED[call_type].inc(count)
+
+
+def _count_types(events: list[CustomerEvent]) -> dict[EventType, int]:
+    counts: dict[EventType, int] = {}
+    for event in events:
+        counts[event.type] = counts.get(event.type, 0) + 1
+    return counts
+
+
+def _single_call_route(call_type: EventType) -> Any:
+    async def handle(request: Request) -> Response:
+        limits = get_ingest_settings(request).ingest
+        raw = await _read_authorized_call(request, limits.max_event_bytes)
+        try:
+            event = normalize(raw, call_type=call_type, received_at=datetime.now(UTC))
+        except InvalidEvent as exc:
+            EVENTS_REJECTED.labels(call_type.value, exc.reason).inc()
+            raise IngestError(400, exc.reason, str(exc), errors=exc.as_dict()) from None
+        await _publish(get_publisher(request), [event], limits.retry_after_s)
+        return json_response({"success": True, "messageId": event.message_id})
+
+    handle.__name__ = call_type.value
+    handle.__doc__ = f"Record one `{call_type.value}` call (Segment spec)."
+    return handle
+
+
+for _type in EventType:
+    router.add_api_route(
+        f"/{_type.value}",
+        _single_call_route(_type),
+        methods=["POST"],
+        summary=f"{_type.value.capitalize()} call",
+    )
+
+
+@router.post("/batch", summary="Batch of calls")
+@router.post("/import", summary="Batch of calls (Segment's alias of /v1/batch)")
+async def batch(request: Request) -> Response:
+    """Accept the valid calls of ``{"batch": [...]}``; report the invalid ones by index.
+
+    A neighbour's error never drops a valid event: the answer is 200 with
+    ``rejected`` listing each bad index, or 400 when no event was valid.
+    """
+    limits = get_ingest_settings(request).ingest
+    body = await _read_authorized_call(request, limits.max_batch_bytes)
+    calls = body.get("batch") if isinstance(body, dict) else None
+    if not isinstance(calls, list) or not calls:
+        raise IngestError(
+            400,
+            "invalid_batch",
+            "send a non-empty list of calls in `batch`",
+            errors=[{"field": "batch", "message": "must be a non-empty list"}],
+        )
+    received_at = datetime.now(UTC)
+    sent_at = body.get("sentAt")
+    max_event_bytes = limits.max_event_bytes
+    accepted: list[CustomerEvent] = []
+    rejected: list[dict[str, Any]] = []
+    for index, raw in enumerate(calls):
+        try:
+            if len(orjson.dumps(raw)) > max_event_bytes:
+                raise InvalidEvent("too_large", [])
+            accepted.append(
+                normalize(raw, call_type=None, received_at=received_at, batch_sent_at=sent_at)
+            )
+        except InvalidEvent as exc:
+            call = raw.get("type") if isinstance(raw, dict) else None
+            EVENTS_REJECTED.labels(call if call in _TYPES else "unknown", exc.reason).inc()
+            errors = exc.as_dict() or [
+                {
+                    "field": "body",
+                    "message": f"an event may be at most {limits.max_event_bytes} bytes",
+                }
+            ]
+            rejected.append({"index": index, "error": exc.reason, "errors": errors})
+    if accepted:
+        await _publish(get_publisher(request), accepted, limits.retry_after_s)
+    status = 200 if accepted else 400
+    return json_response(
+        {"success": bool(accepted), "accepted": len(accepted), "rejected": rejected},
+        status_code=status,
+    )
+
+
+async def _ingest_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, IngestError)
+    return json_response(exc.body, exc.status, exc.headers)
+
+
+def create_app(settings: IngestSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = create_service_app(
+        title="Tenure ingest",
+        description="Segment-compatible tracking API. Events are answered 200 only once "
+        "the broker acknowledged them.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.write_keys = TokenDigests(settings.ingest.write_key_digests)
+    app.add_exception_handler(IngestError, _ingest_error)
+    app.include_router(router)
+    return app

@@ -1,0 +1,116 @@
+"""Turn a Segment-spec call into a :class:`CustomerEvent`, or say exactly what is wrong.
+
+What ingest adds, as Segment does: a ``messageId`` when the client sent none,
+``receivedAt``, and ``timestamp`` corrected for the client's clock skew:
+``timestamp = receivedAt - (sentAt - originalTimestamp)`` when the client sent
+both, ``receivedAt`` when it sent no timestamp. Numeric ids are taken as strings.
+
+This runs once per event on ingest's hot path, so it validates each event once,
+and the client's timestamp once: the skew correction is applied to the freshly
+validated model rather than to a copy of it, and the free-form objects
+(``properties``, ``traits``, ``context``, ``integrations``) of a call parsed from
+JSON are not walked value by value, since whatever ``orjson.loads`` returns is
+already a valid JSON value (pydantic's ``JsonValue`` check calls back into Python
+for every value and was about a third of the cost of an event). Callers pass
+what ``orjson.loads`` returned.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.events.customer_events import CustomerEvent, EventType
+
+_ID_FIELDS = ("userId", "anonymousId", "groupId", "previousId", "messageId")
+#: free-form JSON objects, stored as sent (their aliases are their names)
+_JSON_OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class InvalidEvent(Exception):
+    """The event cannot be accepted; ``reason`` is the metric label, ``errors`` the detail."""
+
+    def __init__(self, reason: str, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.reason = reason
+        self.errors = errors
+
+    def as_dict(self) -> list[dict[str, str]]:
+        return [{"field": e.field, "message": e.message} for e in self.errors]
+
+
+def normalize(
+    raw: Any,
+    *,
+    call_type: EventType | None,
+    received_at: datetime,
+    batch_sent_at: Any = None,
+) -> CustomerEvent:
+    """Validate one call. ``call_type`` is the endpoint's; None inside a batch."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent("not_an_object", [FieldError("body", "an event must be a JSON object")])
+    data = dict(raw)
+    if call_type is not None:
+        data["type"] = call_type.value
+    elif not isinstance(data.get("type"), str) or data["type"] not in _TYPES:
+        raise InvalidEvent(
+            "invalid_type",
+            [FieldError("type", f"must be one of {', '.join(sorted(_TYPES))}")],
+        )
+    for name in _ID_FIELDS:
+        value = data.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            data[name] = str(value)
+        elif value == "":
+            data[name] = None
+    if data.get("messageId") is None:
+        data["messageId"] = f"ingest-{uuid.uuid4()}"
+    # The client's timestamp is validated once, as originalTimestamp; timestamp is
+    # derived from it after validation (receivedAt when the client sent none).
+    data["originalTimestamp"] = data.get("timestamp")
+    data["timestamp"] = received_at
+    if data.get("sentAt") is None and batch_sent_at is not None:
+        data["sentAt"] = batch_sent_at
+    data["receivedAt"] = received_at
+    objects = {name: data.pop(name) for name in _JSON_OBJECT_FIELDS if type(data.get(name)) is dict}
+    try:
+        event = CustomerEvent.model_validate(data)
+    except ValidationError as exc:
+        details = exc.errors(include_url=False)
+        errors = list(dict.fromkeys(_field_error(err) for err in details))
+        missing = any(err["type"] in ("missing", "missing_field") for err in details)
+        raise InvalidEvent("missing_field" if missing else "invalid_field", errors) from None
+    # The model was validated a moment ago and nothing else holds it yet: setting the
+    # fields that need no (further) validation in its __dict__ is what
+    # ``model_copy(update=...)`` would do, without copying it.
+    fields = event.__dict__
+    if objects:
+        fields.update(objects)
+        event.__pydantic_fields_set__.update(objects)
+    original = event.original_timestamp
+    if original is not None:
+        sent_at = event.sent_at
+        fields["timestamp"] = original if sent_at is None else received_at - (sent_at - original)
+    return event
+
+
+_TYPES = frozenset(t.value for t in EventType)
+
+
+def _field_error(error: Any) -> FieldError:
+    ctx = error.get("ctx") or {}
+    location = ".".join(str(part) for part in error.get("loc", ()))
+    field = ctx.get("field") or location or "body"
+    if field == "originalTimestamp":
+        field = "timestamp"
+    return FieldError(str(field), str(error.get("msg", "invalid")))
