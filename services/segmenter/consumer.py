@@ -1,0 +1,260 @@
+"""The segmenter's consumer: customer events in, profiles and membership changes out.
+
+One batch is one database transaction:
+
+1. claim the batch's messageIds (a redelivered message is skipped: idempotent);
+2. merge alias calls (the anonymous profile, stats and rollups move to the
+   known id; the anonymous id's memberships end);
+3. fold the events into each customer's profile (traits last-write-wins by
+   event timestamp), add event statistics and daily rollups;
+4. evaluate every active segment for the affected customers in Python, write
+   membership changes (each emitted once: ``RETURNING`` tells what really
+   changed), the next timer of each customer, and the outbox messages
+   (``segment.changes``, ``profiles``).
+
+The runner commits the offsets only after this transaction committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.segmenter import repository as repo
+from services.segmenter.catalog import SegmentCatalog
+from services.segmenter.catalog_cache import CatalogCache
+from services.segmenter.evaluate import evaluate_customer
+from services.segmenter.fold import WorkingProfile, apply_event, merge_profiles, new_profile
+from services.segmenter.messages import (
+    change_message,
+    deleted_profile_messages,
+    profile_message,
+)
+from services.segmenter.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE, MEMBERSHIP_CHANGES
+from services.segmenter.rules.snapshot import ProfileSnapshot
+from shared.events.customer_events import CustomerEvent, EventType
+from shared.events.segment_changes import Change
+from shared.kafka.consumer import Record
+from shared.kafka.producer import Message
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Database unreachable or a serialization/deadlock conflict: retry the batch."""
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError):
+        return True
+    if isinstance(exc, DBAPIError):
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return code in {"40001", "40P01", "57P01", "08006", "08003"}
+    return False
+
+
+class EventBatchHandler:
+    """Applies batches of ``customer.events``; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        catalogs: CatalogCache,
+        clock: Clock = utc_now,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._engine = engine
+        self._catalogs = catalogs
+        self._clock = clock
+        self._on_commit = on_commit
+
+    async def __call__(self, records: Sequence[Record[CustomerEvent]]) -> None:
+        catalog = await self._catalogs.current()
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            events = await self._claim(conn, records)
+            if events:
+                await self._apply(conn, catalog, events, now)
+        self._on_commit()
+
+    async def _claim(
+        self, conn: AsyncConnection, records: Sequence[Record[CustomerEvent]]
+    ) -> list[CustomerEvent]:
+        unique: dict[str, CustomerEvent] = {}
+        for record in records:
+            unique.setdefault(record.value.message_id, record.value)
+        fresh = await repo.claim_messages(conn, message_ids=list(unique))
+        EVENTS_DUPLICATE.inc(len(records) - len(fresh))
+        return [event for message_id, event in unique.items() if message_id in fresh]
+
+    async def _apply(
+        self,
+        conn: AsyncConnection,
+        catalog: SegmentCatalog,
+        events: list[CustomerEvent],
+        now: datetime,
+    ) -> None:
+        exits: list[tuple[str, str]] = []
+        for alias in (e for e in events if e.type is EventType.ALIAS):
+            exits.extend(await self._merge_alias(conn, alias))
+        others = [e for e in events if e.type is not EventType.ALIAS]
+        merged_into = await repo.resolve_aliases(conn, ids={e.customer_id for e in events})
+        by_customer: dict[str, list[CustomerEvent]] = defaultdict(list)
+        for event in others:
+            by_customer[merged_into.get(event.customer_id, event.customer_id)].append(event)
+        for alias in (e for e in events if e.type is EventType.ALIAS):
+            target = merged_into.get(alias.user_id or "", alias.user_id or "")
+            by_customer.setdefault(target, [])
+
+        working, scores = await repo.load_profiles_and_scores(conn, ids=by_customer)
+        for customer_id, customer_events in by_customer.items():
+            profile = working.get(customer_id)
+            if profile is None:
+                first = min((e.timestamp for e in customer_events), default=now)
+                profile = working[customer_id] = new_profile(customer_id, first)
+            for event in customer_events:
+                apply_event(profile, event, catalog.tracked)
+        await repo.upsert_profiles(conn, rows=list(working.values()))
+        await repo.add_event_stats(conn, profiles_=working.values())
+        await repo.add_rollups(conn, profiles_=working.values())
+        EVENTS_APPLIED.inc(len(events))
+
+        removed = await repo.remove_memberships(conn, rows=exits)
+        changes = [(s, c, Change.EXITED) for s, c in sorted(removed)]
+        changes += await self._evaluate(conn, catalog, working, scores, now)
+        await repo.enqueue(conn, messages=_change_messages(changes, catalog, now))
+        changed = [p for p in working.values() if p.changed]
+        await self._publish_profiles(conn, changed, scores, now)
+
+    async def _merge_alias(
+        self, conn: AsyncConnection, alias: CustomerEvent
+    ) -> list[tuple[str, str]]:
+        """Merge ``previousId`` into ``userId``; return the memberships the old id leaves."""
+        assert alias.previous_id is not None and alias.user_id is not None
+        resolved = await repo.resolve_aliases(conn, ids=[alias.previous_id, alias.user_id])
+        old = resolved.get(alias.previous_id, alias.previous_id)
+        new = resolved.get(alias.user_id, alias.user_id)
+        if old == new:
+            return []
+        await repo.record_alias(conn, previous_id=old, customer_id=new)
+        stored = await repo.load_profiles(conn, ids=[old, new])
+        await repo.move_activity(conn, from_id=old, to_id=new)
+        if old in stored:
+            target = stored.get(new) or new_profile(new, stored[old].first_seen_at)
+            target.version = max(target.version, stored[old].version)
+            merge_profiles(target, stored[old])
+            await repo.upsert_profiles(conn, rows=[target])
+            await repo.delete_profiles(conn, ids=[old])
+            await repo.set_timers(conn, due={old: None})
+            await repo.enqueue(
+                conn,
+                messages=deleted_profile_messages(
+                    {old: stored[old].version + 1}, alias.received_at
+                ),
+            )
+        memberships = await repo.load_memberships(conn, ids=[old])
+        return [(segment_id, old) for segment_id in sorted(memberships.get(old, ()))]
+
+    async def _evaluate(
+        self,
+        conn: AsyncConnection,
+        catalog: SegmentCatalog,
+        working: dict[str, WorkingProfile],
+        scores: dict[str, dict[str, Any]],
+        now: datetime,
+    ) -> list[tuple[str, str, Change]]:
+        if not catalog.segments:
+            return []
+        ids = list(working)
+        snapshots = await load_snapshots(conn, catalog, working, scores, now)
+        entered: list[tuple[str, str, int, datetime]] = []
+        exited: list[tuple[str, str]] = []
+        due: dict[str, datetime | None] = {}
+        for customer_id in ids:
+            result = evaluate_customer(catalog, snapshots[customer_id], now)
+            entered += [(s, customer_id, catalog.by_id[s].version, now) for s in result.entered]
+            exited += [(s, customer_id) for s in result.exited]
+            if catalog.time_dependent:
+                due[customer_id] = result.next_due
+        added = await repo.add_memberships(conn, rows=entered)
+        removed = await repo.remove_memberships(conn, rows=exited)
+        await repo.set_timers(conn, due=due)
+        return [(s, c, Change.ENTERED) for s, c in sorted(added)] + [
+            (s, c, Change.EXITED) for s, c in sorted(removed)
+        ]
+
+    async def _publish_profiles(
+        self,
+        conn: AsyncConnection,
+        changed: list[WorkingProfile],
+        scores: dict[str, dict[str, Any]],
+        now: datetime,
+    ) -> None:
+        """Queue the ``profiles`` messages; ``scores`` were read under the profiles' row
+        locks, so they are still current (only a refit writes them)."""
+        if not changed:
+            return
+        versions = await repo.bump_versions(conn, ids=[p.customer_id for p in changed])
+        messages = [
+            profile_message(p, versions[p.customer_id], scores.get(p.customer_id, {}), now)
+            for p in changed
+            if p.customer_id in versions
+        ]
+        await repo.enqueue(conn, messages=messages)
+
+
+async def load_snapshots(
+    conn: AsyncConnection,
+    catalog: SegmentCatalog,
+    working: dict[str, WorkingProfile],
+    scores: dict[str, dict[str, Any]],
+    now: datetime,
+) -> dict[str, ProfileSnapshot]:
+    """What the predicates read, as stored after this batch's writes (``scores`` are not
+    written by the batch: :func:`repo.load_profiles_and_scores` read them)."""
+    ids = list(working)
+    stats = await repo.load_event_stats(conn, ids=ids)
+    since = (now - timedelta(days=catalog.rollup_days + 1)).date()
+    rollups = await repo.load_rollups(conn, ids=ids, pairs=catalog.tracked.pairs, since=since)
+    members = await repo.load_memberships(conn, ids=ids)
+    snapshots = {}
+    for customer_id, profile in working.items():
+        score = scores.get(customer_id, {})
+        snapshots[customer_id] = ProfileSnapshot(
+            customer_id=customer_id,
+            first_seen_at=profile.first_seen_at,
+            last_seen_at=profile.last_seen_at,
+            traits=profile.traits,
+            event_stats=stats.get(customer_id, {}),
+            rollups=rollups.get(customer_id, {}),
+            memberships=frozenset(members.get(customer_id, ())),
+            churn_risk=score.get("churn_risk"),
+            predicted_ltv=score.get("predicted_ltv"),
+            rfm_recency=score.get("rfm_recency"),
+            rfm_frequency=score.get("rfm_frequency"),
+            rfm_monetary=score.get("rfm_monetary"),
+            rfm_tier=score.get("rfm_tier"),
+        )
+    return snapshots
+
+
+def _change_messages(
+    changes: list[tuple[str, str, Change]], catalog: SegmentCatalog, now: datetime
+) -> list[Message]:
+    messages = []
+    for segment_id, customer_id, change in changes:
+        segment = catalog.by_id.get(segment_id)
+        version = segment.version if segment is not None else 1
+        messages.append(change_message(segment_id, version, customer_id, change, now, "event"))
+        MEMBERSHIP_CHANGES.labels(change.value).inc()
+    return messages

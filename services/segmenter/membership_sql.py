@@ -1,0 +1,479 @@
+"""Set-based membership: apply one segment to many customers in a few SQL statements.
+
+Used where Python per customer would be too slow: the sweep of customers whose
+timers are due, the backfill of a new or edited segment, and rescoring. For a
+scope of customers (those in the temp table ``scope``, or every profile):
+
+1. ``matched``: the scope's customers for whom the segment's SQL predicate holds;
+2. insert the missing memberships and delete those no longer matched, each
+   with ``RETURNING``, and put exactly those changes in the outbox, encoded as
+   :class:`shared.events.segment_changes.SegmentChange` in JSON;
+3. the timers of the scope are set to the earliest next flip of every
+   time-dependent segment (``next_flip_sql``).
+
+The sweep uses :func:`apply_segments`, which does the same for several segments
+at once: one pass over the scope's profiles evaluates every segment of a
+dependency level (and the next timer) into the temp table ``evaluated``, and one
+statement applies all their membership changes. Segments reading a segment of the
+same sweep come in a later level, so they see its new memberships, as with
+:func:`apply_segment` one segment at a time in dependency order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    MetaData,
+    Table,
+    Text,
+    cast,
+    func,
+    insert,
+    null,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from services.segmenter.catalog import ActiveSegment
+from services.segmenter.models import Profile
+from services.segmenter.rules.next_flip import next_flip_sql
+from services.segmenter.rules.sql_predicate import compile_sql
+from shared.db.tables import table_of
+from shared.events import segment_changes
+
+profiles = table_of(Profile)
+_temp = MetaData()
+scope_table = Table(
+    "scope", _temp, Column("customer_id", Text, primary_key=True), prefixes=["TEMPORARY"]
+)
+matched_table = Table(
+    "matched", _temp, Column("customer_id", Text, primary_key=True), prefixes=["TEMPORARY"]
+)
+evaluated_table = Table(
+    "evaluated",
+    _temp,
+    Column("customer_id", Text, primary_key=True),
+    Column("hits", postgresql.ARRAY(Boolean)),
+    Column("due_at", DateTime(timezone=True)),
+    prefixes=["TEMPORARY"],
+)
+next_flips_table = Table(
+    "next_flips",
+    _temp,
+    Column("customer_id", Text, primary_key=True),
+    Column("due_at", DateTime(timezone=True)),
+    prefixes=["TEMPORARY"],
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    entered: int
+    exited: int
+
+
+def _change_json(*, sid: str, version: str, change: str, epoch_ms: str, at: str, cause: str) -> str:
+    """The SQL expression of one ``SegmentChange`` as JSON text (see ``messages.change_id``)."""
+    return f"""
+        convert_to(jsonb_build_object(
+            'schemaVersion', 1,
+            'changeId', concat_ws(':', {sid}, customer_id, {version}, {change}, {epoch_ms}),
+            'customerId', customer_id,
+            'segmentId', {sid},
+            'segmentVersion', CAST({version} AS integer),
+            'change', {change},
+            'at', {at},
+            'cause', {cause}
+        )::text, 'UTF8')"""
+
+
+async def create_scope(conn: AsyncConnection) -> None:
+    """The temp tables of this transaction (dropped at commit)."""
+    for name in ("scope", "matched"):
+        await conn.execute(
+            text(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} (customer_id text PRIMARY KEY) "
+                "ON COMMIT DROP"
+            )
+        )
+        await conn.execute(text(f"TRUNCATE {name}"))
+    await conn.execute(
+        text(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS next_flips "
+            "(customer_id text PRIMARY KEY, due_at timestamptz) ON COMMIT DROP"
+        )
+    )
+
+
+async def analyze_scope(conn: AsyncConnection) -> None:
+    """Give the planner the scope's real size: temp tables are never auto-analyzed, and
+    without statistics it guesses hash joins over all of ``profiles`` for a small scope."""
+    await conn.execute(text("ANALYZE scope"))
+
+
+async def fill_scope_with_due(conn: AsyncConnection, *, now: datetime, limit: int) -> int:
+    """Claim up to ``limit`` due timers (skipping those another replica holds)."""
+    result = await conn.execute(
+        text(
+            """
+            INSERT INTO scope (customer_id)
+            SELECT customer_id FROM segmenter.membership_timers
+            WHERE due_at <= :now ORDER BY due_at LIMIT :limit
+            FOR UPDATE SKIP LOCKED
+            """
+        ),
+        {"now": now, "limit": limit},
+    )
+    return result.rowcount or 0
+
+
+async def fill_scope_with_customers(conn: AsyncConnection, *, ids: Sequence[str]) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO scope SELECT DISTINCT unnest(CAST(:ids AS text[])) ON CONFLICT DO NOTHING"
+        ),
+        {"ids": list(ids)},
+    )
+
+
+async def apply_segment(
+    conn: AsyncConnection,
+    segment: ActiveSegment,
+    *,
+    now: datetime,
+    cause: str,
+    everyone: bool = False,
+) -> Applied:
+    """Bring the memberships of ``segment`` up to date for the scope (or ``everyone``)."""
+    await conn.execute(text("TRUNCATE matched"))
+    candidates = select(profiles.c.customer_id).where(compile_sql(segment.rule, now=now))
+    if not everyone:
+        candidates = candidates.where(profiles.c.customer_id.in_(select(scope_table.c.customer_id)))
+    await conn.execute(insert(matched_table).from_select(["customer_id"], candidates))
+    # Only the members that really change are written: inserting every matched customer
+    # and letting ON CONFLICT skip the members costs a speculative insertion each.
+    if everyone:
+        exited_sql = """
+                    DELETE FROM segmenter.memberships m
+                    WHERE m.segment_id = :sid
+                      AND NOT EXISTS (SELECT 1 FROM matched x WHERE x.customer_id = m.customer_id)
+                    RETURNING m.customer_id"""
+    else:
+        exited_sql = """
+                    DELETE FROM segmenter.memberships m USING scope s
+                    WHERE m.segment_id = :sid AND m.customer_id = s.customer_id
+                      AND NOT EXISTS (SELECT 1 FROM matched x WHERE x.customer_id = m.customer_id)
+                    RETURNING m.customer_id"""
+    params = _change_params(now, cause) | {"sid": segment.id, "version": segment.version}
+    change_json = _change_json(
+        sid="CAST(:sid AS text)",
+        version="CAST(:version AS text)",
+        change="change",
+        epoch_ms="CAST(:epoch_ms AS text)",
+        at="CAST(:at AS text)",
+        cause="CAST(:cause AS text)",
+    )
+    row = (
+        await conn.execute(
+            text(
+                f"""
+                WITH entered AS (
+                    INSERT INTO segmenter.memberships
+                        (segment_id, customer_id, segment_version, entered_at)
+                    SELECT :sid, x.customer_id, :version, :now FROM matched x
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM segmenter.memberships m
+                        WHERE m.segment_id = :sid AND m.customer_id = x.customer_id
+                    )
+                    ON CONFLICT DO NOTHING
+                    RETURNING customer_id
+                ), exited AS ({exited_sql}
+                ), changes AS (
+                    SELECT customer_id, 'entered' AS change FROM entered
+                    UNION ALL
+                    SELECT customer_id, 'exited' AS change FROM exited
+                ), queued AS (
+                    INSERT INTO segmenter.outbox (topic, key, value)
+                    SELECT :topic, convert_to(customer_id, 'UTF8'), {change_json}
+                    FROM changes ORDER BY customer_id
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM entered), (SELECT count(*) FROM exited)
+                """
+            ),
+            params,
+        )
+    ).one()
+    if everyone:  # a backfill: members who stay now belong to the new version
+        await conn.execute(
+            text(
+                "UPDATE segmenter.memberships SET segment_version = :version "
+                "WHERE segment_id = :sid AND segment_version <> :version"
+            ),
+            params,
+        )
+    return Applied(entered=row[0], exited=row[1])
+
+
+def _change_params(now: datetime, cause: str) -> dict[str, object]:
+    return {
+        "now": now,
+        "at": now.isoformat().replace("+00:00", "Z"),
+        "epoch_ms": str(int(now.timestamp() * 1000)),
+        "cause": cause,
+        "topic": segment_changes.TOPIC,
+    }
+
+
+# --- several segments over the scope at once (the sweep) -----------------------------------------
+
+
+async def apply_segments(
+    conn: AsyncConnection, segments: Sequence[ActiveSegment], *, now: datetime, cause: str
+) -> Applied:
+    """:func:`apply_segment` for each of ``segments`` (in dependency order) over the scope,
+    then :func:`refresh_timers` of ``segments`` — the same rows, outbox messages and order.
+
+    One pass over the scope's profiles per dependency level evaluates the level's
+    segments (the first pass also their next timer: flips never read memberships);
+    one statement per level applies the level's membership changes; the outbox
+    messages are queued at the end, segment by segment, each ordered by customer.
+    """
+    for name, columns in (
+        ("evaluated", "customer_id text PRIMARY KEY, hits boolean[], due_at timestamptz"),
+        (
+            "sweep_changes",
+            "position int, segment_id text, version int, customer_id text, change text",
+        ),
+    ):
+        await conn.execute(
+            text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DROP")
+        )
+    await conn.execute(text("TRUNCATE sweep_changes"))
+    flips = [next_flip_sql(s.rule, now=now) for s in segments if s.time_dependent]
+    entered = exited = 0
+    for index, level in enumerate(_levels(segments)):
+        due = None
+        if index == 0 and flips:
+            due = func.least(*flips) if len(flips) > 1 else flips[0]
+        await _evaluate_level(conn, [segments[i] for i in level], now=now, due=due)
+        if index == 0:
+            await _store_due(conn, with_flips=bool(flips))
+        level_entered, level_exited = await _apply_level(conn, segments, level, now=now)
+        entered += level_entered
+        exited += level_exited
+    await conn.execute(
+        text(
+            f"""
+            INSERT INTO segmenter.outbox (topic, key, value)
+            SELECT :topic, convert_to(customer_id, 'UTF8'), {
+                _change_json(
+                    sid="segment_id",
+                    version="CAST(version AS text)",
+                    change="change",
+                    epoch_ms="CAST(:epoch_ms AS text)",
+                    at="CAST(:at AS text)",
+                    cause="CAST(:cause AS text)",
+                )
+            }
+            FROM sweep_changes ORDER BY position, customer_id
+            """
+        ),
+        _change_params(now, cause),
+    )
+    return Applied(entered=entered, exited=exited)
+
+
+def _levels(segments: Sequence[ActiveSegment]) -> list[list[int]]:
+    """Positions of ``segments`` by dependency level: a segment reading another of
+    ``segments`` comes one level after it."""
+    level_of: dict[str, int] = {}
+    levels: list[list[int]] = []
+    for position, segment in enumerate(segments):
+        level = 1 + max((level_of[d] for d in segment.depends_on if d in level_of), default=-1)
+        level_of[segment.id] = level
+        while len(levels) <= level:
+            levels.append([])
+        levels[level].append(position)
+    return levels
+
+
+async def _evaluate_level(
+    conn: AsyncConnection,
+    segments: Sequence[ActiveSegment],
+    *,
+    now: datetime,
+    due: ColumnElement[datetime | None] | None,
+) -> None:
+    """``evaluated``: per profile of the scope, whether it matches each segment (an array
+    in the order of ``segments``) and, when ``due`` is given, its next timer."""
+    await conn.execute(text("TRUNCATE evaluated"))
+    hits = postgresql.array([compile_sql(s.rule, now=now) for s in segments])
+    due_at = due if due is not None else cast(null(), DateTime(timezone=True))
+    source = select(profiles.c.customer_id, hits, due_at).where(
+        profiles.c.customer_id.in_(select(scope_table.c.customer_id))
+    )
+    await conn.execute(
+        insert(evaluated_table).from_select(["customer_id", "hits", "due_at"], source)
+    )
+
+
+async def _apply_level(
+    conn: AsyncConnection, segments: Sequence[ActiveSegment], level: Sequence[int], *, now: datetime
+) -> tuple[int, int]:
+    """Write the memberships of ``evaluated`` for the level's segments; note the changes."""
+    row = (
+        await conn.execute(
+            text(
+                """
+                WITH seg AS (
+                    SELECT * FROM unnest(CAST(:sids AS text[]), CAST(:versions AS int[]),
+                                         CAST(:positions AS int[]))
+                        WITH ORDINALITY AS s(sid, version, position, k)
+                ), wanted AS MATERIALIZED (
+                    SELECT e.customer_id, s.sid, s.version
+                    FROM evaluated e JOIN seg s ON e.hits[s.k]
+                ), current AS MATERIALIZED (
+                    SELECT m.segment_id, m.customer_id
+                    FROM scope c JOIN segmenter.memberships m ON m.customer_id = c.customer_id
+                    WHERE m.segment_id = ANY(CAST(:sids AS text[]))
+                ), entered AS (
+                    INSERT INTO segmenter.memberships
+                        (segment_id, customer_id, segment_version, entered_at)
+                    SELECT w.sid, w.customer_id, w.version, :now FROM wanted w
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM current x
+                        WHERE x.segment_id = w.sid AND x.customer_id = w.customer_id
+                    )
+                    ON CONFLICT DO NOTHING
+                    RETURNING segment_id, customer_id
+                ), exited AS (
+                    DELETE FROM segmenter.memberships m
+                    USING current x
+                    WHERE m.segment_id = x.segment_id AND m.customer_id = x.customer_id
+                      AND NOT EXISTS (
+                          SELECT 1 FROM wanted w
+                          WHERE w.sid = x.segment_id AND w.customer_id = x.customer_id
+                      )
+                    RETURNING m.segment_id, m.customer_id
+                ), noted AS (
+                    INSERT INTO sweep_changes (position, segment_id, version, customer_id, change)
+                    SELECT s.position, s.sid, s.version, e.customer_id, 'entered'
+                    FROM entered e JOIN seg s ON s.sid = e.segment_id
+                    UNION ALL
+                    SELECT s.position, s.sid, s.version, x.customer_id, 'exited'
+                    FROM exited x JOIN seg s ON s.sid = x.segment_id
+                    RETURNING change
+                )
+                SELECT count(*) FILTER (WHERE change = 'entered'),
+                       count(*) FILTER (WHERE change = 'exited')
+                FROM noted
+                """
+            ),
+            {
+                "sids": [segments[i].id for i in level],
+                "versions": [segments[i].version for i in level],
+                "positions": list(level),
+                "now": now,
+            },
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+async def _store_due(conn: AsyncConnection, *, with_flips: bool) -> None:
+    """The scope's timers from ``evaluated.due_at``, as :func:`refresh_timers` sets them."""
+    if not with_flips:
+        await conn.execute(
+            text(
+                "DELETE FROM segmenter.membership_timers "
+                "WHERE customer_id IN (SELECT customer_id FROM scope)"
+            )
+        )
+        return
+    # UPDATE ... FROM joins set-wise; an upsert would try an insertion per row.
+    await conn.execute(
+        text(
+            """
+            UPDATE segmenter.membership_timers t SET due_at = e.due_at
+            FROM evaluated e
+            WHERE t.customer_id = e.customer_id AND e.due_at IS NOT NULL
+              AND t.due_at IS DISTINCT FROM e.due_at
+            """
+        )
+    )
+    await conn.execute(
+        text(
+            """
+            INSERT INTO segmenter.membership_timers AS t (customer_id, due_at)
+            SELECT customer_id, due_at FROM evaluated e
+            WHERE e.due_at IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM segmenter.membership_timers x WHERE x.customer_id = e.customer_id
+            )
+            ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at
+            """
+        )
+    )
+    await conn.execute(
+        text(
+            "DELETE FROM segmenter.membership_timers t USING evaluated e "
+            "WHERE t.customer_id = e.customer_id AND e.due_at IS NULL"
+        )
+    )
+
+
+async def refresh_timers(
+    conn: AsyncConnection,
+    segments: Sequence[ActiveSegment],
+    *,
+    now: datetime,
+    everyone: bool = False,
+    keep_earlier: bool = False,
+) -> None:
+    """Set each scoped customer's timer to the earliest next flip of ``segments``.
+
+    ``keep_earlier`` keeps an existing earlier timer (a backfill adds one
+    segment's flips to timers that already cover the others).
+    """
+    flips = [next_flip_sql(s.rule, now=now) for s in segments if s.time_dependent]
+    if not flips:
+        if not everyone and not keep_earlier:
+            await conn.execute(
+                text(
+                    "DELETE FROM segmenter.membership_timers "
+                    "WHERE customer_id IN (SELECT customer_id FROM scope)"
+                )
+            )
+        return
+    due = func.least(*flips) if len(flips) > 1 else flips[0]
+    source = select(profiles.c.customer_id, due)
+    if not everyone:
+        source = source.where(profiles.c.customer_id.in_(select(scope_table.c.customer_id)))
+    await conn.execute(text("TRUNCATE next_flips"))
+    await conn.execute(insert(next_flips_table).from_select(["customer_id", "due_at"], source))
+    on_conflict = "LEAST(t.due_at, excluded.due_at)" if keep_earlier else "excluded.due_at"
+    await conn.execute(
+        text(
+            f"""
+        INSERT INTO segmenter.membership_timers AS t (customer_id, due_at)
+        SELECT customer_id, due_at FROM next_flips WHERE due_at IS NOT NULL
+        ON CONFLICT (customer_id) DO UPDATE SET due_at = {on_conflict}
+        """
+        )
+    )
+    if not keep_earlier:
+        await conn.execute(
+            text(
+                "DELETE FROM segmenter.membership_timers t USING next_flips n "
+                "WHERE t.customer_id = n.customer_id AND n.due_at IS NULL"
+            )
+        )

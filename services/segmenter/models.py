@@ -1,0 +1,175 @@
+"""The segmenter's tables, all in the ``segmenter`` Postgres schema.
+
+- ``profiles``: one row per customer id; traits merged last-write-wins per trait
+  by event timestamp (``trait_times`` keeps each trait's timestamp); scores.
+- ``event_stats``: per customer and event name, all-time count/value and the
+  first and last time it happened (inactivity conditions read ``last_at``).
+- ``event_rollups``: per customer, event name and UTC day, the count and the
+  sum of ``revenue`` (else ``value``) — window conditions read these, never raw
+  events. ``dimension`` is ``''`` for all events of that name, or
+  ``'<property>=<json value>'`` for properties that active segments filter on.
+- ``aliases``: an anonymous id merged into a known customer id.
+- ``processed_messages``: messageIds already applied (idempotency under redelivery).
+- ``segments`` / ``segment_versions``: definitions, versioned.
+- ``memberships``: who is in which segment now; ``membership_timers``: the
+  earliest instant a time-dependent condition can next flip for a customer.
+- ``score_fits``: each fit of the churn / LTV models.
+- ``outbox``: ``segment.changes`` and ``profiles`` messages to relay.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db.engine import service_metadata
+from shared.db.outbox import outbox_table
+
+SCHEMA = "segmenter"
+
+
+class Base(DeclarativeBase):
+    metadata = service_metadata(SCHEMA)
+
+
+Timestamp = DateTime(timezone=True)
+
+
+class Profile(Base):
+    __tablename__ = "profiles"
+
+    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    traits: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    trait_times: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    first_seen_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_seen_at: Mapped[datetime] = mapped_column(Timestamp)
+    timezone: Mapped[str | None] = mapped_column(Text)
+    locale: Mapped[str | None] = mapped_column(Text)
+    # scores (see services/segmenter/scoring); null until the first fit
+    churn_risk: Mapped[float | None] = mapped_column(Double)
+    predicted_ltv: Mapped[float | None] = mapped_column(Double)
+    rfm_recency: Mapped[int | None] = mapped_column(SmallInteger)
+    rfm_frequency: Mapped[int | None] = mapped_column(SmallInteger)
+    rfm_monetary: Mapped[int | None] = mapped_column(SmallInteger)
+    rfm_tier: Mapped[str | None] = mapped_column(Text)
+    score_method: Mapped[str | None] = mapped_column(Text)
+    score_explanation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    scored_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    version: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class EventStat(Base):
+    __tablename__ = "event_stats"
+
+    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    event_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    value_sum: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
+    first_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class EventRollup(Base):
+    __tablename__ = "event_rollups"
+
+    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    event_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    dimension: Mapped[str] = mapped_column(Text, primary_key=True, default="", server_default="")
+    count: Mapped[int] = mapped_column(Integer)
+    value_sum: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
+
+
+class Alias(Base):
+    __tablename__ = "aliases"
+
+    previous_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Text, index=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class ProcessedMessage(Base):
+    __tablename__ = "processed_messages"
+
+    message_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    version: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    #: the version whose memberships are fully computed; < version while a backfill runs
+    backfilled_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class SegmentVersion(Base):
+    __tablename__ = "segment_versions"
+
+    segment_id: Mapped[str] = mapped_column(
+        ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    segment_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    segment_version: Mapped[int] = mapped_column(Integer)
+    entered_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (Index("ix_memberships_customer", "customer_id"),)
+
+
+class MembershipTimer(Base):
+    """The earliest instant any time-dependent segment may flip for this customer."""
+
+    __tablename__ = "membership_timers"
+
+    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (Index("ix_membership_timers_due", "due_at"),)
+
+
+class ScoreFit(Base):
+    """One fit of the churn / LTV models over the population, newest last."""
+
+    __tablename__ = "score_fits"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    fitted_at: Mapped[datetime] = mapped_column(Timestamp)
+    method: Mapped[str] = mapped_column(Text)
+    customers: Mapped[int] = mapped_column(Integer)
+    repeat_buyers: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+outbox = outbox_table(Base.metadata)

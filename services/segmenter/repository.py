@@ -1,0 +1,699 @@
+"""Set-based reads and writes of the segmenter's tables.
+
+Every function takes many rows at once and runs inside the caller's
+transaction (an ``AsyncConnection`` from ``engine.begin()``); none commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.segmenter.fold import WorkingProfile
+from services.segmenter.models import (
+    Alias,
+    EventRollup,
+    EventStat,
+    Membership,
+    MembershipTimer,
+    ProcessedMessage,
+    Profile,
+    Segment,
+    SegmentVersion,
+    outbox,
+)
+from services.segmenter.rules.snapshot import DayTotals, EventStatView, RollupKey
+from shared.db.outbox import enqueue as enqueue_in_outbox
+from shared.db.tables import table_of
+from shared.kafka.producer import Message
+
+profiles = table_of(Profile)
+event_stats = table_of(EventStat)
+event_rollups = table_of(EventRollup)
+aliases = table_of(Alias)
+processed = table_of(ProcessedMessage)
+memberships = table_of(Membership)
+timers = table_of(MembershipTimer)
+segments = table_of(Segment)
+segment_versions = table_of(SegmentVersion)
+
+
+# --- statements on the event path -------------------------------------------------------
+#
+# The functions below run once per consumed batch with thousands of rows, so they pass
+# whole columns as PostgreSQL arrays (``= ANY($1)``, ``unnest($1, $2, …)``) through
+# ``exec_driver_sql``: one statement text per function, prepared once per connection
+# by asyncpg, one execution per batch, and no per-row work in SQLAlchemy. (Expanding
+# ``IN`` lists render a new statement for every list length; ``executemany`` runs one
+# execution per row.) Errors still come wrapped as SQLAlchemy's ``DBAPIError``.
+
+
+async def _rows(conn: AsyncConnection, statement: str, *params: Any) -> Sequence[Any]:
+    return (await conn.exec_driver_sql(statement, params)).all()
+
+
+async def _run(conn: AsyncConnection, statement: str, *params: Any) -> None:
+    await conn.exec_driver_sql(statement, params)
+
+
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+
+
+def _json_object(text_: str) -> dict[str, Any]:
+    """A ``jsonb`` object read as text: the same value ``json.loads`` gives.
+
+    orjson reads integers beyond 64 bits as floats, and refuses numbers beyond a
+    double; ``json.loads`` (the engine's codec) keeps them, so texts that may hold
+    one (a run of 19 digits) are left to it.
+    """
+    if _LONG_DIGITS.search(text_) is None:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return dict(orjson.loads(text_))
+    return dict(json.loads(text_))
+
+
+def _json_text(value: Any) -> str:
+    """A value as the JSON text of a ``jsonb`` parameter: what ``json.dumps`` (the
+    engine's serializer) writes, made by orjson where both agree.
+
+    orjson refuses integers beyond 64 bits and writes NaN and infinities as
+    ``null`` (``json.dumps`` writes ``NaN``, which PostgreSQL refuses, as before);
+    any ``null`` in orjson's text sends the value to ``json.dumps``.
+    """
+    try:
+        text_ = orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value)
+    if b"null" in text_:
+        return json.dumps(value)
+    return text_.decode()
+
+
+# --- idempotency --------------------------------------------------------------
+
+
+async def claim_messages(conn: AsyncConnection, *, message_ids: Sequence[str]) -> set[str]:
+    """Record message ids; return those not seen before (the ones to apply)."""
+    if not message_ids:
+        return set()
+    rows = await _rows(
+        conn,
+        "INSERT INTO segmenter.processed_messages (message_id) "
+        "SELECT DISTINCT unnest($1::text[]) "
+        "ON CONFLICT DO NOTHING RETURNING message_id",
+        list(message_ids),
+    )
+    return {row[0] for row in rows}
+
+
+async def forget_processed_before(conn: AsyncConnection, *, before: datetime) -> int:
+    result = await conn.execute(delete(processed).where(processed.c.processed_at < before))
+    return result.rowcount or 0
+
+
+# --- aliases --------------------------------------------------------------------
+
+
+async def resolve_aliases(conn: AsyncConnection, *, ids: Iterable[str]) -> dict[str, str]:
+    """``previous_id -> customer_id`` for the ids that were merged into another."""
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    rows = await _rows(
+        conn,
+        "SELECT previous_id, customer_id FROM segmenter.aliases "
+        "WHERE previous_id = ANY($1::text[])",
+        wanted,
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+async def record_alias(conn: AsyncConnection, *, previous_id: str, customer_id: str) -> None:
+    """Point ``previous_id`` (and every id already merged into it) at ``customer_id``."""
+    await conn.execute(
+        update(aliases).where(aliases.c.customer_id == previous_id).values(customer_id=customer_id)
+    )
+    stmt = pg_insert(aliases).values(previous_id=previous_id, customer_id=customer_id)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[aliases.c.previous_id], set_={"customer_id": customer_id}
+        )
+    )
+
+
+async def move_activity(conn: AsyncConnection, *, from_id: str, to_id: str) -> None:
+    """Add ``from_id``'s event statistics and rollups to ``to_id``'s, then drop them."""
+    await conn.execute(
+        text(
+            """
+            INSERT INTO segmenter.event_stats AS s
+                (customer_id, event_name, count, value_sum, first_at, last_at)
+            SELECT :to_id, event_name, count, value_sum, first_at, last_at
+            FROM segmenter.event_stats WHERE customer_id = :from_id
+            ON CONFLICT (customer_id, event_name) DO UPDATE SET
+                count = s.count + excluded.count,
+                value_sum = s.value_sum + excluded.value_sum,
+                first_at = LEAST(s.first_at, excluded.first_at),
+                last_at = GREATEST(s.last_at, excluded.last_at)
+            """
+        ),
+        {"from_id": from_id, "to_id": to_id},
+    )
+    await conn.execute(
+        text(
+            """
+            INSERT INTO segmenter.event_rollups AS r
+                (customer_id, event_name, day, dimension, count, value_sum)
+            SELECT :to_id, event_name, day, dimension, count, value_sum
+            FROM segmenter.event_rollups WHERE customer_id = :from_id
+            ON CONFLICT (customer_id, event_name, day, dimension) DO UPDATE SET
+                count = r.count + excluded.count,
+                value_sum = r.value_sum + excluded.value_sum
+            """
+        ),
+        {"from_id": from_id, "to_id": to_id},
+    )
+    await conn.execute(delete(event_stats).where(event_stats.c.customer_id == from_id))
+    await conn.execute(delete(event_rollups).where(event_rollups.c.customer_id == from_id))
+
+
+# --- profiles and activity -----------------------------------------------------------
+
+# jsonb as text, decoded by orjson: the engine's codec decodes with ``json.loads``,
+# several times slower on the traits of thousands of profiles per batch.
+_PROFILE_COLUMNS = (
+    "customer_id, traits::text, trait_times::text, first_seen_at, last_seen_at, timezone, "
+    "locale, version"
+)
+_SCORE_COLUMNS = (
+    "churn_risk",
+    "predicted_ltv",
+    "rfm_recency",
+    "rfm_frequency",
+    "rfm_monetary",
+    "rfm_tier",
+    "score_method",
+)
+
+
+def _working(row: Any) -> WorkingProfile:
+    return WorkingProfile(
+        customer_id=row[0],
+        first_seen_at=row[3],
+        last_seen_at=row[4],
+        traits=_json_object(row[1]),
+        trait_times=_json_object(row[2]),
+        timezone=row[5],
+        locale=row[6],
+        version=row[7],
+        stored=True,
+    )
+
+
+async def load_profiles(
+    conn: AsyncConnection, *, ids: Iterable[str], lock: bool = True
+) -> dict[str, WorkingProfile]:
+    """Stored profiles of ``ids``, locked against concurrent writers when ``lock``."""
+    profiles_, _ = await load_profiles_and_scores(conn, ids=ids, lock=lock)
+    return profiles_
+
+
+async def load_profiles_and_scores(
+    conn: AsyncConnection, *, ids: Iterable[str], lock: bool = True
+) -> tuple[dict[str, WorkingProfile], dict[str, dict[str, Any]]]:
+    """:func:`load_profiles` and :func:`load_scores` of the same rows in one statement."""
+    wanted = sorted(set(ids))  # a stable lock order avoids deadlocks between replicas
+    if not wanted:
+        return {}, {}
+    rows = await _rows(
+        conn,
+        f"SELECT {_PROFILE_COLUMNS}, {', '.join(_SCORE_COLUMNS)} FROM segmenter.profiles "
+        "WHERE customer_id = ANY($1::text[]) ORDER BY customer_id"
+        + (" FOR UPDATE" if lock else ""),
+        wanted,
+    )
+    found = {row[0]: _working(row) for row in rows}
+    scores = {row[0]: _scores(row[0], row[8:]) for row in rows}
+    return found, scores
+
+
+def _scores(customer_id: str, values: Sequence[Any]) -> dict[str, Any]:
+    return {"customer_id": customer_id, **dict(zip(_SCORE_COLUMNS, values, strict=True))}
+
+
+async def load_scores(conn: AsyncConnection, *, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    rows = await _rows(
+        conn,
+        f"SELECT customer_id, {', '.join(_SCORE_COLUMNS)} FROM segmenter.profiles "
+        "WHERE customer_id = ANY($1::text[])",
+        wanted,
+    )
+    return {row[0]: _scores(row[0], row[1:]) for row in rows}
+
+
+async def upsert_profiles(conn: AsyncConnection, *, rows: Sequence[WorkingProfile]) -> None:
+    """Write each profile's merged state (the caller merged it under the row lock)."""
+    if not rows:
+        return
+    await _run(
+        conn,
+        """
+        INSERT INTO segmenter.profiles AS p
+            (customer_id, traits, trait_times, first_seen_at, last_seen_at, timezone, locale,
+             version)
+        SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::timestamptz[],
+                             $5::timestamptz[], $6::text[], $7::text[], $8::bigint[])
+        ON CONFLICT (customer_id) DO UPDATE SET
+            traits = excluded.traits,
+            trait_times = excluded.trait_times,
+            first_seen_at = LEAST(p.first_seen_at, excluded.first_seen_at),
+            last_seen_at = GREATEST(p.last_seen_at, excluded.last_seen_at),
+            timezone = excluded.timezone,
+            locale = excluded.locale,
+            version = excluded.version,
+            updated_at = now()
+        """,
+        [p.customer_id for p in rows],
+        [_json_text(p.traits) for p in rows],
+        [_json_text(p.trait_times) for p in rows],
+        [p.first_seen_at for p in rows],
+        [p.last_seen_at for p in rows],
+        [p.timezone for p in rows],
+        [p.locale for p in rows],
+        [p.version for p in rows],
+    )
+
+
+async def bump_versions(conn: AsyncConnection, *, ids: Sequence[str]) -> dict[str, int]:
+    """Give each profile a new version (one per published update); return them."""
+    if not ids:
+        return {}
+    rows = await _rows(
+        conn,
+        "UPDATE segmenter.profiles SET version = version + 1 "
+        "WHERE customer_id = ANY($1::text[]) RETURNING customer_id, version",
+        list(ids),
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+async def delete_profiles(conn: AsyncConnection, *, ids: Sequence[str]) -> None:
+    if ids:
+        await conn.execute(delete(profiles).where(profiles.c.customer_id.in_(list(ids))))
+
+
+async def add_event_stats(conn: AsyncConnection, *, profiles_: Iterable[WorkingProfile]) -> None:
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
+    customer_ids, names, counts, sums, firsts, lasts = columns
+    for p in profiles_:
+        for name, d in p.stats.items():
+            customer_ids.append(p.customer_id)
+            names.append(name)
+            counts.append(d.count)
+            sums.append(d.value_sum)
+            firsts.append(d.first_at)
+            lasts.append(d.last_at)
+    if not customer_ids:
+        return
+    await _run(
+        conn,
+        """
+        INSERT INTO segmenter.event_stats AS s
+            (customer_id, event_name, count, value_sum, first_at, last_at)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[],
+                             $5::timestamptz[], $6::timestamptz[])
+        ON CONFLICT (customer_id, event_name) DO UPDATE SET
+            count = s.count + excluded.count,
+            value_sum = s.value_sum + excluded.value_sum,
+            first_at = LEAST(s.first_at, excluded.first_at),
+            last_at = GREATEST(s.last_at, excluded.last_at)
+        """,
+        *columns,
+    )
+
+
+async def add_rollups(conn: AsyncConnection, *, profiles_: Iterable[WorkingProfile]) -> None:
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
+    customer_ids, names, days, dimensions, counts, sums = columns
+    for p in profiles_:
+        for (name, dimension, day), totals in p.rollups.items():
+            customer_ids.append(p.customer_id)
+            names.append(name)
+            days.append(day)
+            dimensions.append(dimension)
+            counts.append(int(totals[0]))
+            sums.append(totals[1])
+    if not customer_ids:
+        return
+    await _run(
+        conn,
+        """
+        INSERT INTO segmenter.event_rollups AS r
+            (customer_id, event_name, day, dimension, count, value_sum)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::text[], $5::int[],
+                             $6::float8[])
+        ON CONFLICT (customer_id, event_name, day, dimension) DO UPDATE SET
+            count = r.count + excluded.count,
+            value_sum = r.value_sum + excluded.value_sum
+        """,
+        *columns,
+    )
+
+
+async def load_event_stats(
+    conn: AsyncConnection, *, ids: Iterable[str]
+) -> dict[str, dict[str, EventStatView]]:
+    wanted = list(set(ids))
+    found: dict[str, dict[str, EventStatView]] = defaultdict(dict)
+    if not wanted:
+        return found
+    rows = await _rows(
+        conn,
+        "SELECT customer_id, event_name, count, value_sum, first_at, last_at "
+        "FROM segmenter.event_stats WHERE customer_id = ANY($1::text[])",
+        wanted,
+    )
+    for customer_id, name, count, value_sum, first_at, last_at in rows:
+        found[customer_id][name] = EventStatView(count, value_sum, first_at, last_at)
+    return found
+
+
+async def load_rollups(
+    conn: AsyncConnection, *, ids: Iterable[str], pairs: frozenset[tuple[str, str]], since: date
+) -> dict[str, dict[RollupKey, dict[date, DayTotals]]]:
+    """The rollup rows of the tracked ``(event, dimension)`` pairs from ``since`` on."""
+    wanted = list(set(ids))
+    found: dict[str, dict[RollupKey, dict[date, DayTotals]]] = defaultdict(dict)
+    if not wanted or not pairs:
+        return found
+    ordered = sorted(pairs)
+    rows = await _rows(
+        conn,
+        """
+        SELECT r.customer_id, r.event_name, r.dimension, r.day, r.count, r.value_sum
+        FROM segmenter.event_rollups r
+        JOIN unnest($3::text[], $4::text[]) AS k(event_name, dimension)
+          ON r.event_name = k.event_name AND r.dimension = k.dimension
+        WHERE r.customer_id = ANY($1::text[]) AND r.day >= $2::date
+        """,
+        wanted,
+        since,
+        [event for event, _ in ordered],
+        [dimension for _, dimension in ordered],
+    )
+    for customer_id, name, dimension, day, count, value_sum in rows:
+        found[customer_id].setdefault((name, dimension), {})[day] = (count, value_sum)
+    return found
+
+
+# --- memberships and timers ------------------------------------------------------------
+
+
+async def load_memberships(conn: AsyncConnection, *, ids: Iterable[str]) -> dict[str, set[str]]:
+    wanted = list(set(ids))
+    found: dict[str, set[str]] = defaultdict(set)
+    if not wanted:
+        return found
+    rows = await _rows(
+        conn,
+        "SELECT customer_id, segment_id FROM segmenter.memberships "
+        "WHERE customer_id = ANY($1::text[])",
+        wanted,
+    )
+    for customer_id, segment_id in rows:
+        found[customer_id].add(segment_id)
+    return found
+
+
+async def add_memberships(
+    conn: AsyncConnection, *, rows: Sequence[tuple[str, str, int, datetime]]
+) -> set[tuple[str, str]]:
+    """Insert ``(segment_id, customer_id, segment_version, entered_at)`` rows; return the
+    ``(segment_id, customer_id)`` pairs really inserted, so a change is emitted once even
+    when a backfill raced this transaction."""
+    if not rows:
+        return set()
+    segment_ids, customer_ids, versions, entered = (
+        list(column) for column in zip(*rows, strict=True)
+    )
+    inserted = await _rows(
+        conn,
+        """
+        INSERT INTO segmenter.memberships (segment_id, customer_id, segment_version, entered_at)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[])
+        ON CONFLICT DO NOTHING
+        RETURNING segment_id, customer_id
+        """,
+        segment_ids,
+        customer_ids,
+        versions,
+        entered,
+    )
+    return {(row[0], row[1]) for row in inserted}
+
+
+async def remove_memberships(
+    conn: AsyncConnection, *, rows: Sequence[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Delete ``(segment_id, customer_id)`` rows; return the pairs really deleted."""
+    if not rows:
+        return set()
+    deleted = await _rows(
+        conn,
+        """
+        DELETE FROM segmenter.memberships m
+        USING unnest($1::text[], $2::text[]) AS r(segment_id, customer_id)
+        WHERE m.segment_id = r.segment_id AND m.customer_id = r.customer_id
+        RETURNING m.segment_id, m.customer_id
+        """,
+        [segment_id for segment_id, _ in rows],
+        [customer_id for _, customer_id in rows],
+    )
+    return {(row[0], row[1]) for row in deleted}
+
+
+async def set_timers(conn: AsyncConnection, *, due: Mapping[str, datetime | None]) -> None:
+    """Store each customer's next re-evaluation instant; None removes the timer."""
+    to_set = [(c, at) for c, at in due.items() if at is not None]
+    to_clear = [c for c, at in due.items() if at is None]
+    if to_set:
+        await _run(
+            conn,
+            """
+            INSERT INTO segmenter.membership_timers AS t (customer_id, due_at)
+            SELECT * FROM unnest($1::text[], $2::timestamptz[])
+            ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at
+            WHERE t.due_at IS DISTINCT FROM excluded.due_at
+            """,
+            [c for c, _ in to_set],
+            [at for _, at in to_set],
+        )
+    if to_clear:
+        await _run(
+            conn,
+            "DELETE FROM segmenter.membership_timers WHERE customer_id = ANY($1::text[])",
+            to_clear,
+        )
+
+
+# --- the outbox ----------------------------------------------------------------------------
+
+
+async def enqueue(conn: AsyncConnection, *, messages: Sequence[Message]) -> None:
+    """Insert messages into the segmenter's outbox, in order, in the caller's transaction."""
+    await enqueue_in_outbox(session=conn, outbox=outbox, messages=messages)
+
+
+# --- segments --------------------------------------------------------------------------
+
+
+async def load_active_segments(conn: AsyncConnection) -> list[Any]:
+    rows = await conn.execute(
+        select(segments.c.id, segments.c.version, segments.c.definition)
+        .where(segments.c.deleted_at.is_(None))
+        .order_by(segments.c.id)
+    )
+    return list(rows)
+
+
+async def segments_stamp(conn: AsyncConnection) -> tuple[Any, ...]:
+    """Changes whenever a segment is created, edited or deleted (cheap to poll)."""
+    row = (
+        await conn.execute(
+            select(func.count(), func.max(segments.c.updated_at), func.sum(segments.c.version))
+            .select_from(segments)
+            .where(segments.c.deleted_at.is_(None))
+        )
+    ).one()
+    return tuple(row)
+
+
+# --- reads for the API and erasure ---------------------------------------------------------
+
+
+async def profile_row(conn: AsyncConnection, *, customer_id: str) -> Any | None:
+    return (
+        await conn.execute(select(profiles).where(profiles.c.customer_id == customer_id))
+    ).one_or_none()
+
+
+async def aliases_of(conn: AsyncConnection, *, customer_id: str) -> list[str]:
+    rows = await conn.execute(
+        select(aliases.c.previous_id)
+        .where(aliases.c.customer_id == customer_id)
+        .order_by(aliases.c.previous_id)
+    )
+    return [row.previous_id for row in rows]
+
+
+async def memberships_of(conn: AsyncConnection, *, customer_id: str) -> list[Any]:
+    rows = await conn.execute(
+        select(memberships)
+        .where(memberships.c.customer_id == customer_id)
+        .order_by(memberships.c.segment_id)
+    )
+    return list(rows)
+
+
+async def event_stats_of(conn: AsyncConnection, *, customer_id: str) -> list[Any]:
+    rows = await conn.execute(
+        select(event_stats)
+        .where(event_stats.c.customer_id == customer_id)
+        .order_by(event_stats.c.event_name)
+    )
+    return list(rows)
+
+
+async def erase_customer(
+    conn: AsyncConnection, *, customer_id: str
+) -> tuple[list[str], list[tuple[str, str]], int]:
+    """Delete everything about a customer and the ids merged into them.
+
+    Returns the erased ids, the ``(segment_id, customer_id)`` memberships that ended
+    and the version the deletion message should carry.
+    """
+    ids = [customer_id, *await aliases_of(conn, customer_id=customer_id)]
+    version_row = (
+        await conn.execute(
+            select(func.max(profiles.c.version)).where(profiles.c.customer_id.in_(ids))
+        )
+    ).scalar()
+    ended = await conn.execute(
+        delete(memberships)
+        .where(memberships.c.customer_id.in_(ids))
+        .returning(memberships.c.segment_id, memberships.c.customer_id)
+    )
+    exited = sorted((row.segment_id, row.customer_id) for row in ended)
+    for table in (event_stats, event_rollups, timers, profiles):
+        await conn.execute(delete(table).where(table.c.customer_id.in_(ids)))
+    await conn.execute(
+        delete(aliases).where((aliases.c.customer_id.in_(ids)) | (aliases.c.previous_id.in_(ids)))
+    )
+    return ids, exited, (version_row or 0) + 1
+
+
+# --- segment definitions ----------------------------------------------------------------
+
+
+async def get_segment(conn: AsyncConnection, *, segment_id: str) -> Any | None:
+    return (
+        await conn.execute(
+            select(segments).where(segments.c.id == segment_id, segments.c.deleted_at.is_(None))
+        )
+    ).one_or_none()
+
+
+async def list_segments(conn: AsyncConnection) -> list[Any]:
+    rows = await conn.execute(
+        select(segments).where(segments.c.deleted_at.is_(None)).order_by(segments.c.id)
+    )
+    return list(rows)
+
+
+async def member_counts(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(
+        select(memberships.c.segment_id, func.count()).group_by(memberships.c.segment_id)
+    )
+    return dict(rows.tuples().all())
+
+
+async def segment_exists(conn: AsyncConnection, *, segment_id: str) -> bool:
+    """Whether the id is taken, by a live segment or a deleted one (ids are never reused)."""
+    found = await conn.scalar(select(func.count()).where(segments.c.id == segment_id))
+    return bool(found)
+
+
+async def save_segment_version(
+    conn: AsyncConnection,
+    *,
+    segment_id: str,
+    name: str,
+    description: str,
+    definition: dict[str, Any],
+    version: int,
+) -> Any:
+    """Insert (version 1) or update the segment, and keep the version's definition."""
+    values = {
+        "name": name,
+        "description": description,
+        "definition": definition,
+        "version": version,
+        "updated_at": func.now(),
+    }
+    if version == 1:
+        await conn.execute(segments.insert().values(id=segment_id, **values))
+    else:
+        await conn.execute(update(segments).where(segments.c.id == segment_id).values(**values))
+    await conn.execute(
+        segment_versions.insert().values(
+            segment_id=segment_id, version=version, definition=definition
+        )
+    )
+    return await get_segment(conn, segment_id=segment_id)
+
+
+async def segment_history(conn: AsyncConnection, *, segment_id: str) -> list[Any]:
+    rows = await conn.execute(
+        select(segment_versions)
+        .where(segment_versions.c.segment_id == segment_id)
+        .order_by(segment_versions.c.version)
+    )
+    return list(rows)
+
+
+async def retire_segment(conn: AsyncConnection, *, segment_id: str) -> list[str]:
+    """Soft-delete the segment and end its memberships; return the customers who left."""
+    await conn.execute(
+        update(segments)
+        .where(segments.c.id == segment_id)
+        .values(deleted_at=func.now(), updated_at=func.now())
+    )
+    ended = await conn.execute(
+        delete(memberships)
+        .where(memberships.c.segment_id == segment_id)
+        .returning(memberships.c.customer_id)
+    )
+    return sorted(row.customer_id for row in ended)
+
+
+async def members_page(
+    conn: AsyncConnection, *, segment_id: str, after: str | None, limit: int
+) -> list[str]:
+    stmt = select(memberships.c.customer_id).where(memberships.c.segment_id == segment_id)
+    if after is not None:
+        stmt = stmt.where(memberships.c.customer_id > after)
+    rows = await conn.execute(stmt.order_by(memberships.c.customer_id).limit(limit))
+    return [row.customer_id for row in rows]

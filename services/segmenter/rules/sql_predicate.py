@@ -1,0 +1,300 @@
+"""Compile a rule into one SQL boolean over ``segmenter.profiles``, for sweeps and previews.
+
+``select(profiles.c.customer_id).where(compile_sql(rule, now=now))`` evaluates every
+profile in one statement; event conditions are correlated subqueries on
+``event_stats`` / ``event_rollups``, membership an ``EXISTS`` on ``memberships``.
+Every leaf yields TRUE or FALSE, never NULL, so ``NOT`` behaves as in Python.
+Instants derived from ``now`` are bound parameters; results equal those of
+:func:`..python_predicate.compile_predicate` for the same rows and ``now``.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Double,
+    Numeric,
+    String,
+    Table,
+    Text,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
+
+from services.segmenter.models import EventRollup, EventStat, Membership, Profile
+from services.segmenter.rules.ast import (
+    AllRule,
+    AnyRule,
+    EventCountRule,
+    EventValueRule,
+    FirstSeenRule,
+    LastEventRule,
+    Node,
+    NotRule,
+    RfmTierRule,
+    ScoreRule,
+    SegmentRule,
+    TraitAge,
+    TraitCompare,
+    TraitContains,
+    TraitEquals,
+    TraitExists,
+    TraitIn,
+)
+from services.segmenter.rules.python_predicate import (
+    as_utc,
+    threshold_amount,
+    utc_today,
+)
+from services.segmenter.rules.sql_functions import PARSE_INSTANT
+
+profiles = cast(Table, Profile.__table__)
+event_stats = cast(Table, EventStat.__table__)
+event_rollups = cast(Table, EventRollup.__table__)
+memberships = cast(Table, Membership.__table__)
+
+TIMESTAMPTZ = DateTime(timezone=True)
+
+SqlBool = ColumnElement[bool]
+
+COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq,
+    "neq": operator.ne,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+"""The comparison ops on SQL expressions."""
+
+
+def compile_sql(rule: Node, *, now: datetime) -> SqlBool:
+    """A boolean over ``segmenter.profiles``: TRUE exactly for the profiles matching at ``now``."""
+    return _Compiler(now).compile(rule)
+
+
+# --- building blocks shared with next_flip_sql -------------------------------------------
+
+
+def instant(value: datetime) -> ColumnElement[datetime]:
+    """A bound ``timestamptz``."""
+    return literal(value, TIMESTAMPTZ)
+
+
+def jsonb(value: Any) -> ColumnElement[Any]:
+    """A bound JSON value cast to ``jsonb``."""
+    return sql_cast(literal(json.dumps(value, allow_nan=False), Text), JSONB)
+
+
+def trait(key: str) -> ColumnElement[Any]:
+    """``profiles.traits -> key`` (SQL NULL when missing)."""
+    element: ColumnElement[Any] = profiles.c.traits[key]
+    return element
+
+
+def trait_text(key: str) -> ColumnElement[str]:
+    """``profiles.traits ->> key``."""
+    return cast(ColumnElement[str], profiles.c.traits[key].astext)
+
+
+def trait_type(key: str) -> ColumnElement[str]:
+    """``jsonb_typeof(traits -> key)``: NULL when missing, ``'null'`` for JSON null."""
+    return func.jsonb_typeof(trait(key), type_=Text)
+
+
+def trait_instant(key: str) -> ColumnElement[datetime]:
+    """The trait parsed by ``segmenter.parse_instant`` when it is a string, else NULL."""
+    text_value = case((trait_type(key) == "string", trait_text(key)))
+    return _parse_instant(text_value)
+
+
+def _parse_instant(text_value: ColumnElement[Any]) -> ColumnElement[datetime]:
+    schema, name = PARSE_INSTANT.split(".")
+    function = getattr(getattr(func, schema), name)
+    return cast(ColumnElement[datetime], function(text_value, type_=TIMESTAMPTZ))
+
+
+def last_event_at(event: str) -> ColumnElement[datetime]:
+    """The customer's ``event_stats.last_at`` for ``event`` (NULL if never)."""
+    return (
+        select(event_stats.c.last_at)
+        .where(
+            event_stats.c.customer_id == profiles.c.customer_id,
+            event_stats.c.event_name == event,
+        )
+        .correlate(profiles)
+        .scalar_subquery()
+    )
+
+
+def window_days(event: str, dimension: str, cutoff: date) -> Any:
+    """The WHERE clauses selecting the customer's rollup rows for one window."""
+    return (
+        event_rollups.c.customer_id == profiles.c.customer_id,
+        event_rollups.c.event_name == event,
+        event_rollups.c.dimension == dimension,
+        event_rollups.c.day > literal(cutoff, Date),
+    )
+
+
+def window_cutoff(now: datetime, within_days: int) -> date:
+    """Days after this date are inside a window of ``within_days`` UTC days ending today."""
+    return utc_today(now) - timedelta(days=within_days)
+
+
+def _true_or_false(condition: ColumnElement[Any]) -> SqlBool:
+    """``coalesce(condition, false)``: unknown becomes false, as in Python."""
+    return cast(SqlBool, func.coalesce(condition, false()))
+
+
+# --- the compiler ------------------------------------------------------------------------
+
+
+class _Compiler:
+    def __init__(self, now: datetime) -> None:
+        self.now = as_utc(now)
+        self.today = utc_today(self.now)
+
+    def compile(self, rule: Node) -> SqlBool:
+        method: Callable[[Any], SqlBool] = getattr(self, f"_{type(rule).__name__}")
+        return method(rule)
+
+    def _cutoff(self, days: float) -> ColumnElement[datetime]:
+        return instant(self.now - timedelta(days=days))
+
+    def _AllRule(self, rule: AllRule) -> SqlBool:  # noqa: N802
+        return and_(*(self.compile(child) for child in rule.rules))
+
+    def _AnyRule(self, rule: AnyRule) -> SqlBool:  # noqa: N802
+        return or_(*(self.compile(child) for child in rule.rules))
+
+    def _NotRule(self, rule: NotRule) -> SqlBool:  # noqa: N802
+        return not_(self.compile(rule.rule))
+
+    def _TraitEquals(self, rule: TraitEquals) -> SqlBool:  # noqa: N802
+        equal = _true_or_false(trait(rule.trait) == jsonb(rule.value))
+        return equal if rule.op == "eq" else not_(equal)
+
+    def _TraitCompare(self, rule: TraitCompare) -> SqlBool:  # noqa: N802
+        op = COMPARE[rule.op]
+        if isinstance(rule.value, str):
+            compared = and_(
+                trait_type(rule.trait) == "string",
+                op(trait_text(rule.trait).collate("C"), literal(rule.value, String)),
+            )
+        else:
+            compared = and_(
+                trait_type(rule.trait) == "number", op(trait(rule.trait), jsonb(rule.value))
+            )
+        return _true_or_false(compared)
+
+    def _TraitIn(self, rule: TraitIn) -> SqlBool:  # noqa: N802
+        value = trait(rule.trait)
+        return _true_or_false(or_(*(value == jsonb(item) for item in rule.value)))
+
+    def _TraitContains(self, rule: TraitContains) -> SqlBool:  # noqa: N802
+        kind = trait_type(rule.trait)
+        in_list = and_(kind == "array", trait(rule.trait).op("@>")(jsonb([rule.value])))
+        if not isinstance(rule.value, str):
+            return _true_or_false(in_list)
+        in_text = and_(
+            kind == "string", func.strpos(trait_text(rule.trait), literal(rule.value, Text)) > 0
+        )
+        return _true_or_false(or_(in_text, in_list))
+
+    def _TraitExists(self, rule: TraitExists) -> SqlBool:  # noqa: N802
+        present = _true_or_false(trait_type(rule.trait) != "null")
+        return present if rule.value else not_(present)
+
+    def _TraitAge(self, rule: TraitAge) -> SqlBool:  # noqa: N802
+        return self._age(trait_instant(rule.trait), rule.days, rule.op == "older_than")
+
+    def _age(self, at: ColumnElement[datetime], days: float, older: bool) -> SqlBool:
+        cutoff = self._cutoff(days)
+        return _true_or_false(at < cutoff if older else at >= cutoff)
+
+    def _EventCountRule(self, rule: EventCountRule) -> SqlBool:  # noqa: N802
+        if rule.within_days is None:
+            count: ColumnElement[Any] = func.coalesce(
+                select(event_stats.c.count)
+                .where(
+                    event_stats.c.customer_id == profiles.c.customer_id,
+                    event_stats.c.event_name == rule.event,
+                )
+                .correlate(profiles)
+                .scalar_subquery(),
+                0,
+            )
+        else:
+            cutoff = window_cutoff(self.now, rule.within_days)
+            count = (
+                select(func.coalesce(func.sum(event_rollups.c.count), 0))
+                .where(*window_days(rule.event, rule.dimension, cutoff))
+                .correlate(profiles)
+                .scalar_subquery()
+            )
+        return cast(SqlBool, COMPARE[rule.op](count, rule.count))
+
+    def _EventValueRule(self, rule: EventValueRule) -> SqlBool:  # noqa: N802
+        # Aggregates over the (at most one) event_stats row or the window's rollup rows:
+        # always exactly one result row, with NULL sums when there are no rows.
+        if rule.within_days is None:
+            source = event_stats
+            where: Any = (
+                event_stats.c.customer_id == profiles.c.customer_id,
+                event_stats.c.event_name == rule.event,
+            )
+        else:
+            source = event_rollups
+            cutoff = window_cutoff(self.now, rule.within_days)
+            where = window_days(rule.event, rule.dimension, cutoff)
+        count = func.sum(source.c.count)
+        total = func.coalesce(func.sum(sql_cast(source.c.value_sum, Numeric)), 0)
+        op, threshold = COMPARE[rule.op], literal(threshold_amount(rule.value), Numeric)
+        if rule.aggregate == "avg":
+            decided: ColumnElement[Any] = case((count > 0, op(total, threshold * count)))
+        else:
+            decided = op(total, threshold)
+        subquery = select(decided).select_from(source).where(*where).correlate(profiles)
+        return _true_or_false(subquery.scalar_subquery())
+
+    def _LastEventRule(self, rule: LastEventRule) -> SqlBool:  # noqa: N802
+        at = profiles.c.last_seen_at if rule.event is None else last_event_at(rule.event)
+        return self._age(at, rule.days, rule.older)
+
+    def _FirstSeenRule(self, rule: FirstSeenRule) -> SqlBool:  # noqa: N802
+        return self._age(profiles.c.first_seen_at, rule.days, rule.older)
+
+    def _SegmentRule(self, rule: SegmentRule) -> SqlBool:  # noqa: N802
+        return (
+            exists()
+            .where(
+                memberships.c.segment_id == rule.segment_id,
+                memberships.c.customer_id == profiles.c.customer_id,
+            )
+            .correlate(profiles)
+        )
+
+    def _ScoreRule(self, rule: ScoreRule) -> SqlBool:  # noqa: N802
+        column = profiles.c[rule.score]
+        return _true_or_false(COMPARE[rule.op](column, literal(float(rule.value), Double)))
+
+    def _RfmTierRule(self, rule: RfmTierRule) -> SqlBool:  # noqa: N802
+        return _true_or_false(profiles.c.rfm_tier.in_(list(rule.tiers)))

@@ -1,0 +1,134 @@
+"""What the segmenter's HTTP API takes and returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.segmenter.rules.ast import Rule
+
+SEGMENT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class SegmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(
+        default=None,
+        pattern=SEGMENT_ID_PATTERN,
+        description="a slug; generated from the name when absent",
+    )
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2_000)
+    rule: Rule
+
+
+class SegmentUpdate(BaseModel):
+    """A new version of the segment; omitted fields keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2_000)
+    rule: Rule | None = None
+
+
+class SegmentPublic(BaseModel):
+    id: str
+    name: str
+    description: str
+    version: int
+    rule: dict[str, Any]
+    status: Literal["ready", "backfilling"]
+    members: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class SegmentVersionPublic(BaseModel):
+    version: int
+    rule: dict[str, Any]
+    created_at: datetime
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rule: Rule
+    sample_size: int = Field(default=20, ge=0, le=500)
+
+
+class PreviewPublic(BaseModel):
+    count: int
+    sample: list[str]
+    evaluated_at: datetime
+
+
+class MembersPublic(BaseModel):
+    segment_id: str
+    customer_ids: list[str]
+    next_after: str | None = Field(description="pass as `after` for the next page")
+
+
+class MembershipPublic(BaseModel):
+    segment_id: str
+    segment_version: int
+    entered_at: datetime
+
+
+class EventStatPublic(BaseModel):
+    event: str
+    count: int
+    value_sum: float
+    first_at: datetime
+    last_at: datetime
+
+
+class ScoresPublic(BaseModel):
+    churn_risk: float | None
+    predicted_ltv: float | None
+    rfm_recency: int | None
+    rfm_frequency: int | None
+    rfm_monetary: int | None
+    rfm_tier: str | None
+    method: str | None
+    explanation: dict[str, Any] | None
+    scored_at: datetime | None
+
+
+class ProfilePublic(BaseModel):
+    customer_id: str
+    requested_id: str = Field(description="the id asked for; differs when it was merged")
+    traits: dict[str, Any]
+    first_seen_at: datetime
+    last_seen_at: datetime
+    timezone: str | None
+    locale: str | None
+    version: int
+    aliases: list[str]
+    memberships: list[MembershipPublic]
+    scores: ScoresPublic
+    events: list[EventStatPublic]
+
+
+class ErasurePublic(BaseModel):
+    customer_id: str
+    erased_ids: list[str]
+    exited_segments: list[str]
+
+
+class FitReport(BaseModel):
+    """What a refit did: the method that scored the buyers, why, and on how many."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fitted_at: datetime
+    method: str
+    reason: str
+    buyers: int
+    repeat_buyers: int
+    non_buyers: int
+    params: dict[str, Any]
+    seconds: float

@@ -1,0 +1,303 @@
+"""Refit the churn / LTV models over the population and store every customer's score.
+
+Purchases are the ``purchase_event`` statistics (count, value, first and last
+time); from them each buyer's BG/NBD summary is: frequency = purchases - 1,
+recency = last - first, T = now - first, monetary = mean purchase value.
+Buyers get the probabilistic models when there are enough of them (else the
+inactivity fallback, and the method says so); customers who never bought get
+the inactivity score alone. Scores are written set-based (COPY + UPDATE);
+segments that read scores are recomputed after; customers whose tier or churn
+risk moved materially get a new ``profiles`` message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import orjson
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.segmenter import repository as repo
+from services.segmenter.backfill import backfill, with_dependents
+from services.segmenter.catalog import SegmentCatalog
+from services.segmenter.messages import profile_message
+from services.segmenter.metrics import SCORE_FIT_SECONDS, SCORED_CUSTOMERS
+from services.segmenter.models import EventStat, Profile, ScoreFit, outbox
+from services.segmenter.schemas import FitReport
+from services.segmenter.scoring import (
+    FALLBACK_METHOD,
+    CustomerSummary,
+    ScoringResult,
+    inactivity_churn_risk,
+    score_population,
+)
+from shared.db.outbox import enqueue
+from shared.db.tables import table_of
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86_400.0
+MATERIAL_CHURN_CHANGE = 0.1
+profiles = table_of(Profile)
+stats = table_of(EventStat)
+
+
+async def _purchase_summaries(
+    conn: AsyncConnection, *, purchase_event: str, now: datetime
+) -> list[CustomerSummary]:
+    rows = await conn.execute(
+        select(
+            stats.c.customer_id,
+            stats.c.count,
+            stats.c.value_sum,
+            stats.c.first_at,
+            stats.c.last_at,
+            profiles.c.last_seen_at,
+        )
+        .join(profiles, profiles.c.customer_id == stats.c.customer_id)
+        .where(stats.c.event_name == purchase_event, stats.c.first_at <= now)
+    )
+    summaries = []
+    for row in rows:
+        first = row.first_at
+        last = min(row.last_at, now)
+        seen = min(max(row.last_seen_at, last), now)
+        summaries.append(
+            CustomerSummary(
+                customer_id=row.customer_id,
+                frequency=float(row._mapping["count"] - 1),
+                recency=(last - first).total_seconds() / DAY_S,
+                T=(now - first).total_seconds() / DAY_S,
+                monetary=row.value_sum / row._mapping["count"],
+                last_seen_days_ago=(now - seen).total_seconds() / DAY_S,
+                total_value=row.value_sum,
+            )
+        )
+    return summaries
+
+
+async def refit_scores(
+    engine: AsyncEngine,
+    catalog: SegmentCatalog,
+    *,
+    now: datetime,
+    purchase_event: str,
+    horizon_days: float,
+) -> FitReport:
+    started = time.perf_counter()
+    async with engine.connect() as conn:
+        summaries = await _purchase_summaries(conn, purchase_event=purchase_event, now=now)
+    result = score_population(summaries, now=now, horizon_days=horizon_days)
+    async with engine.begin() as conn:
+        buyers = _buyer_rows(result, now)
+        non_buyers = await _non_buyer_rows(conn, {s.customer_id for s in summaries}, now)
+        changed = await _write_scores(conn, buyers + non_buyers)
+        await _publish_changed_profiles(conn, changed, now)
+        params = _params(result)
+        await conn.execute(
+            insert(table_of(ScoreFit)).values(
+                fitted_at=now,
+                method=result.method,
+                customers=len(summaries),
+                repeat_buyers=sum(1 for s in summaries if s.frequency > 0),
+                params=params,
+            )
+        )
+    readers = [s for s in catalog.segments if s.reads_scores]
+    if readers:
+        await backfill(
+            engine,
+            catalog,
+            with_dependents(catalog, [s.id for s in readers]),
+            now=now,
+            cause="score",
+        )
+    seconds = time.perf_counter() - started
+    SCORE_FIT_SECONDS.observe(seconds)
+    SCORED_CUSTOMERS.labels(result.method).set(len(buyers))
+    SCORED_CUSTOMERS.labels(FALLBACK_METHOD + "_non_buyers").set(len(non_buyers))
+    return FitReport(
+        fitted_at=now,
+        method=result.method,
+        reason=result.reason,
+        buyers=len(summaries),
+        repeat_buyers=sum(1 for s in summaries if s.frequency > 0),
+        non_buyers=len(non_buyers),
+        params=params,
+        seconds=seconds,
+    )
+
+
+def _params(result: ScoringResult) -> dict[str, Any]:
+    params: dict[str, Any] = {"reason": result.reason, "horizon_days": result.horizon_days}
+    if result.models is not None:
+        params["bgnbd"] = _floats(result.models.bgnbd)
+        params["gamma_gamma"] = _floats(result.models.gamma_gamma)
+    return params
+
+
+def _floats(params: object) -> dict[str, float]:
+    return (
+        {k: float(v) for k, v in vars(params).items()}
+        if hasattr(params, "__dict__")
+        else {
+            k: float(getattr(params, k))
+            for k in params.__slots__  # type: ignore[attr-defined]
+        }
+    )
+
+
+def _buyer_rows(result: ScoringResult, now: datetime) -> list[tuple[Any, ...]]:
+    return [
+        (
+            s.customer_id,
+            float(s.churn_risk),
+            None if s.predicted_ltv is None else float(s.predicted_ltv),
+            s.rfm.recency,
+            s.rfm.frequency,
+            s.rfm.monetary,
+            str(s.rfm.tier),
+            str(s.method),
+            _json_safe(s.explanation),
+            now,
+        )
+        for s in result.scores
+    ]
+
+
+async def _non_buyer_rows(
+    conn: AsyncConnection, buyers: set[str], now: datetime
+) -> list[tuple[Any, ...]]:
+    rows = (await conn.execute(select(profiles.c.customer_id, profiles.c.last_seen_at))).all()
+    rows = [r for r in rows if r.customer_id not in buyers]
+    if not rows:
+        return []
+    days = np.array([max((now - r.last_seen_at).total_seconds(), 0.0) / DAY_S for r in rows])
+    risks = inactivity_churn_risk(days)
+    return [
+        (
+            r.customer_id,
+            float(risk),
+            None,
+            None,
+            None,
+            None,
+            None,
+            FALLBACK_METHOD,
+            {
+                "method": FALLBACK_METHOD,
+                "reason": "no purchase yet",
+                "days_since_last_seen": round(float(d), 2),
+            },
+            now,
+        )
+        for r, risk, d in zip(rows, risks, days, strict=True)
+    ]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+async def _write_scores(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> list[str]:
+    """COPY the scores into a temp table, UPDATE profiles from it; return who changed much."""
+    await conn.execute(
+        text(
+            "CREATE TEMPORARY TABLE score_updates (customer_id text PRIMARY KEY, "
+            "churn_risk float8, predicted_ltv float8, "
+            "rfm_recency int2, rfm_frequency int2, rfm_monetary int2, "
+            "rfm_tier text, score_method text, score_explanation text, scored_at timestamptz) "
+            "ON COMMIT DROP"
+        )
+    )
+    if rows:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        # binary COPY has no jsonb encoder: explanations travel as text, cast below
+        await driver.copy_records_to_table(
+            "score_updates",
+            records=[(*row[:8], orjson.dumps(row[8]).decode(), row[9]) for row in rows],
+        )
+    result = await conn.execute(
+        text(
+            """
+        WITH old AS (
+            SELECT p.customer_id, p.churn_risk, p.rfm_tier FROM segmenter.profiles p
+            JOIN score_updates s USING (customer_id)
+        ), updated AS (
+            UPDATE segmenter.profiles p SET
+                churn_risk = s.churn_risk, predicted_ltv = s.predicted_ltv,
+                rfm_recency = s.rfm_recency, rfm_frequency = s.rfm_frequency,
+                rfm_monetary = s.rfm_monetary, rfm_tier = s.rfm_tier,
+                score_method = s.score_method,
+                score_explanation = CAST(s.score_explanation AS jsonb),
+                scored_at = s.scored_at
+            FROM score_updates s WHERE p.customer_id = s.customer_id
+            RETURNING p.customer_id, p.churn_risk, p.rfm_tier
+        )
+        SELECT u.customer_id FROM updated u JOIN old o USING (customer_id)
+        WHERE o.churn_risk IS NULL
+           OR abs(u.churn_risk - o.churn_risk) >= :material
+           OR u.rfm_tier IS DISTINCT FROM o.rfm_tier
+        """
+        ),
+        {"material": MATERIAL_CHURN_CHANGE},
+    )
+    return [row[0] for row in result]
+
+
+async def _publish_changed_profiles(
+    conn: AsyncConnection, ids: list[str], now: datetime, chunk: int = 10_000
+) -> None:
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        versions = await repo.bump_versions(conn, ids=part)
+        working = await repo.load_profiles(conn, ids=part, lock=False)
+        scores = await repo.load_scores(conn, ids=part)
+        messages = [
+            profile_message(profile, versions[customer_id], scores.get(customer_id, {}), now)
+            for customer_id, profile in working.items()
+        ]
+        await enqueue(session=conn, outbox=outbox, messages=messages)
+
+
+class RefitLoop:
+    """Refit every ``interval_s`` (0: never on its own; the API can still ask)."""
+
+    def __init__(self, refit: Any, *, interval_s: float) -> None:
+        self._refit = refit
+        self._interval_s = interval_s
+        self._stopping = asyncio.Event()
+
+    def signal_shutdown(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        if self._interval_s <= 0:
+            await self._stopping.wait()
+            return
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval_s)
+            if self._stopping.is_set():
+                return
+            try:
+                await self._refit()
+            except Exception:
+                log.exception("score refit failed; will try again")

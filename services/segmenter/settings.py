@@ -1,0 +1,41 @@
+"""Segmenter settings: ``TENURE_SEGMENTER_*`` beside the shared ones."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, Field
+
+from shared.settings import ServiceSettings
+
+DEFAULT_PORT = 8002
+
+
+class SegmenterGroup(BaseModel):
+    #: SHA-256 hex digests of the admin bearer tokens, comma-separated.
+    admin_token_hashes: str = ""
+    consumer_group: str = "tenure-segmenter"
+    max_batch_records: int = Field(default=5_000, ge=1)
+    #: the track event whose ``revenue`` (else ``value``) is a purchase, for churn and LTV
+    purchase_event: str = "Order Completed"
+    #: how often due membership timers are swept
+    sweep_interval_s: float = Field(default=1.0, gt=0)
+    sweep_chunk: int = Field(default=50_000, ge=100)
+    #: how often the churn / LTV models are refitted (0 = only on demand)
+    refit_interval_s: float = Field(default=6 * 3600, ge=0)
+    ltv_horizon_days: float = Field(default=365.0, gt=0)
+    #: processed messageIds are kept this long for deduplication
+    dedup_retention_days: int = Field(default=7, ge=1)
+
+    @property
+    def admin_token_digests(self) -> list[str]:
+        return self.admin_token_hashes.split(",")
+
+
+class SegmenterSettings(ServiceSettings):
+    segmenter: SegmenterGroup = SegmenterGroup()
+
+
+@lru_cache
+def get_settings() -> SegmenterSettings:
+    return SegmenterSettings()
