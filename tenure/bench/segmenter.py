@@ -1,0 +1,978 @@
+"""``tenure bench segmenter``: the segmenter's consumer and sweep, beside raw COPY baselines.
+
+Three scenarios, each on a database of its own (created on the embedded
+PostgreSQL, or on the server of ``DATABASE_URL`` when it is set, and dropped
+afterwards), with an embedded broker unless ``TENURE_BENCH_BOOTSTRAP_SERVERS``:
+
+1. **consumer**: 20 active segments (:data:`.segmenter_data.CONSUMER_SEGMENTS`);
+   ``events`` customer events are produced to ``customer.events`` first, then the
+   service's own ``ConsumerRunner`` + ``EventBatchHandler`` (with the outbox relay
+   and the timer sweeper running beside it, as in the service) consume them.
+   Figure: events/s from the first to the last committed batch. Baseline: asyncpg
+   ``copy_records_to_table`` of one row per event into a scratch table.
+2. **sweep**: ``sweep_profiles`` profiles made set-based in SQL, five
+   time-dependent segments backfilled, then every timer made due one day later
+   and ``TimerSweeper.sweep_once`` called until nothing is due. Figure: seconds.
+   Baseline: COPY of the same profile rows into a copy of ``profiles``.
+3. **memory**: the RSS of this process (where the consumer runs), sampled during
+   a soak of ``soak_s`` seconds fed by a producer process at a steady rate.
+
+The exit status follows :mod:`tenure.bench`: 0 when the scenarios ran (and, in a
+full run, met their targets), 1 when a full run missed one, 2 when it could not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import psutil
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.segmenter import repository as repo
+from services.segmenter.backfill import backfill
+from services.segmenter.catalog_cache import CatalogCache
+from services.segmenter.consumer import EventBatchHandler, is_transient, utc_now
+from services.segmenter.models import outbox
+from services.segmenter.rules.ast import dump_rule, parse_rule
+from services.segmenter.settings import SegmenterGroup
+from services.segmenter.sweeper import TimerSweeper
+from shared.db.engine import create_engine
+from shared.db.migrations import upgrade
+from shared.db.outbox import OutboxRelay
+from shared.events import ALL_TOPICS
+from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
+from shared.events.customer_events import CustomerEvent
+from shared.kafka.consumer import ConsumerRunner, Record
+from shared.kafka.dlq import DeadLetterPolicy
+from shared.kafka.producer import EventPublisher, Message
+from shared.kafka.topics import ensure_topics, with_dead_letters
+from shared.settings import DatabaseSettings, KafkaSettings
+from tenure.bench.segmenter_data import (
+    CONSUMER_SEGMENTS,
+    SWEEP_SEGMENTS,
+    EventStream,
+    profile_fill_sql,
+)
+from tenure.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, uri_for_database
+from tenure.services import SERVICES
+
+TARGET_EVENTS_PER_S = 15_000.0
+TARGET_SWEEP_S = 10.0
+#: RSS growth per minute, fitted over the soak, below which memory counts as flat
+TARGET_RSS_SLOPE_MB_PER_MIN = 1.0
+#: the issue's "memory flat over 10 minutes"
+FULL_SOAK_S = 600.0
+PRODUCE_CHUNK = 20_000
+RSS_SAMPLE_S = 0.5
+#: give up when the consumer commits nothing for this long
+STALL_TIMEOUT_S = 120.0
+
+Log = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterBenchOptions:
+    events: int = 300_000
+    customers: int = 50_000
+    sweep_profiles: int = 1_000_000
+    #: the sweep's chunk as the service is configured (``TENURE_SEGMENTER_SWEEP_CHUNK``)
+    sweep_chunk: int = SegmenterGroup().sweep_chunk
+    #: a second sweep with this chunk (None: skip it)
+    large_sweep_chunk: int | None = 250_000
+    #: a third sweep by this many sweepers at once, as replicas would (< 2: skip it)
+    parallel_sweepers: int = 2
+    soak_s: float = 600.0
+    #: events/s the soak producer offers; None: 60% of the measured consumer rate
+    soak_rate: float | None = None
+    max_batch_records: int = SegmenterGroup().max_batch_records
+    partitions: int = 6
+    #: a server to create the scratch databases on; None starts an embedded one
+    database_url: str | None = None
+    bootstrap_servers: str | None = None
+    #: cProfile the consumer's window into this file
+    profile_path: Path | None = None
+    log: Log = _stderr
+
+    @classmethod
+    def for_run(
+        cls, *, duration_s: float, quick: bool, soak_s: float | None = None
+    ) -> SegmenterBenchOptions:
+        """Sizes for a full run (``duration_s`` stretches the consumer's backlog) or a
+        ``quick`` smoke run; servers and overrides from the environment."""
+        env = os.environ
+        if quick:
+            options = cls(
+                events=20_000,
+                customers=5_000,
+                sweep_profiles=50_000,
+                large_sweep_chunk=None,
+                parallel_sweepers=0,
+                soak_s=5.0 if soak_s is None else soak_s,
+            )
+        else:
+            options = cls(
+                events=max(300_000, int(TARGET_EVENTS_PER_S * duration_s)),
+                soak_s=FULL_SOAK_S if soak_s is None else soak_s,
+            )
+        overrides: dict[str, Any] = {
+            "database_url": env.get("DATABASE_URL") or None,
+            "bootstrap_servers": env.get("TENURE_BENCH_BOOTSTRAP_SERVERS") or None,
+        }
+        for name, kind in (
+            ("events", int),
+            ("customers", int),
+            ("sweep_profiles", int),
+            ("sweep_chunk", int),
+            ("max_batch_records", int),
+            ("soak_rate", float),
+        ):
+            value = env.get(f"TENURE_BENCH_SEGMENTER_{name.upper()}")
+            if value:
+                overrides[name] = kind(value)
+        if env.get("TENURE_BENCH_SEGMENTER_PROFILE"):
+            overrides["profile_path"] = Path(env["TENURE_BENCH_SEGMENTER_PROFILE"])
+        return replace(options, **overrides)
+
+
+# --- figures and the table -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Figure:
+    """One measured figure, its baseline from the same run, and its target."""
+
+    scenario: str
+    value: float
+    unit: str
+    baseline: str = ""
+    #: how many times the baseline's rate this is (or its time, for durations)
+    ratio: float | None = None
+    target: str = ""
+    passed: bool | None = None
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.passed is None else ("PASS" if self.passed else "MISS")
+
+
+@dataclass(slots=True)
+class BenchResult:
+    options: SegmenterBenchOptions
+    figures: list[Figure] = field(default_factory=list)
+    #: CPU cores each process kept busy during the consumer's window
+    consumer_cores: dict[str, float] | None = None
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def figure(self, scenario: str) -> Figure:
+        return next(f for f in self.figures if f.scenario == scenario)
+
+    @property
+    def misses(self) -> list[Figure]:
+        return [f for f in self.figures if f.passed is False]
+
+
+_COLUMNS = (
+    ("scenario", "<", 30),
+    ("value", ">", 12),
+    ("unit", "<", 9),
+    ("baseline (same run)", "<", 30),
+    ("ratio", ">", 7),
+    ("target", "<", 16),
+    ("", "<", 4),
+)
+
+
+def format_table(figures: Sequence[Figure]) -> str:
+    def line(cells: list[str]) -> str:
+        pairs = zip(cells, _COLUMNS, strict=True)
+        return "  ".join(f"{cell:{align}{width}}" for cell, (_, align, width) in pairs).rstrip()
+
+    lines = [line([c for c, _, _ in _COLUMNS]), line(["-" * w for _, _, w in _COLUMNS])]
+    for f in figures:
+        value = f"{f.value:,.0f}" if abs(f.value) >= 1000 else f"{f.value:,.2f}"
+        ratio = "-" if f.ratio is None else f"{f.ratio:.3g}x"
+        lines.append(line([f.scenario, value, f.unit, f.baseline, ratio, f.target, f.verdict]))
+    notes = [f"  {f.scenario}: {f.note}" for f in figures if f.note]
+    return "\n".join(lines + (["notes:", *notes] if notes else []))
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+async def run_segmenter_bench(
+    *,
+    duration_s: float,
+    quick: bool,
+    soak_s: float | None = None,
+    json_path: Path | None = None,
+    options: SegmenterBenchOptions | None = None,
+) -> int:
+    """Run the three scenarios, print the table; the exit status of ``tenure bench``."""
+    options = options or SegmenterBenchOptions.for_run(
+        duration_s=duration_s, quick=quick, soak_s=soak_s
+    )
+    started = datetime.now(UTC)
+    try:
+        result = await SegmenterBench(options).run()
+    except (RuntimeError, TimeoutError, ValueError, OSError, asyncpg.PostgresError) as exc:
+        print(f"tenure bench segmenter: {exc!r}", file=sys.stderr)
+        return 2
+    print(
+        f"tenure bench segmenter: {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, "
+        f"{options.events:,} events for {options.customers:,} customers, "
+        f"{options.sweep_profiles:,}-profile sweep, {options.soak_s:g}s soak"
+        f"{' (quick)' if quick else ''}"
+    )
+    print(format_table(result.figures))
+    if result.consumer_cores:
+        shares = ", ".join(f"{name} {cores:.2f}" for name, cores in result.consumer_cores.items())
+        print(f"cores busy during the consumer window: {shares}")
+    for miss in result.misses:
+        print(f"MISS {miss.scenario}: {miss.value:,.2f} {miss.unit}, target {miss.target}")
+    path = json_path or (
+        Path(os.environ["TENURE_BENCH_JSON"]) if os.environ.get("TENURE_BENCH_JSON") else None
+    )
+    if path is not None:
+        path.write_bytes(_as_json(result, started, quick))
+    return 1 if result.misses and not quick else 0
+
+
+def segmenter_bench(*, duration_s: float, quick: bool, soak_s: float | None = None) -> int:
+    """:func:`run_segmenter_bench` for callers outside an event loop (the CLI)."""
+    return asyncio.run(run_segmenter_bench(duration_s=duration_s, quick=quick, soak_s=soak_s))
+
+
+def _as_json(result: BenchResult, started: datetime, quick: bool) -> bytes:
+    options = {k: v for k, v in asdict(result.options).items() if k != "log"}
+    options["database_url"] = "(set)" if options["database_url"] else None
+    return orjson.dumps(
+        {
+            "target": "segmenter",
+            "started": started.isoformat(),
+            "cpus": os.cpu_count(),
+            "quick": quick,
+            "options": options,
+            "figures": [{**asdict(f), "verdict": f.verdict or None} for f in result.figures],
+            "consumer_cores": result.consumer_cores,
+            #: (seconds since the soak started, RSS MB), to see the shape behind the slope
+            "rss_samples": result.rss_samples,
+        },
+        option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
+        default=str,
+    )
+
+
+class SegmenterBench:
+    """Starts the servers, runs the scenarios in order, always cleans up."""
+
+    def __init__(self, options: SegmenterBenchOptions) -> None:
+        self.options = options
+        self.log = options.log
+        self.result = BenchResult(options)
+        self._state = Path(tempfile.mkdtemp(prefix="tenure-bench-segmenter-"))
+        self._postgres: EmbeddedPostgres | None = None
+        self._broker: EmbeddedBroker | None = None
+        self._server_url = ""
+        self._databases: list[str] = []
+
+    async def run(self) -> BenchResult:
+        try:
+            await self._start_servers()
+            await self._consumer_scenario()
+            gc.collect()
+            await self._sweep_scenario()
+            return self.result
+        finally:
+            await self._cleanup()
+
+    # --- servers and databases -------------------------------------------------------------
+
+    async def _start_servers(self) -> None:
+        options = self.options
+        if options.database_url:
+            self._server_url = options.database_url
+        else:
+            self.log("starting the embedded PostgreSQL …")
+            self._postgres = EmbeddedPostgres(self._state / "postgres", database="tenure_bench")
+            self._server_url = await asyncio.to_thread(self._postgres.start)
+        if options.bootstrap_servers:
+            self._bootstrap = options.bootstrap_servers
+        else:
+            self.log("starting the embedded broker …")
+            self._broker = EmbeddedBroker(port=free_port(), log_path=self._state / "broker.log")
+            await asyncio.to_thread(self._broker.start)
+            self._bootstrap = self._broker.bootstrap_servers
+
+    async def _new_database(self, purpose: str) -> str:
+        """A migrated scratch database on the server; its SQLAlchemy-style URL."""
+        name = f"bench_{purpose}_{uuid.uuid4().hex[:8]}"
+        conn = await asyncpg.connect(_dsn(self._server_url))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        self._databases.append(name)
+        url = uri_for_database(self._server_url, name)
+        await asyncio.to_thread(
+            upgrade, script_location=SERVICES["segmenter"].migrations_dir, database_url=url
+        )
+        return url
+
+    async def _cleanup(self) -> None:
+        if self._server_url and self.options.database_url:
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                conn = await asyncpg.connect(_dsn(self._server_url))
+                try:
+                    for name in self._databases:
+                        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                finally:
+                    await conn.close()
+        if self._broker is not None:
+            await asyncio.to_thread(self._broker.stop)
+        if self._postgres is not None:
+            await asyncio.to_thread(self._postgres.stop)
+        shutil.rmtree(self._state, ignore_errors=True)
+
+    def _postgres_pid(self) -> int | None:
+        pid_file = self._state / "postgres" / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError):
+            return int(pid_file.read_text().split("\n", 1)[0])
+        return None
+
+    # --- 1. the consumer (and the memory soak) ---------------------------------------------------
+
+    async def _consumer_scenario(self) -> None:
+        options = self.options
+        url = await self._new_database("consumer")
+        kafka = KafkaSettings(bootstrap_servers=self._bootstrap, partitions=options.partitions)
+        await ensure_topics(kafka, with_dead_letters(ALL_TOPICS))
+        group_id = f"bench-segmenter-{uuid.uuid4().hex[:8]}"
+        if options.bootstrap_servers:
+            await _start_group_at_end(self._bootstrap, group_id)
+        engine = create_engine(DatabaseSettings(url=url))
+        try:
+            await _save_segments(engine, CONSUMER_SEGMENTS)
+            now = datetime.now(UTC)
+            stream = EventStream(customers=options.customers, now=now)
+            copy_rows = await self._produce(kafka, stream, options.events)
+            rows_per_s = await _copy_events(url, copy_rows)
+            del copy_rows
+            gc.collect()
+            self.result.figures.append(
+                Figure(
+                    "COPY events (baseline)",
+                    rows_per_s,
+                    "rows/s",
+                    note="asyncpg "
+                    "copy_records_to_table, one row per event, into an unindexed table",
+                )
+            )
+            await self._consume(engine, kafka, group_id, rows_per_s)
+        finally:
+            await engine.dispose()
+
+    async def _produce(
+        self, kafka: KafkaSettings, stream: EventStream, count: int
+    ) -> list[tuple[str, str, datetime, str]]:
+        self.log(f"producing {count:,} events to {CUSTOMER_EVENTS} …")
+        publisher = EventPublisher(kafka, client_id="bench-segmenter-producer")
+        await publisher.start()
+        rows: list[tuple[str, str, datetime, str]] = []
+        started = time.perf_counter()
+        try:
+            for offset in range(0, count, PRODUCE_CHUNK):
+                events = stream.take(min(PRODUCE_CHUNK, count - offset))
+                await publisher.publish_many(
+                    Message(CUSTOMER_EVENTS, e.key, e.value) for e in events
+                )
+                rows.extend(e.copy_row for e in events)
+        finally:
+            await publisher.stop()
+        self.log(f"produced in {time.perf_counter() - started:.1f}s")
+        return rows
+
+    async def _consume(
+        self, engine: AsyncEngine, kafka: KafkaSettings, group_id: str, copy_rate: float
+    ) -> None:
+        options = self.options
+        group = SegmenterGroup(max_batch_records=options.max_batch_records)
+        publisher = EventPublisher(kafka, client_id="bench-segmenter")
+        catalogs = CatalogCache(engine)
+        relay = OutboxRelay(engine=engine, outbox=outbox, publisher=publisher)
+        meter = BatchMeter(
+            EventBatchHandler(
+                engine=engine, catalogs=catalogs, clock=utc_now, on_commit=relay.notify
+            ),
+            cpu_groups=self._cpu_groups,
+            profile_path=options.profile_path,
+        )
+        runner = ConsumerRunner(
+            settings=kafka,
+            group_id=group_id,
+            decoders={CUSTOMER_EVENTS: CustomerEvent.from_bytes},
+            handler=meter,
+            dead_letters=DeadLetterPolicy(publisher),
+            is_transient=is_transient,
+            max_records=group.max_batch_records,
+        )
+        sweeper = TimerSweeper(
+            engine=engine,
+            catalogs=catalogs,
+            clock=utc_now,
+            interval_s=group.sweep_interval_s,
+            chunk=group.sweep_chunk,
+            on_commit=relay.notify,
+        )
+        rss = RssSampler()
+        await publisher.start()
+        tasks = [
+            asyncio.create_task(runner.run(), name="bench-consumer"),
+            asyncio.create_task(relay.run(), name="bench-relay"),
+            asyncio.create_task(sweeper.run(), name="bench-sweeper"),
+            asyncio.create_task(rss.run(), name="bench-rss"),
+        ]
+        try:
+            segments = len(CONSUMER_SEGMENTS)
+            self.log(f"consuming {options.events:,} events with {segments} segments …")
+            await meter.wait_for(options.events, tasks)
+            rate = meter.events_per_s
+            self.result.consumer_cores = meter.cores
+            self.result.figures.append(
+                Figure(
+                    "consumer (20 segments)",
+                    rate,
+                    "events/s",
+                    baseline=f"COPY {copy_rate:,.0f} rows/s",
+                    ratio=rate / copy_rate,
+                    target=f">= {TARGET_EVENTS_PER_S:,.0f}/s",
+                    passed=rate >= TARGET_EVENTS_PER_S,
+                    note=f"{meter.batches} batches of up to {options.max_batch_records}, "
+                    f"{meter.seconds:.1f}s from the first to the last committed batch",
+                )
+            )
+            window = rss.samples[:]
+            if options.soak_s > 0:
+                window = await self._soak(meter, rss, tasks, rate)
+            self._memory_figures(window)
+        finally:
+            runner.signal_shutdown()
+            sweeper.signal_shutdown()
+            rss.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(tasks[0], timeout=30)
+            relay.signal_shutdown()
+            for task in tasks[1:]:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, timeout=30)
+            await publisher.stop()
+
+    async def _soak(
+        self,
+        meter: BatchMeter,
+        rss: RssSampler,
+        tasks: list[asyncio.Task[None]],
+        measured_rate: float,
+    ) -> list[tuple[float, float]]:
+        options = self.options
+        rate = options.soak_rate or max(500.0, 0.6 * measured_rate)
+        self.log(f"soak: {options.soak_s:g}s at {rate:,.0f} events/s from a producer process …")
+        gc.collect()
+        start_events, start_at = meter.events, time.monotonic()
+        first_sample = len(rss.samples)
+        process = mp.get_context("spawn").Process(
+            target=soak_producer,
+            args=(self._bootstrap, options.customers, rate, options.soak_s),
+            name="bench-soak-producer",
+            daemon=True,
+        )
+        process.start()
+        try:
+            while process.is_alive():
+                _raise_if_done(tasks)
+                await asyncio.sleep(0.5)
+        finally:
+            if process.is_alive():
+                process.terminate()
+            process.join(10)
+        window = rss.samples[first_sample:]
+        consumed = meter.events - start_events
+        soak_rate = consumed / max(time.monotonic() - start_at, 1e-9)
+        self.result.figures.append(
+            Figure(
+                "soak consumed",
+                soak_rate,
+                "events/s",
+                note=f"{consumed:,} events while the producer offered {rate:,.0f}/s",
+            )
+        )
+        return window
+
+    def _memory_figures(self, samples: list[tuple[float, float]]) -> None:
+        self.result.rss_samples = samples
+        if len(samples) < 2:
+            raise RuntimeError("too few RSS samples: the consumer window was too short")
+        values = [mb for _, mb in samples]
+        slope = _slope_per_minute(samples)
+        span = samples[-1][0] - samples[0][0]
+        # A leak grows for the whole soak; the allocator settling after a step up (a larger
+        # batch than before, say) does not. The target is judged on the second half.
+        second_half = [x for x in samples if x[0] - samples[0][0] >= span / 2]
+        settled = _slope_per_minute(second_half) if len(second_half) >= 2 else slope
+        self.result.figures += [
+            Figure("RSS at soak start", values[0], "MB"),
+            Figure("RSS at soak end", values[-1], "MB"),
+            Figure("RSS max", max(values), "MB"),
+            Figure(
+                "RSS slope, whole soak",
+                slope,
+                "MB/min",
+                note=f"least-squares fit over {len(samples)} samples in {span:.0f}s",
+            ),
+            Figure(
+                "RSS slope, 2nd half",
+                settled,
+                "MB/min",
+                target=f"< {TARGET_RSS_SLOPE_MB_PER_MIN:g} MB/min",
+                passed=settled < TARGET_RSS_SLOPE_MB_PER_MIN,
+                note=f"least-squares fit over the last {span / 2:.0f}s, {len(second_half)} samples",
+            ),
+        ]
+
+    @property
+    def _cpu_groups(self) -> dict[str, int | None]:
+        return {
+            "segmenter process": os.getpid(),
+            "postgres": self._postgres_pid(),
+            "broker": self._broker.process.pid if self._broker and self._broker.process else None,
+        }
+
+    # --- 2. the sweep --------------------------------------------------------------------------
+
+    async def _sweep_scenario(self) -> None:
+        options = self.options
+        url = await self._new_database("sweep")
+        engine = create_engine(DatabaseSettings(url=url))
+        try:
+            await _save_segments(engine, SWEEP_SEGMENTS, backfilled=True)
+            now = datetime.now(UTC).replace(microsecond=0)
+            self.log(f"making {options.sweep_profiles:,} profiles …")
+            started = time.perf_counter()
+            async with engine.begin() as conn:
+                for statement in profile_fill_sql(profiles=options.sweep_profiles):
+                    await conn.execute(text(statement), {"now": now})
+            self.log(f"made in {time.perf_counter() - started:.1f}s")
+            copy_s = await _copy_profiles(url)
+            n = options.sweep_profiles
+            self.result.figures.append(
+                Figure(
+                    f"COPY {n:,} profiles (baseline)",
+                    copy_s,
+                    "s",
+                    note="asyncpg "
+                    "copy_records_to_table of the same profile rows into a copy of "
+                    "profiles (with its primary key)",
+                )
+            )
+            catalogs = CatalogCache(engine)
+            catalog = await catalogs.current()
+            self.log("backfilling the sweep segments …")
+            started = time.perf_counter()
+            await backfill(engine, catalog, catalog.segments, now=now)
+            backfill_s = time.perf_counter() - started
+            self.result.figures.append(
+                Figure(
+                    f"backfill {len(catalog.segments)} segments",
+                    backfill_s,
+                    "s",
+                    baseline=f"COPY {copy_s:.2f} s",
+                    ratio=backfill_s / copy_s,
+                    note=f"set-based over {n:,} profiles (setup of the sweep; no target)",
+                )
+            )
+            later = now + timedelta(days=1)
+            await _make_every_timer_due(url, due=later - timedelta(seconds=1))
+            runs = [(options.sweep_chunk, 1)]
+            if options.large_sweep_chunk and options.large_sweep_chunk != options.sweep_chunk:
+                runs.append((options.large_sweep_chunk, 1))
+            if options.parallel_sweepers > 1:
+                runs.append((options.sweep_chunk, options.parallel_sweepers))
+            for index, (chunk, sweepers) in enumerate(runs):
+                if index:
+                    await _restore_sweep_state(url)
+                seconds, swept, rounds = await self._sweep(engine, catalogs, chunk, later, sweepers)
+                changes = await _outbox_rows(url)
+                label = f"sweep {swept:,} (chunk {chunk:,}" + (
+                    f", {sweepers} sweepers)" if sweepers > 1 else ")"
+                )
+                self.result.figures.append(
+                    Figure(
+                        label,
+                        seconds,
+                        "s",
+                        baseline=f"COPY {copy_s:.2f} s",
+                        ratio=seconds / copy_s,
+                        target=f"< {TARGET_SWEEP_S:g} s for 1M",
+                        passed=seconds * 1_000_000 / max(swept, 1) < TARGET_SWEEP_S,
+                        note=f"{rounds} sweep_once calls, {swept / seconds:,.0f} profiles/s, "
+                        f"{changes:,} membership changes"
+                        + ("" if n == 1_000_000 else "; target scaled to 1M profiles"),
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    async def _sweep(
+        self,
+        engine: AsyncEngine,
+        catalogs: CatalogCache,
+        chunk: int,
+        now: datetime,
+        sweepers: int,
+    ) -> tuple[float, int, int]:
+        """Call ``sweep_once`` until nothing is due, from ``sweepers`` tasks at once (each
+        on a connection of its own, as replicas would); seconds, swept and calls."""
+        self.log(f"sweeping with chunk {chunk:,}, {sweepers} sweeper(s) …")
+        swept = rounds = 0
+
+        async def sweep_until_done() -> None:
+            nonlocal swept, rounds
+            sweeper = TimerSweeper(engine=engine, catalogs=catalogs, clock=lambda: now, chunk=chunk)
+            while True:
+                claimed = await sweeper.sweep_once()
+                rounds += 1
+                if not claimed:
+                    return
+                swept += claimed
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sweep_until_done() for _ in range(sweepers)))
+        return time.perf_counter() - started, swept, rounds
+
+
+# --- the consumer's meter and the RSS sampler -------------------------------------------------
+
+
+class BatchMeter:
+    """Wraps the batch handler: counts what it committed and when (it returns once durable)."""
+
+    def __init__(
+        self,
+        handler: Callable[[Sequence[Record[CustomerEvent]]], Awaitable[None]],
+        *,
+        cpu_groups: dict[str, int | None],
+        profile_path: Path | None = None,
+    ) -> None:
+        self._handler = handler
+        self._cpu_groups = cpu_groups
+        self._profile_path = profile_path
+        self._profiler: Any = None
+        self.events = 0
+        self.batches = 0
+        self.first: tuple[float, int] | None = None
+        self.last_at = 0.0
+        self._first_cpu: dict[str, float] | None = None
+        self.cores: dict[str, float] | None = None
+        self._changed = asyncio.Event()
+
+    async def __call__(self, records: Sequence[Record[CustomerEvent]]) -> None:
+        await self._handler(records)
+        self.last_at = time.perf_counter()
+        self.events += len(records)
+        self.batches += 1
+        if self.first is None:
+            self.first = (self.last_at, len(records))
+            self._first_cpu = _cpu_seconds(self._cpu_groups)
+            if self._profile_path is not None:
+                import cProfile
+
+                self._profiler = cProfile.Profile()
+                self._profiler.enable()
+        self._changed.set()
+
+    async def wait_for(self, events: int, tasks: Sequence[asyncio.Task[None]]) -> None:
+        """Until ``events`` were committed; raise when the consumer stops or stalls."""
+        while self.events < events:
+            self._changed.clear()
+            _raise_if_done(tasks)
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=STALL_TIMEOUT_S)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"the consumer committed nothing for {STALL_TIMEOUT_S:g}s "
+                    f"({self.events:,} of {events:,} events)"
+                ) from None
+        span = self.seconds
+        last_cpu = _cpu_seconds(self._cpu_groups)
+        if self._first_cpu is not None and span > 0:
+            self.cores = {
+                name: (last_cpu[name] - self._first_cpu[name]) / span
+                for name in last_cpu
+                if name in self._first_cpu
+            }
+        if self._profiler is not None and self._profile_path is not None:
+            self._profiler.disable()
+            self._profiler.dump_stats(self._profile_path)
+            self._profiler = None
+
+    @property
+    def seconds(self) -> float:
+        return 0.0 if self.first is None else self.last_at - self.first[0]
+
+    @property
+    def events_per_s(self) -> float:
+        """Events after the first batch, over the time from the first to the last batch."""
+        if self.first is None or self.seconds <= 0:
+            return 0.0
+        return (self.events - self.first[1]) / self.seconds
+
+
+class RssSampler:
+    """This process's resident set size every :data:`RSS_SAMPLE_S` seconds, in MB."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self.samples: list[tuple[float, float]] = []
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            self.samples.append((time.monotonic(), self._process.memory_info().rss / 2**20))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=RSS_SAMPLE_S)
+
+
+def _cpu_seconds(groups: dict[str, int | None]) -> dict[str, float]:
+    """CPU seconds of each process (with its children, but for this process itself),
+    and of the whole machine."""
+    found: dict[str, float] = {}
+    for name, pid in groups.items():
+        if pid is None:
+            continue
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(pid)
+            times = process.cpu_times()
+            total = times.user + times.system
+            if pid != os.getpid():
+                for child in process.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        child_times = child.cpu_times()
+                        total += child_times.user + child_times.system
+            found[name] = total
+    machine = psutil.cpu_times()
+    found["machine"] = machine.user + machine.nice + machine.system + getattr(machine, "irq", 0.0)
+    found["machine"] += getattr(machine, "softirq", 0.0) + getattr(machine, "steal", 0.0)
+    return found
+
+
+def _slope_per_minute(samples: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of MB over time, per minute."""
+    n = len(samples)
+    mean_t = sum(t for t, _ in samples) / n
+    mean_v = sum(v for _, v in samples) / n
+    var = sum((t - mean_t) ** 2 for t, _ in samples)
+    if var == 0:
+        return 0.0
+    cov = sum((t - mean_t) * (v - mean_v) for t, v in samples)
+    return cov / var * 60.0
+
+
+def _raise_if_done(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        if task.done():
+            exc = None if task.cancelled() else task.exception()
+            raise RuntimeError(f"{task.get_name()} stopped early: {exc!r}")
+
+
+def soak_producer(bootstrap_servers: str, customers: int, rate: float, seconds: float) -> None:
+    """Entry point of the soak's producer process: ``rate`` events/s for ``seconds``."""
+    asyncio.run(_produce_steadily(bootstrap_servers, customers, rate, seconds))
+
+
+async def _produce_steadily(
+    bootstrap_servers: str, customers: int, rate: float, seconds: float
+) -> None:
+    kafka = KafkaSettings(bootstrap_servers=bootstrap_servers)
+    publisher = EventPublisher(kafka, client_id="bench-soak-producer")
+    await publisher.start()
+    stream = EventStream(customers=customers, now=datetime.now(UTC), seed=int(time.time()))
+    tick = 0.1
+    started = time.monotonic()
+    sent = 0
+    try:
+        while (elapsed := time.monotonic() - started) < seconds:
+            due = int(rate * elapsed) + int(rate * tick)
+            if due > sent:
+                events = stream.take(due - sent)
+                await publisher.publish_many(
+                    Message(CUSTOMER_EVENTS, e.key, e.value) for e in events
+                )
+                sent = due
+            await asyncio.sleep(max(0.0, tick - (time.monotonic() - started - elapsed)))
+    finally:
+        await publisher.stop()
+
+
+# --- helpers on the databases -----------------------------------------------------------------
+
+
+def _dsn(url: str) -> str:
+    """An asyncpg DSN from any spelling of the URL."""
+    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+async def _save_segments(
+    engine: AsyncEngine, definitions: dict[str, dict[str, Any]], *, backfilled: bool = False
+) -> None:
+    async with engine.begin() as conn:
+        for segment_id, definition in definitions.items():
+            await repo.save_segment_version(
+                conn,
+                segment_id=segment_id,
+                name=segment_id,
+                description="tenure bench segmenter",
+                definition=dump_rule(parse_rule(definition)),
+                version=1,
+            )
+        if backfilled:
+            await conn.execute(text("UPDATE segmenter.segments SET backfilled_version = version"))
+
+
+async def _start_group_at_end(bootstrap_servers: str, group_id: str) -> None:
+    """On a broker of someone else's, start the group after what ``customer.events`` holds."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(CUSTOMER_EVENTS) or set()
+        tps = [TopicPartition(CUSTOMER_EVENTS, p) for p in partitions]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.commit(dict(ends.items()))
+    finally:
+        await consumer.stop()
+
+
+async def _copy_events(url: str, rows: list[tuple[str, str, datetime, str]]) -> float:
+    conn = await asyncpg.connect(_dsn(url))
+    try:
+        await conn.execute(
+            "CREATE TABLE public.bench_copy_events "
+            "(customer_id text, event_name text, at timestamptz, properties jsonb)"
+        )
+        started = time.perf_counter()
+        await conn.copy_records_to_table(
+            "bench_copy_events",
+            schema_name="public",
+            records=rows,
+            columns=["customer_id", "event_name", "at", "properties"],
+        )
+        seconds = time.perf_counter() - started
+        await conn.execute("DROP TABLE public.bench_copy_events")
+    finally:
+        await conn.close()
+    return len(rows) / seconds
+
+
+async def _copy_profiles(url: str) -> float:
+    conn = await asyncpg.connect(_dsn(url))
+    try:
+        records = await conn.fetch("SELECT * FROM segmenter.profiles")
+        columns = list(records[0].keys()) if records else []
+        await conn.execute(
+            "CREATE TABLE public.bench_copy_profiles (LIKE segmenter.profiles INCLUDING ALL)"
+        )
+        started = time.perf_counter()
+        await conn.copy_records_to_table(
+            "bench_copy_profiles", schema_name="public", records=records, columns=columns
+        )
+        seconds = time.perf_counter() - started
+        await conn.execute("DROP TABLE public.bench_copy_profiles")
+        del records
+    finally:
+        await conn.close()
+    return seconds
+
+
+async def _make_every_timer_due(url: str, *, due: datetime) -> None:
+    """Every profile gets a due timer; the memberships and timers are kept to restore them."""
+    conn = await asyncpg.connect(_dsn(url))
+    try:
+        await conn.execute(
+            "INSERT INTO segmenter.membership_timers (customer_id, due_at) "
+            "SELECT customer_id, $1 FROM segmenter.profiles "
+            "ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at",
+            due,
+        )
+        await conn.execute("TRUNCATE segmenter.outbox")  # the backfill's; a relay drains them
+        await conn.execute(
+            "CREATE TABLE public.bench_saved_memberships AS SELECT * FROM segmenter.memberships"
+        )
+        await conn.execute(
+            "CREATE TABLE public.bench_saved_timers AS SELECT * FROM segmenter.membership_timers"
+        )
+        await _vacuum(conn)
+    finally:
+        await conn.close()
+
+
+async def _restore_sweep_state(url: str) -> None:
+    """The memberships and due timers as they were before the previous sweep."""
+    conn = await asyncpg.connect(_dsn(url))
+    try:
+        async with conn.transaction():
+            await conn.execute("TRUNCATE segmenter.memberships, segmenter.membership_timers")
+            await conn.execute("TRUNCATE segmenter.outbox")
+            await conn.execute(
+                "INSERT INTO segmenter.memberships SELECT * FROM public.bench_saved_memberships"
+            )
+            await conn.execute(
+                "INSERT INTO segmenter.membership_timers SELECT * FROM public.bench_saved_timers"
+            )
+        await _vacuum(conn)
+    finally:
+        await conn.close()
+
+
+async def _outbox_rows(url: str) -> int:
+    conn = await asyncpg.connect(_dsn(url))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM segmenter.outbox"))
+    finally:
+        await conn.close()
+
+
+async def _vacuum(conn: asyncpg.Connection) -> None:
+    """What autovacuum would have done by the time of a real sweep."""
+    for table in ("memberships", "membership_timers", "outbox", "profiles"):
+        await conn.execute(f"VACUUM ANALYZE segmenter.{table}")

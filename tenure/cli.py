@@ -1,0 +1,107 @@
+"""The ``tenure`` command: run the stack, one service, migrations, topics, benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from tenure.bench import TARGETS as BENCH_TARGETS
+from tenure.services import SERVICES
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tenure", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="run the whole stack locally (embedded broker and database)")
+    dev.add_argument(
+        "--kafka-port", type=int, default=9092, help="port of the embedded broker (default 9092)"
+    )
+    dev.add_argument(
+        "--base-port",
+        type=int,
+        default=None,
+        help="give the services consecutive ports from this one "
+        "(default: ingest 8001, segmenter 8002, …)",
+    )
+    dev.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the embedded database, keys and logs live (default ./.tenure)",
+    )
+    dev.add_argument(
+        "--exit-when-ready",
+        action="store_true",
+        help="start everything, print the banner, then stop (a smoke test)",
+    )
+
+    serve = sub.add_parser("serve", help="run one service in the foreground")
+    serve.add_argument("service", choices=sorted(SERVICES))
+
+    sub.add_parser("migrate", help="apply every service's database migrations")
+    sub.add_parser("topics", help="create the Kafka topics (and their DLQs)")
+
+    bench = sub.add_parser("bench", help="run a benchmark and print ratios to its baselines")
+    bench.add_argument("target", choices=sorted(BENCH_TARGETS))
+    bench.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
+    bench.add_argument("--quick", action="store_true", help="short scenarios (a smoke run)")
+    bench.add_argument(
+        "--soak",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="segmenter: seconds of steady load while RSS is sampled (default 600; 5 if --quick)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "dev":
+        from tenure.dev import DevOptions, run_dev
+        from tenure.embedded import project_state_dir
+
+        return run_dev(
+            DevOptions(
+                kafka_port=args.kafka_port,
+                base_port=args.base_port,
+                exit_when_ready=args.exit_when_ready,
+                state_dir=(args.state_dir or project_state_dir()).resolve(),
+            )
+        )
+    if args.command == "serve":
+        from tenure.serve import serve
+
+        serve(args.service)
+        return 0
+    if args.command == "migrate":
+        from shared.settings import ServiceSettings
+        from tenure.migrate import migrate_all
+
+        url = ServiceSettings().database.url.get_secret_value()
+        print(f"migrated: {', '.join(migrate_all(url)) or 'nothing to migrate'}")
+        return 0
+    if args.command == "topics":
+        from shared.events import ALL_TOPICS
+        from shared.kafka.topics import ensure_topics, with_dead_letters
+        from shared.settings import ServiceSettings
+
+        created = asyncio.run(ensure_topics(ServiceSettings().kafka, with_dead_letters(ALL_TOPICS)))
+        print(f"created: {', '.join(created) or 'none (all exist)'}")
+        return 0
+    if args.command == "bench":
+        from tenure.bench import run_bench
+
+        extra = {"soak_s": args.soak} if args.soak is not None else {}
+        if extra and args.target != "segmenter":
+            print("tenure bench: --soak applies to the segmenter benchmark only", file=sys.stderr)
+            return 2
+        return run_bench(args.target, duration_s=args.duration, quick=args.quick, **extra)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

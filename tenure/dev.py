@@ -1,0 +1,233 @@
+"""``tenure dev``: the whole stack on one machine without Docker.
+
+Starts the in-memory broker (unless ``TENURE_KAFKA_BOOTSTRAP_SERVERS`` is set)
+and PostgreSQL (unless ``DATABASE_URL`` / ``TENURE_DATABASE_URL`` is set),
+migrates, creates the topics, makes a development write key and admin token on
+first run (kept in the state directory), starts every service as its own
+process, prints how to use it, and stops everything on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from shared.auth import hash_token
+from shared.events import ALL_TOPICS
+from shared.kafka.topics import ensure_topics, with_dead_letters
+from shared.settings import KafkaSettings
+from tenure.embedded import (
+    EmbeddedBroker,
+    EmbeddedPostgres,
+    PortTaken,
+    ensure_port_free,
+    project_state_dir,
+)
+from tenure.migrate import migrate_all
+from tenure.services import SERVICES
+
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass
+class DevOptions:
+    kafka_port: int = 9092
+    base_port: int | None = None
+    exit_when_ready: bool = False
+    state_dir: Path = field(default_factory=project_state_dir)
+
+
+def _secret(state_dir: Path, filename: str, override_env: str) -> str:
+    """A development secret: the override variable, else kept in the state directory."""
+    given = os.environ.get(override_env)
+    if given:
+        return given
+    path = state_dir / filename
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(24)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+class DevStack:
+    def __init__(self, options: DevOptions) -> None:
+        self.options = options
+        self.env = dict(os.environ)
+        self.broker: EmbeddedBroker | None = None
+        self.postgres: EmbeddedPostgres | None = None
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports: dict[str, int] = {}
+
+    # --- bring-up -------------------------------------------------------------
+
+    def start(self) -> None:
+        state = self.options.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        for index, (name, spec) in enumerate(SERVICES.items()):
+            base = self.options.base_port
+            self.ports[name] = spec.port if base is None else base + index
+            ensure_port_free(self.ports[name], f"the {name} service")
+        self._start_broker(state)
+        self._start_postgres(state)
+        database_url = self.env["TENURE_DATABASE_URL"]
+        _say("migrating the database")
+        migrate_all(database_url)
+        kafka = KafkaSettings(bootstrap_servers=self.env["TENURE_KAFKA_BOOTSTRAP_SERVERS"])
+        created = asyncio.run(ensure_topics(kafka, with_dead_letters(ALL_TOPICS)))
+        _say(f"topics ready ({len(created)} created)")
+        self.write_key = _secret(state, "write-key", "TENURE_DEV_WRITE_KEY")
+        self.admin_token = _secret(state, "admin-token", "TENURE_DEV_ADMIN_TOKEN")
+        self.env["TENURE_INGEST_WRITE_KEY_HASHES"] = _joined(
+            self.env.get("TENURE_INGEST_WRITE_KEY_HASHES"), hash_token(self.write_key)
+        )
+        self.env["TENURE_SEGMENTER_ADMIN_TOKEN_HASHES"] = _joined(
+            self.env.get("TENURE_SEGMENTER_ADMIN_TOKEN_HASHES"), hash_token(self.admin_token)
+        )
+        self.env.setdefault("TENURE_LOG_FORMAT", "text")
+        for name in SERVICES:
+            self._start_service(name)
+        self._wait_ready()
+
+    def _start_broker(self, state: Path) -> None:
+        if self.env.get("TENURE_KAFKA_BOOTSTRAP_SERVERS"):
+            _say(f"using the broker at {self.env['TENURE_KAFKA_BOOTSTRAP_SERVERS']}")
+            return
+        self.broker = EmbeddedBroker(self.options.kafka_port, state / "logs" / "broker.log")
+        self.broker.start()
+        self.env["TENURE_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap_servers
+        _say(f"embedded broker (in memory) on {self.broker.bootstrap_servers}")
+
+    def _start_postgres(self, state: Path) -> None:
+        given = self.env.get("TENURE_DATABASE_URL") or self.env.get("DATABASE_URL")
+        if given:
+            self.env["TENURE_DATABASE_URL"] = given
+            _say("using the database at DATABASE_URL")
+            return
+        self.postgres = EmbeddedPostgres(state / "postgres")
+        self.env["TENURE_DATABASE_URL"] = self.postgres.start()
+        _say(f"embedded PostgreSQL, data in {state / 'postgres'}")
+
+    def _start_service(self, name: str) -> None:
+        env = dict(self.env, TENURE_HTTP_PORT=str(self.ports[name]), TENURE_HTTP_HOST="127.0.0.1")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "tenure", "serve", name], env=env
+        )
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        pending = set(self.processes)
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                for name in sorted(pending):
+                    process = self.processes[name]
+                    if process.poll() is not None:
+                        raise RuntimeError(f"the {name} service exited with {process.returncode}")
+                    try:
+                        answer = client.get(f"http://127.0.0.1:{self.ports[name]}/readyz")
+                    except httpx.TransportError:
+                        continue
+                    if answer.status_code == 200:
+                        pending.discard(name)
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"not ready after {READY_TIMEOUT_S:.0f}s: {sorted(pending)}")
+                time.sleep(0.2)
+
+    # --- run and stop ---------------------------------------------------------
+
+    def banner(self) -> str:
+        ingest = f"http://127.0.0.1:{self.ports['ingest']}"
+        lines = ["", "Tenure is running.", ""]
+        lines += [
+            f"  {name:<11} http://127.0.0.1:{port}   (API docs: /docs, metrics: /metrics)"
+            for name, port in self.ports.items()
+        ]
+        lines += [
+            f"  broker      {self.env['TENURE_KAFKA_BOOTSTRAP_SERVERS']}",
+            "",
+            f"  write key   {self.write_key}",
+            f"  admin token {self.admin_token}",
+            "",
+            "  Send an event:",
+            f"    curl -u '{self.write_key}:' {ingest}/v1/track \\",
+            "      -H 'Content-Type: application/json' \\",
+            '      -d \'{"userId": "user-1", "event": "Order Completed", '
+            '"properties": {"revenue": 42}}\'',
+            "",
+            "  Press Ctrl-C to stop.",
+        ]
+        return "\n".join(lines)
+
+    def wait(self) -> int:
+        """Block until a signal or a service exits; return the exit code to use."""
+        stop = {"signal": False}
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop["signal"] = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        while not stop["signal"]:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    _say(f"the {name} service exited with {process.returncode}; stopping")
+                    return 1
+            time.sleep(0.3)
+        return 0
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in self.processes.items():
+            try:
+                process.wait(timeout=35)
+            except subprocess.TimeoutExpired:
+                _say(f"the {name} service did not stop in time; killing it")
+                process.kill()
+                process.wait()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def run_dev(options: DevOptions) -> int:
+    stack = DevStack(options)
+    try:
+        stack.start()
+    except PortTaken as exc:
+        _say(f"cannot start: {exc}")
+        stack.stop()
+        return 2
+    except (RuntimeError, OSError) as exc:
+        _say(f"cannot start: {exc}")
+        stack.stop()
+        return 1
+    except KeyboardInterrupt:
+        stack.stop()
+        return 130
+    print(stack.banner(), flush=True)
+    code = 0 if options.exit_when_ready else stack.wait()
+    _say("stopping")
+    stack.stop()
+    return code
+
+
+def _joined(existing: str | None, digest: str) -> str:
+    return ",".join(part for part in (existing, digest) if part)
+
+
+def _say(message: str) -> None:
+    print(f"tenure: {message}", file=sys.stderr, flush=True)

