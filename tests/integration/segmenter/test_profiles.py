@@ -1,0 +1,165 @@
+"""Profiles from identify/track/alias calls: merges, ordering, redelivery, erasure."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import orjson
+
+from tests.integration.segmenter.conftest import ADMIN, START, Stack, event, run_id
+
+
+async def test_identify_and_track_build_the_profile(stack: Stack) -> None:
+    customer = f"c-{run_id()}"
+    await stack.send(
+        event(
+            "identify",
+            customer,
+            START - timedelta(days=3),
+            traits={"email": "ada@example.com", "plan": "pro"},
+            context={"timezone": "Europe/Paris", "locale": "fr-FR"},
+        ),
+        event(
+            "track",
+            customer,
+            START - timedelta(days=2),
+            event="Order Completed",
+            properties={"revenue": 40},
+        ),
+        event(
+            "track",
+            customer,
+            START - timedelta(days=1),
+            event="Order Completed",
+            properties={"revenue": 2.5},
+        ),
+        event("page", customer, START - timedelta(hours=5), name="Pricing"),
+    )
+    profile = await stack.profile(customer, until=lambda p: len(p["events"]) == 2)
+    assert profile["traits"] == {"email": "ada@example.com", "plan": "pro"}
+    assert (profile["timezone"], profile["locale"]) == ("Europe/Paris", "fr-FR")
+    events = {e["event"]: e for e in profile["events"]}
+    assert events["Order Completed"]["count"] == 2
+    assert events["Order Completed"]["value_sum"] == 42.5
+    assert events["Page Viewed"]["count"] == 1
+    assert profile["first_seen_at"].startswith((START - timedelta(days=3)).date().isoformat())
+
+    published = await stack.profiles.wait_for(
+        lambda r: r.key == customer.encode() and b"ada@example.com" in r.value
+    )
+    message = orjson.loads(published.value)
+    assert message["email"] == "ada@example.com"
+    assert message["timezone"] == "Europe/Paris"
+    assert message["version"] >= 1
+
+
+async def test_traits_are_last_write_wins_by_event_time_not_arrival(stack: Stack) -> None:
+    customer = f"c-{run_id()}"
+    newer = event("identify", customer, START - timedelta(hours=1), traits={"plan": "pro"})
+    older = event(
+        "identify", customer, START - timedelta(days=1), traits={"plan": "free", "company": "Acme"}
+    )
+    await stack.send(newer)
+    await stack.profile(customer, until=lambda p: p["traits"].get("plan") == "pro")
+    await stack.send(older)  # arrives last, happened first
+    profile = await stack.profile(customer, until=lambda p: "company" in p["traits"])
+    assert profile["traits"] == {"plan": "pro", "company": "Acme"}
+
+
+async def test_a_null_trait_removes_it(stack: Stack) -> None:
+    customer = f"c-{run_id()}"
+    await stack.send(
+        event(
+            "identify", customer, START - timedelta(hours=2), traits={"coupon": "X1", "plan": "pro"}
+        )
+    )
+    await stack.profile(customer, until=lambda p: "coupon" in p["traits"])
+    await stack.send(
+        event("identify", customer, START - timedelta(hours=1), traits={"coupon": None})
+    )
+    profile = await stack.profile(customer, until=lambda p: "coupon" not in p["traits"])
+    assert profile["traits"] == {"plan": "pro"}
+
+
+async def test_alias_merges_the_anonymous_history_into_the_known_customer(stack: Stack) -> None:
+    known, anonymous = f"u-{run_id()}", f"anon-{run_id()}"
+    await stack.send(
+        event(
+            "track", None, START - timedelta(days=2), anonymousId=anonymous, event="Product Viewed"
+        ),
+        event(
+            "identify",
+            None,
+            START - timedelta(days=2),
+            anonymousId=anonymous,
+            traits={"utm_source": "ads"},
+        ),
+        event("identify", known, START - timedelta(days=1), traits={"email": "k@example.com"}),
+    )
+    await stack.profile(anonymous, until=lambda p: p["traits"].get("utm_source") == "ads")
+    await stack.profile(known)
+    await stack.send(event("alias", known, START - timedelta(hours=12), previousId=anonymous))
+    merged = await stack.profile(known, until=lambda p: anonymous in p["aliases"])
+    assert merged["traits"] == {"utm_source": "ads", "email": "k@example.com"}
+    assert {e["event"]: e["count"] for e in merged["events"]} == {"Product Viewed": 1}
+
+    via_old_id = await stack.profile(anonymous)
+    assert via_old_id["customer_id"] == known
+    assert via_old_id["requested_id"] == anonymous
+
+    # later events under the anonymous id land on the merged profile
+    await stack.send(
+        event(
+            "track", None, START - timedelta(hours=1), anonymousId=anonymous, event="Product Viewed"
+        )
+    )
+    merged = await stack.profile(
+        known,
+        until=lambda p: {e["event"]: e["count"] for e in p["events"]}.get("Product Viewed") == 2,
+    )
+    deleted = await stack.profiles.wait_for(
+        lambda r: r.key == anonymous.encode() and b'"deleted":true' in r.value
+    )
+    assert orjson.loads(deleted.value)["deleted"] is True
+
+
+async def test_redelivered_events_change_nothing(stack: Stack) -> None:
+    customer = f"c-{run_id()}"
+    purchases = [
+        event(
+            "track",
+            customer,
+            START - timedelta(days=d),
+            event="Order Completed",
+            properties={"revenue": 10},
+        )
+        for d in (1, 2, 3)
+    ]
+    await stack.send(*purchases)
+    await stack.profile(customer, until=lambda p: p["events"] and p["events"][0]["count"] == 3)
+    await stack.send(*purchases)  # the same messageIds again, as after a producer retry
+    marker = event("track", customer, START, event="Marker")
+    await stack.send(marker)
+    profile = await stack.profile(customer, until=lambda p: len(p["events"]) == 2)
+    counts = {e["event"]: (e["count"], e["value_sum"]) for e in profile["events"]}
+    assert counts == {"Order Completed": (3, 30.0), "Marker": (1, 0.0)}
+
+
+async def test_erasure_removes_the_customer_and_says_so(stack: Stack) -> None:
+    customer, anonymous = f"c-{run_id()}", f"anon-{run_id()}"
+    await stack.send(
+        event("identify", customer, START - timedelta(days=1), traits={"email": "x@example.com"}),
+        event("alias", customer, START - timedelta(hours=20), previousId=anonymous),
+    )
+    await stack.profile(customer, until=lambda p: anonymous in p["aliases"])
+    answer = await stack.client.delete(f"/v1/profiles/{customer}", headers=ADMIN)
+    assert answer.status_code == 200
+    assert sorted(answer.json()["erased_ids"]) == sorted([customer, anonymous])
+    assert (await stack.client.get(f"/v1/profiles/{customer}", headers=ADMIN)).status_code == 404
+    assert (await stack.client.get(f"/v1/profiles/{anonymous}", headers=ADMIN)).status_code == 404
+    gone = await stack.profiles.wait_for(
+        lambda r: r.key == customer.encode() and b'"deleted":true' in r.value
+    )
+    assert orjson.loads(gone.value)["customerId"] == customer
+    again = await stack.client.delete(f"/v1/profiles/{customer}", headers=ADMIN)
+    assert again.status_code == 404

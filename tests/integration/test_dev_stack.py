@@ -1,0 +1,141 @@
+"""`tenure dev` as a newcomer runs it: everything up, a curl'd event flows end to end,
+Ctrl-C stops it cleanly, and a taken port is named instead of a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.events.customer_events import TOPIC
+from tenure.embedded import free_port
+from tests.support.kafka import TopicTail, json_value
+
+pytestmark = pytest.mark.slow
+
+
+def _start(state: Path, kafka_port: int, base_port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tenure",
+            "dev",
+            "--state-dir",
+            str(state),
+            "--kafka-port",
+            str(kafka_port),
+            "--base-port",
+            str(base_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for_banner(process: subprocess.Popen[str], timeout_s: float = 90) -> str:
+    assert process.stdout is not None
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if "Press Ctrl-C to stop." in line:
+            return "".join(seen)
+    raise AssertionError("tenure dev did not come up:\n" + "".join(seen))
+
+
+def _base_port() -> int:
+    """Two consecutive free ports for ingest and segmenter."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free ports")
+
+
+async def test_dev_stack_takes_an_event_end_to_end(tmp_path: Path) -> None:
+    kafka_port, base = free_port(), _base_port()
+    process = _start(tmp_path / "state", kafka_port, base)
+    try:
+        banner = await asyncio.to_thread(_wait_for_banner, process)
+        write_key = (tmp_path / "state" / "write-key").read_text().strip()
+        admin = (tmp_path / "state" / "admin-token").read_text().strip()
+        assert write_key in banner and f"http://127.0.0.1:{base}" in banner
+
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(
+                f"http://127.0.0.1:{base}/v1/track",
+                auth=(write_key, ""),
+                json={
+                    "userId": "newcomer-1",
+                    "event": "Order Completed",
+                    "properties": {"revenue": 42},
+                },
+            )
+            assert answer.status_code == 200, answer.text
+            message_id = answer.json()["messageId"]
+
+            tail = await TopicTail(f"127.0.0.1:{kafka_port}", TOPIC).start()
+            try:
+                record = await tail.wait_for(lambda r: message_id.encode() in r.value)
+            finally:
+                await tail.stop()
+            assert json_value(record)["userId"] == "newcomer-1"
+
+            for _ in range(100):
+                profile = await client.get(
+                    f"http://127.0.0.1:{base + 1}/v1/profiles/newcomer-1",
+                    headers={"Authorization": f"Bearer {admin}"},
+                )
+                if profile.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert profile.status_code == 200, profile.text
+            assert profile.json()["events"][0]["value_sum"] == 42
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = await asyncio.to_thread(process.communicate, timeout=60)
+    assert process.returncode == 0, output
+    assert "stopping" in output
+
+
+def test_a_taken_port_is_named(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tenure",
+                "dev",
+                "--state-dir",
+                str(tmp_path / "s"),
+                "--kafka-port",
+                str(port),
+                "--base-port",
+                str(_base_port()),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert f"port {port} (Kafka broker) is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
