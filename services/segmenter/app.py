@@ -48,7 +48,7 @@ from services.segmenter.scoring_job import RefitLoop, refit_scores
 from services.segmenter.settings import SegmenterSettings, get_settings
 from services.segmenter.sweeper import TimerSweeper
 from shared.auth import TokenDigests
-from shared.db.engine import check_database, create_engine
+from shared.db.engine import check_database, create_engine, snapshot
 from shared.db.outbox import OutboxRelay, enqueue
 from shared.db.tables import table_of
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
@@ -292,14 +292,14 @@ async def create_segment(
 
 @segments_router.get("", response_model=list[SegmentPublic])
 async def list_segments(runtime: RuntimeDep) -> list[SegmentPublic]:
-    async with runtime.engine.connect() as conn:
+    async with snapshot(runtime.engine) as conn:
         counts = await repo.member_counts(conn)
         return [_public(row, counts.get(row.id, 0)) for row in await repo.list_segments(conn)]
 
 
 @segments_router.get("/{segment_id}", response_model=SegmentPublic)
 async def get_segment(segment_id: str, runtime: RuntimeDep) -> SegmentPublic:
-    async with runtime.engine.connect() as conn:
+    async with snapshot(runtime.engine) as conn:
         row = await repo.get_segment(conn, segment_id=segment_id)
         if row is None:
             raise HTTPException(404, detail=f"no segment {segment_id!r}")
@@ -380,7 +380,7 @@ async def segment_members(
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
 ) -> MembersPublic:
-    async with runtime.engine.connect() as conn:
+    async with snapshot(runtime.engine) as conn:
         if await repo.get_segment(conn, segment_id=segment_id) is None:
             raise HTTPException(404, detail=f"no segment {segment_id!r}")
         ids = await repo.members_page(conn, segment_id=segment_id, after=after, limit=limit)
@@ -403,7 +403,7 @@ async def preview_segment(body: PreviewRequest, runtime: RuntimeDep) -> PreviewP
     now = runtime.clock()
     profiles = table_of(Profile)
     predicate = compile_sql(body.rule, now=now)
-    async with runtime.engine.connect() as conn:
+    async with snapshot(runtime.engine) as conn:
         count = await conn.scalar(select(func.count()).select_from(profiles).where(predicate))
         sample = (
             (
@@ -429,7 +429,7 @@ async def get_profile(customer_id: str, runtime: RuntimeDep) -> ProfilePublic:
 
     An anonymous id merged into a known customer answers with that customer.
     """
-    async with runtime.engine.connect() as conn:
+    async with snapshot(runtime.engine) as conn:
         target = (await repo.resolve_aliases(conn, ids=[customer_id])).get(customer_id, customer_id)
         row = await repo.profile_row(conn, customer_id=target)
         if row is None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -47,6 +51,22 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A read-only transaction whose statements all see one snapshot.
+
+    Under the default READ COMMITTED each statement sees the latest commits, so a
+    read made of several statements (a profile, then its aliases) can straddle a
+    writer's commit and answer with half of it.
+    """
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True
+        )
+        async with conn.begin():
+            yield conn
 
 
 async def check_database(engine: AsyncEngine) -> None:

@@ -6,8 +6,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
-from shared.db.engine import create_engine
+from shared.db.engine import create_engine, snapshot
 from shared.settings import DatabaseSettings
 from tests.conftest import NewDatabase
 
@@ -29,5 +30,43 @@ async def test_postgres_urls_in_any_spelling_reach_the_server(new_database: NewD
     try:
         async with engine.connect() as conn:
             assert await conn.scalar(text("SELECT current_database()")) == make_url(url).database
+    finally:
+        await engine.dispose()
+
+
+async def test_a_snapshot_read_does_not_see_a_commit_made_between_its_statements(
+    new_database: NewDatabase,
+) -> None:
+    engine = create_engine(DatabaseSettings(url=SecretStr(await new_database())))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (k int PRIMARY KEY, v text)"))
+            await conn.execute(text("INSERT INTO t VALUES (1, 'before')"))
+        async with snapshot(engine) as reader:
+            first = await reader.scalar(text("SELECT v FROM t WHERE k = 1"))
+            async with engine.begin() as writer:
+                await writer.execute(text("UPDATE t SET v = 'after' WHERE k = 1"))
+            second = await reader.scalar(text("SELECT v FROM t WHERE k = 1"))
+        assert (first, second) == ("before", "before")
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT v FROM t WHERE k = 1")) == "after"
+    finally:
+        await engine.dispose()
+
+
+async def test_a_snapshot_refuses_writes_and_leaves_the_pool_connection_writable(
+    new_database: NewDatabase,
+) -> None:
+    url = await new_database()
+    engine = create_engine(DatabaseSettings(url=SecretStr(url), pool_size=1))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (k int PRIMARY KEY)"))
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            async with snapshot(engine) as reader:
+                await reader.execute(text("INSERT INTO t VALUES (1)"))
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (2)"))
+            assert await conn.scalar(text("SHOW transaction_isolation")) == "read committed"
     finally:
         await engine.dispose()
