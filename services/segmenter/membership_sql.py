@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -32,25 +33,31 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    any_,
     cast,
+    false,
     func,
     insert,
+    literal,
     null,
     select,
     text,
+    true,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.segmenter.catalog import ActiveSegment
-from services.segmenter.models import Profile
+from services.segmenter.models import Membership, Profile
 from services.segmenter.rules.next_flip import next_flip_sql
+from services.segmenter.rules.sql_lookups import SharedLookups
 from services.segmenter.rules.sql_predicate import compile_sql
 from shared.db.tables import table_of
 from shared.events import segment_changes
 
 profiles = table_of(Profile)
+memberships = table_of(Membership)
 _temp = MetaData()
 scope_table = Table(
     "scope", _temp, Column("customer_id", Text, primary_key=True), prefixes=["TEMPORARY"]
@@ -63,6 +70,7 @@ evaluated_table = Table(
     _temp,
     Column("customer_id", Text, primary_key=True),
     Column("hits", postgresql.ARRAY(Boolean)),
+    Column("was", postgresql.ARRAY(Boolean)),
     Column("due_at", DateTime(timezone=True)),
     prefixes=["TEMPORARY"],
 )
@@ -155,7 +163,9 @@ async def apply_segment(
 ) -> Applied:
     """Bring the memberships of ``segment`` up to date for the scope (or ``everyone``)."""
     await conn.execute(text("TRUNCATE matched"))
-    candidates = select(profiles.c.customer_id).where(compile_sql(segment.rule, now=now))
+    lookups = SharedLookups()
+    predicate = compile_sql(segment.rule, now=now, lookups=lookups)
+    candidates = select(profiles.c.customer_id).select_from(lookups.source()).where(predicate)
     if not everyone:
         candidates = candidates.where(profiles.c.customer_id.in_(select(scope_table.c.customer_id)))
     await conn.execute(insert(matched_table).from_select(["customer_id"], candidates))
@@ -249,7 +259,7 @@ async def apply_segments(
     messages are queued at the end, segment by segment, each ordered by customer.
     """
     for name, columns in (
-        ("evaluated", "customer_id text PRIMARY KEY, hits boolean[], due_at timestamptz"),
+        ("evaluated", "customer_id text, hits boolean[], was boolean[], due_at timestamptz"),
         (
             "sweep_changes",
             "position int, segment_id text, version int, customer_id text, change text",
@@ -259,15 +269,13 @@ async def apply_segments(
             text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DROP")
         )
     await conn.execute(text("TRUNCATE sweep_changes"))
-    flips = [next_flip_sql(s.rule, now=now) for s in segments if s.time_dependent]
+    timed = [s for s in segments if s.time_dependent]
     entered = exited = 0
     for index, level in enumerate(_levels(segments)):
-        due = None
-        if index == 0 and flips:
-            due = func.least(*flips) if len(flips) > 1 else flips[0]
-        await _evaluate_level(conn, [segments[i] for i in level], now=now, due=due)
+        level_segments = [segments[i] for i in level]
+        await _evaluate_level(conn, level_segments, now=now, timed=timed if index == 0 else [])
         if index == 0:
-            await _store_due(conn, with_flips=bool(flips))
+            await _store_due(conn, with_flips=bool(timed))
         level_entered, level_exited = await _apply_level(conn, segments, level, now=now)
         entered += level_entered
         exited += level_exited
@@ -293,6 +301,10 @@ async def apply_segments(
     return Applied(entered=entered, exited=exited)
 
 
+def _earliest(flips: Sequence[ColumnElement[datetime | None]]) -> ColumnElement[Any]:
+    return func.least(*flips) if len(flips) > 1 else flips[0]
+
+
 def _levels(segments: Sequence[ActiveSegment]) -> list[list[int]]:
     """Positions of ``segments`` by dependency level: a segment reading another of
     ``segments`` comes one level after it."""
@@ -312,18 +324,36 @@ async def _evaluate_level(
     segments: Sequence[ActiveSegment],
     *,
     now: datetime,
-    due: ColumnElement[datetime | None] | None,
+    timed: Sequence[ActiveSegment],
 ) -> None:
     """``evaluated``: per profile of the scope, whether it matches each segment (an array
-    in the order of ``segments``) and, when ``due`` is given, its next timer."""
+    in the order of ``segments``) and its next timer: the earliest next flip of the
+    ``timed`` segments (NULL when none is given).
+
+    Every rule reads event rows through the same :class:`SharedLookups`: one lookup per
+    event name (and rollup dimension) per profile, however many leaves read it.
+    """
     await conn.execute(text("TRUNCATE evaluated"))
-    hits = postgresql.array([compile_sql(s.rule, now=now) for s in segments])
-    due_at = due if due is not None else cast(null(), DateTime(timezone=True))
-    source = select(profiles.c.customer_id, hits, due_at).where(
-        profiles.c.customer_id.in_(select(scope_table.c.customer_id))
+    lookups = SharedLookups()
+    hits = postgresql.array([compile_sql(s.rule, now=now, lookups=lookups) for s in segments])
+    flips = [next_flip_sql(s.rule, now=now, lookups=lookups) for s in timed]
+    due_at = _earliest(flips) if flips else cast(null(), DateTime(timezone=True))
+    current = (
+        select(func.array_agg(memberships.c.segment_id).label("ids"))
+        .where(memberships.c.customer_id == profiles.c.customer_id)
+        .correlate(profiles)
+        .lateral("current_memberships")
+    )
+    was = postgresql.array(
+        [func.coalesce(literal(s.id, Text) == any_(current.c.ids), false()) for s in segments]
+    )
+    source = (
+        select(profiles.c.customer_id, hits, was, due_at)
+        .select_from(lookups.source().outerjoin(current, true()))
+        .where(profiles.c.customer_id.in_(select(scope_table.c.customer_id)))
     )
     await conn.execute(
-        insert(evaluated_table).from_select(["customer_id", "hits", "due_at"], source)
+        insert(evaluated_table).from_select(["customer_id", "hits", "was", "due_at"], source)
     )
 
 
@@ -339,31 +369,20 @@ async def _apply_level(
                     SELECT * FROM unnest(CAST(:sids AS text[]), CAST(:versions AS int[]),
                                          CAST(:positions AS int[]))
                         WITH ORDINALITY AS s(sid, version, position, k)
-                ), wanted AS MATERIALIZED (
-                    SELECT e.customer_id, s.sid, s.version
-                    FROM evaluated e JOIN seg s ON e.hits[s.k]
-                ), current AS MATERIALIZED (
-                    SELECT m.segment_id, m.customer_id
-                    FROM scope c JOIN segmenter.memberships m ON m.customer_id = c.customer_id
-                    WHERE m.segment_id = ANY(CAST(:sids AS text[]))
+                ), flipped AS MATERIALIZED (
+                    SELECT e.customer_id, s.sid, s.version, e.hits[s.k] AS hit
+                    FROM evaluated e JOIN seg s ON e.hits[s.k] IS DISTINCT FROM e.was[s.k]
+                    WHERE e.hits IS DISTINCT FROM e.was
                 ), entered AS (
                     INSERT INTO segmenter.memberships
                         (segment_id, customer_id, segment_version, entered_at)
-                    SELECT w.sid, w.customer_id, w.version, :now FROM wanted w
-                    WHERE NOT EXISTS (
-                        SELECT 1 FROM current x
-                        WHERE x.segment_id = w.sid AND x.customer_id = w.customer_id
-                    )
+                    SELECT f.sid, f.customer_id, f.version, :now FROM flipped f WHERE f.hit
                     ON CONFLICT DO NOTHING
                     RETURNING segment_id, customer_id
                 ), exited AS (
                     DELETE FROM segmenter.memberships m
-                    USING current x
-                    WHERE m.segment_id = x.segment_id AND m.customer_id = x.customer_id
-                      AND NOT EXISTS (
-                          SELECT 1 FROM wanted w
-                          WHERE w.sid = x.segment_id AND w.customer_id = x.customer_id
-                      )
+                    USING flipped f
+                    WHERE m.segment_id = f.sid AND m.customer_id = f.customer_id AND NOT f.hit
                     RETURNING m.segment_id, m.customer_id
                 ), noted AS (
                     INSERT INTO sweep_changes (position, segment_id, version, customer_id, change)
@@ -444,7 +463,8 @@ async def refresh_timers(
     ``keep_earlier`` keeps an existing earlier timer (a backfill adds one
     segment's flips to timers that already cover the others).
     """
-    flips = [next_flip_sql(s.rule, now=now) for s in segments if s.time_dependent]
+    lookups = SharedLookups()
+    flips = [next_flip_sql(s.rule, now=now, lookups=lookups) for s in segments if s.time_dependent]
     if not flips:
         if not everyone and not keep_earlier:
             await conn.execute(
@@ -454,8 +474,7 @@ async def refresh_timers(
                 )
             )
         return
-    due = func.least(*flips) if len(flips) > 1 else flips[0]
-    source = select(profiles.c.customer_id, due)
+    source = select(profiles.c.customer_id, _earliest(flips)).select_from(lookups.source())
     if not everyone:
         source = source.where(profiles.c.customer_id.in_(select(scope_table.c.customer_id)))
     await conn.execute(text("TRUNCATE next_flips"))

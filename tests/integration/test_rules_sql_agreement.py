@@ -5,7 +5,9 @@ instants and rollup days cluster around the rule language's boundaries (cutoffs
 ± 1µs, window edges at UTC midnight, 1 == 1.0, 15-digit sums, odd date strings).
 The profiles are written to a real PostgreSQL; the customers matched by
 ``compile_sql`` must be exactly those matched by ``compile_predicate``, and
-``next_flip_sql`` must equal ``next_flip`` for every customer.
+``next_flip_sql`` must equal ``next_flip`` for every customer. Both ways of reading
+event rows are checked: a correlated subquery per leaf, and lookups shared by all
+the rules of one statement (as the sweep evaluates its segments).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Table, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.segmenter.models import Base, EventRollup, EventStat, Membership, Profile
 from services.segmenter.rules import (
@@ -48,6 +50,7 @@ from services.segmenter.rules import (
     walk,
 )
 from services.segmenter.rules.ast import MAX_DEPTH, rule_depth
+from services.segmenter.rules.sql_lookups import SharedLookups
 from shared.db.engine import async_url
 from tests.conftest import NewDatabase
 
@@ -464,16 +467,21 @@ def _rows(population: list[ProfileSnapshot]) -> dict[Table, list[dict[str, Any]]
     }
 
 
+Evaluated = tuple[set[str], dict[str, bool], dict[str, datetime | None]]
+
+
 async def _evaluate_in_sql(
     engine: AsyncEngine, rules: list[Node], now: datetime, population: list[ProfileSnapshot]
-) -> list[tuple[set[str], dict[str, bool], dict[str, datetime | None]]]:
-    """Per rule: the ids its WHERE selects, its value per row, its next flip per row."""
+) -> tuple[list[Evaluated], list[Evaluated]]:
+    """Per rule: the ids its WHERE selects, its value per row, its next flip per row; once
+    with correlated lookups (a statement per rule) and once with shared lookups (one
+    statement for all the rules)."""
     async with engine.connect() as conn:
         try:
             for table, rows in _rows(population).items():
                 if rows:
                     await conn.execute(insert(table), rows)
-            results = []
+            correlated = []
             for rule in rules:
                 predicate = compile_sql(rule, now=now)
                 matched = set(await conn.scalars(select(profiles.c.customer_id).where(predicate)))
@@ -484,10 +492,30 @@ async def _evaluate_in_sql(
                 ).all()
                 values = {customer_id: value for customer_id, value, _ in per_row}
                 flips = {customer_id: flip for customer_id, _, flip in per_row}
-                results.append((matched, values, flips))
-            return results
+                correlated.append((matched, values, flips))
+            return correlated, await _evaluate_shared(conn, rules, now)
         finally:
             await conn.rollback()
+
+
+async def _evaluate_shared(
+    conn: AsyncConnection, rules: list[Node], now: datetime
+) -> list[Evaluated]:
+    lookups = SharedLookups()
+    predicates = [compile_sql(rule, now=now, lookups=lookups) for rule in rules]
+    flips = [next_flip_sql(rule, now=now, lookups=lookups) for rule in rules]
+    rows = (
+        await conn.execute(
+            select(profiles.c.customer_id, *predicates, *flips).select_from(lookups.source())
+        )
+    ).all()
+    n = len(rules)
+    shared = []
+    for k in range(n):
+        values = {row[0]: row[1 + k] for row in rows}
+        matched = {customer_id for customer_id, value in values.items() if value}
+        shared.append((matched, values, {row[0]: row[1 + n + k] for row in rows}))
+    return shared
 
 
 @settings(
@@ -498,15 +526,16 @@ async def _evaluate_in_sql(
 @given(scenario=scenarios())
 def test_sql_and_python_agree(database: Database, scenario: Scenario) -> None:
     now, rules, population = scenario
-    results = database.run(_evaluate_in_sql(database.engine, rules, now, population))
+    correlated, shared = database.run(_evaluate_in_sql(database.engine, rules, now, population))
 
-    for rule, (matched, values, flips) in zip(rules, results, strict=True):
-        predicate = compile_predicate(rule)
-        expected = {p.customer_id for p in population if predicate(p, now)}
-        assert matched == expected, rule
-        # the SQL value is never NULL: TRUE exactly for the matched rows
-        assert values == {p.customer_id: p.customer_id in expected for p in population}, rule
-        assert flips == {p.customer_id: next_flip(rule, p, now) for p in population}, rule
+    for results in (correlated, shared):
+        for rule, (matched, values, flips) in zip(rules, results, strict=True):
+            predicate = compile_predicate(rule)
+            expected = {p.customer_id for p in population if predicate(p, now)}
+            assert matched == expected, rule
+            # the SQL value is never NULL: TRUE exactly for the matched rows
+            assert values == {p.customer_id: p.customer_id in expected for p in population}, rule
+            assert flips == {p.customer_id: next_flip(rule, p, now) for p in population}, rule
 
 
 # --- focused: JSON comparisons and instant parsing over wide value spaces -------------------
@@ -571,7 +600,7 @@ def test_trait_comparisons_agree_on_any_json(
     database: Database, case: tuple[list[Node], list[ProfileSnapshot]]
 ) -> None:
     rules, population = case
-    results = database.run(_evaluate_in_sql(database.engine, rules, BASE, population))
+    results, _ = database.run(_evaluate_in_sql(database.engine, rules, BASE, population))
     for rule, (matched, _, _) in zip(rules, results, strict=True):
         predicate = compile_predicate(rule)
         assert matched == {p.customer_id for p in population if predicate(p, BASE)}, rule
@@ -641,7 +670,13 @@ def test_flips_near_the_end_of_time_agree(database: Database) -> None:
         ProfileSnapshot(f"c{i}", BASE, BASE, traits={"t": t}) for i, t in enumerate(texts)
     ]
     now = BASE.astimezone(timezone(timedelta(hours=-5)))  # any timezone: same instant
-    [(matched, _, flips)] = database.run(_evaluate_in_sql(database.engine, [rule], now, population))
-    assert flips == {p.customer_id: next_flip(rule, p, now) for p in population}
-    assert flips == {"c0": datetime.max.replace(tzinfo=UTC), "c1": None, "c2": None, "c3": None}
-    assert matched == {"c3"}
+    correlated, shared = database.run(_evaluate_in_sql(database.engine, [rule], now, population))
+    for [(matched, _, flips)] in (correlated, shared):
+        assert flips == {p.customer_id: next_flip(rule, p, now) for p in population}
+        assert flips == {
+            "c0": datetime.max.replace(tzinfo=UTC),
+            "c1": None,
+            "c2": None,
+            "c3": None,
+        }
+        assert matched == {"c3"}

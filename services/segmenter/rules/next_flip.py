@@ -34,7 +34,6 @@ from sqlalchemy import (
     literal,
     literal_column,
     null,
-    select,
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.sql.elements import ColumnElement
@@ -51,15 +50,13 @@ from services.segmenter.rules.ast import (
 )
 from services.segmenter.rules.python_predicate import as_utc, parse_instant, utc_today
 from services.segmenter.rules.snapshot import ProfileSnapshot
+from services.segmenter.rules.sql_lookups import CorrelatedLookups, EventLookups
 from services.segmenter.rules.sql_predicate import (
     TIMESTAMPTZ,
-    event_rollups,
     instant,
-    last_event_at,
     profiles,
     trait_instant,
     window_cutoff,
-    window_days,
 )
 
 FlipFunction = Callable[[ProfileSnapshot, datetime], datetime | None]
@@ -175,13 +172,19 @@ def _leaf_flip(node: Node) -> FlipFunction:
 # --- SQL ---------------------------------------------------------------------------------
 
 
-def next_flip_sql(rule: Node, *, now: datetime) -> ColumnElement[datetime | None]:
+def next_flip_sql(
+    rule: Node, *, now: datetime, lookups: EventLookups | None = None
+) -> ColumnElement[datetime | None]:
     """Per row of ``segmenter.profiles``, the same instant as :func:`next_flip` (NULL = None).
 
-    One ``LEAST`` over the leaves' candidates; no candidate expression is repeated.
+    One ``LEAST`` over the leaves' candidates. With :class:`..sql_lookups.SharedLookups`,
+    select ``FROM lookups.source()``.
     """
     now = as_utc(now)
-    candidates = [_leaf_flip_sql(node, now) for node in walk(rule) if is_time_dependent_leaf(node)]
+    lookups = lookups or CorrelatedLookups()
+    candidates = [
+        _leaf_flip_sql(node, now, lookups) for node in walk(rule) if is_time_dependent_leaf(node)
+    ]
     if not candidates:
         return cast(ColumnElement[datetime | None], sql_cast(null(), TIMESTAMPTZ))
     # NULLIF(LEAST(..., never), never): NULL when every candidate is NULL or past LATEST
@@ -207,21 +210,16 @@ def _age_flip_sql(at: ColumnElement[Any], days: float, now: datetime) -> ColumnE
     return func.nullif(func.greatest(flip, instant(now), type_=TIMESTAMPTZ), instant(now))
 
 
-def _leaf_flip_sql(node: Node, now: datetime) -> ColumnElement[Any]:
+def _leaf_flip_sql(node: Node, now: datetime, lookups: EventLookups) -> ColumnElement[Any]:
     if isinstance(node, TraitAge):
         return _age_flip_sql(trait_instant(node.trait), node.days, now)
     if isinstance(node, LastEventRule):
-        at = profiles.c.last_seen_at if node.event is None else last_event_at(node.event)
+        at = profiles.c.last_seen_at if node.event is None else lookups.stat_last_at(node.event)
         return _age_flip_sql(at, node.days, now)
     if isinstance(node, FirstSeenRule):
         return _age_flip_sql(profiles.c.first_seen_at, node.days, now)
     assert isinstance(node, EventCountRule | EventValueRule) and node.within_days is not None
-    cutoff = window_cutoff(now, node.within_days)
-    first_day = (
-        select(func.min(event_rollups.c.day))
-        .where(*window_days(node.event, node.dimension, cutoff))
-        .correlate(profiles)
-        .scalar_subquery()
-    )
+    after = window_cutoff(now, node.within_days)
+    first_day = lookups.window_first_day(node.event, node.dimension, after)
     leaves = first_day + node.within_days
     return func.timezone("UTC", sql_cast(leaves, DateTime()), type_=TIMESTAMPTZ)

@@ -17,7 +17,6 @@ from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
-    Date,
     DateTime,
     Double,
     Numeric,
@@ -32,13 +31,12 @@ from sqlalchemy import (
     literal,
     not_,
     or_,
-    select,
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.segmenter.models import EventRollup, EventStat, Membership, Profile
+from services.segmenter.models import Membership, Profile
 from services.segmenter.rules.ast import (
     AllRule,
     AnyRule,
@@ -64,10 +62,9 @@ from services.segmenter.rules.python_predicate import (
     utc_today,
 )
 from services.segmenter.rules.sql_functions import PARSE_INSTANT
+from services.segmenter.rules.sql_lookups import CorrelatedLookups, EventLookups
 
 profiles = cast(Table, Profile.__table__)
-event_stats = cast(Table, EventStat.__table__)
-event_rollups = cast(Table, EventRollup.__table__)
 memberships = cast(Table, Membership.__table__)
 
 TIMESTAMPTZ = DateTime(timezone=True)
@@ -85,9 +82,12 @@ COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 """The comparison ops on SQL expressions."""
 
 
-def compile_sql(rule: Node, *, now: datetime) -> SqlBool:
-    """A boolean over ``segmenter.profiles``: TRUE exactly for the profiles matching at ``now``."""
-    return _Compiler(now).compile(rule)
+def compile_sql(rule: Node, *, now: datetime, lookups: EventLookups | None = None) -> SqlBool:
+    """A boolean over ``segmenter.profiles``: TRUE exactly for the profiles matching at ``now``.
+
+    With :class:`..sql_lookups.SharedLookups`, select ``FROM lookups.source()``.
+    """
+    return _Compiler(now, lookups or CorrelatedLookups()).compile(rule)
 
 
 # --- building blocks shared with next_flip_sql -------------------------------------------
@@ -131,29 +131,6 @@ def _parse_instant(text_value: ColumnElement[Any]) -> ColumnElement[datetime]:
     return cast(ColumnElement[datetime], function(text_value, type_=TIMESTAMPTZ))
 
 
-def last_event_at(event: str) -> ColumnElement[datetime]:
-    """The customer's ``event_stats.last_at`` for ``event`` (NULL if never)."""
-    return (
-        select(event_stats.c.last_at)
-        .where(
-            event_stats.c.customer_id == profiles.c.customer_id,
-            event_stats.c.event_name == event,
-        )
-        .correlate(profiles)
-        .scalar_subquery()
-    )
-
-
-def window_days(event: str, dimension: str, cutoff: date) -> Any:
-    """The WHERE clauses selecting the customer's rollup rows for one window."""
-    return (
-        event_rollups.c.customer_id == profiles.c.customer_id,
-        event_rollups.c.event_name == event,
-        event_rollups.c.dimension == dimension,
-        event_rollups.c.day > literal(cutoff, Date),
-    )
-
-
 def window_cutoff(now: datetime, within_days: int) -> date:
     """Days after this date are inside a window of ``within_days`` UTC days ending today."""
     return utc_today(now) - timedelta(days=within_days)
@@ -168,9 +145,10 @@ def _true_or_false(condition: ColumnElement[Any]) -> SqlBool:
 
 
 class _Compiler:
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, lookups: EventLookups) -> None:
         self.now = as_utc(now)
         self.today = utc_today(self.now)
+        self.lookups = lookups
 
     def compile(self, rule: Node) -> SqlBool:
         method: Callable[[Any], SqlBool] = getattr(self, f"_{type(rule).__name__}")
@@ -231,53 +209,33 @@ class _Compiler:
         return _true_or_false(at < cutoff if older else at >= cutoff)
 
     def _EventCountRule(self, rule: EventCountRule) -> SqlBool:  # noqa: N802
-        if rule.within_days is None:
-            count: ColumnElement[Any] = func.coalesce(
-                select(event_stats.c.count)
-                .where(
-                    event_stats.c.customer_id == profiles.c.customer_id,
-                    event_stats.c.event_name == rule.event,
-                )
-                .correlate(profiles)
-                .scalar_subquery(),
-                0,
-            )
-        else:
-            cutoff = window_cutoff(self.now, rule.within_days)
-            count = (
-                select(func.coalesce(func.sum(event_rollups.c.count), 0))
-                .where(*window_days(rule.event, rule.dimension, cutoff))
-                .correlate(profiles)
-                .scalar_subquery()
-            )
-        return cast(SqlBool, COMPARE[rule.op](count, rule.count))
+        count, _ = self._event_totals(rule)
+        return cast(SqlBool, COMPARE[rule.op](func.coalesce(count, 0), rule.count))
 
     def _EventValueRule(self, rule: EventValueRule) -> SqlBool:  # noqa: N802
-        # Aggregates over the (at most one) event_stats row or the window's rollup rows:
-        # always exactly one result row, with NULL sums when there are no rows.
-        if rule.within_days is None:
-            source = event_stats
-            where: Any = (
-                event_stats.c.customer_id == profiles.c.customer_id,
-                event_stats.c.event_name == rule.event,
-            )
-        else:
-            source = event_rollups
-            cutoff = window_cutoff(self.now, rule.within_days)
-            where = window_days(rule.event, rule.dimension, cutoff)
-        count = func.sum(source.c.count)
-        total = func.coalesce(func.sum(sql_cast(source.c.value_sum, Numeric)), 0)
+        count, value_sum = self._event_totals(rule)
+        total = func.coalesce(value_sum, 0)
         op, threshold = COMPARE[rule.op], literal(threshold_amount(rule.value), Numeric)
-        if rule.aggregate == "avg":
-            decided: ColumnElement[Any] = case((count > 0, op(total, threshold * count)))
-        else:
-            decided = op(total, threshold)
-        subquery = select(decided).select_from(source).where(*where).correlate(profiles)
-        return _true_or_false(subquery.scalar_subquery())
+        if rule.aggregate == "avg":  # no events: no average, so no match
+            return _true_or_false(case((count > 0, op(total, threshold * count))))
+        return _true_or_false(op(total, threshold))
+
+    def _event_totals(
+        self, rule: EventCountRule | EventValueRule
+    ) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        """The event's count and value sum, all time or in the rule's window (NULL: none)."""
+        if rule.within_days is None:
+            return self.lookups.stat_count(rule.event), self.lookups.stat_value_sum(rule.event)
+        after = window_cutoff(self.now, rule.within_days)
+        return (
+            self.lookups.window_count(rule.event, rule.dimension, after),
+            self.lookups.window_value_sum(rule.event, rule.dimension, after),
+        )
 
     def _LastEventRule(self, rule: LastEventRule) -> SqlBool:  # noqa: N802
-        at = profiles.c.last_seen_at if rule.event is None else last_event_at(rule.event)
-        return self._age(at, rule.days, rule.older)
+        if rule.event is None:
+            return self._age(profiles.c.last_seen_at, rule.days, rule.older)
+        return self._age(self.lookups.stat_last_at(rule.event), rule.days, rule.older)
 
     def _FirstSeenRule(self, rule: FirstSeenRule) -> SqlBool:  # noqa: N802
         return self._age(profiles.c.first_seen_at, rule.days, rule.older)

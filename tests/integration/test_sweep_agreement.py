@@ -1,0 +1,123 @@
+"""The set-based sweep makes the same membership changes as the event path.
+
+On generated rules and populations (the strategies of the SQL/Python agreement
+test), each rule becomes a segment ``g0``, ``g1``, … and a segment ``reader``
+reads two of them, so that the sweep runs two dependency levels. Customers start
+with drawn memberships. :func:`membership_sql.apply_segments` over every customer
+must then leave exactly the memberships :func:`evaluate_customer` computes, queue
+exactly one ``segment.changes`` message per change, and set each customer's timer
+to the Python next due instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.segmenter import membership_sql as msql
+from services.segmenter.catalog import ActiveSegment, SegmentCatalog
+from services.segmenter.evaluate import evaluate_customer
+from services.segmenter.models import Membership, MembershipTimer
+from services.segmenter.rules import Node, ProfileSnapshot, dump_rule
+from shared.db.tables import table_of
+from tests.integration.test_rules_sql_agreement import (
+    Database,
+    _rows,
+    database,
+    scenarios,
+)
+
+__all__ = ["database"]  # the fixture, imported for this module's tests
+
+memberships = table_of(Membership)
+timers = table_of(MembershipTimer)
+
+
+def _catalog(rules: list[Node]) -> SegmentCatalog:
+    definitions: dict[str, dict[str, Any]] = {f"g{i}": dump_rule(r) for i, r in enumerate(rules)}
+    second = "g1" if len(rules) > 1 else "g0"
+    definitions["reader"] = {
+        "kind": "all",
+        "rules": [
+            {"kind": "segment", "segment_id": "g0"},
+            {"kind": "not", "rule": {"kind": "segment", "segment_id": second}},
+        ],
+    }
+    return SegmentCatalog(ActiveSegment.compile(s, 3, d) for s, d in definitions.items())
+
+
+async def _sweep(
+    engine: AsyncEngine, catalog: SegmentCatalog, population: list[ProfileSnapshot], now: datetime
+) -> tuple[dict[str, frozenset[str]], list[dict[str, Any]], dict[str, datetime]]:
+    """Memberships, queued changes and timers after sweeping everyone (rolled back)."""
+    async with engine.connect() as conn:
+        try:
+            for table, rows in _rows(population).items():
+                if rows:
+                    await conn.execute(insert(table), rows)
+            await msql.create_scope(conn)
+            await msql.fill_scope_with_customers(conn, ids=[p.customer_id for p in population])
+            await msql.analyze_scope(conn)
+            await msql.apply_segments(conn, catalog.segments, now=now, cause="time")
+            found: dict[str, set[str]] = {p.customer_id: set() for p in population}
+            for segment_id, customer_id in await conn.execute(
+                select(memberships.c.segment_id, memberships.c.customer_id)
+            ):
+                found[customer_id].add(segment_id)
+            queued = [
+                orjson.loads(value)
+                for value in await conn.scalars(
+                    text("SELECT value FROM segmenter.outbox ORDER BY id")
+                )
+            ]
+            due = dict((await conn.execute(select(timers.c.customer_id, timers.c.due_at))).all())
+            return {c: frozenset(s) for c, s in found.items()}, queued, due
+        finally:
+            await conn.rollback()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=scenarios(), data=st.data())
+def test_the_sweep_changes_what_the_event_path_would(
+    database: Database, scenario: tuple[datetime, list[Node], list[ProfileSnapshot]], data: Any
+) -> None:
+    now, rules, drawn = scenario
+    catalog = _catalog(rules)
+    ours = [s.id for s in catalog.segments]
+    population = [
+        # the drawn memberships of other segments ("vip", "churned") stay as they are
+        replace(p, memberships=p.memberships | data.draw(st.frozensets(st.sampled_from(ours))))
+        for p in drawn
+    ]
+
+    after, queued, due = database.run(_sweep(database.engine, catalog, population, now))
+
+    expected_changes = []
+    for position, segment in enumerate(catalog.segments):
+        for p in population:
+            result = evaluate_customer(catalog, p, now)
+            if segment.id in result.entered:
+                expected_changes.append((position, p.customer_id, segment.id, "entered"))
+            if segment.id in result.exited:
+                expected_changes.append((position, p.customer_id, segment.id, "exited"))
+    for p in population:
+        result = evaluate_customer(catalog, p, now)
+        expected = (p.memberships | set(result.entered)) - set(result.exited)
+        assert after[p.customer_id] == expected, p.customer_id
+        assert due.get(p.customer_id) == result.next_due, p.customer_id
+    assert [
+        (c["customerId"], c["segmentId"], c["change"], c["segmentVersion"], c["cause"])
+        for c in queued
+    ] == [(c, s, change, 3, "time") for _, c, s, change in sorted(expected_changes)]
+    assert all(datetime.fromisoformat(c["at"]) == now.astimezone(UTC) for c in queued)
