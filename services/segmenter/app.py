@@ -90,7 +90,6 @@ class Runtime:
             clock=clock,
             interval_s=group.sweep_interval_s,
             chunk=group.sweep_chunk,
-            work_mem_mb=group.sweep_work_mem_mb,
             on_commit=self.relay.notify,
         )
         self.refits = RefitLoop(self.refit, interval_s=group.refit_interval_s)

@@ -104,6 +104,21 @@ def _change_json(*, sid: str, version: str, change: str, epoch_ms: str, at: str,
         )::text, 'UTF8')"""
 
 
+async def bound_plans_to_the_scope(conn: AsyncConnection) -> None:
+    """Make this transaction's joins index lookups per scoped customer.
+
+    A sweep joins a chunk of customers with tables of every customer. The planner
+    prices a hash join over a whole table (say a million timers) below tens of
+    thousands of index lookups, though building that hash costs more than the
+    lookups, and it is built again for every chunk: the sweep's time then grows with
+    the tables instead of with the chunk. Without hash and merge joins every join
+    is a nested loop over the scope with index lookups (twice as fast over 1M
+    profiles in chunks of 50,000).
+    """
+    await conn.execute(text("SET LOCAL enable_hashjoin = off"))
+    await conn.execute(text("SET LOCAL enable_mergejoin = off"))
+
+
 async def create_scope(conn: AsyncConnection) -> None:
     """The temp tables of this transaction (dropped at commit)."""
     for name in ("scope", "matched"):

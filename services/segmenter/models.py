@@ -145,7 +145,7 @@ class Membership(Base):
     segment_version: Mapped[int] = mapped_column(Integer)
     entered_at: Mapped[datetime] = mapped_column(Timestamp)
 
-    __table_args__ = (Index("ix_memberships_customer", "customer_id"),)
+    __table_args__ = (Index("ix_memberships_customer", "customer_id", "segment_id"),)
 
 
 class MembershipTimer(Base):

@@ -21,9 +21,6 @@ class SegmenterGroup(BaseModel):
     #: how often due membership timers are swept
     sweep_interval_s: float = Field(default=1.0, gt=0)
     sweep_chunk: int = Field(default=50_000, ge=100)
-    #: PostgreSQL ``work_mem`` of a sweep's transaction: its joins and sorts span the
-    #: chunk, and at the server's default (4 MB) they spill to disk
-    sweep_work_mem_mb: int = Field(default=64, ge=1, le=4096)
     #: how often the churn / LTV models are refitted (0 = only on demand)
     refit_interval_s: float = Field(default=6 * 3600, ge=0)
     ltv_horizon_days: float = Field(default=365.0, gt=0)

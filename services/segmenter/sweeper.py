@@ -36,7 +36,6 @@ class TimerSweeper:
         clock: Callable[[], datetime],
         interval_s: float = 1.0,
         chunk: int = 50_000,
-        work_mem_mb: int = 64,
         dedup_retention: timedelta = timedelta(days=7),
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
@@ -45,7 +44,6 @@ class TimerSweeper:
         self._clock = clock
         self._interval_s = interval_s
         self._chunk = chunk
-        self._work_mem_mb = work_mem_mb
         self._dedup_retention = dedup_retention
         self._on_commit = on_commit
         self._stopping = asyncio.Event()
@@ -74,7 +72,7 @@ class TimerSweeper:
         now = self._clock()
         started = time.perf_counter()
         async with self._engine.begin() as conn:
-            await conn.execute(text(f"SET LOCAL work_mem = '{int(self._work_mem_mb)}MB'"))
+            await msql.bound_plans_to_the_scope(conn)
             await msql.create_scope(conn)
             claimed = await msql.fill_scope_with_due(conn, now=now, limit=self._chunk)
             if not claimed:

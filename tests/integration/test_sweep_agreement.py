@@ -62,6 +62,7 @@ async def _sweep(
             for table, rows in _rows(population).items():
                 if rows:
                     await conn.execute(insert(table), rows)
+            await msql.bound_plans_to_the_scope(conn)  # as the sweeper does
             await msql.create_scope(conn)
             await msql.fill_scope_with_customers(conn, ids=[p.customer_id for p in population])
             await msql.analyze_scope(conn)
