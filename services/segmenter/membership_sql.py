@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -81,6 +81,10 @@ next_flips_table = Table(
     Column("due_at", DateTime(timezone=True)),
     prefixes=["TEMPORARY"],
 )
+
+
+TIMER_STEP = timedelta(seconds=1)
+"""How far past ``now`` a sweep puts a timer that a rule put at or before ``now``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +147,9 @@ async def analyze_scope(conn: AsyncConnection) -> None:
     await conn.execute(text("ANALYZE scope"))
 
 
-async def fill_scope_with_due(conn: AsyncConnection, *, now: datetime, limit: int) -> int:
-    """Claim up to ``limit`` due timers (skipping those another replica holds)."""
+async def claim_due_timers(conn: AsyncConnection, *, now: datetime, limit: int) -> int:
+    """Lock up to ``limit`` due timers and put their customers in the scope, skipping the
+    timers another replica holds."""
     result = await conn.execute(
         text(
             """
@@ -267,6 +272,8 @@ async def apply_segments(
 ) -> Applied:
     """:func:`apply_segment` for each of ``segments`` (in dependency order) over the scope,
     then :func:`refresh_timers` of ``segments`` — the same rows, outbox messages and order.
+    A timer that a rule puts at or before ``now`` is put a second later, so that a
+    timer always moves forward.
 
     One pass over the scope's profiles per dependency level evaluates the level's
     segments (the first pass also their next timer: flips never read memberships);
@@ -290,7 +297,7 @@ async def apply_segments(
         level_segments = [segments[i] for i in level]
         await _evaluate_level(conn, level_segments, now=now, timed=timed if index == 0 else [])
         if index == 0:
-            await _store_due(conn, with_flips=bool(timed))
+            await _store_due(conn, now=now)
         level_entered, level_exited = await _apply_level(conn, segments, level, now=now)
         entered += level_entered
         exited += level_exited
@@ -424,45 +431,66 @@ async def _apply_level(
     return int(row[0]), int(row[1])
 
 
-async def _store_due(conn: AsyncConnection, *, with_flips: bool) -> None:
-    """The scope's timers from ``evaluated.due_at``, as :func:`refresh_timers` sets them."""
-    if not with_flips:
-        await conn.execute(
-            text(
-                "DELETE FROM segmenter.membership_timers "
-                "WHERE customer_id IN (SELECT customer_id FROM scope)"
-            )
-        )
-        return
-    # UPDATE ... FROM joins set-wise; an upsert would try an insertion per row.
-    await conn.execute(
+async def _store_due(conn: AsyncConnection, *, now: datetime) -> None:
+    """The scope's timers from ``evaluated.due_at``, as :func:`refresh_timers` sets them.
+
+    One lookup per customer: a swept customer has a timer (it was due) and a profile,
+    so the statements that need a second lookup each (inserting missing timers,
+    dropping the timers of customers without a profile) run only when the counts
+    say they have work.
+    """
+    params = {"now": now, "later": now + TIMER_STEP}
+    updated = await conn.execute(
         text(
             """
-            UPDATE segmenter.membership_timers t SET due_at = e.due_at
+            UPDATE segmenter.membership_timers t
+            SET due_at = CASE WHEN e.due_at <= :now THEN :later ELSE e.due_at END
             FROM evaluated e
             WHERE t.customer_id = e.customer_id AND e.due_at IS NOT NULL
-              AND t.due_at IS DISTINCT FROM e.due_at
             """
-        )
+        ),
+        params,
     )
-    await conn.execute(
-        text(
-            """
-            INSERT INTO segmenter.membership_timers AS t (customer_id, due_at)
-            SELECT customer_id, due_at FROM evaluated e
-            WHERE e.due_at IS NOT NULL AND NOT EXISTS (
-                SELECT 1 FROM segmenter.membership_timers x WHERE x.customer_id = e.customer_id
+    scoped, evaluated, wanted = (
+        await conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM scope), (SELECT count(*) FROM evaluated), "
+                "(SELECT count(*) FROM evaluated WHERE due_at IS NOT NULL)"
             )
-            ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at
-            """
         )
-    )
+    ).one()
+    if (updated.rowcount or 0) < wanted:
+        await conn.execute(
+            text(
+                """
+                INSERT INTO segmenter.membership_timers AS t (customer_id, due_at)
+                SELECT customer_id, CASE WHEN due_at <= :now THEN :later ELSE due_at END
+                FROM evaluated e
+                WHERE e.due_at IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM segmenter.membership_timers x
+                    WHERE x.customer_id = e.customer_id
+                )
+                ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at
+                """
+            ),
+            params,
+        )
     await conn.execute(
         text(
             "DELETE FROM segmenter.membership_timers t USING evaluated e "
             "WHERE t.customer_id = e.customer_id AND e.due_at IS NULL"
         )
     )
+    if evaluated < scoped:  # timers of customers without a profile (none, normally)
+        await conn.execute(
+            text(
+                """
+                DELETE FROM segmenter.membership_timers t USING scope s
+                WHERE t.customer_id = s.customer_id
+                  AND NOT EXISTS (SELECT 1 FROM evaluated e WHERE e.customer_id = s.customer_id)
+                """
+            )
+        )
 
 
 async def refresh_timers(

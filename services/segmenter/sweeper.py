@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.segmenter import membership_sql as msql
@@ -74,21 +73,13 @@ class TimerSweeper:
         async with self._engine.begin() as conn:
             await msql.bound_plans_to_the_scope(conn)
             await msql.create_scope(conn)
-            claimed = await msql.fill_scope_with_due(conn, now=now, limit=self._chunk)
+            claimed = await msql.claim_due_timers(conn, now=now, limit=self._chunk)
             if not claimed:
                 return 0
             await msql.analyze_scope(conn)
             applied = await msql.apply_segments(conn, catalog.time_dependent, now=now, cause="time")
             MEMBERSHIP_CHANGES.labels("entered").inc(applied.entered)
             MEMBERSHIP_CHANGES.labels("exited").inc(applied.exited)
-            # a timer must move forward, whatever a rule computed
-            await conn.execute(
-                text(
-                    "UPDATE segmenter.membership_timers SET due_at = :later "
-                    "WHERE due_at <= :now AND customer_id IN (SELECT customer_id FROM scope)"
-                ),
-                {"now": now, "later": now + timedelta(seconds=1)},
-            )
         self._on_commit()
         SWEPT_CUSTOMERS.inc(claimed)
         SWEEP_SECONDS.observe(time.perf_counter() - started)

@@ -12,7 +12,7 @@ to the Python next due instant.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -122,3 +122,35 @@ def test_the_sweep_changes_what_the_event_path_would(
         for c in queued
     ] == [(c, s, change, 3, "time") for _, c, s, change in sorted(expected_changes)]
     assert all(datetime.fromisoformat(c["at"]) == now.astimezone(UTC) for c in queued)
+
+
+async def _sweep_due(engine: AsyncEngine, catalog: SegmentCatalog, now: datetime) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        try:
+            await conn.execute(
+                insert(timers),
+                [
+                    {"customer_id": "ghost", "due_at": now - timedelta(hours=1)},
+                    {"customer_id": "c00", "due_at": now - timedelta(hours=1)},
+                ],
+            )
+            for table, rows in _rows([ProfileSnapshot("c00", now, now)]).items():
+                if rows:
+                    await conn.execute(insert(table), rows)
+            await msql.bound_plans_to_the_scope(conn)
+            await msql.create_scope(conn)
+            assert await msql.claim_due_timers(conn, now=now, limit=10) == 2
+            await msql.apply_segments(conn, catalog.time_dependent, now=now, cause="time")
+            return dict((await conn.execute(select(timers.c.customer_id, timers.c.due_at))).all())
+        finally:
+            await conn.rollback()
+
+
+def test_the_sweep_drops_the_timer_of_a_customer_without_a_profile(database: Database) -> None:
+    """A timer left behind without its profile would otherwise be swept every second."""
+    now = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    catalog = SegmentCatalog(
+        [ActiveSegment.compile("fresh", 1, {"kind": "first_seen", "newer_than_days": 1})]
+    )
+    due = database.run(_sweep_due(database.engine, catalog, now))
+    assert due == {"c00": now + timedelta(days=1, microseconds=1)}
