@@ -90,6 +90,7 @@ class Runtime:
             clock=clock,
             interval_s=group.sweep_interval_s,
             chunk=group.sweep_chunk,
+            workers=group.sweep_workers,
             on_commit=self.relay.notify,
         )
         self.refits = RefitLoop(self.refit, interval_s=group.refit_interval_s)

@@ -21,6 +21,8 @@ class SegmenterGroup(BaseModel):
     #: how often due membership timers are swept
     sweep_interval_s: float = Field(default=1.0, gt=0)
     sweep_chunk: int = Field(default=50_000, ge=100)
+    #: sweep loops per replica, each on a database connection of its own
+    sweep_workers: int = Field(default=2, ge=1, le=16)
     #: how often the churn / LTV models are refitted (0 = only on demand)
     refit_interval_s: float = Field(default=6 * 3600, ge=0)
     ltv_horizon_days: float = Field(default=365.0, gt=0)

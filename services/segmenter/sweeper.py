@@ -1,9 +1,10 @@
 """Time passing: re-evaluate customers whose membership timers are due.
 
-Each loop claims up to ``chunk`` due timers with ``FOR UPDATE SKIP LOCKED`` (so
-replicas share the work and none fires a timer twice), applies every
-time-dependent segment to them set-based, in dependency order, and sets their
-next timers — all in one transaction (see :func:`membership_sql.apply_segments`).
+Each loop (``workers`` of them) claims up to ``chunk`` due timers with
+``FOR UPDATE SKIP LOCKED`` (so loops and replicas share the work and none fires a
+timer twice), applies every time-dependent segment to them set-based, in
+dependency order, and sets their next timers — all in one transaction (see
+:func:`membership_sql.apply_segments`).
 A restart loses nothing: timers are rows.
 """
 
@@ -35,6 +36,7 @@ class TimerSweeper:
         clock: Callable[[], datetime],
         interval_s: float = 1.0,
         chunk: int = 50_000,
+        workers: int = 1,
         dedup_retention: timedelta = timedelta(days=7),
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
@@ -43,6 +45,7 @@ class TimerSweeper:
         self._clock = clock
         self._interval_s = interval_s
         self._chunk = chunk
+        self._workers = workers
         self._dedup_retention = dedup_retention
         self._on_commit = on_commit
         self._stopping = asyncio.Event()
@@ -51,11 +54,18 @@ class TimerSweeper:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Sweep until shutdown, ``workers`` loops at once: each chunk is a transaction of
+        its own and ``SKIP LOCKED`` splits the due timers between the loops, as it does
+        between replicas, so a large wave of due timers (windows move at UTC midnight)
+        uses more than one core of PostgreSQL."""
+        await asyncio.gather(*(self._loop(cleans=index == 0) for index in range(self._workers)))
+
+    async def _loop(self, *, cleans: bool) -> None:
         last_cleanup = 0.0
         while not self._stopping.is_set():
             try:
                 swept = await self.sweep_once()
-                if time.monotonic() - last_cleanup > 600:
+                if cleans and time.monotonic() - last_cleanup > 600:
                     await self.forget_old_message_ids()
                     last_cleanup = time.monotonic()
             except Exception:

@@ -443,6 +443,7 @@ class SegmenterBench:
             clock=utc_now,
             interval_s=group.sweep_interval_s,
             chunk=group.sweep_chunk,
+            workers=group.sweep_workers,
             on_commit=relay.notify,
         )
         rss = RssSampler()
