@@ -43,6 +43,9 @@ from services.segmenter.schemas import (
     SegmentPublic,
     SegmentUpdate,
     SegmentVersionPublic,
+    SuppressionPublic,
+    SuppressionRequest,
+    SuppressionsPublic,
 )
 from services.segmenter.scoring_job import RefitLoop, refit_scores
 from services.segmenter.settings import SegmenterSettings, get_settings
@@ -215,6 +218,9 @@ segments_router = APIRouter(
 )
 profiles_router = APIRouter(
     prefix="/v1/profiles", tags=["profiles"], dependencies=[Depends(require_admin)]
+)
+suppressions_router = APIRouter(
+    prefix="/v1/suppressions", tags=["suppressions"], dependencies=[Depends(require_admin)]
 )
 scores_router = APIRouter(
     prefix="/v1/scores", tags=["scores"], dependencies=[Depends(require_admin)]
@@ -479,11 +485,18 @@ async def get_profile(customer_id: str, runtime: RuntimeDep) -> ProfilePublic:
 
 
 @profiles_router.delete("/{customer_id}", response_model=ErasurePublic)
-async def erase_profile(customer_id: str, runtime: RuntimeDep) -> ErasurePublic:
+async def erase_profile(
+    customer_id: str,
+    runtime: RuntimeDep,
+    suppress: Annotated[
+        bool, Query(description="also drop every later event of the erased ids")
+    ] = False,
+) -> ErasurePublic:
     """Erase a customer (GDPR): profile, rollups, statistics, memberships, merged ids.
 
     Each membership ends with an exit change, and a ``deleted`` profile message
-    tells other services to drop what they hold.
+    tells other services to drop what they hold. Without ``suppress``, a later event
+    of the customer starts a new profile; with it, the erased ids are suppressed.
     """
     now = runtime.clock()
     catalog = await runtime.catalogs.current()
@@ -498,10 +511,62 @@ async def erase_profile(customer_id: str, runtime: RuntimeDep) -> ErasurePublic:
         ]
         messages += deleted_profile_messages(dict.fromkeys(ids, version), now)
         await enqueue(session=conn, outbox=outbox, messages=messages)
+        if suppress:
+            await repo.suppress(conn, ids=ids, at=now, reason="erased")
     runtime.relay.notify()
     return ErasurePublic(
-        customer_id=target, erased_ids=ids, exited_segments=sorted({s for s, _ in exited})
+        customer_id=target,
+        erased_ids=ids,
+        exited_segments=sorted({s for s, _ in exited}),
+        suppressed=suppress,
     )
+
+
+# --- suppressions ------------------------------------------------------------------------
+
+
+@suppressions_router.get("", response_model=SuppressionsPublic)
+async def list_suppressions(
+    runtime: RuntimeDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
+) -> SuppressionsPublic:
+    async with snapshot(runtime.engine) as conn:
+        rows = await repo.suppressions_page(conn, after=after, limit=limit)
+    return SuppressionsPublic(
+        suppressions=[
+            SuppressionPublic(
+                customer_id=r.customer_id, suppressed_at=r.suppressed_at, reason=r.reason
+            )
+            for r in rows
+        ],
+        next_after=rows[-1].customer_id if len(rows) == limit else None,
+    )
+
+
+@suppressions_router.put("/{customer_id}", response_model=SuppressionPublic)
+async def suppress_customer(
+    customer_id: str, runtime: RuntimeDep, body: SuppressionRequest | None = None
+) -> SuppressionPublic:
+    """Drop every later event of this id (its profile, if any, stays as it is: erase it
+    with ``DELETE /v1/profiles/{id}?suppress=true`` to drop both). Idempotent."""
+    reason = body.reason if body is not None else "requested"
+    async with runtime.engine.begin() as conn:
+        await repo.suppress(conn, ids=[customer_id], at=runtime.clock(), reason=reason)
+        row = await repo.suppression(conn, customer_id=customer_id)
+    assert row is not None
+    return SuppressionPublic(
+        customer_id=row.customer_id, suppressed_at=row.suppressed_at, reason=row.reason
+    )
+
+
+@suppressions_router.delete("/{customer_id}", status_code=204)
+async def lift_suppression(customer_id: str, runtime: RuntimeDep) -> Response:
+    """Accept this id's events again, from now on (dropped events are not replayed)."""
+    async with runtime.engine.begin() as conn:
+        if not await repo.lift_suppression(conn, customer_id=customer_id):
+            raise HTTPException(404, detail=f"{customer_id!r} is not suppressed")
+    return Response(status_code=204)
 
 
 def _version(catalog: SegmentCatalog, segment_id: str) -> int:
@@ -531,6 +596,6 @@ def create_app(
     app.state.settings = settings
     app.state.clock = clock
     app.state.admin_tokens = TokenDigests(settings.segmenter.admin_token_digests)
-    for router in (segments_router, profiles_router, scores_router):
+    for router in (segments_router, profiles_router, suppressions_router, scores_router):
         app.include_router(router)
     return app

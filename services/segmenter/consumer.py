@@ -2,7 +2,8 @@
 
 One batch is one database transaction:
 
-1. claim the batch's messageIds (a redelivered message is skipped: idempotent);
+1. claim the batch's messageIds (a redelivered message is skipped: idempotent),
+   and drop the events of suppressed customer ids;
 2. merge alias calls (the anonymous profile, stats and rollups move to the
    known id; the anonymous id's memberships end);
 3. fold the events into each customer's profile (traits last-write-wins by
@@ -36,7 +37,12 @@ from services.segmenter.messages import (
     deleted_profile_messages,
     profile_message,
 )
-from services.segmenter.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE, MEMBERSHIP_CHANGES
+from services.segmenter.metrics import (
+    EVENTS_APPLIED,
+    EVENTS_DUPLICATE,
+    EVENTS_SUPPRESSED,
+    MEMBERSHIP_CHANGES,
+)
 from services.segmenter.rules.snapshot import ProfileSnapshot
 from shared.events.customer_events import CustomerEvent, EventType
 from shared.events.segment_changes import Change
@@ -82,7 +88,7 @@ class EventBatchHandler:
         catalog = await self._catalogs.current()
         now = self._clock()
         async with self._engine.begin() as conn:
-            events = await self._claim(conn, records)
+            events = await self._drop_suppressed(conn, await self._claim(conn, records))
             if events:
                 await self._apply(conn, catalog, events, now)
         self._on_commit()
@@ -96,6 +102,20 @@ class EventBatchHandler:
         fresh = await repo.claim_messages(conn, message_ids=list(unique))
         EVENTS_DUPLICATE.inc(len(records) - len(fresh))
         return [event for message_id, event in unique.items() if message_id in fresh]
+
+    async def _drop_suppressed(
+        self, conn: AsyncConnection, events: list[CustomerEvent]
+    ) -> list[CustomerEvent]:
+        """Events of suppressed ids (an alias: either id) are dropped, still claimed."""
+        ids = {e.customer_id for e in events} | {e.previous_id for e in events if e.previous_id}
+        suppressed = await repo.suppressed_among(conn, ids=ids)
+        if not suppressed:
+            return events
+        kept = [
+            e for e in events if e.customer_id not in suppressed and e.previous_id not in suppressed
+        ]
+        EVENTS_SUPPRESSED.inc(len(events) - len(kept))
+        return kept
 
     async def _apply(
         self,

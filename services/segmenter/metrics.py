@@ -14,6 +14,12 @@ EVENTS_DUPLICATE = Counter(
     namespace="tenure",
     subsystem="segmenter",
 )
+EVENTS_SUPPRESSED = Counter(
+    "events_suppressed",
+    "Customer events dropped because their customer id is suppressed.",
+    namespace="tenure",
+    subsystem="segmenter",
+)
 MEMBERSHIP_CHANGES = Counter(
     "membership_changes",
     "Segment enters and exits emitted.",

@@ -10,6 +10,8 @@
   ``'<property>=<json value>'`` for properties that active segments filter on.
 - ``aliases``: an anonymous id merged into a known customer id.
 - ``processed_messages``: messageIds already applied (idempotency under redelivery).
+- ``suppressions``: customer ids whose events are dropped (after a GDPR erasure,
+  or on request), until the suppression is lifted.
 - ``segments`` / ``segment_versions``: definitions, versioned.
 - ``memberships``: who is in which segment now; ``membership_timers``: the
   earliest instant a time-dependent condition can next flip for a customer.
@@ -109,6 +111,16 @@ class ProcessedMessage(Base):
 
     message_id: Mapped[str] = mapped_column(Text, primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
+
+
+class Suppression(Base):
+    """A customer id whose events the segmenter drops: no profile is kept for it."""
+
+    __tablename__ = "suppressions"
+
+    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    suppressed_at: Mapped[datetime] = mapped_column(Timestamp)
+    reason: Mapped[str] = mapped_column(Text)
 
 
 class Segment(Base):

@@ -30,6 +30,7 @@ from services.segmenter.models import (
     Profile,
     Segment,
     SegmentVersion,
+    Suppression,
     outbox,
 )
 from services.segmenter.rules.snapshot import DayTotals, EventStatView, RollupKey
@@ -46,6 +47,7 @@ memberships = table_of(Membership)
 timers = table_of(MembershipTimer)
 segments = table_of(Segment)
 segment_versions = table_of(SegmentVersion)
+suppressions = table_of(Suppression)
 
 
 # --- statements on the event path -------------------------------------------------------
@@ -119,6 +121,56 @@ async def claim_messages(conn: AsyncConnection, *, message_ids: Sequence[str]) -
 async def forget_processed_before(conn: AsyncConnection, *, before: datetime) -> int:
     result = await conn.execute(delete(processed).where(processed.c.processed_at < before))
     return result.rowcount or 0
+
+
+# --- suppressions ---------------------------------------------------------------
+
+
+async def suppressed_among(conn: AsyncConnection, *, ids: Iterable[str]) -> set[str]:
+    """The ids among ``ids`` that are suppressed."""
+    wanted = list(set(ids))
+    if not wanted:
+        return set()
+    rows = await _rows(
+        conn,
+        "SELECT customer_id FROM segmenter.suppressions WHERE customer_id = ANY($1::text[])",
+        wanted,
+    )
+    return {row[0] for row in rows}
+
+
+async def suppress(
+    conn: AsyncConnection, *, ids: Sequence[str], at: datetime, reason: str
+) -> list[str]:
+    """Suppress ``ids``; return those that were not suppressed already."""
+    if not ids:
+        return []
+    result = await conn.execute(
+        pg_insert(suppressions)
+        .values([{"customer_id": i, "suppressed_at": at, "reason": reason} for i in ids])
+        .on_conflict_do_nothing()
+        .returning(suppressions.c.customer_id)
+    )
+    return sorted(result.scalars())
+
+
+async def suppression(conn: AsyncConnection, *, customer_id: str) -> Any | None:
+    query = select(suppressions).where(suppressions.c.customer_id == customer_id)
+    return (await conn.execute(query)).one_or_none()
+
+
+async def lift_suppression(conn: AsyncConnection, *, customer_id: str) -> bool:
+    result = await conn.execute(
+        delete(suppressions).where(suppressions.c.customer_id == customer_id)
+    )
+    return bool(result.rowcount)
+
+
+async def suppressions_page(conn: AsyncConnection, *, after: str | None, limit: int) -> list[Any]:
+    query = select(suppressions).order_by(suppressions.c.customer_id).limit(limit)
+    if after is not None:
+        query = query.where(suppressions.c.customer_id > after)
+    return list(await conn.execute(query))
 
 
 # --- aliases --------------------------------------------------------------------

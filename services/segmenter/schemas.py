@@ -117,6 +117,26 @@ class ErasurePublic(BaseModel):
     customer_id: str
     erased_ids: list[str]
     exited_segments: list[str]
+    #: whether the erased ids are now suppressed (``?suppress=true``)
+    suppressed: bool
+
+
+class SuppressionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="requested", min_length=1, max_length=200)
+
+
+class SuppressionPublic(BaseModel):
+    customer_id: str
+    suppressed_at: datetime
+    reason: str
+
+
+class SuppressionsPublic(BaseModel):
+    suppressions: list[SuppressionPublic]
+    #: pass as ``after`` for the next page; null on the last page
+    next_after: str | None
 
 
 class FitReport(BaseModel):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import orjson
 
+from services.segmenter.metrics import EVENTS_SUPPRESSED
 from tests.integration.segmenter.conftest import ADMIN, START, Stack, event, run_id
 
 
@@ -163,3 +165,75 @@ async def test_erasure_removes_the_customer_and_says_so(stack: Stack) -> None:
     assert orjson.loads(gone.value)["customerId"] == customer
     again = await stack.client.delete(f"/v1/profiles/{customer}", headers=ADMIN)
     assert again.status_code == 404
+
+
+async def _suppressed_events_after(before: float, more: int) -> None:
+    """Until the consumer has dropped ``more`` events since ``before``."""
+    for _ in range(200):
+        if EVENTS_SUPPRESSED._value.get() >= before + more:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the consumer dropped {EVENTS_SUPPRESSED._value.get() - before} events")
+
+
+async def test_erasure_with_suppression_drops_later_events_until_lifted(stack: Stack) -> None:
+    customer, anonymous = f"c-{run_id()}", f"anon-{run_id()}"
+    await stack.send(
+        event("identify", customer, START - timedelta(days=1), traits={"email": "x@example.com"}),
+        event("alias", customer, START - timedelta(hours=20), previousId=anonymous),
+    )
+    await stack.profile(customer, until=lambda p: anonymous in p["aliases"])
+    answer = await stack.client.delete(f"/v1/profiles/{customer}?suppress=true", headers=ADMIN)
+    assert answer.status_code == 200
+    assert answer.json()["suppressed"] is True
+
+    listed = await stack.client.get("/v1/suppressions", headers=ADMIN)
+    reasons = {s["customer_id"]: s["reason"] for s in listed.json()["suppressions"]}
+    assert (reasons.get(customer), reasons.get(anonymous)) == ("erased", "erased")
+
+    dropped_before = EVENTS_SUPPRESSED._value.get()
+    await stack.send(
+        event("identify", customer, START, traits={"email": "back@example.com"}),
+        event("track", None, START, anonymousId=anonymous, event="Product Viewed"),
+    )
+    await _suppressed_events_after(dropped_before, 2)
+    for erased in (customer, anonymous):
+        assert (await stack.client.get(f"/v1/profiles/{erased}", headers=ADMIN)).status_code == 404
+
+    lifted = await stack.client.delete(f"/v1/suppressions/{customer}", headers=ADMIN)
+    assert lifted.status_code == 204
+    again = await stack.client.delete(f"/v1/suppressions/{customer}", headers=ADMIN)
+    assert again.status_code == 404
+    await stack.send(event("identify", customer, START, traits={"plan": "pro"}))
+    back = await stack.profile(customer)
+    assert back["traits"] == {"plan": "pro"}  # a new profile: nothing from before the erasure
+
+
+async def test_suppressing_without_erasure_freezes_the_profile(stack: Stack) -> None:
+    customer = f"c-{run_id()}"
+    await stack.send(
+        event("identify", customer, START - timedelta(days=1), traits={"plan": "free"})
+    )
+    await stack.profile(customer)
+    bad = await stack.client.put(
+        f"/v1/suppressions/{customer}", headers=ADMIN, json={"reason": "", "extra": 1}
+    )
+    assert bad.status_code == 422
+    assert {tuple(e["loc"]) for e in bad.json()["detail"]} == {
+        ("body", "reason"),
+        ("body", "extra"),
+    }
+    put = await stack.client.put(
+        f"/v1/suppressions/{customer}", headers=ADMIN, json={"reason": "legal hold"}
+    )
+    assert (put.status_code, put.json()["reason"]) == (200, "legal hold")
+    # idempotent: the first suppression stays
+    assert (
+        await stack.client.put(f"/v1/suppressions/{customer}", headers=ADMIN)
+    ).json() == put.json()
+
+    dropped_before = EVENTS_SUPPRESSED._value.get()
+    await stack.send(event("identify", customer, START, traits={"plan": "pro"}))
+    await _suppressed_events_after(dropped_before, 1)
+    assert (await stack.profile(customer))["traits"] == {"plan": "free"}
+    assert (await stack.client.get("/v1/suppressions")).status_code == 401
