@@ -50,9 +50,7 @@ async def backfill(
             await msql.create_scope(conn)
             applied = await msql.apply_segment(conn, segment, now=now, cause=cause, everyone=True)
             if segment.time_dependent:
-                await msql.refresh_timers(
-                    conn, [segment], now=now, everyone=True, keep_earlier=True
-                )
+                await msql.add_earlier_timers(conn, [segment], now=now)
             await conn.execute(
                 update(segments_table)
                 .where(

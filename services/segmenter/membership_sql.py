@@ -8,14 +8,15 @@ scope of customers (those in the temp table ``scope``, or every profile):
 2. insert the missing memberships and delete those no longer matched, each
    with ``RETURNING``, and put exactly those changes in the outbox, encoded as
    :class:`shared.events.segment_changes.SegmentChange` in JSON;
-3. the timers of the scope are set to the earliest next flip of every
-   time-dependent segment (``next_flip_sql``).
+3. timers: a backfill gives every profile the segment's next flip where it is
+   earlier than its timer (:func:`add_earlier_timers`, ``next_flip_sql``).
 
 The sweep uses :func:`apply_segments`, which does the same for several segments
 at once: one pass over the scope's profiles evaluates every segment of a
 dependency level (and the next timer) into the temp table ``evaluated``, and one
-statement applies all their membership changes. Segments reading a segment of the
-same sweep come in a later level, so they see its new memberships, as with
+statement applies all their membership changes, and the scope's timers are set to
+the earliest next flip of every time-dependent segment. Segments reading a segment
+of the same sweep come in a later level, so they see its new memberships, as with
 :func:`apply_segment` one segment at a time in dependency order.
 """
 
@@ -35,6 +36,7 @@ from sqlalchemy import (
     Text,
     any_,
     cast,
+    exists,
     false,
     func,
     insert,
@@ -49,7 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.segmenter.catalog import ActiveSegment
-from services.segmenter.models import Membership, Profile
+from services.segmenter.models import Membership, MembershipTimer, Profile
 from services.segmenter.rules.next_flip import next_flip_sql
 from services.segmenter.rules.sql_lookups import SharedLookups
 from services.segmenter.rules.sql_predicate import compile_sql
@@ -58,6 +60,7 @@ from shared.events import segment_changes
 
 profiles = table_of(Profile)
 memberships = table_of(Membership)
+timers = table_of(MembershipTimer)
 _temp = MetaData()
 scope_table = Table(
     "scope", _temp, Column("customer_id", Text, primary_key=True), prefixes=["TEMPORARY"]
@@ -71,13 +74,6 @@ evaluated_table = Table(
     Column("customer_id", Text, primary_key=True),
     Column("hits", postgresql.ARRAY(Boolean)),
     Column("was", postgresql.ARRAY(Boolean)),
-    Column("due_at", DateTime(timezone=True)),
-    prefixes=["TEMPORARY"],
-)
-next_flips_table = Table(
-    "next_flips",
-    _temp,
-    Column("customer_id", Text, primary_key=True),
     Column("due_at", DateTime(timezone=True)),
     prefixes=["TEMPORARY"],
 )
@@ -133,12 +129,6 @@ async def create_scope(conn: AsyncConnection) -> None:
             )
         )
         await conn.execute(text(f"TRUNCATE {name}"))
-    await conn.execute(
-        text(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS next_flips "
-            "(customer_id text PRIMARY KEY, due_at timestamptz) ON COMMIT DROP"
-        )
-    )
 
 
 async def analyze_scope(conn: AsyncConnection) -> None:
@@ -271,7 +261,7 @@ async def apply_segments(
     conn: AsyncConnection, segments: Sequence[ActiveSegment], *, now: datetime, cause: str
 ) -> Applied:
     """:func:`apply_segment` for each of ``segments`` (in dependency order) over the scope,
-    then :func:`refresh_timers` of ``segments`` — the same rows, outbox messages and order.
+    and each scoped customer's timer set to the earliest next flip of ``segments``.
     A timer that a rule puts at or before ``now`` is put a second later, so that a
     timer always moves forward.
 
@@ -432,7 +422,7 @@ async def _apply_level(
 
 
 async def _store_due(conn: AsyncConnection, *, now: datetime) -> None:
-    """The scope's timers from ``evaluated.due_at``, as :func:`refresh_timers` sets them.
+    """The scope's timers from ``evaluated.due_at`` (none where it is NULL).
 
     One lookup per customer: a swept customer has a timer (it was due) and a profile,
     so the statements that need a second lookup each (inserting missing timers,
@@ -493,49 +483,31 @@ async def _store_due(conn: AsyncConnection, *, now: datetime) -> None:
         )
 
 
-async def refresh_timers(
-    conn: AsyncConnection,
-    segments: Sequence[ActiveSegment],
-    *,
-    now: datetime,
-    everyone: bool = False,
-    keep_earlier: bool = False,
+async def add_earlier_timers(
+    conn: AsyncConnection, segments: Sequence[ActiveSegment], *, now: datetime
 ) -> None:
-    """Set each scoped customer's timer to the earliest next flip of ``segments``.
-
-    ``keep_earlier`` keeps an existing earlier timer (a backfill adds one
-    segment's flips to timers that already cover the others).
-    """
+    """Give every profile the earliest next flip of ``segments`` where that is earlier
+    than its timer, or it has none: a backfill adds one segment's flips to the timers
+    that already cover the others. A timer already as early is not written again."""
     lookups = SharedLookups()
     flips = [next_flip_sql(s.rule, now=now, lookups=lookups) for s in segments if s.time_dependent]
     if not flips:
-        if not everyone and not keep_earlier:
-            await conn.execute(
-                text(
-                    "DELETE FROM segmenter.membership_timers "
-                    "WHERE customer_id IN (SELECT customer_id FROM scope)"
-                )
-            )
         return
-    source = select(profiles.c.customer_id, _earliest(flips)).select_from(lookups.source())
-    if not everyone:
-        source = source.where(profiles.c.customer_id.in_(select(scope_table.c.customer_id)))
-    await conn.execute(text("TRUNCATE next_flips"))
-    await conn.execute(insert(next_flips_table).from_select(["customer_id", "due_at"], source))
-    on_conflict = "LEAST(t.due_at, excluded.due_at)" if keep_earlier else "excluded.due_at"
+    found = (
+        select(profiles.c.customer_id, _earliest(flips).label("due_at"))
+        .select_from(lookups.source())
+        .subquery("flips")
+    )
+    earlier = select(found.c.customer_id, found.c.due_at).where(
+        found.c.due_at.is_not(None),
+        ~exists().where(
+            timers.c.customer_id == found.c.customer_id, timers.c.due_at <= found.c.due_at
+        ),
+    )
+    statement = postgresql.insert(timers).from_select(["customer_id", "due_at"], earlier)
     await conn.execute(
-        text(
-            f"""
-        INSERT INTO segmenter.membership_timers AS t (customer_id, due_at)
-        SELECT customer_id, due_at FROM next_flips WHERE due_at IS NOT NULL
-        ON CONFLICT (customer_id) DO UPDATE SET due_at = {on_conflict}
-        """
+        statement.on_conflict_do_update(
+            index_elements=[timers.c.customer_id],
+            set_={"due_at": func.least(timers.c.due_at, statement.excluded.due_at)},
         )
     )
-    if not keep_earlier:
-        await conn.execute(
-            text(
-                "DELETE FROM segmenter.membership_timers t USING next_flips n "
-                "WHERE t.customer_id = n.customer_id AND n.due_at IS NULL"
-            )
-        )

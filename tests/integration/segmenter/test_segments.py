@@ -218,6 +218,28 @@ async def test_new_segment_is_backfilled_and_an_edit_recomputes_it(stack: Stack)
     assert (await stack.client.get(f"/v1/segments/{segment}", headers=ADMIN)).status_code == 404
 
 
+async def test_a_backfill_sets_the_timers_its_windows_need(stack: Stack) -> None:
+    """Members found by a backfill leave when their events leave the window, though no
+    event of theirs arrives after the segment was made."""
+    run, buyer = run_id(), f"backfilled-{run_id()}"
+    bought = f"Bought {run}"  # an event no other segment reads: no timer comes from them
+    await stack.send(
+        event("identify", buyer, stack.clock.now - timedelta(days=3), traits={"run": run}),
+        event("track", buyer, stack.clock.now - timedelta(days=3), event=bought),
+    )
+    await stack.profile(buyer, until=lambda p: p["events"])
+    segment = f"bought-7d-{run}"
+    rule = {"kind": "event_count", "event": bought, "op": "gte", "count": 1, "within_days": 7}
+    created = await create(stack, segment, tagged(run, rule))
+    assert created["members"] == 1
+    stack.clock.advance(days=5)  # the purchase day is now 8 days back
+    changes = await stack.changes_of(buyer, 2)
+    assert [(c["change"], c["cause"]) for c in changes] == [
+        ("entered", "segment_edit"),
+        ("exited", "time"),
+    ]
+
+
 async def test_a_segment_can_read_another_segment(stack: Stack) -> None:
     run, vip = run_id(), f"vip-{run_id()}"
     big = f"big-spenders-{run}"
