@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -112,6 +113,9 @@ class SegmenterBenchOptions:
     bootstrap_servers: str | None = None
     #: cProfile the consumer's window into this file
     profile_path: Path | None = None
+    #: trace Python's allocations during the soak (``tracemalloc``): tells a leak of
+    #: Python objects from an allocator that keeps freed memory
+    trace_heap: bool = False
     log: Log = _stderr
 
     @classmethod
@@ -150,6 +154,8 @@ class SegmenterBenchOptions:
             value = env.get(f"TENURE_BENCH_SEGMENTER_{name.upper()}")
             if value:
                 overrides[name] = kind(value)
+        if env.get("TENURE_BENCH_SEGMENTER_TRACE_HEAP"):
+            overrides["trace_heap"] = env["TENURE_BENCH_SEGMENTER_TRACE_HEAP"] not in ("0", "")
         if env.get("TENURE_BENCH_SEGMENTER_PROFILE"):
             overrides["profile_path"] = Path(env["TENURE_BENCH_SEGMENTER_PROFILE"])
         return replace(options, **overrides)
@@ -184,6 +190,7 @@ class BenchResult:
     #: CPU cores each process kept busy during the consumer's window
     consumer_cores: dict[str, float] | None = None
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
+    heap_samples: list[tuple[float, float]] = field(default_factory=list)
 
     def figure(self, scenario: str) -> Figure:
         return next(f for f in self.figures if f.scenario == scenario)
@@ -278,6 +285,8 @@ def _as_json(result: BenchResult, started: datetime, quick: bool) -> bytes:
             "consumer_cores": result.consumer_cores,
             #: (seconds since the soak started, RSS MB), to see the shape behind the slope
             "rss_samples": result.rss_samples,
+            #: (seconds, MB Python allocated since the soak started and still holds)
+            "heap_samples": result.heap_samples,
         },
         option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
         default=str,
@@ -477,6 +486,7 @@ class SegmenterBench:
             if options.soak_s > 0:
                 window = await self._soak(meter, rss, tasks, rate)
             self._memory_figures(window)
+            self._heap_figures(rss.heap_samples)
         finally:
             runner.signal_shutdown()
             sweeper.signal_shutdown()
@@ -508,12 +518,15 @@ class SegmenterBench:
             name="bench-soak-producer",
             daemon=True,
         )
+        if options.trace_heap:
+            tracemalloc.start()
         process.start()
         try:
             while process.is_alive():
                 _raise_if_done(tasks)
                 await asyncio.sleep(0.5)
         finally:
+            tracemalloc.stop()
             if process.is_alive():
                 process.terminate()
             process.join(10)
@@ -529,6 +542,26 @@ class SegmenterBench:
             )
         )
         return window
+
+    def _heap_figures(self, samples: list[tuple[float, float]]) -> None:
+        """What Python allocated during the soak and still held: a leak of Python
+        objects grows here, while an allocator keeping freed memory does not."""
+        self.result.heap_samples = samples
+        if len(samples) < 2:
+            return
+        span = samples[-1][0] - samples[0][0]
+        second_half = [x for x in samples if x[0] - samples[0][0] >= span / 2]
+        self.result.figures += [
+            Figure("Python heap at soak end (tracemalloc)", samples[-1][1], "MB"),
+            Figure("Python heap slope, whole soak", _slope_per_minute(samples), "MB/min"),
+            Figure(
+                "Python heap slope, 2nd half",
+                _slope_per_minute(second_half) if len(second_half) >= 2 else 0.0,
+                "MB/min",
+                note="tracemalloc from the soak's start: it slows the consumer and adds "
+                "to the RSS above",
+            ),
+        ]
 
     def _memory_figures(self, samples: list[tuple[float, float]]) -> None:
         self.result.rss_samples = samples
@@ -750,11 +783,13 @@ class BatchMeter:
 
 
 class RssSampler:
-    """This process's resident set size every :data:`RSS_SAMPLE_S` seconds, in MB."""
+    """This process's resident set size every :data:`RSS_SAMPLE_S` seconds, in MB; and,
+    while ``tracemalloc`` traces, the memory Python allocated since and still holds."""
 
     def __init__(self) -> None:
         self._process = psutil.Process()
         self.samples: list[tuple[float, float]] = []
+        self.heap_samples: list[tuple[float, float]] = []
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -762,7 +797,10 @@ class RssSampler:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
-            self.samples.append((time.monotonic(), self._process.memory_info().rss / 2**20))
+            now = time.monotonic()
+            self.samples.append((now, self._process.memory_info().rss / 2**20))
+            if tracemalloc.is_tracing():
+                self.heap_samples.append((now, tracemalloc.get_traced_memory()[0] / 2**20))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=RSS_SAMPLE_S)
 
