@@ -112,8 +112,8 @@ async def bound_plans_to_the_scope(conn: AsyncConnection) -> None:
     thousands of index lookups, though building that hash costs more than the
     lookups, and it is built again for every chunk: the sweep's time then grows with
     the tables instead of with the chunk. Without hash and merge joins every join
-    is a nested loop over the scope with index lookups (twice as fast over 1M
-    profiles in chunks of 50,000).
+    is a nested loop over the scope with index lookups (a sweep of 1M profiles in
+    chunks of 50,000: 46 s instead of 75 s, see docs/performance.md).
     """
     await conn.execute(text("SET LOCAL enable_hashjoin = off"))
     await conn.execute(text("SET LOCAL enable_mergejoin = off"))

@@ -520,11 +520,16 @@ class SegmenterBench:
         )
         if options.trace_heap:
             tracemalloc.start()
+        early: tracemalloc.Snapshot | None = None
         process.start()
         try:
             while process.is_alive():
                 _raise_if_done(tasks)
                 await asyncio.sleep(0.5)
+                if options.trace_heap and early is None and time.monotonic() - start_at > 60:
+                    early = tracemalloc.take_snapshot()
+            if early is not None:
+                self._log_heap_growth(early, tracemalloc.take_snapshot())
         finally:
             tracemalloc.stop()
             if process.is_alive():
@@ -542,6 +547,16 @@ class SegmenterBench:
             )
         )
         return window
+
+    def _log_heap_growth(self, early: tracemalloc.Snapshot, late: tracemalloc.Snapshot) -> None:
+        """The source lines whose live allocations grew most from a minute into the soak
+        to its end."""
+        self.log("Python heap growth since the soak's first minute, by source line:")
+        for stat in late.compare_to(early, "lineno")[:10]:
+            self.log(
+                f"  {stat.size_diff / 2**10:+10,.0f} KiB {stat.count_diff:+9,d} blocks  "
+                f"{stat.traceback}"
+            )
 
     def _heap_figures(self, samples: list[tuple[float, float]]) -> None:
         """What Python allocated during the soak and still held: a leak of Python
