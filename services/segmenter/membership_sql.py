@@ -270,6 +270,14 @@ async def apply_segments(
     one statement per level applies the level's membership changes; the outbox
     messages are queued at the end, segment by segment, each ordered by customer.
     """
+    if not segments:  # no segment depends on time any more: these timers have no use
+        await conn.execute(
+            text(
+                "DELETE FROM segmenter.membership_timers "
+                "WHERE customer_id IN (SELECT customer_id FROM scope)"
+            )
+        )
+        return Applied(entered=0, exited=0)
     for name, columns in (
         ("evaluated", "customer_id text, hits boolean[], was boolean[], due_at timestamptz"),
         (

@@ -154,3 +154,16 @@ def test_the_sweep_drops_the_timer_of_a_customer_without_a_profile(database: Dat
     )
     due = database.run(_sweep_due(database.engine, catalog, now))
     assert due == {"c00": now + timedelta(days=1, microseconds=1)}
+
+
+def test_the_sweep_drops_due_timers_when_no_segment_depends_on_time(database: Database) -> None:
+    """Left behind by a deleted segment, they would otherwise be claimed again at once."""
+    now = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    catalog = SegmentCatalog(
+        [
+            ActiveSegment.compile(
+                "pro", 1, {"kind": "trait", "trait": "plan", "op": "eq", "value": "pro"}
+            )
+        ]
+    )
+    assert database.run(_sweep_due(database.engine, catalog, now)) == {}
