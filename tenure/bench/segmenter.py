@@ -49,19 +49,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.segmenter import repository as repo
 from services.segmenter.backfill import backfill
 from services.segmenter.catalog_cache import CatalogCache
-from services.segmenter.consumer import EventBatchHandler, is_transient, utc_now
-from services.segmenter.models import outbox
 from services.segmenter.rules.ast import dump_rule, parse_rule
 from services.segmenter.settings import SegmenterGroup
 from services.segmenter.sweeper import TimerSweeper
 from shared.db.engine import create_engine
 from shared.db.migrations import upgrade
-from shared.db.outbox import OutboxRelay
 from shared.events import ALL_TOPICS
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
 from shared.events.customer_events import CustomerEvent
-from shared.kafka.consumer import ConsumerRunner, Record
-from shared.kafka.dlq import DeadLetterPolicy
+from shared.kafka.consumer import Record
 from shared.kafka.producer import EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import DatabaseSettings, KafkaSettings
@@ -70,6 +66,12 @@ from tenure.bench.segmenter_data import (
     SWEEP_SEGMENTS,
     EventStream,
     profile_fill_sql,
+)
+from tenure.bench.segmenter_replicas import (
+    ConsumerReplica,
+    ReplicaConfig,
+    forward_reports,
+    replica_process,
 )
 from tenure.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, uri_for_database
 from tenure.services import SERVICES
@@ -107,6 +109,9 @@ class SegmenterBenchOptions:
     #: events/s the soak producer offers; None: 60% of the measured consumer rate
     soak_rate: float | None = None
     max_batch_records: int = SegmenterGroup().max_batch_records
+    #: segmenter processes consuming in one group (this one and ``replicas - 1`` others):
+    #: one per core, as many as partitions at most
+    replicas: int = field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 6)))
     partitions: int = 6
     #: a server to create the scratch databases on; None starts an embedded one
     database_url: str | None = None
@@ -149,6 +154,7 @@ class SegmenterBenchOptions:
             ("sweep_profiles", int),
             ("sweep_chunk", int),
             ("max_batch_records", int),
+            ("replicas", int),
             ("soak_rate", float),
         ):
             value = env.get(f"TENURE_BENCH_SEGMENTER_{name.upper()}")
@@ -305,6 +311,7 @@ class SegmenterBench:
         self._broker: EmbeddedBroker | None = None
         self._server_url = ""
         self._databases: list[str] = []
+        self._replica_pids: list[int] = []
 
     async def run(self) -> BenchResult:
         try:
@@ -398,7 +405,7 @@ class SegmenterBench:
                     "copy_records_to_table, one row per event, into an unindexed table",
                 )
             )
-            await self._consume(engine, kafka, group_id, rows_per_s)
+            await self._consume(url, group_id, rows_per_s)
         finally:
             await engine.dispose()
 
@@ -422,50 +429,48 @@ class SegmenterBench:
         self.log(f"produced in {time.perf_counter() - started:.1f}s")
         return rows
 
-    async def _consume(
-        self, engine: AsyncEngine, kafka: KafkaSettings, group_id: str, copy_rate: float
-    ) -> None:
+    async def _consume(self, url: str, group_id: str, copy_rate: float) -> None:
         options = self.options
-        group = SegmenterGroup(max_batch_records=options.max_batch_records)
-        publisher = EventPublisher(kafka, client_id="bench-segmenter")
-        catalogs = CatalogCache(engine)
-        relay = OutboxRelay(engine=engine, outbox=outbox, publisher=publisher)
-        meter = BatchMeter(
-            EventBatchHandler(
-                engine=engine, catalogs=catalogs, clock=utc_now, on_commit=relay.notify
-            ),
-            cpu_groups=self._cpu_groups,
-            profile_path=options.profile_path,
-        )
-        runner = ConsumerRunner(
-            settings=kafka,
+        config = ReplicaConfig(
+            bootstrap_servers=self._bootstrap,
+            partitions=options.partitions,
+            database_url=url,
             group_id=group_id,
-            decoders={CUSTOMER_EVENTS: CustomerEvent.from_bytes},
-            handler=meter,
-            dead_letters=DeadLetterPolicy(publisher),
-            is_transient=is_transient,
-            max_records=group.max_batch_records,
+            max_batch_records=options.max_batch_records,
         )
-        sweeper = TimerSweeper(
-            engine=engine,
-            catalogs=catalogs,
-            clock=utc_now,
-            interval_s=group.sweep_interval_s,
-            chunk=group.sweep_chunk,
-            workers=group.sweep_workers,
-            on_commit=relay.notify,
-        )
+        meter = BatchMeter(replicas=options.replicas, profile_path=options.profile_path)
+        replica = ConsumerReplica(config, wrap=meter.wrap)
         rss = RssSampler()
-        await publisher.start()
-        tasks = [
-            asyncio.create_task(runner.run(), name="bench-consumer"),
-            asyncio.create_task(relay.run(), name="bench-relay"),
-            asyncio.create_task(sweeper.run(), name="bench-sweeper"),
-            asyncio.create_task(rss.run(), name="bench-rss"),
-        ]
+        context = mp.get_context("spawn")
+        stopping = context.Event()
+        children: list[mp.process.BaseProcess] = []
+        forwarders: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[None]] = []
         try:
+            for index in range(1, options.replicas):
+                reports: Any = context.Queue()
+                child = context.Process(
+                    target=replica_process,
+                    args=(config, reports, stopping),
+                    name=f"bench-segmenter-replica-{index}",
+                    daemon=True,
+                )
+                child.start()
+                children.append(child)
+                forwarders.append(
+                    asyncio.create_task(
+                        forward_reports(reports, meter.record, index), name=f"bench-replica-{index}"
+                    )
+                )
+            self._replica_pids = [os.getpid(), *(c.pid for c in children if c.pid)]
+            meter.cpu_groups = self._cpu_groups
+            tasks = [*await replica.start(), *forwarders]
+            tasks.append(asyncio.create_task(rss.run(), name="bench-rss"))
             segments = len(CONSUMER_SEGMENTS)
-            self.log(f"consuming {options.events:,} events with {segments} segments …")
+            self.log(
+                f"consuming {options.events:,} events with {segments} segments, "
+                f"{options.replicas} replica(s) …"
+            )
             await meter.wait_for(options.events, tasks)
             rate = meter.events_per_s
             self.result.consumer_cores = meter.cores
@@ -478,8 +483,9 @@ class SegmenterBench:
                     ratio=rate / copy_rate,
                     target=f">= {TARGET_EVENTS_PER_S:,.0f}/s",
                     passed=rate >= TARGET_EVENTS_PER_S,
-                    note=f"{meter.batches} batches of up to {options.max_batch_records}, "
-                    f"{meter.seconds:.1f}s from the first to the last committed batch",
+                    note=f"{options.replicas} replica process(es), {meter.batches} batches "
+                    f"of up to {options.max_batch_records}, {meter.seconds:.1f}s from the "
+                    "moment every replica had committed a batch to the last committed batch",
                 )
             )
             window = rss.samples[:]
@@ -488,16 +494,15 @@ class SegmenterBench:
             self._memory_figures(window)
             self._heap_figures(rss.heap_samples)
         finally:
-            runner.signal_shutdown()
-            sweeper.signal_shutdown()
+            stopping.set()
             rss.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(tasks[0], timeout=30)
-            relay.signal_shutdown()
-            for task in tasks[1:]:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, timeout=30)
-            await publisher.stop()
+            await replica.stop()
+            for task in forwarders:
+                task.cancel()
+            for process in children:
+                await asyncio.to_thread(process.join, 40)
+                if process.is_alive():
+                    process.terminate()
 
     async def _soak(
         self,
@@ -610,11 +615,15 @@ class SegmenterBench:
         ]
 
     @property
-    def _cpu_groups(self) -> dict[str, int | None]:
+    def _cpu_groups(self) -> dict[str, list[int]]:
+        """The processes whose CPU time the consumer's window reports, by name (PostgreSQL
+        and the broker with their children)."""
+        broker = self._broker.process.pid if self._broker and self._broker.process else None
+        postgres = self._postgres_pid()
         return {
-            "segmenter process": os.getpid(),
-            "postgres": self._postgres_pid(),
-            "broker": self._broker.process.pid if self._broker and self._broker.process else None,
+            "segmenter replicas": self._replica_pids or [os.getpid()],
+            "postgres": [postgres] if postgres else [],
+            "broker": [broker] if broker else [],
         }
 
     # --- 2. the sweep --------------------------------------------------------------------------
@@ -724,35 +733,49 @@ class SegmenterBench:
 
 
 class BatchMeter:
-    """Wraps the batch handler: counts what it committed and when (it returns once durable)."""
+    """Counts the batches every replica committed, and when (a handler returns once its
+    batch is durable).
 
-    def __init__(
-        self,
-        handler: Callable[[Sequence[Record[CustomerEvent]]], Awaitable[None]],
-        *,
-        cpu_groups: dict[str, int | None],
-        profile_path: Path | None = None,
-    ) -> None:
-        self._handler = handler
-        self._cpu_groups = cpu_groups
+    The window starts once every replica has committed a batch (the consumer group
+    has settled: a replica joining later takes partitions from the others) and
+    ends at the last committed batch; CPU time is read at both ends.
+    """
+
+    def __init__(self, *, replicas: int = 1, profile_path: Path | None = None) -> None:
+        self.replicas = replicas
+        self.cpu_groups: dict[str, list[int]] = {}
         self._profile_path = profile_path
         self._profiler: Any = None
         self.events = 0
         self.batches = 0
-        self.first: tuple[float, int] | None = None
+        self._first_batch: dict[int, float] = {}
+        #: (when the window started, events committed by then)
+        self.start: tuple[float, int] | None = None
         self.last_at = 0.0
         self._first_cpu: dict[str, float] | None = None
         self.cores: dict[str, float] | None = None
         self._changed = asyncio.Event()
 
-    async def __call__(self, records: Sequence[Record[CustomerEvent]]) -> None:
-        await self._handler(records)
-        self.last_at = time.perf_counter()
-        self.events += len(records)
+    def wrap(
+        self, handler: Callable[[Sequence[Record[CustomerEvent]]], Awaitable[None]]
+    ) -> Callable[[Sequence[Record[CustomerEvent]]], Awaitable[None]]:
+        """``handler`` counted as this process's replica (number 0)."""
+
+        async def handle(records: Sequence[Record[CustomerEvent]]) -> None:
+            await handler(records)
+            self.record(0, time.perf_counter(), len(records))
+
+        return handle
+
+    def record(self, replica: int, at: float, records: int) -> None:
+        """Replica ``replica`` committed a batch of ``records`` at ``at`` (perf_counter)."""
+        self.events += records
         self.batches += 1
-        if self.first is None:
-            self.first = (self.last_at, len(records))
-            self._first_cpu = _cpu_seconds(self._cpu_groups)
+        self.last_at = max(self.last_at, at)
+        self._first_batch.setdefault(replica, at)
+        if self.start is None and len(self._first_batch) == self.replicas:
+            self.start = (at, self.events)
+            self._first_cpu = _cpu_seconds(self.cpu_groups)
             if self._profile_path is not None:
                 import cProfile
 
@@ -761,7 +784,7 @@ class BatchMeter:
         self._changed.set()
 
     async def wait_for(self, events: int, tasks: Sequence[asyncio.Task[None]]) -> None:
-        """Until ``events`` were committed; raise when the consumer stops or stalls."""
+        """Until ``events`` were committed; raise when a replica stops or stalls."""
         while self.events < events:
             self._changed.clear()
             _raise_if_done(tasks)
@@ -773,7 +796,7 @@ class BatchMeter:
                     f"({self.events:,} of {events:,} events)"
                 ) from None
         span = self.seconds
-        last_cpu = _cpu_seconds(self._cpu_groups)
+        last_cpu = _cpu_seconds(self.cpu_groups)
         if self._first_cpu is not None and span > 0:
             self.cores = {
                 name: (last_cpu[name] - self._first_cpu[name]) / span
@@ -787,14 +810,14 @@ class BatchMeter:
 
     @property
     def seconds(self) -> float:
-        return 0.0 if self.first is None else self.last_at - self.first[0]
+        return 0.0 if self.start is None else self.last_at - self.start[0]
 
     @property
     def events_per_s(self) -> float:
-        """Events after the first batch, over the time from the first to the last batch."""
-        if self.first is None or self.seconds <= 0:
+        """Events committed in the window, over its length."""
+        if self.start is None or self.seconds <= 0:
             return 0.0
-        return (self.events - self.first[1]) / self.seconds
+        return (self.events - self.start[1]) / self.seconds
 
 
 class RssSampler:
@@ -820,23 +843,22 @@ class RssSampler:
                 await asyncio.wait_for(self._stopping.wait(), timeout=RSS_SAMPLE_S)
 
 
-def _cpu_seconds(groups: dict[str, int | None]) -> dict[str, float]:
-    """CPU seconds of each process (with its children, but for this process itself),
-    and of the whole machine."""
+def _cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds of each group of processes (with their children, but for this process
+    itself, whose children are the embedded servers), and of the whole machine."""
     found: dict[str, float] = {}
-    for name, pid in groups.items():
-        if pid is None:
-            continue
-        with contextlib.suppress(psutil.Error):
-            process = psutil.Process(pid)
-            times = process.cpu_times()
-            total = times.user + times.system
-            if pid != os.getpid():
-                for child in process.children(recursive=True):
-                    with contextlib.suppress(psutil.Error):
-                        child_times = child.cpu_times()
-                        total += child_times.user + child_times.system
-            found[name] = total
+    for name, pids in groups.items():
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                process = psutil.Process(pid)
+                times = process.cpu_times()
+                total = times.user + times.system
+                if pid != os.getpid():
+                    for child in process.children(recursive=True):
+                        with contextlib.suppress(psutil.Error):
+                            child_times = child.cpu_times()
+                            total += child_times.user + child_times.system
+                found[name] = found.get(name, 0.0) + total
     machine = psutil.cpu_times()
     found["machine"] = machine.user + machine.nice + machine.system + getattr(machine, "irq", 0.0)
     found["machine"] += getattr(machine, "softirq", 0.0) + getattr(machine, "steal", 0.0)
