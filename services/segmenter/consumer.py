@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -58,14 +59,26 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+#: serialization failure, deadlock, the server shutting down or not ready, lost connections
+_TRANSIENT_STATES = frozenset(
+    {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
+)
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Database unreachable or a serialization/deadlock conflict: retry the batch."""
-    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError):
+    """Database unreachable or a serialization/deadlock conflict: retry the batch.
+
+    Statements come through SQLAlchemy (its ``DBAPIError`` wraps the driver's error)
+    or straight from asyncpg (``repository._rows``), so both kinds are read.
+    """
+    if isinstance(exc, OperationalError | InterfaceError):
         return True
-    if isinstance(exc, DBAPIError):
-        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        return code in {"40001", "40P01", "57P01", "08006", "08003"}
-    return False
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    if isinstance(exc, ConnectionError | OSError | asyncpg.PostgresConnectionError):
+        return True
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return code in _TRANSIENT_STATES
 
 
 class EventBatchHandler:

@@ -34,6 +34,7 @@ from services.segmenter.models import (
     outbox,
 )
 from services.segmenter.rules.snapshot import DayTotals, EventStatView, RollupKey
+from shared.db.engine import driver_connection
 from shared.db.outbox import enqueue as enqueue_in_outbox
 from shared.db.tables import table_of
 from shared.kafka.producer import Message
@@ -53,19 +54,22 @@ suppressions = table_of(Suppression)
 # --- statements on the event path -------------------------------------------------------
 #
 # The functions below run once per consumed batch with thousands of rows, so they pass
-# whole columns as PostgreSQL arrays (``= ANY($1)``, ``unnest($1, $2, …)``) through
-# ``exec_driver_sql``: one statement text per function, prepared once per connection
-# by asyncpg, one execution per batch, and no per-row work in SQLAlchemy. (Expanding
-# ``IN`` lists render a new statement for every list length; ``executemany`` runs one
-# execution per row.) Errors still come wrapped as SQLAlchemy's ``DBAPIError``.
+# whole columns as PostgreSQL arrays (``= ANY($1)``, ``unnest($1, $2, …)``) straight to
+# asyncpg (:func:`driver_connection`): one statement text per function, prepared once
+# per connection, one execution per batch, rows read as asyncpg ``Record``s, and no
+# per-row work in SQLAlchemy. (Expanding ``IN`` lists render a new statement for every
+# list length; ``executemany`` runs one execution per row.) Errors come as asyncpg's
+# (``asyncpg.PostgresError``); ``consumer.is_transient`` knows both kinds.
 
 
 async def _rows(conn: AsyncConnection, statement: str, *params: Any) -> Sequence[Any]:
-    return (await conn.exec_driver_sql(statement, params)).all()
+    driver = await driver_connection(conn)
+    return await driver.fetch(statement, *params)  # type: ignore[no-any-return]
 
 
 async def _run(conn: AsyncConnection, statement: str, *params: Any) -> None:
-    await conn.exec_driver_sql(statement, params)
+    driver = await driver_connection(conn)
+    await driver.execute(statement, *params)
 
 
 _LONG_DIGITS = re.compile(r"[0-9]{19}")

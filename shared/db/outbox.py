@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from shared.db.engine import driver_connection
 from shared.errors import PublishError
 from shared.kafka.producer import EventPublisher, Headers, Message
 
@@ -65,17 +66,16 @@ async def enqueue(
     if not messages:
         return
     conn = session if isinstance(session, AsyncConnection) else await session.connection()
-    await conn.exec_driver_sql(
+    driver = await driver_connection(conn)
+    await driver.execute(
         f"INSERT INTO {outbox.fullname} (topic, key, value, headers) "
         "SELECT topic, key, value, headers "
         "FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::jsonb[]) "
         "WITH ORDINALITY AS m(topic, key, value, headers, position) ORDER BY position",
-        (
-            [m.topic for m in messages],
-            [m.key for m in messages],
-            [m.value for m in messages],
-            [_headers_json(m.headers) for m in messages],
-        ),
+        [m.topic for m in messages],
+        [m.key for m in messages],
+        [m.value for m in messages],
+        [_headers_json(m.headers) for m in messages],
     )
 
 
@@ -150,21 +150,20 @@ class OutboxRelay:
             )
             if not got_lock:
                 return 0
-            rows = (
-                await conn.exec_driver_sql(
-                    f"SELECT id, topic, key, value, headers::text FROM {outbox.fullname} "
-                    "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                    (self._batch_size,),
-                )
-            ).all()
+            driver = await driver_connection(conn)
+            rows = await driver.fetch(
+                f"SELECT id, topic, key, value, headers::text FROM {outbox.fullname} "
+                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                self._batch_size,
+            )
             if not rows:
                 return 0
             await self._publisher.publish_many(
                 Message(topic=topic, key=key, value=value, headers=_headers(headers))
                 for _, topic, key, value, headers in rows
             )
-            await conn.exec_driver_sql(
+            await driver.execute(
                 f"DELETE FROM {outbox.fullname} WHERE id = ANY($1::bigint[])",
-                ([row[0] for row in rows],),
+                [row[0] for row in rows],
             )
         return len(rows)

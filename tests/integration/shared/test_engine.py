@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from shared.db.engine import create_engine, snapshot
+from shared.db.engine import create_engine, driver_connection, snapshot
 from shared.settings import DatabaseSettings
 from tests.conftest import NewDatabase
 
@@ -68,5 +68,36 @@ async def test_a_snapshot_refuses_writes_and_leaves_the_pool_connection_writable
         async with engine.begin() as conn:
             await conn.execute(text("INSERT INTO t VALUES (2)"))
             assert await conn.scalar(text("SHOW transaction_isolation")) == "read committed"
+    finally:
+        await engine.dispose()
+
+
+class _Abort(Exception):
+    pass
+
+
+async def test_driver_statements_run_inside_the_callers_transaction(
+    new_database: NewDatabase,
+) -> None:
+    """The first statement of a transaction may go straight to asyncpg: it must still be
+    part of the transaction (rolled back with it), not committed on its own."""
+    engine = create_engine(DatabaseSettings(url=SecretStr(await new_database()), pool_size=1))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (k int PRIMARY KEY)"))
+        with pytest.raises(_Abort):
+            async with engine.begin() as conn:
+                driver = await driver_connection(conn)
+                await driver.execute("INSERT INTO t VALUES ($1)", 1)
+                seen = await conn.scalar(text("SELECT count(*) FROM t"))
+                assert seen == 1  # one transaction: SQLAlchemy sees the driver's row
+                await driver.execute("INSERT INTO t VALUES ($1)", 2)
+                raise _Abort
+        async with engine.begin() as conn:
+            driver = await driver_connection(conn)
+            assert await driver.fetchval("SELECT count(*) FROM t") == 0
+            await driver.execute("INSERT INTO t VALUES ($1)", 3)
+        async with engine.connect() as conn:
+            assert list(await conn.scalars(text("SELECT k FROM t"))) == [3]
     finally:
         await engine.dispose()
