@@ -34,7 +34,7 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,8 +56,6 @@ from shared.db.engine import create_engine
 from shared.db.migrations import upgrade
 from shared.events import ALL_TOPICS
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
-from shared.events.customer_events import CustomerEvent
-from shared.kafka.consumer import Record
 from shared.kafka.producer import EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import DatabaseSettings, KafkaSettings
@@ -67,12 +65,7 @@ from tenure.bench.segmenter_data import (
     EventStream,
     profile_fill_sql,
 )
-from tenure.bench.segmenter_replicas import (
-    ConsumerReplica,
-    ReplicaConfig,
-    forward_reports,
-    replica_process,
-)
+from tenure.bench.segmenter_replicas import ReplicaConfig, ReplicaSet
 from tenure.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, uri_for_database
 from tenure.services import SERVICES
 
@@ -380,6 +373,8 @@ class SegmenterBench:
     # --- 1. the consumer (and the memory soak) ---------------------------------------------------
 
     async def _consumer_scenario(self) -> None:
+        """Replicas join the group first, then the events are produced, then the replicas
+        are let go on the backlog."""
         options = self.options
         url = await self._new_database("consumer")
         kafka = KafkaSettings(bootstrap_servers=self._bootstrap, partitions=options.partitions)
@@ -390,8 +385,23 @@ class SegmenterBench:
         engine = create_engine(DatabaseSettings(url=url))
         try:
             await _save_segments(engine, CONSUMER_SEGMENTS)
-            now = datetime.now(UTC)
-            stream = EventStream(customers=options.customers, now=now)
+        finally:
+            await engine.dispose()
+        config = ReplicaConfig(
+            bootstrap_servers=self._bootstrap,
+            partitions=options.partitions,
+            database_url=url,
+            group_id=group_id,
+            max_batch_records=options.max_batch_records,
+        )
+        meter = BatchMeter(profile_path=options.profile_path)
+        replicas = ReplicaSet(config, options.replicas, meter.record)
+        try:
+            self.log(f"starting {options.replicas} segmenter replica(s) …")
+            await replicas.start()
+            await replicas.wait_until_assigned(options.partitions, timeout_s=STALL_TIMEOUT_S)
+            self._replica_pids = replicas.pids
+            stream = EventStream(customers=options.customers, now=datetime.now(UTC))
             copy_rows = await self._produce(kafka, stream, options.events)
             rows_per_s = await _copy_events(url, copy_rows)
             del copy_rows
@@ -405,9 +415,9 @@ class SegmenterBench:
                     "copy_records_to_table, one row per event, into an unindexed table",
                 )
             )
-            await self._consume(url, group_id, rows_per_s)
+            await self._consume(replicas, meter, rows_per_s)
         finally:
-            await engine.dispose()
+            await replicas.stop()
 
     async def _produce(
         self, kafka: KafkaSettings, stream: EventStream, count: int
@@ -429,49 +439,24 @@ class SegmenterBench:
         self.log(f"produced in {time.perf_counter() - started:.1f}s")
         return rows
 
-    async def _consume(self, url: str, group_id: str, copy_rate: float) -> None:
+    async def _consume(self, replicas: ReplicaSet, meter: BatchMeter, copy_rate: float) -> None:
         options = self.options
-        config = ReplicaConfig(
-            bootstrap_servers=self._bootstrap,
-            partitions=options.partitions,
-            database_url=url,
-            group_id=group_id,
-            max_batch_records=options.max_batch_records,
-        )
-        meter = BatchMeter(replicas=options.replicas, profile_path=options.profile_path)
-        replica = ConsumerReplica(config, wrap=meter.wrap)
         rss = RssSampler()
-        context = mp.get_context("spawn")
-        stopping = context.Event()
-        children: list[mp.process.BaseProcess] = []
-        forwarders: list[asyncio.Task[None]] = []
-        tasks: list[asyncio.Task[None]] = []
+        sampling = asyncio.create_task(rss.run(), name="bench-rss")
+
+        def check() -> None:
+            replicas.raise_if_stopped()
+            _raise_if_done([sampling])
+
         try:
-            for index in range(1, options.replicas):
-                reports: Any = context.Queue()
-                child = context.Process(
-                    target=replica_process,
-                    args=(config, reports, stopping),
-                    name=f"bench-segmenter-replica-{index}",
-                    daemon=True,
-                )
-                child.start()
-                children.append(child)
-                forwarders.append(
-                    asyncio.create_task(
-                        forward_reports(reports, meter.record, index), name=f"bench-replica-{index}"
-                    )
-                )
-            self._replica_pids = [os.getpid(), *(c.pid for c in children if c.pid)]
-            meter.cpu_groups = self._cpu_groups
-            tasks = [*await replica.start(), *forwarders]
-            tasks.append(asyncio.create_task(rss.run(), name="bench-rss"))
             segments = len(CONSUMER_SEGMENTS)
             self.log(
                 f"consuming {options.events:,} events with {segments} segments, "
                 f"{options.replicas} replica(s) …"
             )
-            await meter.wait_for(options.events, tasks)
+            meter.begin(self._cpu_groups)
+            replicas.go()
+            await meter.wait_for(options.events, check)
             rate = meter.events_per_s
             self.result.consumer_cores = meter.cores
             self.result.figures.append(
@@ -485,30 +470,22 @@ class SegmenterBench:
                     passed=rate >= TARGET_EVENTS_PER_S,
                     note=f"{options.replicas} replica process(es), {meter.batches} batches "
                     f"of up to {options.max_batch_records}, {meter.seconds:.1f}s from the "
-                    "moment every replica had committed a batch to the last committed batch",
+                    "start to the last committed batch",
                 )
             )
             window = rss.samples[:]
             if options.soak_s > 0:
-                window = await self._soak(meter, rss, tasks, rate)
+                window = await self._soak(meter, rss, check, rate)
             self._memory_figures(window)
             self._heap_figures(rss.heap_samples)
         finally:
-            stopping.set()
             rss.stop()
-            await replica.stop()
-            for task in forwarders:
-                task.cancel()
-            for process in children:
-                await asyncio.to_thread(process.join, 40)
-                if process.is_alive():
-                    process.terminate()
 
     async def _soak(
         self,
         meter: BatchMeter,
         rss: RssSampler,
-        tasks: list[asyncio.Task[None]],
+        check: Callable[[], None],
         measured_rate: float,
     ) -> list[tuple[float, float]]:
         options = self.options
@@ -529,7 +506,7 @@ class SegmenterBench:
         process.start()
         try:
             while process.is_alive():
-                _raise_if_done(tasks)
+                check()
                 await asyncio.sleep(0.5)
                 if options.trace_heap and early is None and time.monotonic() - start_at > 60:
                     early = tracemalloc.take_snapshot()
@@ -734,69 +711,56 @@ class SegmenterBench:
 
 class BatchMeter:
     """Counts the batches every replica committed, and when (a handler returns once its
-    batch is durable).
+    batch is durable), from :meth:`begin` on; reads CPU time at both ends."""
 
-    The window starts once every replica has committed a batch (the consumer group
-    has settled: a replica joining later takes partitions from the others) and
-    ends at the last committed batch; CPU time is read at both ends.
-    """
-
-    def __init__(self, *, replicas: int = 1, profile_path: Path | None = None) -> None:
-        self.replicas = replicas
-        self.cpu_groups: dict[str, list[int]] = {}
+    def __init__(self, *, profile_path: Path | None = None) -> None:
+        self._cpu_groups: dict[str, list[int]] = {}
         self._profile_path = profile_path
         self._profiler: Any = None
         self.events = 0
         self.batches = 0
-        self._first_batch: dict[int, float] = {}
-        #: (when the window started, events committed by then)
-        self.start: tuple[float, int] | None = None
+        self.started_at: float | None = None
         self.last_at = 0.0
         self._first_cpu: dict[str, float] | None = None
         self.cores: dict[str, float] | None = None
         self._changed = asyncio.Event()
 
-    def wrap(
-        self, handler: Callable[[Sequence[Record[CustomerEvent]]], Awaitable[None]]
-    ) -> Callable[[Sequence[Record[CustomerEvent]]], Awaitable[None]]:
-        """``handler`` counted as this process's replica (number 0)."""
+    def begin(self, cpu_groups: dict[str, list[int]]) -> None:
+        """The window starts now (the replicas are let go on a backlog)."""
+        self._cpu_groups = cpu_groups
+        self.started_at = self.last_at = time.perf_counter()
+        self._first_cpu = _cpu_seconds(cpu_groups)
+        if self._profile_path is not None:
+            import cProfile
 
-        async def handle(records: Sequence[Record[CustomerEvent]]) -> None:
-            await handler(records)
-            self.record(0, time.perf_counter(), len(records))
-
-        return handle
+            self._profiler = cProfile.Profile()
+            self._profiler.enable()
 
     def record(self, replica: int, at: float, records: int) -> None:
         """Replica ``replica`` committed a batch of ``records`` at ``at`` (perf_counter)."""
         self.events += records
         self.batches += 1
         self.last_at = max(self.last_at, at)
-        self._first_batch.setdefault(replica, at)
-        if self.start is None and len(self._first_batch) == self.replicas:
-            self.start = (at, self.events)
-            self._first_cpu = _cpu_seconds(self.cpu_groups)
-            if self._profile_path is not None:
-                import cProfile
-
-                self._profiler = cProfile.Profile()
-                self._profiler.enable()
         self._changed.set()
 
-    async def wait_for(self, events: int, tasks: Sequence[asyncio.Task[None]]) -> None:
-        """Until ``events`` were committed; raise when a replica stops or stalls."""
+    async def wait_for(self, events: int, check: Callable[[], None]) -> None:
+        """Until ``events`` were committed; raise when ``check`` does (a replica stopped)
+        or nothing was committed for :data:`STALL_TIMEOUT_S`."""
+        seen, progress_at = self.events, time.monotonic()
         while self.events < events:
+            check()
             self._changed.clear()
-            _raise_if_done(tasks)
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=STALL_TIMEOUT_S)
-            except TimeoutError:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=1.0)
+            if self.events != seen:
+                seen, progress_at = self.events, time.monotonic()
+            elif time.monotonic() - progress_at > STALL_TIMEOUT_S:
                 raise TimeoutError(
                     f"the consumer committed nothing for {STALL_TIMEOUT_S:g}s "
                     f"({self.events:,} of {events:,} events)"
-                ) from None
+                )
         span = self.seconds
-        last_cpu = _cpu_seconds(self.cpu_groups)
+        last_cpu = _cpu_seconds(self._cpu_groups)
         if self._first_cpu is not None and span > 0:
             self.cores = {
                 name: (last_cpu[name] - self._first_cpu[name]) / span
@@ -810,14 +774,12 @@ class BatchMeter:
 
     @property
     def seconds(self) -> float:
-        return 0.0 if self.start is None else self.last_at - self.start[0]
+        return 0.0 if self.started_at is None else self.last_at - self.started_at
 
     @property
     def events_per_s(self) -> float:
         """Events committed in the window, over its length."""
-        if self.start is None or self.seconds <= 0:
-            return 0.0
-        return (self.events - self.start[1]) / self.seconds
+        return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
 class RssSampler:

@@ -6,19 +6,24 @@ relay and the timer sweeper, on an engine and a producer of its own. The bench
 runs one replica in its own process (where RSS is sampled and cProfile can
 look) and, when asked for more, the others in processes of their own
 (:func:`replica_process`), in the same consumer group, as ``TENURE_HTTP_WORKERS``
-or more replicas would. A child process reports each committed batch
-(``(perf_counter(), records)``; ``perf_counter`` is the system-wide monotonic
-clock on Linux, so the parent can compare) through a queue.
+or more replicas would (:class:`ReplicaSet`). A child process reports the
+partitions it holds and each committed batch (``(perf_counter(), records)``;
+``perf_counter`` is the system-wide monotonic clock on Linux, so the parent can
+compare) through a queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import multiprocessing as mp
+import os
 import queue
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Any
@@ -38,7 +43,8 @@ from shared.kafka.producer import EventPublisher
 from shared.settings import DatabaseSettings, KafkaSettings
 
 BatchHandler = Callable[[Sequence[Record[CustomerEvent]]], Awaitable[None]]
-#: a report from a replica process: ("batch", at, records) or ("failed", error, 0)
+#: a report from a replica process: ("batch", at, records), ("assigned", partitions, 0)
+#: or ("failed", error, 0)
 Report = tuple[str, Any, int]
 
 
@@ -93,6 +99,12 @@ class ConsumerReplica:
         )
         self.tasks: list[asyncio.Task[None]] = []
 
+    @property
+    def assigned(self) -> int:
+        """How many partitions this replica's consumer holds now."""
+        consumer = self.runner.consumer
+        return 0 if consumer is None else len(consumer.assignment())
+
     async def start(self) -> list[asyncio.Task[None]]:
         await self.publisher.start()
         self.tasks = [
@@ -117,16 +129,24 @@ class ConsumerReplica:
         await self.engine.dispose()
 
 
-def replica_process(config: ReplicaConfig, reports: Queue[Report], stopping: ProcessEvent) -> None:
+def replica_process(
+    config: ReplicaConfig, reports: Queue[Report], go: ProcessEvent, stopping: ProcessEvent
+) -> None:
     """Entry point of a replica's process: run until ``stopping`` is set."""
-    asyncio.run(_run_replica(config, reports, stopping))
+    logging.basicConfig(level=logging.WARNING, format="replica: %(levelname)s %(name)s %(message)s")
+    asyncio.run(_run_replica(config, reports, go, stopping))
 
 
 async def _run_replica(
-    config: ReplicaConfig, reports: Queue[Report], stopping: ProcessEvent
+    config: ReplicaConfig, reports: Queue[Report], go: ProcessEvent, stopping: ProcessEvent
 ) -> None:
+    async def gate() -> None:
+        if not go.is_set():
+            await asyncio.to_thread(go.wait)
+
     def reporting(handler: BatchHandler) -> BatchHandler:
         async def handle(records: Sequence[Record[CustomerEvent]]) -> None:
+            await gate()
             await handler(records)
             reports.put(("batch", time.perf_counter(), len(records)))
 
@@ -134,6 +154,7 @@ async def _run_replica(
 
     replica = ConsumerReplica(config, wrap=reporting)
     tasks = await replica.start()
+    assigned = -1
     try:
         while not stopping.is_set():
             failed = next((t for t in tasks if t.done()), None)
@@ -141,22 +162,115 @@ async def _run_replica(
                 error = None if failed.cancelled() else failed.exception()
                 reports.put(("failed", f"{failed.get_name()} stopped: {error!r}", 0))
                 return
-            await asyncio.sleep(0.2)
+            if replica.assigned != assigned:
+                assigned = replica.assigned
+                reports.put(("assigned", assigned, 0))
+            await asyncio.sleep(0.1)
     finally:
         await replica.stop()
 
 
-async def forward_reports(
-    reports: Queue[Report], record: Callable[[int, float, int], None], replica: int
-) -> None:
-    """Hand a replica process's batch reports to ``record(replica, at, records)``;
-    raise when the replica reports that it failed."""
-    while True:
-        try:
-            kind, value, count = reports.get_nowait()
-        except queue.Empty:
-            await asyncio.sleep(0.05)
-            continue
-        if kind == "failed":
-            raise RuntimeError(f"segmenter replica {replica}: {value}")
-        record(replica, value, count)
+class ReplicaSet:
+    """``count`` replicas in one consumer group: this process's and ``count - 1`` others.
+
+    Started before the events are produced: :meth:`wait_until_assigned` waits for the
+    group to settle (every replica holds partitions), and each replica's first batch
+    waits for :meth:`go`, so the measured window has neither joins nor rebalances.
+    """
+
+    def __init__(
+        self, config: ReplicaConfig, count: int, record: Callable[[int, float, int], None]
+    ) -> None:
+        self._config = config
+        self._count = count
+        self._record = record
+        self._context = mp.get_context("spawn")
+        self._go = self._context.Event()
+        self._stopping = self._context.Event()
+        self._local_go = asyncio.Event()
+        self._assigned: dict[int, int] = {}
+        self._children: list[BaseProcess] = []
+        self.replica = ConsumerReplica(config, wrap=self._gated)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pids(self) -> list[int]:
+        return [os.getpid(), *(c.pid for c in self._children if c.pid is not None)]
+
+    def _gated(self, handler: BatchHandler) -> BatchHandler:
+        async def handle(records: Sequence[Record[CustomerEvent]]) -> None:
+            await self._local_go.wait()
+            await handler(records)
+            self._record(0, time.perf_counter(), len(records))
+
+        return handle
+
+    async def start(self) -> None:
+        for index in range(1, self._count):
+            reports: Queue[Report] = self._context.Queue()
+            child = self._context.Process(
+                target=replica_process,
+                args=(self._config, reports, self._go, self._stopping),
+                name=f"bench-segmenter-replica-{index}",
+                daemon=True,
+            )
+            child.start()
+            self._children.append(child)
+            self.tasks.append(
+                asyncio.create_task(self._forward(reports, index), name=f"bench-replica-{index}")
+            )
+        self.tasks += await self.replica.start()
+
+    async def wait_until_assigned(self, partitions: int, timeout_s: float) -> None:
+        """Until the replicas hold ``partitions`` partitions between them, each some."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._assigned[0] = self.replica.assigned
+            counts = [self._assigned.get(i, 0) for i in range(self._count)]
+            if min(counts) > 0 and sum(counts) == partitions:
+                return
+            self.raise_if_stopped()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the replicas hold {counts} of {partitions} partitions")
+            await asyncio.sleep(0.1)
+
+    def raise_if_stopped(self) -> None:
+        """Raise when a replica stopped: a task of this process, or a child process."""
+        for task in self.tasks:
+            if task.done():
+                task.result()  # raises what stopped it
+                raise RuntimeError(f"{task.get_name()} stopped")
+        for child in self._children:
+            if child.exitcode is not None:
+                raise RuntimeError(f"{child.name} exited with status {child.exitcode}")
+
+    def go(self) -> None:
+        self._local_go.set()
+        self._go.set()
+
+    async def stop(self) -> None:
+        self.go()
+        self._stopping.set()
+        await self.replica.stop()
+        for task in self.tasks:
+            task.cancel()
+        for child in self._children:
+            await asyncio.to_thread(child.join, 40)
+            if child.is_alive():
+                child.terminate()
+
+    async def _forward(self, reports: Queue[Report], replica: int) -> None:
+        """A child's reports: batches to ``record``, assignments to ``_assigned``;
+        raise when it failed."""
+        while True:
+            try:
+                kind, value, count = reports.get_nowait()
+            except queue.Empty:
+                await asyncio.sleep(0.05)
+                continue
+            if kind == "failed":
+                raise RuntimeError(f"segmenter replica {replica}: {value}")
+            if kind == "assigned":
+                self._assigned[replica] = value
+            else:
+                self._record(replica, value, count)
