@@ -47,6 +47,9 @@ class HttpSettings(BaseModel):
     workers: int = Field(default=1, ge=1)
 
 
+DEFAULT_MEMORY_TRIM_INTERVAL_S = 30.0
+
+
 class ServiceSettings(BaseSettings):
     """Base class of every service's settings; subclasses add their own group."""
 
@@ -62,6 +65,8 @@ class ServiceSettings(BaseSettings):
     http: HttpSettings = HttpSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
+    #: how often freed heap memory is returned to the OS (glibc ``malloc_trim``; 0: never)
+    memory_trim_interval_s: float = Field(default=DEFAULT_MEMORY_TRIM_INTERVAL_S, ge=0)
 
     @model_validator(mode="before")
     @classmethod

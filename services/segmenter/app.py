@@ -47,7 +47,7 @@ from services.segmenter.schemas import (
     SuppressionRequest,
     SuppressionsPublic,
 )
-from services.segmenter.scoring_job import RefitLoop, refit_scores
+from services.segmenter.scoring_job import RefitLoop, last_fit_at, refit_lock, refit_scores
 from services.segmenter.settings import SegmenterSettings, get_settings
 from services.segmenter.sweeper import TimerSweeper
 from shared.auth import TokenDigests
@@ -63,6 +63,10 @@ from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
 
 log = logging.getLogger(__name__)
+
+
+class RefitRunning(Exception):
+    """Another segmenter process holds the refit lock."""
 
 
 class Runtime:
@@ -96,7 +100,7 @@ class Runtime:
             workers=group.sweep_workers,
             on_commit=self.relay.notify,
         )
-        self.refits = RefitLoop(self.refit, interval_s=group.refit_interval_s)
+        self.refits = RefitLoop(self.scheduled_refit, interval_s=group.refit_interval_s)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.background: set[asyncio.Task[Any]] = set()
 
@@ -137,6 +141,28 @@ class Runtime:
         task.add_done_callback(_log_failure)
 
     async def refit(self) -> FitReport:
+        """Refit now; :class:`RefitRunning` when another process is refitting."""
+        async with refit_lock(self.engine) as held:
+            if not held:
+                raise RefitRunning
+            return await self._refit()
+
+    async def scheduled_refit(self) -> FitReport | None:
+        """The :class:`RefitLoop`'s refit: skipped while another process refits, or when
+        one refitted within the last half interval (every replica and worker runs a
+        loop, and they start together)."""
+        async with refit_lock(self.engine) as held:
+            if not held:
+                log.info("scheduled refit skipped: another process is refitting")
+                return None
+            last = await last_fit_at(self.engine)
+            interval = self.settings.segmenter.refit_interval_s
+            if last is not None and (self.clock() - last).total_seconds() < interval / 2:
+                log.info("scheduled refit skipped: the last fit is from %s", last.isoformat())
+                return None
+            return await self._refit()
+
+    async def _refit(self) -> FitReport:
         catalog = await self.catalogs.current()
         group = self.settings.segmenter
         report = await refit_scores(
@@ -577,10 +603,20 @@ def _version(catalog: SegmentCatalog, segment_id: str) -> int:
 # --- scores ------------------------------------------------------------------------------
 
 
-@scores_router.post("/refit", response_model=FitReport)
+@scores_router.post(
+    "/refit",
+    response_model=FitReport,
+    responses={409: {"description": "another replica or worker is refitting now"}},
+)
 async def refit(runtime: RuntimeDep) -> FitReport:
     """Refit the churn / LTV models now and rescore every customer."""
-    return await runtime.refit()
+    try:
+        return await runtime.refit()
+    except RefitRunning:
+        raise HTTPException(
+            409,
+            detail="a refit is running in another segmenter process; try again when it ends",
+        ) from None
 
 
 def create_app(

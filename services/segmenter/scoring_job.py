@@ -16,12 +16,14 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import insert, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.segmenter import repository as repo
@@ -45,8 +47,39 @@ log = logging.getLogger(__name__)
 
 DAY_S = 86_400.0
 MATERIAL_CHURN_CHANGE = 0.1
+REFIT_LOCK_KEY = zlib.crc32(b"tenure.segmenter.refit")
 profiles = table_of(Profile)
 stats = table_of(EventStat)
+
+
+@contextlib.asynccontextmanager
+async def refit_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
+    """Whether this process may refit now: one refit at a time across replicas and
+    worker processes (each runs a :class:`RefitLoop`).
+
+    A session advisory lock on a connection of its own, held for the whole refit
+    (which commits several transactions); the lock outlives the commit that follows
+    taking it, so the connection does not sit idle in a transaction.
+    """
+    async with engine.connect() as conn:
+        held = bool(
+            await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": REFIT_LOCK_KEY})
+        )
+        await conn.commit()
+        try:
+            yield held
+        finally:
+            if held:
+                await conn.scalar(text("SELECT pg_advisory_unlock(:key)"), {"key": REFIT_LOCK_KEY})
+                await conn.commit()
+
+
+async def last_fit_at(engine: AsyncEngine) -> datetime | None:
+    async with engine.connect() as conn:
+        fitted: datetime | None = await conn.scalar(
+            select(func.max(table_of(ScoreFit).c.fitted_at))
+        )
+        return fitted
 
 
 async def _purchase_summaries(

@@ -1,11 +1,10 @@
-"""What every topic payload has in common: camelCase on the wire, orjson bytes, UTC times."""
+"""What every topic payload has in common: camelCase JSON on the wire, UTC times."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Self
 
-import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -31,7 +30,9 @@ class EventModel(BaseModel):
     )
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+        """The payload as published: camelCase JSON without nulls, written by
+        pydantic-core straight from the model (no intermediate dict)."""
+        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude_none=True)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Self:

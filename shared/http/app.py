@@ -3,14 +3,17 @@
 It adds ``/healthz`` (the process answers), ``/readyz`` (every registered
 dependency really answers: broker, database), ``/metrics`` and the request
 context middleware. A service registers its readiness checks in its lifespan
-with :func:`add_readiness_check`.
+with :func:`add_readiness_check`. Beside the service's own lifespan, a
+:class:`~shared.memory.HeapTrimmer` returns freed heap memory to the OS every
+``memory_trim_interval_s`` of the settings in ``app.state.settings``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -19,10 +22,13 @@ from shared.http.metrics import render_metrics
 from shared.http.middleware import RequestContextMiddleware
 from shared.http.responses import json_response
 from shared.logging import request_id_var
+from shared.memory import HeapTrimmer
+from shared.settings import DEFAULT_MEMORY_TRIM_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
 _CHECK_TIMEOUT_S = 3.0
 
 
@@ -37,7 +43,7 @@ def create_service_app(
         title=title,
         description=description,
         version=version,
-        lifespan=lifespan,
+        lifespan=_with_heap_trimmer(lifespan),
         **kwargs,
     )
     app.state.readiness_checks = {}
@@ -49,6 +55,23 @@ def create_service_app(
     )
     app.add_exception_handler(Exception, _unhandled)
     return app
+
+
+def _with_heap_trimmer(lifespan: Lifespan) -> Lifespan:
+    @asynccontextmanager
+    async def trimmed(app: FastAPI) -> AsyncIterator[Any]:
+        settings = getattr(app.state, "settings", None)
+        interval = getattr(settings, "memory_trim_interval_s", DEFAULT_MEMORY_TRIM_INTERVAL_S)
+        trimmer = HeapTrimmer(interval)
+        task = asyncio.create_task(trimmer.run(), name="heap-trimmer")
+        try:
+            async with lifespan(app) as state:
+                yield state
+        finally:
+            trimmer.signal_shutdown()
+            await task
+
+    return trimmed
 
 
 async def healthz() -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 A replica is what one segmenter process runs beside its HTTP API (see
 ``services.segmenter.app.Runtime``): the ``customer.events`` consumer, the outbox
-relay and the timer sweeper, on an engine and a producer of its own. The bench
+relay and the timer sweeper, on an engine and a producer of its own, and the heap
+trimmer every service process runs (``shared.memory``). The bench
 runs one replica in its own process (where RSS is sampled and cProfile can
 look) and, when asked for more, the others in processes of their own
 (:func:`replica_process`), in the same consumer group, as ``TENURE_HTTP_WORKERS``
@@ -40,7 +41,8 @@ from shared.events.customer_events import CustomerEvent
 from shared.kafka.consumer import ConsumerRunner, Record
 from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
-from shared.settings import DatabaseSettings, KafkaSettings
+from shared.memory import HeapTrimmer
+from shared.settings import DEFAULT_MEMORY_TRIM_INTERVAL_S, DatabaseSettings, KafkaSettings
 
 BatchHandler = Callable[[Sequence[Record[CustomerEvent]]], Awaitable[None]]
 #: a report from a replica process: ("batch", at, records), ("assigned", partitions, 0)
@@ -97,6 +99,7 @@ class ConsumerReplica:
             workers=group.sweep_workers,
             on_commit=self.relay.notify,
         )
+        self.trimmer = HeapTrimmer(DEFAULT_MEMORY_TRIM_INTERVAL_S)
         self.tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -111,6 +114,7 @@ class ConsumerReplica:
             asyncio.create_task(self.runner.run(), name="bench-consumer"),
             asyncio.create_task(self.relay.run(), name="bench-relay"),
             asyncio.create_task(self.sweeper.run(), name="bench-sweeper"),
+            asyncio.create_task(self.trimmer.run(), name="bench-heap-trimmer"),
         ]
         return self.tasks
 
@@ -118,6 +122,7 @@ class ConsumerReplica:
         """The consumer and sweeper finish their transactions, then the relay drains."""
         self.runner.signal_shutdown()
         self.sweeper.signal_shutdown()
+        self.trimmer.signal_shutdown()
         for task in self.tasks[:1] + self.tasks[2:]:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, timeout=30)

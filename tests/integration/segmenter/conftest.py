@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.segmenter.app import create_app
+from services.segmenter.app import Runtime, create_app
 from services.segmenter.settings import SegmenterGroup, SegmenterSettings
 from shared.auth import hash_token
 from shared.db.migrations import upgrade
@@ -52,6 +52,7 @@ class Stack:
     publisher: EventPublisher
     changes: TopicTail
     profiles: TopicTail
+    runtime: Runtime
     sent: list[CustomerEvent] = field(default_factory=list)
 
     async def send(self, *events: CustomerEvent) -> None:
@@ -143,7 +144,8 @@ async def stack(module_broker: EmbeddedBroker, new_database: NewDatabase) -> Asy
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://segmenter") as client:
             await app.state.runtime.runner.started.wait()
-            yield Stack(client, clock, publisher, changes, profile_tail)
+            runtime = app.state.runtime
+            yield Stack(client, clock, publisher, changes, profile_tail, runtime)
     await changes.stop()
     await profile_tail.stop()
     await publisher.stop()

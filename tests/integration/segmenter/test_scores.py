@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import text
+
+from services.segmenter.scoring_job import REFIT_LOCK_KEY
 from tests.integration.segmenter.conftest import ADMIN, Stack, event, run_id
 from tests.integration.segmenter.test_segments import create, eventually_members, tagged
 
@@ -64,3 +67,31 @@ async def test_refit_scores_every_customer_and_feeds_segments(stack: Stack) -> N
     await eventually_members(stack, at_risk, {lapsed})
     change = (await stack.changes_of(lapsed, 1))[0]
     assert (change["segmentId"], change["cause"]) == (at_risk, "score")
+
+
+async def test_one_refit_at_a_time_across_segmenter_processes(stack: Stack) -> None:
+    """Every replica and worker process runs a refit loop: the lock lets one refit, the
+    others' schedule skips a fit that just happened, and the API answers 409 meanwhile."""
+    runtime = stack.runtime
+    async with runtime.engine.connect() as other_process:
+        await other_process.scalar(text("SELECT pg_advisory_lock(:k)"), {"k": REFIT_LOCK_KEY})
+        await other_process.commit()
+        busy = await stack.client.post("/v1/scores/refit", headers=ADMIN)
+        assert busy.status_code == 409, busy.text
+        assert "another segmenter process" in busy.json()["detail"]
+        assert await runtime.scheduled_refit() is None
+        await other_process.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": REFIT_LOCK_KEY})
+        await other_process.commit()
+
+    done = await stack.client.post("/v1/scores/refit", headers=ADMIN)
+    assert done.status_code == 200, done.text
+    group = runtime.settings.segmenter
+    interval, group.refit_interval_s = group.refit_interval_s, 3600.0
+    try:
+        assert await runtime.scheduled_refit() is None  # the fit above is 0 s old
+        stack.clock.advance(minutes=31)
+        report = await runtime.scheduled_refit()
+        assert report is not None
+        assert report.fitted_at == stack.clock.now
+    finally:
+        group.refit_interval_s = interval
