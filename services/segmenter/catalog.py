@@ -23,6 +23,7 @@ from services.segmenter.rules.ast import (
     parse_rule,
     referenced_dimensions,
     referenced_segments,
+    referenced_statistics,
     walk,
 )
 from services.segmenter.rules.python_predicate import compile_predicate
@@ -97,6 +98,10 @@ class SegmentCatalog:
         windows = [w for s in self.segments if (w := max_window_days(s.rule)) is not None]
         self.rollup_days = max(windows, default=0)
         self.rollup_events = frozenset(event for event, _ in self.tracked.pairs)
+        #: the event names whose ``event_stats`` rows the predicates read
+        self.stat_events = frozenset(
+            event for s in self.segments for event in referenced_statistics(s.rule)
+        )
 
     @property
     def time_dependent(self) -> list[ActiveSegment]:

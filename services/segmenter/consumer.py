@@ -254,9 +254,10 @@ async def load_snapshots(
     now: datetime,
 ) -> dict[str, ProfileSnapshot]:
     """What the predicates read, as stored after this batch's writes (``scores`` are not
-    written by the batch: :func:`repo.load_profiles_and_scores` read them)."""
+    written by the batch: :func:`repo.load_profiles_and_scores` read them): only the
+    statistics and rollup rows some active segment reads."""
     ids = list(working)
-    stats = await repo.load_event_stats(conn, ids=ids)
+    stats = await repo.load_event_stats(conn, ids=ids, events=catalog.stat_events)
     since = (now - timedelta(days=catalog.rollup_days + 1)).date()
     rollups = await repo.load_rollups(conn, ids=ids, pairs=catalog.tracked.pairs, since=since)
     members = await repo.load_memberships(conn, ids=ids)

@@ -430,17 +430,21 @@ async def add_rollups(conn: AsyncConnection, *, profiles_: Iterable[WorkingProfi
 
 
 async def load_event_stats(
-    conn: AsyncConnection, *, ids: Iterable[str]
+    conn: AsyncConnection, *, ids: Iterable[str], events: Iterable[str]
 ) -> dict[str, dict[str, EventStatView]]:
+    """The ``event_stats`` rows of ``ids`` for the event names ``events``."""
     wanted = list(set(ids))
+    names = sorted(set(events))
     found: dict[str, dict[str, EventStatView]] = defaultdict(dict)
-    if not wanted:
+    if not wanted or not names:
         return found
     rows = await _rows(
         conn,
         "SELECT customer_id, event_name, count, value_sum, first_at, last_at "
-        "FROM segmenter.event_stats WHERE customer_id = ANY($1::text[])",
+        "FROM segmenter.event_stats "
+        "WHERE customer_id = ANY($1::text[]) AND event_name = ANY($2::text[])",
         wanted,
+        names,
     )
     for customer_id, name, count, value_sum, first_at, last_at in rows:
         found[customer_id][name] = EventStatView(count, value_sum, first_at, last_at)

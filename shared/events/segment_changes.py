@@ -22,6 +22,9 @@ class Change(StrEnum):
     EXITED = "exited"
 
 
+Cause = Literal["event", "time", "segment_edit", "score", "customer_deleted"]
+
+
 class SegmentChange(EventModel):
     schema_version: Literal[1] = 1
     change_id: str = Field(min_length=1)
@@ -31,7 +34,7 @@ class SegmentChange(EventModel):
     change: Change
     at: UtcDatetime
     #: what caused it: an event batch, time passing, a segment edit, a deletion
-    cause: Literal["event", "time", "segment_edit", "score", "customer_deleted"] = "event"
+    cause: Cause = "event"
 
     @property
     def key(self) -> bytes:

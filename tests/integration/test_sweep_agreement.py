@@ -6,7 +6,9 @@ reads two of them, so that the sweep runs two dependency levels. Customers start
 with drawn memberships. :func:`membership_sql.apply_segments` over every customer
 must then leave exactly the memberships :func:`evaluate_customer` computes, queue
 exactly one ``segment.changes`` message per change, and set each customer's timer
-to the Python next due instant.
+to the Python next due instant. And the consumer's read-back of the same rows
+(:func:`load_snapshots`, only what the segments read) must decide as the full
+snapshot does.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.segmenter import membership_sql as msql
 from services.segmenter.catalog import ActiveSegment, SegmentCatalog
+from services.segmenter.consumer import load_snapshots
 from services.segmenter.evaluate import evaluate_customer
+from services.segmenter.fold import WorkingProfile
 from services.segmenter.models import Membership, MembershipTimer
 from services.segmenter.rules import Node, ProfileSnapshot, dump_rule
 from shared.db.tables import table_of
@@ -55,13 +59,19 @@ def _catalog(rules: list[Node]) -> SegmentCatalog:
 
 async def _sweep(
     engine: AsyncEngine, catalog: SegmentCatalog, population: list[ProfileSnapshot], now: datetime
-) -> tuple[dict[str, frozenset[str]], list[dict[str, Any]], dict[str, datetime]]:
+) -> tuple[
+    dict[str, frozenset[str]],
+    list[dict[str, Any]],
+    dict[str, datetime],
+    dict[str, ProfileSnapshot],
+]:
     """Memberships, queued changes and timers after sweeping everyone (rolled back)."""
     async with engine.connect() as conn:
         try:
             for table, rows in _rows(population).items():
                 if rows:
                     await conn.execute(insert(table), rows)
+            loaded = await _event_path_snapshots(conn, catalog, population, now)
             await msql.bound_plans_to_the_scope(conn)  # as the sweeper does
             await msql.create_scope(conn)
             await msql.fill_scope_with_customers(conn, ids=[p.customer_id for p in population])
@@ -79,9 +89,34 @@ async def _sweep(
                 )
             ]
             due = dict((await conn.execute(select(timers.c.customer_id, timers.c.due_at))).all())
-            return {c: frozenset(s) for c, s in found.items()}, queued, due
+            return {c: frozenset(s) for c, s in found.items()}, queued, due, loaded
         finally:
             await conn.rollback()
+
+
+async def _event_path_snapshots(
+    conn: AsyncConnection, catalog: SegmentCatalog, population: list[ProfileSnapshot], now: datetime
+) -> dict[str, ProfileSnapshot]:
+    """The snapshots the consumer reads back for these customers: only the statistics
+    and rollup rows some segment of ``catalog`` reads."""
+    working = {
+        p.customer_id: WorkingProfile(
+            p.customer_id, p.first_seen_at, p.last_seen_at, traits=dict(p.traits), stored=True
+        )
+        for p in population
+    }
+    scores = {
+        p.customer_id: {
+            "churn_risk": p.churn_risk,
+            "predicted_ltv": p.predicted_ltv,
+            "rfm_recency": p.rfm_recency,
+            "rfm_frequency": p.rfm_frequency,
+            "rfm_monetary": p.rfm_monetary,
+            "rfm_tier": p.rfm_tier,
+        }
+        for p in population
+    }
+    return await load_snapshots(conn, catalog, working, scores, now)
 
 
 @settings(
@@ -102,7 +137,11 @@ def test_the_sweep_changes_what_the_event_path_would(
         for p in drawn
     ]
 
-    after, queued, due = database.run(_sweep(database.engine, catalog, population, now))
+    after, queued, due, loaded = database.run(_sweep(database.engine, catalog, population, now))
+    for p in population:  # the event path reads back what it needs to decide alike
+        assert evaluate_customer(catalog, loaded[p.customer_id], now) == evaluate_customer(
+            catalog, p, now
+        ), p.customer_id
 
     expected_changes = []
     for position, segment in enumerate(catalog.segments):

@@ -38,6 +38,7 @@ from services.segmenter.rules.ast import (
     parse_rule_json,
     referenced_dimensions,
     referenced_segments,
+    referenced_statistics,
     walk,
 )
 from services.segmenter.rules.next_flip import compile_next_flip, next_flip, next_flip_sql
@@ -86,6 +87,7 @@ __all__ = [
     "parse_rule",
     "parse_rule_json",
     "referenced_dimensions",
+    "referenced_statistics",
     "referenced_segments",
     "walk",
 ]

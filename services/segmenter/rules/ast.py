@@ -506,6 +506,19 @@ def referenced_dimensions(rule: Node) -> frozenset[tuple[str, str]]:
     )
 
 
+def referenced_statistics(rule: Node) -> frozenset[str]:
+    """Event names whose all-time ``event_stats`` row the rule reads (counts and values
+    without a window, and the last time an event was performed)."""
+    names: set[str] = set()
+    for n in walk(rule):
+        if isinstance(n, EventCountRule | EventValueRule):
+            if n.within_days is None:
+                names.add(n.event)
+        elif isinstance(n, LastEventRule) and n.event is not None:
+            names.add(n.event)
+    return frozenset(names)
+
+
 def max_window_days(rule: Node) -> int | None:
     """The longest ``within_days`` in the rule (how many days of rollups it needs), if any."""
     windows = [

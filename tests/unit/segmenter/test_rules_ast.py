@@ -22,6 +22,7 @@ from services.segmenter.rules import (
     parse_rule_json,
     referenced_dimensions,
     referenced_segments,
+    referenced_statistics,
 )
 from services.segmenter.rules.ast import RfmTierRule, rule_depth
 
@@ -268,3 +269,31 @@ def test_analysis_helpers() -> None:
 )
 def test_is_time_dependent(document: dict[str, Any], expected: bool) -> None:
     assert is_time_dependent(parse_rule(document)) is expected
+
+
+def test_referenced_statistics_are_the_all_time_and_last_event_leaves() -> None:
+    rule = parse_rule(
+        {
+            "kind": "any",
+            "rules": [
+                {"kind": "event_count", "event": "Signed In", "op": "gte", "count": 2},
+                {
+                    "kind": "event_value",
+                    "event": "Order Completed",
+                    "aggregate": "avg",
+                    "op": "gt",
+                    "value": 5,
+                },
+                {"kind": "last_event", "event": "Refund Issued", "older_than_days": 3},
+                {"kind": "last_event", "older_than_days": 30},  # last seen: the profile
+                {
+                    "kind": "event_count",
+                    "event": "Product Viewed",  # windowed: rollups
+                    "op": "gte",
+                    "count": 1,
+                    "within_days": 7,
+                },
+            ],
+        }
+    )
+    assert referenced_statistics(rule) == {"Signed In", "Order Completed", "Refund Issued"}
