@@ -138,8 +138,12 @@ class EventBatchHandler:
         now: datetime,
     ) -> None:
         exits: list[tuple[str, str]] = []
+        merged: set[str] = set()
         for alias in (e for e in events if e.type is EventType.ALIAS):
-            exits.extend(await self._merge_alias(conn, alias))
+            left, into = await self._merge_alias(conn, alias)
+            exits.extend(left)
+            if into is not None:
+                merged.add(into)
         others = [e for e in events if e.type is not EventType.ALIAS]
         merged_into = await repo.resolve_aliases(conn, ids={e.customer_id for e in events})
         by_customer: dict[str, list[CustomerEvent]] = defaultdict(list)
@@ -157,7 +161,12 @@ class EventBatchHandler:
                 profile = working[customer_id] = new_profile(customer_id, first)
             for event in customer_events:
                 apply_event(profile, event, catalog.tracked)
-        await repo.upsert_profiles(conn, rows=list(working.values()))
+        for customer_id in merged & working.keys():
+            working[customer_id].changed = True  # publish the merged traits
+        for profile in working.values():
+            if profile.changed:
+                profile.version += 1  # each published update of a profile has a new version
+        versions = await repo.upsert_profiles(conn, rows=list(working.values()))
         await repo.add_event_stats(conn, profiles_=working.values())
         await repo.add_rollups(conn, profiles_=working.values())
         EVENTS_APPLIED.inc(len(events))
@@ -167,18 +176,19 @@ class EventBatchHandler:
         changes += await self._evaluate(conn, catalog, working, scores, now)
         await repo.enqueue(conn, messages=_change_messages(changes, catalog, now))
         changed = [p for p in working.values() if p.changed]
-        await self._publish_profiles(conn, changed, scores, now)
+        await self._publish_profiles(conn, changed, versions, scores, now)
 
     async def _merge_alias(
         self, conn: AsyncConnection, alias: CustomerEvent
-    ) -> list[tuple[str, str]]:
-        """Merge ``previousId`` into ``userId``; return the memberships the old id leaves."""
+    ) -> tuple[list[tuple[str, str]], str | None]:
+        """Merge ``previousId`` into ``userId``; return the memberships the old id leaves,
+        and the id a stored profile was merged into (None when there was none)."""
         assert alias.previous_id is not None and alias.user_id is not None
         resolved = await repo.resolve_aliases(conn, ids=[alias.previous_id, alias.user_id])
         old = resolved.get(alias.previous_id, alias.previous_id)
         new = resolved.get(alias.user_id, alias.user_id)
         if old == new:
-            return []
+            return [], None
         await repo.record_alias(conn, previous_id=old, customer_id=new)
         stored = await repo.load_profiles(conn, ids=[old, new])
         await repo.move_activity(conn, from_id=old, to_id=new)
@@ -196,7 +206,8 @@ class EventBatchHandler:
                 ),
             )
         memberships = await repo.load_memberships(conn, ids=[old])
-        return [(segment_id, old) for segment_id in sorted(memberships.get(old, ()))]
+        left = [(segment_id, old) for segment_id in sorted(memberships.get(old, ()))]
+        return left, new if old in stored else None
 
     async def _evaluate(
         self,
@@ -230,18 +241,16 @@ class EventBatchHandler:
         self,
         conn: AsyncConnection,
         changed: list[WorkingProfile],
+        versions: dict[str, int],
         scores: dict[str, dict[str, Any]],
         now: datetime,
     ) -> None:
-        """Queue the ``profiles`` messages; ``scores`` were read under the profiles' row
-        locks, so they are still current (only a refit writes them)."""
-        if not changed:
-            return
-        versions = await repo.bump_versions(conn, ids=[p.customer_id for p in changed])
+        """Queue the ``profiles`` messages with the versions the upsert stored; ``scores``
+        were read under the profiles' row locks, so they are still current (only a refit
+        writes them)."""
         messages = [
             profile_message(p, versions[p.customer_id], scores.get(p.customer_id, {}), now)
             for p in changed
-            if p.customer_id in versions
         ]
         await repo.enqueue(conn, messages=messages)
 

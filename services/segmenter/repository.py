@@ -320,11 +320,18 @@ async def load_scores(conn: AsyncConnection, *, ids: Iterable[str]) -> dict[str,
     return {row[0]: _scores(row[0], row[1:]) for row in rows}
 
 
-async def upsert_profiles(conn: AsyncConnection, *, rows: Sequence[WorkingProfile]) -> None:
-    """Write each profile's merged state (the caller merged it under the row lock)."""
+async def upsert_profiles(
+    conn: AsyncConnection, *, rows: Sequence[WorkingProfile]
+) -> dict[str, int]:
+    """Write each profile's merged state (the caller merged it under the row lock and
+    counted a new version for each changed one); return each profile's stored version.
+
+    ``GREATEST`` keeps a version from going back should a concurrent writer have
+    created the row after this transaction found none.
+    """
     if not rows:
-        return
-    await _run(
+        return {}
+    stored = await _rows(
         conn,
         """
         INSERT INTO segmenter.profiles AS p
@@ -339,8 +346,9 @@ async def upsert_profiles(conn: AsyncConnection, *, rows: Sequence[WorkingProfil
             last_seen_at = GREATEST(p.last_seen_at, excluded.last_seen_at),
             timezone = excluded.timezone,
             locale = excluded.locale,
-            version = excluded.version,
+            version = GREATEST(p.version, excluded.version),
             updated_at = now()
+        RETURNING customer_id, version
         """,
         [p.customer_id for p in rows],
         [_json_text(p.traits) for p in rows],
@@ -351,6 +359,7 @@ async def upsert_profiles(conn: AsyncConnection, *, rows: Sequence[WorkingProfil
         [p.locale for p in rows],
         [p.version for p in rows],
     )
+    return {row[0]: row[1] for row in stored}
 
 
 async def bump_versions(conn: AsyncConnection, *, ids: Sequence[str]) -> dict[str, int]:

@@ -104,6 +104,13 @@ async def test_alias_merges_the_anonymous_history_into_the_known_customer(stack:
     merged = await stack.profile(known, until=lambda p: anonymous in p["aliases"])
     assert merged["traits"] == {"utm_source": "ads", "email": "k@example.com"}
     assert {e["event"]: e["count"] for e in merged["events"]} == {"Product Viewed": 1}
+    # the merged traits reach profile consumers, with a version above the known id's last
+    first = await stack.profiles.wait_for(lambda r: r.key == known.encode())
+    republished = await stack.profiles.wait_for(
+        lambda r: r.key == known.encode() and b"utm_source" in r.value
+    )
+    assert orjson.loads(republished.value)["traits"] == merged["traits"]
+    assert orjson.loads(republished.value)["version"] > orjson.loads(first.value)["version"]
 
     via_old_id = await stack.profile(anonymous)
     assert via_old_id["customer_id"] == known
