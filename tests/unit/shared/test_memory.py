@@ -87,16 +87,20 @@ async def test_every_service_app_runs_a_trimmer_beside_its_lifespan() -> None:
 
     from shared.http.app import create_service_app
 
-    seen: list[set[str]] = []
+    def trimmers() -> set[asyncio.Task[object]]:
+        return {t for t in asyncio.all_tasks() if t.get_name() == "heap-trimmer"}
+
+    others = trimmers()  # other tests' apps may run in this event loop too
+    seen: list[set[asyncio.Task[object]]] = []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-        seen.append({t.get_name() for t in asyncio.all_tasks()})
+        seen.append(trimmers() - others)
         yield
 
     app = create_service_app(title="t", description="t", version="1", lifespan=lifespan)
     app.state.settings = SimpleNamespace(memory_trim_interval_s=0.01)
     async with app.router.lifespan_context(app):
         await asyncio.sleep(0.05)
-    assert "heap-trimmer" in seen[0]
-    assert not any(t.get_name() == "heap-trimmer" for t in asyncio.all_tasks())
+    [ours] = seen[0]
+    assert ours.done() and not ours.cancelled()  # stopped by the lifespan's end
