@@ -40,6 +40,7 @@ from services.segmenter.scoring import (
     inactivity_churn_risk,
     score_population,
 )
+from shared.db.engine import driver_connection
 from shared.db.outbox import enqueue
 from shared.db.tables import table_of
 
@@ -259,9 +260,7 @@ async def _write_scores(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> l
         )
     )
     if rows:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
+        driver = await driver_connection(conn)
         # binary COPY has no jsonb encoder: explanations travel as text, cast below
         await driver.copy_records_to_table(
             "score_updates",
