@@ -5,17 +5,19 @@ PostgreSQL, or on the server of ``DATABASE_URL`` when it is set, and dropped
 afterwards), with an embedded broker unless ``TENURE_BENCH_BOOTSTRAP_SERVERS``:
 
 1. **consumer**: 20 active segments (:data:`.segmenter_data.CONSUMER_SEGMENTS`);
-   ``events`` customer events are produced to ``customer.events`` first, then the
-   service's own ``ConsumerRunner`` + ``EventBatchHandler`` (with the outbox relay
-   and the timer sweeper running beside it, as in the service) consume them.
-   Figure: events/s from the first to the last committed batch. Baseline: asyncpg
-   ``copy_records_to_table`` of one row per event into a scratch table.
+   ``replicas`` segmenter replicas (:mod:`.segmenter_replicas`: the service's own
+   ``ConsumerRunner`` + ``EventBatchHandler`` with the outbox relay, the timer
+   sweeper and the heap trimmer beside it, one process each) join the consumer
+   group, ``events`` customer events are produced to ``customer.events``, then the
+   replicas are let go on them together. Figure: events/s from then to the last
+   committed batch. Baseline: asyncpg ``copy_records_to_table`` of one row per
+   event into a scratch table.
 2. **sweep**: ``sweep_profiles`` profiles made set-based in SQL, five
    time-dependent segments backfilled, then every timer made due one day later
    and ``TimerSweeper.sweep_once`` called until nothing is due. Figure: seconds.
    Baseline: COPY of the same profile rows into a copy of ``profiles``.
-3. **memory**: the RSS of this process (where the consumer runs), sampled during
-   a soak of ``soak_s`` seconds fed by a producer process at a steady rate.
+3. **memory**: the RSS of this process (where the first replica runs), sampled
+   during a soak of ``soak_s`` seconds fed by a producer process at a steady rate.
 
 The exit status follows :mod:`tenure.bench`: 0 when the scenarios ran (and, in a
 full run, met their targets), 1 when a full run missed one, 2 when it could not run.
