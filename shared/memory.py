@@ -15,13 +15,14 @@ Elsewhere (musl, macOS) there is nothing to call and it does nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 import logging
 import platform
 from collections.abc import Callable
 from functools import cache
+
+from shared.stopping import sleep_unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,7 @@ class HeapTrimmer:
     async def run(self) -> None:
         if self._interval_s <= 0:
             return
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval_s)
-            if self._stopping.is_set():
-                return
+        while not await sleep_unless_stopped(self._stopping, self._interval_s):
             if not self._trim():
                 log.debug("malloc_trim is not available here; heap trimming stops")
                 return

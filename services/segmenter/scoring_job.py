@@ -43,6 +43,7 @@ from services.segmenter.scoring import (
 from shared.db.engine import driver_connection
 from shared.db.outbox import enqueue
 from shared.db.tables import table_of
+from shared.stopping import sleep_unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -324,11 +325,7 @@ class RefitLoop:
         if self._interval_s <= 0:
             await self._stopping.wait()
             return
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval_s)
-            if self._stopping.is_set():
-                return
+        while not await sleep_unless_stopped(self._stopping, self._interval_s):
             try:
                 await self._refit()
             except Exception:

@@ -11,7 +11,6 @@ A restart loses nothing: timers are rows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from services.segmenter import membership_sql as msql
 from services.segmenter import repository as repo
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.metrics import MEMBERSHIP_CHANGES, SWEEP_SECONDS, SWEPT_CUSTOMERS
+from shared.stopping import sleep_unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,7 @@ class TimerSweeper:
                 log.exception("timer sweep failed; retrying")
                 swept = 0
             if swept < self._chunk:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=self._interval_s)
+                await sleep_unless_stopped(self._stopping, self._interval_s)
 
     async def sweep_once(self) -> int:
         """Re-evaluate one chunk of due customers; return how many."""

@@ -32,6 +32,7 @@ from shared.events.base import EventModel
 from shared.kafka.dlq import DeadLetter, DeadLetterPolicy
 from shared.kafka.metrics import BATCH_SECONDS, CONSUMED, CONSUMER_LAG, DEAD_LETTERED
 from shared.settings import KafkaSettings
+from shared.stopping import sleep_unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -270,8 +271,7 @@ class ConsumerRunner:
                 delay = min(delay * 2, self._max_retry_delay_s)
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        await sleep_unless_stopped(self._stopping, seconds)
 
 
 def _letter_of(record: Record[Any], reason: str) -> DeadLetter:
