@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Coroutine, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -412,6 +412,17 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 # --- the test ----------------------------------------------------------------------------
 
 
+#: the snapshot's score fields, named as the ``profiles`` columns they mirror
+SCORE_COLUMNS = tuple(
+    f.name for f in fields(ProfileSnapshot) if f.name.startswith(("churn_", "predicted_", "rfm_"))
+)
+
+
+def score_columns(p: ProfileSnapshot) -> dict[str, Any]:
+    """The snapshot's scores, by their ``profiles`` column names."""
+    return {name: getattr(p, name) for name in SCORE_COLUMNS}
+
+
 def _rows(population: list[ProfileSnapshot]) -> dict[Table, list[dict[str, Any]]]:
     return {
         profiles: [
@@ -420,12 +431,7 @@ def _rows(population: list[ProfileSnapshot]) -> dict[Table, list[dict[str, Any]]
                 "traits": dict(p.traits),
                 "first_seen_at": p.first_seen_at,
                 "last_seen_at": p.last_seen_at,
-                "churn_risk": p.churn_risk,
-                "predicted_ltv": p.predicted_ltv,
-                "rfm_recency": p.rfm_recency,
-                "rfm_frequency": p.rfm_frequency,
-                "rfm_monetary": p.rfm_monetary,
-                "rfm_tier": p.rfm_tier,
+                **score_columns(p),
             }
             for p in population
         ],

@@ -36,6 +36,7 @@ from tests.integration.test_rules_sql_agreement import (
     _rows,
     database,
     scenarios,
+    score_columns,
 )
 
 __all__ = ["database"]  # the fixture, imported for this module's tests
@@ -105,17 +106,7 @@ async def _event_path_snapshots(
         )
         for p in population
     }
-    scores = {
-        p.customer_id: {
-            "churn_risk": p.churn_risk,
-            "predicted_ltv": p.predicted_ltv,
-            "rfm_recency": p.rfm_recency,
-            "rfm_frequency": p.rfm_frequency,
-            "rfm_monetary": p.rfm_monetary,
-            "rfm_tier": p.rfm_tier,
-        }
-        for p in population
-    }
+    scores = {p.customer_id: score_columns(p) for p in population}
     return await load_snapshots(conn, catalog, working, scores, now)
 
 
