@@ -49,6 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import UserDefinedType
 
 from services.segmenter.catalog import ActiveSegment
 from services.segmenter.models import Membership, MembershipTimer, Profile
@@ -58,12 +59,27 @@ from services.segmenter.rules.sql_predicate import compile_sql
 from shared.db.tables import table_of
 from shared.events import segment_changes
 
+
+class TID(UserDefinedType[str]):
+    """PostgreSQL's row address type (``ctid``)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "tid"
+
+
 profiles = table_of(Profile)
 memberships = table_of(Membership)
 timers = table_of(MembershipTimer)
 _temp = MetaData()
 scope_table = Table(
-    "scope", _temp, Column("customer_id", Text, primary_key=True), prefixes=["TEMPORARY"]
+    "scope",
+    _temp,
+    Column("customer_id", Text, primary_key=True),
+    #: the address of the customer's claimed timer row (NULL: no timer claimed)
+    Column("timer", TID),
+    prefixes=["TEMPORARY"],
 )
 matched_table = Table(
     "matched", _temp, Column("customer_id", Text, primary_key=True), prefixes=["TEMPORARY"]
@@ -75,6 +91,7 @@ evaluated_table = Table(
     Column("hits", postgresql.ARRAY(Boolean)),
     Column("was", postgresql.ARRAY(Boolean)),
     Column("due_at", DateTime(timezone=True)),
+    Column("timer", TID),
     prefixes=["TEMPORARY"],
 )
 
@@ -121,10 +138,10 @@ async def bound_plans_to_the_scope(conn: AsyncConnection) -> None:
 
 async def create_scope(conn: AsyncConnection) -> None:
     """The temp tables of this transaction (dropped at commit)."""
-    for name in ("scope", "matched"):
+    for name, more in (("scope", ", timer tid"), ("matched", "")):
         await conn.execute(
             text(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} (customer_id text PRIMARY KEY) "
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} (customer_id text PRIMARY KEY{more}) "
                 "ON COMMIT DROP"
             )
         )
@@ -139,14 +156,22 @@ async def analyze_scope(conn: AsyncConnection) -> None:
 
 async def claim_due_timers(conn: AsyncConnection, *, now: datetime, limit: int) -> int:
     """Lock up to ``limit`` due timers and put their customers in the scope, skipping the
-    timers another replica holds."""
+    timers another replica holds.
+
+    The scope keeps each locked row's address (``ctid``), so that
+    :func:`apply_segments` rewrites the timers without looking them up again: the
+    row lock keeps the address valid until the transaction ends.
+    """
     result = await conn.execute(
         text(
             """
-            INSERT INTO scope (customer_id)
-            SELECT customer_id FROM segmenter.membership_timers
-            WHERE due_at <= :now ORDER BY due_at LIMIT :limit
-            FOR UPDATE SKIP LOCKED
+            INSERT INTO scope (customer_id, timer)
+            SELECT customer_id, timer FROM (
+                SELECT customer_id, ctid AS timer FROM segmenter.membership_timers
+                WHERE due_at <= :now ORDER BY due_at LIMIT :limit
+                FOR UPDATE SKIP LOCKED
+            ) AS due
+            ORDER BY customer_id
             """
         ),
         {"now": now, "limit": limit},
@@ -154,10 +179,21 @@ async def claim_due_timers(conn: AsyncConnection, *, now: datetime, limit: int) 
     return result.rowcount or 0
 
 
-async def fill_scope_with_customers(conn: AsyncConnection, *, ids: Sequence[str]) -> None:
+async def claim_customers(conn: AsyncConnection, *, ids: Sequence[str]) -> None:
+    """Put ``ids`` in the scope with their timers locked, as :func:`claim_due_timers` does
+    with due ones: a sweep of chosen customers, due or not."""
     await conn.execute(
         text(
-            "INSERT INTO scope SELECT DISTINCT unnest(CAST(:ids AS text[])) ON CONFLICT DO NOTHING"
+            """
+            WITH given AS (SELECT DISTINCT unnest(CAST(:ids AS text[])) AS customer_id),
+            locked AS (
+                SELECT customer_id, ctid FROM segmenter.membership_timers
+                WHERE customer_id IN (SELECT customer_id FROM given)
+                FOR UPDATE
+            )
+            INSERT INTO scope (customer_id, timer)
+            SELECT given.customer_id, locked.ctid FROM given LEFT JOIN locked USING (customer_id)
+            """
         ),
         {"ids": list(ids)},
     )
@@ -272,14 +308,14 @@ async def apply_segments(
     """
     if not segments:  # no segment depends on time any more: these timers have no use
         await conn.execute(
-            text(
-                "DELETE FROM segmenter.membership_timers "
-                "WHERE customer_id IN (SELECT customer_id FROM scope)"
-            )
+            text("DELETE FROM segmenter.membership_timers t USING scope s WHERE t.ctid = s.timer")
         )
         return Applied(entered=0, exited=0)
     for name, columns in (
-        ("evaluated", "customer_id text, hits boolean[], was boolean[], due_at timestamptz"),
+        (
+            "evaluated",
+            "customer_id text, hits boolean[], was boolean[], due_at timestamptz, timer tid",
+        ),
         (
             "sweep_changes",
             "position int, segment_id text, version int, customer_id text, change text",
@@ -367,13 +403,16 @@ async def _evaluate_level(
     was = postgresql.array(
         [func.coalesce(literal(s.id, Text) == any_(current.c.ids), false()) for s in segments]
     )
-    source = (
-        select(profiles.c.customer_id, hits, was, due_at)
-        .select_from(lookups.source().outerjoin(current, true()))
-        .where(profiles.c.customer_id.in_(select(scope_table.c.customer_id)))
+    source = select(profiles.c.customer_id, hits, was, due_at, scope_table.c.timer).select_from(
+        scope_table.join(
+            lookups.source().outerjoin(current, true()),
+            profiles.c.customer_id == scope_table.c.customer_id,
+        )
     )
     await conn.execute(
-        insert(evaluated_table).from_select(["customer_id", "hits", "was", "due_at"], source)
+        insert(evaluated_table).from_select(
+            ["customer_id", "hits", "was", "due_at", "timer"], source
+        )
     )
 
 
@@ -432,59 +471,52 @@ async def _apply_level(
 async def _store_due(conn: AsyncConnection, *, now: datetime) -> None:
     """The scope's timers from ``evaluated.due_at`` (none where it is NULL).
 
-    One lookup per customer: a swept customer has a timer (it was due) and a profile,
-    so the statements that need a second lookup each (inserting missing timers,
-    dropping the timers of customers without a profile) run only when the counts
-    say they have work.
+    The claimed timers are rewritten in place, by the address the claim kept: no
+    second index lookup. Customers of the scope without a timer row, or without a
+    profile (none, normally), need a lookup each, so those statements run only when
+    the counts say they have work.
     """
     params = {"now": now, "later": now + TIMER_STEP}
-    updated = await conn.execute(
-        text(
-            """
-            UPDATE segmenter.membership_timers t
-            SET due_at = CASE WHEN e.due_at <= :now THEN :later ELSE e.due_at END
-            FROM evaluated e
-            WHERE t.customer_id = e.customer_id AND e.due_at IS NOT NULL
-            """
-        ),
-        params,
-    )
-    scoped, evaluated, wanted = (
+    scoped, evaluated, untimed = (
         await conn.execute(
             text(
-                "SELECT (SELECT count(*) FROM scope), (SELECT count(*) FROM evaluated), "
-                "(SELECT count(*) FROM evaluated WHERE due_at IS NOT NULL)"
-            )
+                """
+                WITH moved AS (
+                    UPDATE segmenter.membership_timers t
+                    SET due_at = CASE WHEN e.due_at <= :now THEN :later ELSE e.due_at END
+                    FROM evaluated e
+                    WHERE t.ctid = e.timer AND e.due_at IS NOT NULL
+                    RETURNING 1
+                ), dropped AS (
+                    DELETE FROM segmenter.membership_timers t USING evaluated e
+                    WHERE t.ctid = e.timer AND e.due_at IS NULL
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM scope), (SELECT count(*) FROM evaluated),
+                       (SELECT count(*) FROM evaluated WHERE timer IS NULL AND due_at IS NOT NULL)
+                """
+            ),
+            params,
         )
     ).one()
-    if (updated.rowcount or 0) < wanted:
+    if untimed:
         await conn.execute(
             text(
                 """
                 INSERT INTO segmenter.membership_timers AS t (customer_id, due_at)
                 SELECT customer_id, CASE WHEN due_at <= :now THEN :later ELSE due_at END
-                FROM evaluated e
-                WHERE e.due_at IS NOT NULL AND NOT EXISTS (
-                    SELECT 1 FROM segmenter.membership_timers x
-                    WHERE x.customer_id = e.customer_id
-                )
-                ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at
+                FROM evaluated e WHERE e.timer IS NULL AND e.due_at IS NOT NULL
+                ON CONFLICT (customer_id) DO UPDATE SET due_at = least(t.due_at, excluded.due_at)
                 """
             ),
             params,
         )
-    await conn.execute(
-        text(
-            "DELETE FROM segmenter.membership_timers t USING evaluated e "
-            "WHERE t.customer_id = e.customer_id AND e.due_at IS NULL"
-        )
-    )
-    if evaluated < scoped:  # timers of customers without a profile (none, normally)
+    if evaluated < scoped:  # timers of customers without a profile
         await conn.execute(
             text(
                 """
                 DELETE FROM segmenter.membership_timers t USING scope s
-                WHERE t.customer_id = s.customer_id
+                WHERE t.ctid = s.timer
                   AND NOT EXISTS (SELECT 1 FROM evaluated e WHERE e.customer_id = s.customer_id)
                 """
             )

@@ -75,7 +75,7 @@ async def _sweep(
             loaded = await _event_path_snapshots(conn, catalog, population, now)
             await msql.bound_plans_to_the_scope(conn)  # as the sweeper does
             await msql.create_scope(conn)
-            await msql.fill_scope_with_customers(conn, ids=[p.customer_id for p in population])
+            await msql.claim_customers(conn, ids=[p.customer_id for p in population])
             await msql.analyze_scope(conn)
             await msql.apply_segments(conn, catalog.segments, now=now, cause="time")
             found: dict[str, set[str]] = {p.customer_id: set() for p in population}
