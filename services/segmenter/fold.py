@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+import orjson
+
 from services.segmenter.rules.ast import dimension_key
 from shared.events.customer_events import CustomerEvent, EventType
 
@@ -51,15 +53,28 @@ class WorkingProfile:
     first_seen_at: datetime
     last_seen_at: datetime
     traits: dict[str, Any] = field(default_factory=dict)
-    trait_times: dict[str, str] = field(default_factory=dict)
+    #: the stored ``trait_times`` as JSON text, read only when a trait is set: most
+    #: batches only track events, and most profiles keep their traits
+    stored_trait_times: str = "{}"
     timezone: str | None = None
     locale: str | None = None
     version: int = 0
     stored: bool = False
     #: the profile's published fields (traits, timezone, locale) changed
     changed: bool = False
+    #: traits, trait times, timezone or locale were written (a newer timestamp for the
+    #: same value too): the upsert writes them only then
+    traits_written: bool = False
     stats: dict[str, StatDelta] = field(default_factory=dict)
     rollups: dict[tuple[str, str, date], list[float]] = field(default_factory=dict)
+    _trait_times: dict[str, str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def trait_times(self) -> dict[str, str]:
+        """When each trait was set (ISO timestamps of the setting events)."""
+        if self._trait_times is None:
+            self._trait_times = dict(orjson.loads(self.stored_trait_times))
+        return self._trait_times
 
     def touch(self, at: datetime, *, activity: bool) -> None:
         if at < self.first_seen_at:
@@ -75,6 +90,7 @@ class WorkingProfile:
         if known == stamp and self.traits.get(name) == value:
             return
         self.trait_times[name] = stamp
+        self.traits_written = True
         if name == _TZ_KEY:
             self.changed |= self.timezone != value
             self.timezone = value
@@ -90,7 +106,9 @@ class WorkingProfile:
 
 
 def new_profile(customer_id: str, at: datetime) -> WorkingProfile:
-    return WorkingProfile(customer_id, first_seen_at=at, last_seen_at=at, changed=True)
+    return WorkingProfile(
+        customer_id, first_seen_at=at, last_seen_at=at, changed=True, traits_written=True
+    )
 
 
 def event_name(event: CustomerEvent) -> str | None:
@@ -173,3 +191,4 @@ def merge_profiles(into: WorkingProfile, other: WorkingProfile) -> None:
         if trait not in other.trait_times:
             into.set_trait(trait, value, other.first_seen_at)
     into.changed = True
+    into.traits_written = True

@@ -268,7 +268,7 @@ def _working(row: Any) -> WorkingProfile:
         first_seen_at=row[3],
         last_seen_at=row[4],
         traits=_json_object(row[1]),
-        trait_times=_json_object(row[2]),
+        stored_trait_times=row[2],
         timezone=row[5],
         locale=row[6],
         version=row[7],
@@ -326,11 +326,23 @@ async def upsert_profiles(
     """Write each profile's merged state (the caller merged it under the row lock and
     counted a new version for each changed one); return each profile's stored version.
 
-    ``GREATEST`` keeps a version from going back should a concurrent writer have
-    created the row after this transaction found none.
+    Stored profiles whose traits this batch did not write (most: track events) get a
+    narrower ``UPDATE`` that leaves the traits' JSON as it is; the others are written
+    whole.
     """
-    if not rows:
-        return {}
+    activity_only = [p for p in rows if p.stored and not p.traits_written]
+    whole = [p for p in rows if not p.stored or p.traits_written]
+    versions: dict[str, int] = {}
+    if whole:
+        versions |= await _upsert_whole(conn, whole)
+    if activity_only:
+        versions |= await _update_activity(conn, activity_only)
+    return versions
+
+
+async def _upsert_whole(conn: AsyncConnection, rows: Sequence[WorkingProfile]) -> dict[str, int]:
+    """``GREATEST`` keeps a version from going back should a concurrent writer have
+    created the row after this transaction found none."""
     stored = await _rows(
         conn,
         """
@@ -357,6 +369,29 @@ async def upsert_profiles(
         [p.last_seen_at for p in rows],
         [p.timezone for p in rows],
         [p.locale for p in rows],
+        [p.version for p in rows],
+    )
+    return {row[0]: row[1] for row in stored}
+
+
+async def _update_activity(conn: AsyncConnection, rows: Sequence[WorkingProfile]) -> dict[str, int]:
+    """First and last seen, and the version, of stored profiles (locked by the caller)."""
+    stored = await _rows(
+        conn,
+        """
+        UPDATE segmenter.profiles AS p SET
+            first_seen_at = LEAST(p.first_seen_at, v.first_seen_at),
+            last_seen_at = GREATEST(p.last_seen_at, v.last_seen_at),
+            version = GREATEST(p.version, v.version),
+            updated_at = now()
+        FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bigint[])
+            AS v(customer_id, first_seen_at, last_seen_at, version)
+        WHERE p.customer_id = v.customer_id
+        RETURNING p.customer_id, p.version
+        """,
+        [p.customer_id for p in rows],
+        [p.first_seen_at for p in rows],
+        [p.last_seen_at for p in rows],
         [p.version for p in rows],
     )
     return {row[0]: row[1] for row in stored}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import orjson
 
@@ -66,6 +66,41 @@ async def test_traits_are_last_write_wins_by_event_time_not_arrival(stack: Stack
     await stack.send(older)  # arrives last, happened first
     profile = await stack.profile(customer, until=lambda p: "company" in p["traits"])
     assert profile["traits"] == {"plan": "pro", "company": "Acme"}
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+async def test_a_batch_of_track_events_keeps_the_traits_and_their_times(stack: Stack) -> None:
+    """Batches that set no trait do not send the traits back: what is stored stays, and
+    an older identify arriving afterwards still loses to the newer stored trait."""
+    customer = f"c-{run_id()}"
+    await stack.send(
+        event(
+            "identify",
+            customer,
+            START - timedelta(hours=2),
+            traits={"plan": "pro"},
+            context={"timezone": "Europe/Paris"},
+        )
+    )
+    await stack.profile(customer, until=lambda p: p["traits"].get("plan") == "pro")
+    await stack.send(event("track", customer, START - timedelta(hours=1), event="Signed In"))
+    tracked = await stack.profile(customer, until=lambda p: len(p["events"]) == 1)
+    assert tracked["last_seen_at"] == _iso(START - timedelta(hours=1))
+    assert tracked["first_seen_at"] == _iso(START - timedelta(hours=2))
+    await stack.send(
+        event(
+            "identify",
+            customer,
+            START - timedelta(days=1),
+            traits={"plan": "free", "company": "Acme"},
+        )
+    )
+    profile = await stack.profile(customer, until=lambda p: "company" in p["traits"])
+    assert profile["traits"] == {"plan": "pro", "company": "Acme"}
+    assert profile["timezone"] == "Europe/Paris"
 
 
 async def test_a_null_trait_removes_it(stack: Stack) -> None:
