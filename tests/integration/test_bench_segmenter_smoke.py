@@ -32,7 +32,12 @@ EXPECTED = {
     "sweep 50,000 (chunk 50,000)": "s",
 }
 #: figures judged against a target in a full run
-TARGETED = {"consumer (20 segments)", "RSS slope, 2nd half", "sweep 50,000 (chunk 50,000)"}
+TARGETED = {
+    "consumer (20 segments)",
+    "soak consumed",
+    "RSS slope, 2nd half",
+    "sweep 50,000 (chunk 50,000)",
+}
 
 
 async def test_quick_run_reports_every_figure(
@@ -62,6 +67,7 @@ async def test_quick_run_reports_every_figure(
         assert figures[scenario]["verdict"] in ("PASS", "MISS")
     assert figures["consumer (20 segments)"]["ratio"] > 0
     assert figures["sweep 50,000 (chunk 50,000)"]["ratio"] > 0
+    assert figures["soak consumed"]["ratio"] > 0
     printed = capsys.readouterr().out
     for scenario in EXPECTED:
         assert scenario in printed
