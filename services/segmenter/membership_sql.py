@@ -137,15 +137,21 @@ async def bound_plans_to_the_scope(conn: AsyncConnection) -> None:
 
 
 async def create_scope(conn: AsyncConnection) -> None:
-    """The temp tables of this transaction (dropped at commit)."""
-    for name, more in (("scope", ", timer tid"), ("matched", "")):
-        await conn.execute(
-            text(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} (customer_id text PRIMARY KEY{more}) "
-                "ON COMMIT DROP"
-            )
-        )
-        await conn.execute(text(f"TRUNCATE {name}"))
+    """The temp tables ``scope`` and ``matched``, empty (call it first in a transaction)."""
+    await create_temp_table(conn, "scope", "customer_id text PRIMARY KEY, timer tid")
+    await create_temp_table(conn, "matched", "customer_id text PRIMARY KEY")
+
+
+async def create_temp_table(conn: AsyncConnection, name: str, columns: str) -> None:
+    """A temp table of this connection, emptied at each commit.
+
+    Created once per connection and kept, rather than created and dropped by every
+    transaction: each drop writes and deletes catalog rows, which a sweep of a
+    million customers would do for every chunk and table.
+    """
+    await conn.execute(
+        text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS")
+    )
 
 
 async def analyze_scope(conn: AsyncConnection) -> None:
@@ -321,10 +327,7 @@ async def apply_segments(
             "position int, segment_id text, version int, customer_id text, change text",
         ),
     ):
-        await conn.execute(
-            text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DROP")
-        )
-    await conn.execute(text("TRUNCATE sweep_changes"))
+        await create_temp_table(conn, name, columns)
     timed = [s for s in segments if s.time_dependent]
     entered = exited = 0
     for index, level in enumerate(_levels(segments)):
@@ -389,7 +392,7 @@ async def _evaluate_level(
     Every rule reads event rows through the same :class:`SharedLookups`: one lookup per
     event name (and rollup dimension) per profile, however many leaves read it.
     """
-    await conn.execute(text("TRUNCATE evaluated"))
+    await conn.execute(text("DELETE FROM evaluated"))  # the previous level's, if any
     lookups = SharedLookups()
     hits = postgresql.array([compile_sql(s.rule, now=now, lookups=lookups) for s in segments])
     flips = [next_flip_sql(s.rule, now=now, lookups=lookups) for s in timed]
