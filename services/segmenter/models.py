@@ -9,7 +9,9 @@
   events. ``dimension`` is ``''`` for all events of that name, or
   ``'<property>=<json value>'`` for properties that active segments filter on.
 - ``aliases``: an anonymous id merged into a known customer id.
-- ``processed_messages``: messageIds already applied (idempotency under redelivery).
+- ``processed_messages``: messageIds already applied (idempotency under redelivery),
+  each as the UUID of its MD5 (``md5(message_id)::uuid``): 16 bytes compared as
+  bytes, where the text ids were 30–40 bytes compared by the collation.
 - ``suppressions``: customer ids whose events are dropped (after a GDPR erasure,
   or on request), until the suppression is lifted.
 - ``segments`` / ``segment_versions``: definitions, versioned.
@@ -21,6 +23,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from typing import Any
 
@@ -34,6 +37,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     Text,
+    Uuid,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -109,7 +113,8 @@ class Alias(Base):
 class ProcessedMessage(Base):
     __tablename__ = "processed_messages"
 
-    message_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    #: ``md5(messageId)::uuid``
+    message_key: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
 
 

@@ -109,14 +109,26 @@ def _json_text(value: Any) -> str:
 
 
 async def claim_messages(conn: AsyncConnection, *, message_ids: Sequence[str]) -> set[str]:
-    """Record message ids; return those not seen before (the ones to apply)."""
+    """Record message ids; return those not seen before (the ones to apply).
+
+    Ids are kept as ``md5(id)::uuid`` (see the model), inserted in key order so that
+    a batch's inserts walk the index once.
+    """
     if not message_ids:
         return set()
     rows = await _rows(
         conn,
-        "INSERT INTO segmenter.processed_messages (message_id) "
-        "SELECT DISTINCT unnest($1::text[]) "
-        "ON CONFLICT DO NOTHING RETURNING message_id",
+        """
+        WITH given AS (
+            SELECT DISTINCT id, md5(id)::uuid AS key FROM unnest($1::text[]) AS id
+        ), claimed AS (
+            INSERT INTO segmenter.processed_messages (message_key)
+            SELECT key FROM given ORDER BY key
+            ON CONFLICT DO NOTHING
+            RETURNING message_key
+        )
+        SELECT given.id FROM given JOIN claimed ON claimed.message_key = given.key
+        """,
         list(message_ids),
     )
     return {row[0] for row in rows}

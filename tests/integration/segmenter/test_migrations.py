@@ -8,9 +8,10 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.segmenter import repository as repo
 from services.segmenter.models import Base
 from shared.db.engine import async_url
 from shared.db.migrations import alembic_config, upgrade
@@ -50,3 +51,24 @@ async def test_head_matches_the_models_and_downgrades_cleanly(new_database: NewD
     await asyncio.to_thread(command.downgrade, config, "base")
     await asyncio.to_thread(upgrade, script_location=MIGRATIONS, database_url=url)
     assert await _compare(url) == []
+
+
+async def test_message_ids_processed_before_the_key_migration_stay_processed(
+    new_database: NewDatabase,
+) -> None:
+    """0004 turns stored ids into keys the consumer's claim computes the same way."""
+    url = await new_database()
+    await asyncio.to_thread(upgrade, script_location=MIGRATIONS, database_url=url, revision="0003")
+    engine = create_async_engine(async_url(url))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO segmenter.processed_messages (message_id) VALUES ('m-before')")
+            )
+        await asyncio.to_thread(upgrade, script_location=MIGRATIONS, database_url=url)
+        async with engine.begin() as conn:
+            fresh = await repo.claim_messages(conn, message_ids=["m-before", "m-after"])
+            again = await repo.claim_messages(conn, message_ids=["m-after", "m-later"])
+    finally:
+        await engine.dispose()
+    assert (fresh, again) == ({"m-after"}, {"m-later"})
