@@ -79,6 +79,8 @@ from tenure.services import SERVICES
 
 TARGET_EVENTS_PER_S = 15_000.0
 TARGET_SWEEP_S = 10.0
+#: the service's sweep loops per replica: the sweep is judged as the service runs it
+SWEEP_LOOPS = SegmenterGroup().sweep_workers
 #: RSS growth per minute, fitted over the soak, below which memory counts as flat
 TARGET_RSS_SLOPE_MB_PER_MIN = 1.0
 #: the issue's "memory flat over 10 minutes"
@@ -109,8 +111,9 @@ class SegmenterBenchOptions:
     sweep_chunk: int = SegmenterGroup().sweep_chunk
     #: a second sweep with this chunk (None: skip it)
     large_sweep_chunk: int | None = 250_000
-    #: a third sweep by this many sweepers at once, as replicas would (< 2: skip it)
-    parallel_sweepers: int = 2
+    #: a third sweep by this many sweepers at once, as the service's loops and replicas
+    #: would (< 2: skip it); judged against the target when it is the service's default
+    parallel_sweepers: int = SWEEP_LOOPS
     soak_s: float = 600.0
     #: events/s the soak producer offers; None: a third of the measured consumer rate,
     #: which the consumer sustains as the tables grow (at 60% it fell behind)
@@ -143,7 +146,6 @@ class SegmenterBenchOptions:
                 customers=5_000,
                 sweep_profiles=50_000,
                 large_sweep_chunk=None,
-                parallel_sweepers=0,
                 soak_s=5.0 if soak_s is None else soak_s,
             )
         else:
@@ -682,6 +684,9 @@ class SegmenterBench:
                 label = f"sweep {swept:,} (chunk {chunk:,}" + (
                     f", {sweepers} sweepers)" if sweepers > 1 else ")"
                 )
+                # Judged as the service sweeps: SWEEP_LOOPS loops per replica. The
+                # other runs show the cost per loop and per chunk size.
+                judged = sweepers == SWEEP_LOOPS
                 self.result.figures.append(
                     Figure(
                         label,
@@ -689,8 +694,10 @@ class SegmenterBench:
                         "s",
                         baseline=f"COPY {copy_s:.2f} s",
                         ratio=seconds / copy_s,
-                        target=f"< {TARGET_SWEEP_S:g} s for 1M",
-                        passed=seconds * 1_000_000 / max(swept, 1) < TARGET_SWEEP_S,
+                        target=f"< {TARGET_SWEEP_S:g} s for 1M" if judged else "",
+                        passed=seconds * 1_000_000 / max(swept, 1) < TARGET_SWEEP_S
+                        if judged
+                        else None,
                         note=f"{rounds} sweep_once calls, {swept / seconds:,.0f} profiles/s, "
                         f"{changes:,} membership changes"
                         + ("" if n == 1_000_000 else "; target scaled to 1M profiles"),
