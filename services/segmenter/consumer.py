@@ -19,7 +19,7 @@ The runner commits the offsets only after this transaction committed.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -174,7 +174,7 @@ class EventBatchHandler:
         removed = await repo.remove_memberships(conn, rows=exits)
         changes = [(s, c, Change.EXITED) for s, c in sorted(removed)]
         changes += await self._evaluate(conn, catalog, working, scores, now)
-        await repo.enqueue(conn, messages=_change_messages(changes, catalog, now))
+        await repo.enqueue(conn, messages=membership_change_messages(changes, catalog, now))
         changed = [p for p in working.values() if p.changed]
         await self._publish_profiles(conn, changed, versions, scores, now)
 
@@ -291,13 +291,16 @@ async def load_snapshots(
     return snapshots
 
 
-def _change_messages(
+def membership_change_messages(
     changes: list[tuple[str, str, Change]], catalog: SegmentCatalog, now: datetime
 ) -> list[Message]:
     messages = []
+    counts: Counter[Change] = Counter()
     for segment_id, customer_id, change in changes:
         segment = catalog.by_id.get(segment_id)
         version = segment.version if segment is not None else 1
         messages.append(change_message(segment_id, version, customer_id, change, now, "event"))
-        MEMBERSHIP_CHANGES.labels(change.value).inc()
+        counts[change] += 1
+    for change, count in counts.items():  # one metric update per kind, not per change
+        MEMBERSHIP_CHANGES.labels(change.value).inc(count)
     return messages

@@ -6,8 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from services.segmenter.catalog import ActiveSegment, SegmentCatalog
+from services.segmenter.consumer import membership_change_messages
 from services.segmenter.fold import new_profile
 from services.segmenter.messages import change_message, deleted_profile_messages, profile_message
+from services.segmenter.metrics import MEMBERSHIP_CHANGES
 from shared.events import profiles, segment_changes
 from shared.events.profiles import ComputedFields, ProfileUpdate
 from shared.events.segment_changes import Change, SegmentChange
@@ -59,3 +62,24 @@ def test_a_deleted_profile_message_says_deleted() -> None:
     [message] = deleted_profile_messages({"c-3": 4}, NOW)
     parsed = ProfileUpdate.from_bytes(message.value)
     assert (parsed.customer_id, parsed.version, parsed.deleted) == ("c-3", 4, True)
+
+
+def test_the_event_path_queues_each_change_and_counts_it_once() -> None:
+    catalog = SegmentCatalog(
+        [ActiveSegment.compile("vip", 3, {"kind": "first_seen", "newer_than_days": 1})]
+    )
+    entered, exited = (MEMBERSHIP_CHANGES.labels(k)._value.get() for k in ("entered", "exited"))
+    changes = [
+        ("vip", "c-1", Change.ENTERED),
+        ("vip", "c-2", Change.ENTERED),
+        ("gone", "c-3", Change.EXITED),  # a segment deleted meanwhile: version 1
+    ]
+    messages = membership_change_messages(changes, catalog, NOW)
+    parsed = [SegmentChange.from_bytes(m.value) for m in messages]
+    assert [(p.segment_id, p.customer_id, p.change, p.segment_version) for p in parsed] == [
+        ("vip", "c-1", Change.ENTERED, 3),
+        ("vip", "c-2", Change.ENTERED, 3),
+        ("gone", "c-3", Change.EXITED, 1),
+    ]
+    assert MEMBERSHIP_CHANGES.labels("entered")._value.get() == entered + 2
+    assert MEMBERSHIP_CHANGES.labels("exited")._value.get() == exited + 1
