@@ -156,8 +156,8 @@ def apply_event(profile: WorkingProfile, event: CustomerEvent, tracked: TrackedD
     at = event.timestamp
     name = event_name(event)
     profile.touch(at, activity=name is not None)
-    for trait, value in event.traits.items():
-        if event.type is EventType.IDENTIFY:
+    if event.type is EventType.IDENTIFY:
+        for trait, value in event.traits.items():
             profile.set_trait(trait, value, at)
     if event.type is EventType.GROUP and event.group_id is not None:
         profile.set_trait("group_id", event.group_id, at)
@@ -170,7 +170,10 @@ def apply_event(profile: WorkingProfile, event: CustomerEvent, tracked: TrackedD
     if name is None:
         return
     value = event_value(event.properties)
-    profile.stats.setdefault(name, StatDelta()).add(at, value)
+    stat = profile.stats.get(name)
+    if stat is None:  # (not setdefault: it would build a StatDelta for every event)
+        stat = profile.stats[name] = StatDelta()
+    stat.add(at, value)
     day = at.date()
     for dimension in tracked.dimensions_of(name, event.properties):
         totals = profile.rollups.setdefault((name, dimension, day), [0, 0.0])
