@@ -189,8 +189,13 @@ async def _apply_settings(admin_uri: str, settings: Mapping[str, str]) -> bool:
     try:
         for name, value in settings.items():
             await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        loaded = await conn.fetchval("SELECT pg_conf_load_time()")
         await conn.execute("SELECT pg_reload_conf()")
-        await asyncio.sleep(0.2)  # the postmaster rereads the files asynchronously
+        # The reload is a signal: wait until this session has reread the files.
+        for _ in range(200):
+            if await conn.fetchval("SELECT pg_conf_load_time()") > loaded:
+                break
+            await asyncio.sleep(0.05)
         pending: bool = await conn.fetchval(
             "SELECT bool_or(pending_restart) FROM pg_settings WHERE name = ANY($1::text[])",
             list(settings),
