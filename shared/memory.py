@@ -14,7 +14,6 @@ Elsewhere (musl, macOS) there is nothing to call and it does nothing.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import ctypes.util
 import logging
@@ -22,7 +21,7 @@ import platform
 from collections.abc import Callable
 from functools import cache
 
-from shared.stopping import sleep_unless_stopped
+from shared.stopping import StoppableLoop
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def trim_heap() -> bool:
     return True
 
 
-class HeapTrimmer:
+class HeapTrimmer(StoppableLoop):
     """Calls ``trim`` every ``interval_s`` until :meth:`signal_shutdown` (0: never).
 
     A trim takes about a millisecond, up to ~10 ms after a large burst, on the
@@ -61,15 +60,12 @@ class HeapTrimmer:
     def __init__(self, interval_s: float, *, trim: Callable[[], bool] = trim_heap) -> None:
         self._interval_s = interval_s
         self._trim = trim
-        self._stopping = asyncio.Event()
-
-    def signal_shutdown(self) -> None:
-        self._stopping.set()
+        super().__init__()
 
     async def run(self) -> None:
         if self._interval_s <= 0:
             return
-        while not await sleep_unless_stopped(self._stopping, self._interval_s):
+        while not await self._pause(self._interval_s):
             if not self._trim():
                 log.debug("malloc_trim is not available here; heap trimming stops")
                 return

@@ -12,7 +12,6 @@ risk moved materially get a new ``profiles`` message.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -43,7 +42,7 @@ from services.segmenter.scoring import (
 from shared.db.engine import driver_connection
 from shared.db.outbox import enqueue
 from shared.db.tables import table_of
-from shared.stopping import sleep_unless_stopped
+from shared.stopping import StoppableLoop
 
 log = logging.getLogger(__name__)
 
@@ -310,22 +309,19 @@ async def _publish_changed_profiles(
         await enqueue(session=conn, outbox=outbox, messages=messages)
 
 
-class RefitLoop:
+class RefitLoop(StoppableLoop):
     """Refit every ``interval_s`` (0: never on its own; the API can still ask)."""
 
     def __init__(self, refit: Any, *, interval_s: float) -> None:
         self._refit = refit
         self._interval_s = interval_s
-        self._stopping = asyncio.Event()
-
-    def signal_shutdown(self) -> None:
-        self._stopping.set()
+        super().__init__()
 
     async def run(self) -> None:
         if self._interval_s <= 0:
             await self._stopping.wait()
             return
-        while not await sleep_unless_stopped(self._stopping, self._interval_s):
+        while not await self._pause(self._interval_s):
             try:
                 await self._refit()
             except Exception:

@@ -22,12 +22,12 @@ from services.segmenter import membership_sql as msql
 from services.segmenter import repository as repo
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.metrics import MEMBERSHIP_CHANGES, SWEEP_SECONDS, SWEPT_CUSTOMERS
-from shared.stopping import sleep_unless_stopped
+from shared.stopping import StoppableLoop
 
 log = logging.getLogger(__name__)
 
 
-class TimerSweeper:
+class TimerSweeper(StoppableLoop):
     def __init__(
         self,
         *,
@@ -48,10 +48,7 @@ class TimerSweeper:
         self._workers = workers
         self._dedup_retention = dedup_retention
         self._on_commit = on_commit
-        self._stopping = asyncio.Event()
-
-    def signal_shutdown(self) -> None:
-        self._stopping.set()
+        super().__init__()
 
     async def run(self) -> None:
         """Sweep until shutdown, ``workers`` loops at once: each chunk is a transaction of
@@ -72,7 +69,7 @@ class TimerSweeper:
                 log.exception("timer sweep failed; retrying")
                 swept = 0
             if swept < self._chunk:
-                await sleep_unless_stopped(self._stopping, self._interval_s)
+                await self._pause(self._interval_s)
 
     async def sweep_once(self) -> int:
         """Re-evaluate one chunk of due customers; return how many."""

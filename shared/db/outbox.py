@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from shared.db.engine import driver_connection
 from shared.errors import PublishError
 from shared.kafka.producer import EventPublisher, Headers, Message
+from shared.stopping import StoppableLoop
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def _headers(text_: str | None) -> Headers:
     return tuple((k, v.encode("latin-1")) for k, v in orjson.loads(text_))
 
 
-class OutboxRelay:
+class OutboxRelay(StoppableLoop):
     """Publishes an outbox table to Kafka until :meth:`signal_shutdown`."""
 
     def __init__(
@@ -109,12 +110,12 @@ class OutboxRelay:
         self._publisher = publisher
         self._batch_size = batch_size
         self._idle_poll_s = idle_poll_s
-        self._stopping = asyncio.Event()
+        super().__init__()
         self._wakeup = asyncio.Event()
         self._lock_key = zlib.crc32(f"tenure.outbox:{outbox.fullname}".encode())
 
     def signal_shutdown(self) -> None:
-        self._stopping.set()
+        super().signal_shutdown()
         self._wakeup.set()
 
     def notify(self) -> None:

@@ -32,7 +32,7 @@ from shared.events.base import EventModel
 from shared.kafka.dlq import DeadLetter, DeadLetterPolicy
 from shared.kafka.metrics import BATCH_SECONDS, CONSUMED, CONSUMER_LAG, DEAD_LETTERED
 from shared.settings import KafkaSettings
-from shared.stopping import sleep_unless_stopped
+from shared.stopping import StoppableLoop
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class _WaitForBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
 
-class ConsumerRunner:
+class ConsumerRunner(StoppableLoop):
     """Consumes ``topics`` in group ``group_id`` until :meth:`signal_shutdown`.
 
     ``run`` blocks; on shutdown it finishes the batch in hand, commits it and
@@ -108,13 +108,10 @@ class ConsumerRunner:
         self._max_records = max_records
         self._poll_timeout_ms = poll_timeout_ms
         self._max_retry_delay_s = max_retry_delay_s
-        self._stopping = asyncio.Event()
+        super().__init__()
         self._batch_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self.started = asyncio.Event()
-
-    def signal_shutdown(self) -> None:
-        self._stopping.set()
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
@@ -271,7 +268,7 @@ class ConsumerRunner:
                 delay = min(delay * 2, self._max_retry_delay_s)
 
     async def _sleep(self, seconds: float) -> None:
-        await sleep_unless_stopped(self._stopping, seconds)
+        await self._pause(seconds)
 
 
 def _letter_of(record: Record[Any], reason: str) -> DeadLetter:
