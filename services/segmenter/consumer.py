@@ -14,6 +14,14 @@ One batch is one database transaction:
    (``segment.changes``, ``profiles``).
 
 The runner commits the offsets only after this transaction committed.
+
+An alias is keyed by the known id, the anonymous id's events by the anonymous id:
+another replica may apply them at the same time. The merge reserves both profile
+rows first (:func:`repo.reserve_profiles`), so it waits for a batch that is
+writing either id, and such a batch waits for it. A batch that waited on a merge
+sees, once it holds its profiles' locks, that one of its ids now has an alias,
+and runs again from the start (the merge has committed by then), so its events
+land on the merged profile.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from services.segmenter.messages import (
     profile_message,
 )
 from services.segmenter.metrics import (
+    BATCHES_RERUN,
     EVENTS_APPLIED,
     EVENTS_DUPLICATE,
     EVENTS_SUPPRESSED,
@@ -65,13 +74,26 @@ _TRANSIENT_STATES = frozenset(
 )
 
 
+#: runs of a batch before an alias conflict is left to the runner's backoff
+BATCH_RUNS = 3
+
+
+class AliasesMoved(Exception):
+    """Customers of the batch were merged into others while it ran: run it again."""
+
+    def __init__(self, moved: dict[str, str]) -> None:
+        super().__init__(f"merged meanwhile: {sorted(moved.items())[:5]}")
+        self.moved = moved
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Database unreachable or a serialization/deadlock conflict: retry the batch.
+    """Database unreachable, a serialization/deadlock conflict, or a concurrent alias
+    merge: retry the batch.
 
     Statements come through SQLAlchemy (its ``DBAPIError`` wraps the driver's error)
     or straight from asyncpg (``repository._rows``), so both kinds are read.
     """
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, OperationalError | InterfaceError | AliasesMoved):
         return True
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         exc = exc.orig
@@ -98,13 +120,24 @@ class EventBatchHandler:
         self._on_commit = on_commit
 
     async def __call__(self, records: Sequence[Record[CustomerEvent]]) -> None:
+        for run in range(1, BATCH_RUNS + 1):
+            try:
+                await self._run_once(records)
+                break
+            except AliasesMoved as exc:
+                if run == BATCH_RUNS:
+                    raise
+                BATCHES_RERUN.inc()
+                log.info("running a batch again: %s", exc)
+        self._on_commit()
+
+    async def _run_once(self, records: Sequence[Record[CustomerEvent]]) -> None:
         catalog = await self._catalogs.current()
         now = self._clock()
         async with self._engine.begin() as conn:
             events = await self._drop_suppressed(conn, await self._claim(conn, records))
             if events:
                 await self._apply(conn, catalog, events, now)
-        self._on_commit()
 
     async def _claim(
         self, conn: AsyncConnection, records: Sequence[Record[CustomerEvent]]
@@ -167,6 +200,11 @@ class EventBatchHandler:
             if profile.changed:
                 profile.version += 1  # each published update of a profile has a new version
         versions = await repo.upsert_profiles(conn, rows=list(working.values()))
+        # every profile of the batch is locked now: a merge of one of them either
+        # committed before (it shows here) or waits for this transaction
+        moved = await repo.resolve_aliases(conn, ids=working)
+        if moved:
+            raise AliasesMoved(moved)
         await repo.add_event_stats(conn, profiles_=working.values())
         await repo.add_rollups(conn, profiles_=working.values())
         EVENTS_APPLIED.inc(len(events))
@@ -190,14 +228,15 @@ class EventBatchHandler:
         if old == new:
             return [], None
         await repo.record_alias(conn, previous_id=old, customer_id=new)
-        stored = await repo.load_profiles(conn, ids=[old, new])
+        reserved = await repo.reserve_profiles(conn, ids=[old, new])
+        loaded = await repo.load_profiles(conn, ids=[old, new])
+        stored = {i: p for i, p in loaded.items() if i not in reserved}
         await repo.move_activity(conn, from_id=old, to_id=new)
         if old in stored:
             target = stored.get(new) or new_profile(new, stored[old].first_seen_at)
             target.version = max(target.version, stored[old].version)
             merge_profiles(target, stored[old])
-            await repo.upsert_profiles(conn, rows=[target])
-            await repo.delete_profiles(conn, ids=[old])
+            await repo.upsert_profiles(conn, rows=[target])  # over a placeholder, if any
             await repo.set_timers(conn, due={old: None})
             await repo.enqueue(
                 conn,
@@ -205,6 +244,8 @@ class EventBatchHandler:
                     {old: stored[old].version + 1}, alias.received_at
                 ),
             )
+        unused = [new] if new in reserved and old not in stored else []
+        await repo.delete_profiles(conn, ids=[old, *unused])
         memberships = await repo.load_memberships(conn, ids=[old])
         left = [(segment_id, old) for segment_id in sorted(memberships.get(old, ()))]
         return left, new if old in stored else None

@@ -20,6 +20,12 @@ EVENTS_SUPPRESSED = Counter(
     namespace="tenure",
     subsystem="segmenter",
 )
+BATCHES_RERUN = Counter(
+    "batches_rerun",
+    "Batches run again because an alias merged one of their customers meanwhile.",
+    namespace="tenure",
+    subsystem="segmenter",
+)
 MEMBERSHIP_CHANGES = Counter(
     "membership_changes",
     "Segment enters and exits emitted.",

@@ -219,6 +219,31 @@ async def record_alias(conn: AsyncConnection, *, previous_id: str, customer_id: 
     )
 
 
+async def reserve_profiles(conn: AsyncConnection, *, ids: Sequence[str]) -> set[str]:
+    """Take the profile rows of ``ids``, inserting a placeholder where there is none;
+    return the ids that got one (the caller deletes or overwrites it before commit).
+
+    An alias merge does this before it reads the two profiles. A concurrent batch's
+    uncommitted first insert of either id is then waited for (a unique-key
+    conflict) instead of missed, and that batch's own insert waits for the merge.
+    The placeholder's first and last seen (``infinity``, ``-infinity``) give way to
+    any real instant in an upsert's ``LEAST`` / ``GREATEST``.
+    """
+    rows = await _rows(
+        conn,
+        """
+        INSERT INTO segmenter.profiles AS p
+            (customer_id, traits, trait_times, first_seen_at, last_seen_at, version)
+        SELECT id, '{}', '{}', 'infinity', '-infinity', 0
+        FROM unnest($1::text[]) AS id ORDER BY id
+        ON CONFLICT (customer_id) DO NOTHING
+        RETURNING customer_id
+        """,
+        sorted(set(ids)),
+    )
+    return {row[0] for row in rows}
+
+
 async def move_activity(conn: AsyncConnection, *, from_id: str, to_id: str) -> None:
     """Add ``from_id``'s event statistics and rollups to ``to_id``'s, then drop them."""
     await conn.execute(

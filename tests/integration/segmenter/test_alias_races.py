@@ -1,0 +1,239 @@
+"""An alias merge racing a batch of the anonymous id on another replica.
+
+``alias`` is keyed by the known id and the anonymous id's events by the anonymous
+id, so the two land on different partitions and may be applied at the same time
+by two replicas. Whichever commits first, the anonymous history must end up on
+the known profile and nothing may stay behind under the anonymous id.
+
+The interleavings are made deterministic with PostgreSQL's own locks: the test
+holds an uncommitted ``membership_timers`` row that one handler's timer write
+will wait on (every profile gets a timer: the segment is time-dependent), so
+that handler stops inside its transaction, after its profile writes and before
+its commit, until the test rolls back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.segmenter import repository as repo
+from services.segmenter.catalog_cache import CatalogCache
+from services.segmenter.consumer import EventBatchHandler
+from services.segmenter.metrics import BATCHES_RERUN
+from shared.db.engine import create_engine
+from shared.db.migrations import upgrade
+from shared.events.customer_events import TOPIC, CustomerEvent
+from shared.kafka.consumer import Record
+from shared.settings import DatabaseSettings
+from tenure.services import SERVICES
+from tests.conftest import NewDatabase
+from tests.integration.segmenter.conftest import event, run_id
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+@dataclass
+class Replicas:
+    """Two segmenter handlers, each with its own connections, on one database."""
+
+    url: str
+    engines: list[AsyncEngine]
+    first: EventBatchHandler
+    second: EventBatchHandler
+
+    async def stats(self, customer_id: str) -> dict[str, int]:
+        async with self.engines[0].connect() as conn:
+            rows = await repo.event_stats_of(conn, customer_id=customer_id)
+        return {row.event_name: row.count for row in rows}
+
+    async def profile_ids(self, *ids: str) -> set[str]:
+        async with self.engines[0].connect() as conn:
+            return set(await repo.load_profiles(conn, ids=ids, lock=False))
+
+
+@pytest.fixture
+async def replicas(new_database: NewDatabase) -> AsyncIterator[Replicas]:
+    url = await new_database()
+    await asyncio.to_thread(
+        upgrade, script_location=SERVICES["segmenter"].migrations_dir, database_url=url
+    )
+    engines = [create_engine(DatabaseSettings(url=SecretStr(url))) for _ in range(2)]
+    async with engines[0].begin() as conn:
+        await repo.save_segment_version(
+            conn,
+            segment_id="new-customers",
+            name="new customers",
+            description="",
+            definition={"kind": "first_seen", "newer_than_days": 30},
+            version=1,
+        )
+    handlers = [
+        EventBatchHandler(engine=e, catalogs=CatalogCache(e), clock=lambda: NOW) for e in engines
+    ]
+    try:
+        yield Replicas(url, engines, handlers[0], handlers[1])
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+def batch(*events: CustomerEvent) -> list[Record[CustomerEvent]]:
+    return [Record(TOPIC, 0, offset, e.key, e, 0) for offset, e in enumerate(events)]
+
+
+class TimerGate:
+    """An uncommitted write of ``customer_id``'s timer row: a handler writing that
+    customer's timer waits at it until :meth:`open` rolls it back."""
+
+    def __init__(self, url: str, customer_id: str) -> None:
+        self._url = url.replace("postgresql+asyncpg://", "postgresql://")
+        self._customer_id = customer_id
+        self._conn: asyncpg.Connection | None = None
+
+    async def close(self) -> None:
+        self._conn = await asyncpg.connect(self._url)
+        await self._conn.execute("BEGIN")
+        await self._conn.execute(
+            "INSERT INTO segmenter.membership_timers (customer_id, due_at) VALUES ($1, $2) "
+            "ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at",
+            self._customer_id,
+            NOW,
+        )
+
+    async def open(self) -> None:
+        assert self._conn is not None
+        await self._conn.execute("ROLLBACK")
+        await self._conn.close()
+
+
+async def waits_on_a_lock(url: str) -> bool:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    return bool(waiting)
+
+
+async def until_blocked(url: str, task: asyncio.Future[Any]) -> None:
+    """Until some session waits on a lock, or ``task`` ended without having to."""
+    for _ in range(400):
+        if task.done() or await waits_on_a_lock(url):
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError("the task neither ended nor waited on a lock")
+
+
+async def test_a_merge_after_an_uncommitted_first_event_of_the_anonymous_id(
+    replicas: Replicas,
+) -> None:
+    """The anonymous id's first event is written but not committed when the alias
+    comes: the merge must wait for it and take it along."""
+    known, anonymous = f"u-{run_id()}", f"anon-{run_id()}"
+    await replicas.first(batch(event("identify", known, NOW, traits={"plan": "pro"})))
+    gate = TimerGate(replicas.url, anonymous)
+    await gate.close()
+    anonymous_batch = asyncio.ensure_future(
+        replicas.second(
+            batch(event("track", None, NOW, anonymousId=anonymous, event="Product Viewed"))
+        )
+    )
+    await until_blocked(replicas.url, anonymous_batch)  # at the gate, profile written
+    merge = asyncio.ensure_future(
+        replicas.first(batch(event("alias", known, NOW, previousId=anonymous)))
+    )
+    await until_blocked_twice(replicas.url, merge)
+    await gate.open()
+    await asyncio.wait_for(asyncio.gather(anonymous_batch, merge), timeout=20)
+
+    assert await replicas.stats(known) == {"Product Viewed": 1}
+    assert await replicas.stats(anonymous) == {}
+    assert await replicas.profile_ids(known, anonymous) == {known}
+
+
+async def test_an_event_of_the_anonymous_id_during_an_uncommitted_merge(
+    replicas: Replicas,
+) -> None:
+    """The merge is written but not committed when the anonymous id's event comes:
+    the event must land on the known profile, not on a new anonymous one."""
+    known, anonymous = f"u-{run_id()}", f"anon-{run_id()}"
+    await replicas.first(batch(event("identify", known, NOW, traits={"plan": "pro"})))
+    await replicas.second(
+        batch(event("track", None, NOW, anonymousId=anonymous, event="Product Viewed"))
+    )
+    gate = TimerGate(replicas.url, known)
+    await gate.close()
+    merge = asyncio.ensure_future(
+        replicas.first(batch(event("alias", known, NOW, previousId=anonymous)))
+    )
+    await until_blocked(replicas.url, merge)  # at the gate, merge written
+    reruns = BATCHES_RERUN._value.get()
+    anonymous_batch = asyncio.ensure_future(
+        replicas.second(
+            batch(event("track", None, NOW, anonymousId=anonymous, event="Product Viewed"))
+        )
+    )
+    await until_blocked_twice(replicas.url, anonymous_batch)
+    await gate.open()
+    await asyncio.wait_for(asyncio.gather(anonymous_batch, merge), timeout=20)
+
+    assert await replicas.stats(known) == {"Product Viewed": 2}
+    assert await replicas.stats(anonymous) == {}
+    assert await replicas.profile_ids(known, anonymous) == {known}
+    assert BATCHES_RERUN._value.get() == reruns + 1  # the anonymous batch, once
+
+
+async def test_a_first_event_of_the_anonymous_id_during_an_uncommitted_merge(
+    replicas: Replicas,
+) -> None:
+    """As above, when the anonymous id had no profile yet (no row to wait on)."""
+    known, anonymous = f"u-{run_id()}", f"anon-{run_id()}"
+    await replicas.first(batch(event("identify", known, NOW, traits={"plan": "pro"})))
+    gate = TimerGate(replicas.url, known)
+    await gate.close()
+    merge = asyncio.ensure_future(
+        replicas.first(batch(event("alias", known, NOW, previousId=anonymous)))
+    )
+    await until_blocked(replicas.url, merge)
+    anonymous_batch = asyncio.ensure_future(
+        replicas.second(
+            batch(event("track", None, NOW, anonymousId=anonymous, event="Product Viewed"))
+        )
+    )
+    await until_blocked_twice(replicas.url, anonymous_batch)
+    await gate.open()
+    await asyncio.wait_for(asyncio.gather(anonymous_batch, merge), timeout=20)
+
+    assert await replicas.stats(known) == {"Product Viewed": 1}
+    assert await replicas.stats(anonymous) == {}
+    assert await replicas.profile_ids(known, anonymous) == {known}
+
+
+async def until_blocked_twice(url: str, task: asyncio.Future[Any]) -> None:
+    """Until two sessions wait on locks (the gated one and ``task``'s), or ``task``
+    ended without waiting (what the race allowed before the fix)."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for _ in range(400):
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            if waiting >= 2 or task.done():
+                return
+            await asyncio.sleep(0.025)
+    finally:
+        await conn.close()
+    raise AssertionError("the task neither ended nor waited on a lock")
