@@ -18,17 +18,18 @@ The runner commits the offsets only after this transaction committed.
 An alias is keyed by the known id, the anonymous id's events by the anonymous id:
 another replica may apply them at the same time. The merge reserves both profile
 rows first (:func:`repo.reserve_profiles`), so it waits for a batch that is
-writing either id, and such a batch waits for it. A batch that waited on a merge
-sees, once it holds its profiles' locks, that one of its ids now has an alias,
-and runs again from the start (the merge has committed by then), so its events
-land on the merged profile.
+writing either id, and such a batch waits for it. An erasure locks the profile
+first too. A batch that waited on a merge or an erasure sees, once it holds its
+profiles' locks, that one of its ids now has an alias or a suppression, and runs
+again from the start (the other transaction has committed by then): its events
+land on the merged profile, or are dropped.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -78,12 +79,16 @@ _TRANSIENT_STATES = frozenset(
 BATCH_RUNS = 3
 
 
-class AliasesMoved(Exception):
-    """Customers of the batch were merged into others while it ran: run it again."""
+class BatchOutdated(Exception):
+    """Customers of the batch were merged into others (an alias) or suppressed (an
+    erasure) by a transaction that committed while the batch waited for their rows:
+    run it again."""
 
-    def __init__(self, moved: dict[str, str]) -> None:
-        super().__init__(f"merged meanwhile: {sorted(moved.items())[:5]}")
-        self.moved = moved
+    def __init__(self, moved: Mapping[str, str], suppressed: Iterable[str]) -> None:
+        super().__init__(
+            f"merged meanwhile: {sorted(moved.items())[:5]}, "
+            f"suppressed meanwhile: {sorted(suppressed)[:5]}"
+        )
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -93,7 +98,7 @@ def is_transient(exc: BaseException) -> bool:
     Statements come through SQLAlchemy (its ``DBAPIError`` wraps the driver's error)
     or straight from asyncpg (``repository._rows``), so both kinds are read.
     """
-    if isinstance(exc, OperationalError | InterfaceError | AliasesMoved):
+    if isinstance(exc, OperationalError | InterfaceError | BatchOutdated):
         return True
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         exc = exc.orig
@@ -124,7 +129,7 @@ class EventBatchHandler:
             try:
                 await self._run_once(records)
                 break
-            except AliasesMoved as exc:
+            except BatchOutdated as exc:
                 if run == BATCH_RUNS:
                     raise
                 BATCHES_RERUN.inc()
@@ -200,11 +205,11 @@ class EventBatchHandler:
             if profile.changed:
                 profile.version += 1  # each published update of a profile has a new version
         versions = await repo.upsert_profiles(conn, rows=list(working.values()))
-        # every profile of the batch is locked now: a merge of one of them either
-        # committed before (it shows here) or waits for this transaction
-        moved = await repo.resolve_aliases(conn, ids=working)
-        if moved:
-            raise AliasesMoved(moved)
+        # every profile of the batch is locked now: a merge or an erasure of one of
+        # them either committed before (it shows here) or waits for this transaction
+        moved, suppressed = await repo.merged_or_suppressed(conn, ids=working)
+        if moved or suppressed:
+            raise BatchOutdated(moved, suppressed)
         await repo.add_event_stats(conn, profiles_=working.values())
         await repo.add_rollups(conn, profiles_=working.values())
         EVENTS_APPLIED.inc(len(events))

@@ -22,7 +22,7 @@ EVENTS_SUPPRESSED = Counter(
 )
 BATCHES_RERUN = Counter(
     "batches_rerun",
-    "Batches run again because an alias merged one of their customers meanwhile.",
+    "Batches run again because one of their customers was merged or suppressed meanwhile.",
     namespace="tenure",
     subsystem="segmenter",
 )

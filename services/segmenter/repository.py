@@ -206,6 +206,29 @@ async def resolve_aliases(conn: AsyncConnection, *, ids: Iterable[str]) -> dict[
     return {row[0]: row[1] for row in rows}
 
 
+async def merged_or_suppressed(
+    conn: AsyncConnection, *, ids: Iterable[str]
+) -> tuple[dict[str, str], set[str]]:
+    """Which of ``ids`` have been merged into another id (``previous_id -> customer_id``)
+    and which are suppressed: one statement for the consumer's check under its locks."""
+    wanted = list(set(ids))
+    if not wanted:
+        return {}, set()
+    rows = await _rows(
+        conn,
+        """
+        SELECT previous_id, customer_id FROM segmenter.aliases
+        WHERE previous_id = ANY($1::text[])
+        UNION ALL
+        SELECT customer_id, NULL FROM segmenter.suppressions
+        WHERE customer_id = ANY($1::text[])
+        """,
+        wanted,
+    )
+    moved = {row[0]: row[1] for row in rows if row[1] is not None}
+    return moved, {row[0] for row in rows if row[1] is None}
+
+
 async def record_alias(conn: AsyncConnection, *, previous_id: str, customer_id: str) -> None:
     """Point ``previous_id`` (and every id already merged into it) at ``customer_id``."""
     await conn.execute(
@@ -734,6 +757,9 @@ async def erase_customer(
     and the version the deletion message should carry.
     """
     ids = [customer_id, *await aliases_of(conn, customer_id=customer_id)]
+    # the profile rows first: a batch writing them (its stats, rollups, memberships
+    # too) commits before the deletes below look, or waits and then finds them gone
+    await load_profiles(conn, ids=ids)
     version_row = (
         await conn.execute(
             select(func.max(profiles.c.version)).where(profiles.c.customer_id.in_(ids))

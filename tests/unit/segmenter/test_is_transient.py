@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from services.segmenter.consumer import AliasesMoved, is_transient
+from services.segmenter.consumer import BatchOutdated, is_transient
 
 
 def _wrapped(error: Exception) -> DBAPIError:
@@ -30,8 +30,9 @@ def test_conflicts_and_lost_connections_are_retried_raw_or_wrapped(error: Except
     assert is_transient(_wrapped(error))
 
 
-def test_a_batch_that_kept_meeting_alias_merges_is_retried_by_the_runner() -> None:
-    assert is_transient(AliasesMoved({"anon-1": "u-1"}))
+def test_a_batch_that_kept_meeting_merges_or_erasures_is_retried_by_the_runner() -> None:
+    assert is_transient(BatchOutdated({"anon-1": "u-1"}, []))
+    assert is_transient(BatchOutdated({}, ["erased-1"]))
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,18 @@
-"""An alias merge racing a batch of the anonymous id on another replica.
+"""Writers of one customer's rows racing each other: a batch of events against an
+alias merge applied by another replica, or against an erasure from the API.
 
 ``alias`` is keyed by the known id and the anonymous id's events by the anonymous
 id, so the two land on different partitions and may be applied at the same time
 by two replicas. Whichever commits first, the anonymous history must end up on
-the known profile and nothing may stay behind under the anonymous id.
+the known profile and nothing may stay behind under the anonymous id. An erasure
+must leave nothing of the customer behind, and with suppression no later
+profile either.
 
 The interleavings are made deterministic with PostgreSQL's own locks: the test
-holds an uncommitted ``membership_timers`` row that one handler's timer write
-will wait on (every profile gets a timer: the segment is time-dependent), so
-that handler stops inside its transaction, after its profile writes and before
-its commit, until the test rolls back.
+holds an uncommitted write of a ``membership_timers`` row that one transaction's
+timer write will wait on (every profile gets a timer: the segment is
+time-dependent), so that transaction stops there, before its commit, until the
+test rolls back.
 """
 
 from __future__ import annotations
@@ -237,3 +240,57 @@ async def until_blocked_twice(url: str, task: asyncio.Future[Any]) -> None:
     finally:
         await conn.close()
     raise AssertionError("the task neither ended nor waited on a lock")
+
+
+async def erase(replicas: Replicas, customer_id: str, *, suppress: bool) -> None:
+    """What ``DELETE /v1/profiles/{id}`` does to the tables, on a connection of its own."""
+    async with replicas.engines[0].begin() as conn:
+        ids, _, _ = await repo.erase_customer(conn, customer_id=customer_id)
+        if suppress:
+            await repo.suppress(conn, ids=ids, at=NOW, reason="erased")
+
+
+async def test_an_erasure_during_an_uncommitted_batch_of_the_customer(
+    replicas: Replicas,
+) -> None:
+    """The batch has written new statistics of the customer, uncommitted, when the
+    erasure comes: the erasure must wait for them and delete them too."""
+    customer = f"u-{run_id()}"
+    await replicas.first(batch(event("identify", customer, NOW, traits={"plan": "pro"})))
+    gate = TimerGate(replicas.url, customer)
+    await gate.close()
+    purchase = asyncio.ensure_future(
+        replicas.second(batch(event("track", customer, NOW, event="Order Completed")))
+    )
+    await until_blocked(replicas.url, purchase)  # at the gate, statistics written
+    erasure = asyncio.ensure_future(erase(replicas, customer, suppress=False))
+    await until_blocked_twice(replicas.url, erasure)
+    await gate.open()
+    await asyncio.wait_for(asyncio.gather(purchase, erasure), timeout=20)
+
+    assert await replicas.stats(customer) == {}
+    assert await replicas.profile_ids(customer) == set()
+
+
+async def test_a_batch_of_the_customer_during_an_uncommitted_erasure_with_suppression(
+    replicas: Replicas,
+) -> None:
+    """The erasure (with suppression) holds the customer's rows when the batch comes:
+    the batch must not make a new profile of a suppressed id."""
+    customer = f"u-{run_id()}"
+    await replicas.first(batch(event("identify", customer, NOW, traits={"plan": "pro"})))
+    gate = TimerGate(replicas.url, customer)
+    await gate.close()
+    erasure = asyncio.ensure_future(erase(replicas, customer, suppress=True))
+    await until_blocked(replicas.url, erasure)  # at the gate, profile locked
+    reruns = BATCHES_RERUN._value.get()
+    purchase = asyncio.ensure_future(
+        replicas.second(batch(event("track", customer, NOW, event="Order Completed")))
+    )
+    await until_blocked_twice(replicas.url, purchase)
+    await gate.open()
+    await asyncio.wait_for(asyncio.gather(purchase, erasure), timeout=20)
+
+    assert await replicas.stats(customer) == {}
+    assert await replicas.profile_ids(customer) == set()
+    assert BATCHES_RERUN._value.get() == reruns + 1
