@@ -757,9 +757,12 @@ async def erase_customer(
     and the version the deletion message should carry.
     """
     ids = [customer_id, *await aliases_of(conn, customer_id=customer_id)]
-    # the profile rows first: a batch writing them (its stats, rollups, memberships
-    # too) commits before the deletes below look, or waits and then finds them gone
+    # The profile rows first: a batch writing them (its stats, rollups, memberships
+    # too) commits before the deletes below look, or waits and then finds them gone.
+    # Then the timers: a sweep that claimed one commits its memberships first, and
+    # a later sweep skips the locked row.
     await load_profiles(conn, ids=ids)
+    await conn.execute(delete(timers).where(timers.c.customer_id.in_(ids)))
     version_row = (
         await conn.execute(
             select(func.max(profiles.c.version)).where(profiles.c.customer_id.in_(ids))
@@ -771,7 +774,7 @@ async def erase_customer(
         .returning(memberships.c.segment_id, memberships.c.customer_id)
     )
     exited = sorted((row.segment_id, row.customer_id) for row in ended)
-    for table in (event_stats, event_rollups, timers, profiles):
+    for table in (event_stats, event_rollups, profiles):
         await conn.execute(delete(table).where(table.c.customer_id.in_(ids)))
     await conn.execute(
         delete(aliases).where((aliases.c.customer_id.in_(ids)) | (aliases.c.previous_id.in_(ids)))

@@ -20,18 +20,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.segmenter import repository as repo
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import EventBatchHandler
 from services.segmenter.metrics import BATCHES_RERUN
+from services.segmenter.sweeper import TimerSweeper
 from shared.db.engine import create_engine
 from shared.db.migrations import upgrade
 from shared.events.customer_events import TOPIC, CustomerEvent
@@ -42,6 +44,10 @@ from tests.conftest import NewDatabase
 from tests.integration.segmenter.conftest import event, run_id
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+SEGMENTS: dict[str, dict[str, Any]] = {
+    "new-customers": {"kind": "first_seen", "newer_than_days": 30},
+    "inactive-7d": {"kind": "last_event", "older_than_days": 7},
+}
 
 
 @dataclass
@@ -58,6 +64,11 @@ class Replicas:
             rows = await repo.event_stats_of(conn, customer_id=customer_id)
         return {row.event_name: row.count for row in rows}
 
+    async def memberships(self, customer_id: str) -> list[str]:
+        async with self.engines[0].connect() as conn:
+            rows = await repo.memberships_of(conn, customer_id=customer_id)
+        return [row.segment_id for row in rows]
+
     async def profile_ids(self, *ids: str) -> set[str]:
         async with self.engines[0].connect() as conn:
             return set(await repo.load_profiles(conn, ids=ids, lock=False))
@@ -71,14 +82,16 @@ async def replicas(new_database: NewDatabase) -> AsyncIterator[Replicas]:
     )
     engines = [create_engine(DatabaseSettings(url=SecretStr(url))) for _ in range(2)]
     async with engines[0].begin() as conn:
-        await repo.save_segment_version(
-            conn,
-            segment_id="new-customers",
-            name="new customers",
-            description="",
-            definition={"kind": "first_seen", "newer_than_days": 30},
-            version=1,
-        )
+        for segment_id, definition in SEGMENTS.items():
+            await repo.save_segment_version(
+                conn,
+                segment_id=segment_id,
+                name=segment_id,
+                description="",
+                definition=definition,
+                version=1,
+            )
+        await conn.execute(text("UPDATE segmenter.segments SET backfilled_version = version"))
     handlers = [
         EventBatchHandler(engine=e, catalogs=CatalogCache(e), clock=lambda: NOW) for e in engines
     ]
@@ -93,24 +106,41 @@ def batch(*events: CustomerEvent) -> list[Record[CustomerEvent]]:
     return [Record(TOPIC, 0, offset, e.key, e, 0) for offset, e in enumerate(events)]
 
 
-class TimerGate:
-    """An uncommitted write of ``customer_id``'s timer row: a handler writing that
-    customer's timer waits at it until :meth:`open` rolls it back."""
+class Gate:
+    """An uncommitted write of one row: a transaction writing the same row waits at it
+    until :meth:`open` rolls it back."""
 
-    def __init__(self, url: str, customer_id: str) -> None:
+    def __init__(self, url: str, statement: str, *args: Any) -> None:
         self._url = url.replace("postgresql+asyncpg://", "postgresql://")
-        self._customer_id = customer_id
+        self._statement = statement
+        self._args = args
         self._conn: asyncpg.Connection | None = None
+
+    @classmethod
+    def timer(cls, url: str, customer_id: str) -> Gate:
+        return cls(
+            url,
+            "INSERT INTO segmenter.membership_timers (customer_id, due_at) VALUES ($1, $2) "
+            "ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at",
+            customer_id,
+            NOW,
+        )
+
+    @classmethod
+    def membership(cls, url: str, segment_id: str, customer_id: str) -> Gate:
+        return cls(
+            url,
+            "INSERT INTO segmenter.memberships (segment_id, customer_id, segment_version, "
+            "entered_at) VALUES ($1, $2, 1, $3)",
+            segment_id,
+            customer_id,
+            NOW,
+        )
 
     async def close(self) -> None:
         self._conn = await asyncpg.connect(self._url)
         await self._conn.execute("BEGIN")
-        await self._conn.execute(
-            "INSERT INTO segmenter.membership_timers (customer_id, due_at) VALUES ($1, $2) "
-            "ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at",
-            self._customer_id,
-            NOW,
-        )
+        await self._conn.execute(self._statement, *self._args)
 
     async def open(self) -> None:
         assert self._conn is not None
@@ -146,7 +176,7 @@ async def test_a_merge_after_an_uncommitted_first_event_of_the_anonymous_id(
     comes: the merge must wait for it and take it along."""
     known, anonymous = f"u-{run_id()}", f"anon-{run_id()}"
     await replicas.first(batch(event("identify", known, NOW, traits={"plan": "pro"})))
-    gate = TimerGate(replicas.url, anonymous)
+    gate = Gate.timer(replicas.url, anonymous)
     await gate.close()
     anonymous_batch = asyncio.ensure_future(
         replicas.second(
@@ -176,7 +206,7 @@ async def test_an_event_of_the_anonymous_id_during_an_uncommitted_merge(
     await replicas.second(
         batch(event("track", None, NOW, anonymousId=anonymous, event="Product Viewed"))
     )
-    gate = TimerGate(replicas.url, known)
+    gate = Gate.timer(replicas.url, known)
     await gate.close()
     merge = asyncio.ensure_future(
         replicas.first(batch(event("alias", known, NOW, previousId=anonymous)))
@@ -204,7 +234,7 @@ async def test_a_first_event_of_the_anonymous_id_during_an_uncommitted_merge(
     """As above, when the anonymous id had no profile yet (no row to wait on)."""
     known, anonymous = f"u-{run_id()}", f"anon-{run_id()}"
     await replicas.first(batch(event("identify", known, NOW, traits={"plan": "pro"})))
-    gate = TimerGate(replicas.url, known)
+    gate = Gate.timer(replicas.url, known)
     await gate.close()
     merge = asyncio.ensure_future(
         replicas.first(batch(event("alias", known, NOW, previousId=anonymous)))
@@ -257,7 +287,7 @@ async def test_an_erasure_during_an_uncommitted_batch_of_the_customer(
     erasure comes: the erasure must wait for them and delete them too."""
     customer = f"u-{run_id()}"
     await replicas.first(batch(event("identify", customer, NOW, traits={"plan": "pro"})))
-    gate = TimerGate(replicas.url, customer)
+    gate = Gate.timer(replicas.url, customer)
     await gate.close()
     purchase = asyncio.ensure_future(
         replicas.second(batch(event("track", customer, NOW, event="Order Completed")))
@@ -279,7 +309,7 @@ async def test_a_batch_of_the_customer_during_an_uncommitted_erasure_with_suppre
     the batch must not make a new profile of a suppressed id."""
     customer = f"u-{run_id()}"
     await replicas.first(batch(event("identify", customer, NOW, traits={"plan": "pro"})))
-    gate = TimerGate(replicas.url, customer)
+    gate = Gate.timer(replicas.url, customer)
     await gate.close()
     erasure = asyncio.ensure_future(erase(replicas, customer, suppress=True))
     await until_blocked(replicas.url, erasure)  # at the gate, profile locked
@@ -294,3 +324,30 @@ async def test_a_batch_of_the_customer_during_an_uncommitted_erasure_with_suppre
     assert await replicas.stats(customer) == {}
     assert await replicas.profile_ids(customer) == set()
     assert BATCHES_RERUN._value.get() == reruns + 1
+
+
+async def test_an_erasure_during_an_uncommitted_sweep_of_the_customer(
+    replicas: Replicas,
+) -> None:
+    """Time made the customer enter a segment, in a sweep not yet committed when the
+    erasure comes: the erasure must delete that membership too."""
+    customer = f"u-{run_id()}"
+    await replicas.first(
+        batch(event("track", customer, NOW - timedelta(days=6), event="Signed In"))
+    )
+    assert await replicas.memberships(customer) == ["new-customers"]
+    engine = replicas.engines[1]
+    later = NOW + timedelta(days=2)  # 8 days without activity: inactive-7d
+    sweeper = TimerSweeper(engine=engine, catalogs=CatalogCache(engine), clock=lambda: later)
+    gate = Gate.membership(replicas.url, "inactive-7d", customer)
+    await gate.close()
+    sweep = asyncio.ensure_future(sweeper.sweep_once())
+    await until_blocked(replicas.url, sweep)  # timer claimed, at the gate
+    erasure = asyncio.ensure_future(erase(replicas, customer, suppress=False))
+    await until_blocked_twice(replicas.url, erasure)
+    await gate.open()
+    swept, _ = await asyncio.wait_for(asyncio.gather(sweep, erasure), timeout=20)
+
+    assert swept == 1
+    assert await replicas.memberships(customer) == []
+    assert await replicas.profile_ids(customer) == set()
