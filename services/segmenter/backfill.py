@@ -16,6 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.segmenter import membership_sql as msql
+from services.segmenter import repository as repo
 from services.segmenter.catalog import ActiveSegment, SegmentCatalog
 from services.segmenter.metrics import BACKFILL_SECONDS, MEMBERSHIP_CHANGES
 from services.segmenter.models import Segment
@@ -47,6 +48,7 @@ async def backfill(
     for segment in segments:
         started = time.perf_counter()
         async with engine.begin() as conn:
+            await repo.hold_off_erasures(conn)
             await msql.create_scope(conn)
             applied = await msql.apply_segment(conn, segment, now=now, cause=cause, everyone=True)
             if segment.time_dependent:

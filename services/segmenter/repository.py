@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
@@ -748,6 +749,22 @@ async def event_stats_of(conn: AsyncConnection, *, customer_id: str) -> list[Any
     return list(rows)
 
 
+#: held shared by each backfill transaction, exclusively by an erasure (see
+#: :func:`hold_off_erasures`)
+ERASURE_LOCK_KEY = zlib.crc32(b"tenure.segmenter.erasure")
+
+
+async def hold_off_erasures(conn: AsyncConnection) -> None:
+    """Make erasures wait until this transaction ends.
+
+    A backfill writes the memberships of every matching customer without locking
+    their profiles (a million row locks), so an erasure could delete a customer's
+    memberships before the backfill's insert of one commits. Erasures are rare and
+    short; one waits at most for the backfill of one segment.
+    """
+    await conn.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": ERASURE_LOCK_KEY})
+
+
 async def erase_customer(
     conn: AsyncConnection, *, customer_id: str
 ) -> tuple[list[str], list[tuple[str, str]], int]:
@@ -756,6 +773,7 @@ async def erase_customer(
     Returns the erased ids, the ``(segment_id, customer_id)`` memberships that ended
     and the version the deletion message should carry.
     """
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ERASURE_LOCK_KEY})
     ids = [customer_id, *await aliases_of(conn, customer_id=customer_id)]
     # The profile rows first: a batch writing them (its stats, rollups, memberships
     # too) commits before the deletes below look, or waits and then finds them gone.

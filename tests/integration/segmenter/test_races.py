@@ -8,6 +8,9 @@ the known profile and nothing may stay behind under the anonymous id. An erasure
 must leave nothing of the customer behind, and with suppression no later
 profile either.
 
+A set-based backfill locks no profile: an erasure waits for it (an advisory
+lock), as it waits for a sweep by taking the customer's timer first.
+
 The interleavings are made deterministic with PostgreSQL's own locks: the test
 holds an uncommitted write of a ``membership_timers`` row that one transaction's
 timer write will wait on (every profile gets a timer: the segment is
@@ -30,6 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.segmenter import repository as repo
+from services.segmenter.backfill import backfill
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import EventBatchHandler
 from services.segmenter.metrics import BATCHES_RERUN
@@ -349,5 +353,35 @@ async def test_an_erasure_during_an_uncommitted_sweep_of_the_customer(
     swept, _ = await asyncio.wait_for(asyncio.gather(sweep, erasure), timeout=20)
 
     assert swept == 1
+    assert await replicas.memberships(customer) == []
+    assert await replicas.profile_ids(customer) == set()
+
+
+async def test_an_erasure_during_an_uncommitted_backfill(replicas: Replicas) -> None:
+    """A new segment's backfill has made the customer a member, uncommitted, when the
+    erasure comes: the erasure must wait for it and delete that membership too."""
+    customer = f"u-{run_id()}"
+    await replicas.first(batch(event("identify", customer, NOW, traits={"plan": "pro"})))
+    engine = replicas.engines[1]
+    async with engine.begin() as conn:
+        await repo.save_segment_version(
+            conn,
+            segment_id="pro",
+            name="pro",
+            description="",
+            definition={"kind": "trait", "trait": "plan", "op": "eq", "value": "pro"},
+            version=1,
+        )
+    catalog = await CatalogCache(engine).current()
+    gate = Gate.membership(replicas.url, "pro", customer)
+    await gate.close()
+    backfilling = asyncio.ensure_future(backfill(engine, catalog, [catalog.by_id["pro"]], now=NOW))
+    await until_blocked(replicas.url, backfilling)  # at the gate
+    erasure = asyncio.ensure_future(erase(replicas, customer, suppress=False))
+    await until_blocked_twice(replicas.url, erasure)
+    await gate.open()
+    applied, _ = await asyncio.wait_for(asyncio.gather(backfilling, erasure), timeout=20)
+
+    assert applied["pro"].entered == 1
     assert await replicas.memberships(customer) == []
     assert await replicas.profile_ids(customer) == set()
