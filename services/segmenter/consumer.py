@@ -276,9 +276,11 @@ class EventBatchHandler:
             exited += [(s, customer_id) for s in result.exited]
             if catalog.time_dependent:
                 due[customer_id] = result.next_due
+        # Timers before memberships: a sweep holds the timers it claimed while it writes
+        # memberships, so taking them in the other order could deadlock with it.
+        await repo.set_timers(conn, due=due)
         added = await repo.add_memberships(conn, rows=entered)
         removed = await repo.remove_memberships(conn, rows=exited)
-        await repo.set_timers(conn, due=due)
         return [(s, c, Change.ENTERED) for s, c in sorted(added)] + [
             (s, c, Change.EXITED) for s, c in sorted(removed)
         ]

@@ -131,6 +131,17 @@ class Gate:
         )
 
     @classmethod
+    def member(cls, url: str, segment_id: str, customer_id: str) -> Gate:
+        """Holds the lock of an existing membership row."""
+        return cls(
+            url,
+            "UPDATE segmenter.memberships SET entered_at = entered_at "
+            "WHERE segment_id = $1 AND customer_id = $2",
+            segment_id,
+            customer_id,
+        )
+
+    @classmethod
     def membership(cls, url: str, segment_id: str, customer_id: str) -> Gate:
         return cls(
             url,
@@ -385,3 +396,39 @@ async def test_an_erasure_during_an_uncommitted_backfill(replicas: Replicas) -> 
     assert applied["pro"].entered == 1
     assert await replicas.memberships(customer) == []
     assert await replicas.profile_ids(customer) == set()
+
+
+async def test_a_sweep_and_a_batch_of_the_same_customer_do_not_deadlock(
+    replicas: Replicas,
+) -> None:
+    """A batch and a sweep both move the customer from one segment to another. The
+    batch takes the customer's timer before it writes memberships, so a sweep either
+    claimed the timer first (and the batch waits for it) or skips it; writing the
+    memberships first let the sweep claim the timer in between, and each then
+    waited for the other."""
+    customer = f"u-{run_id()}"
+    await replicas.first(
+        batch(
+            event("track", customer, NOW - timedelta(days=29), event="Signed In"),
+            event("track", customer, NOW - timedelta(days=6), event="Signed In"),
+        )
+    )
+    assert await replicas.memberships(customer) == ["new-customers"]
+    later = NOW + timedelta(days=2)  # no longer new, 8 days inactive
+    engine = replicas.engines[1]
+    handler = EventBatchHandler(engine=engine, catalogs=CatalogCache(engine), clock=lambda: later)
+    sweeper = TimerSweeper(
+        engine=replicas.engines[0], catalogs=CatalogCache(replicas.engines[0]), clock=lambda: later
+    )
+    gate = Gate.member(replicas.url, "new-customers", customer)
+    await gate.close()
+    identify = asyncio.ensure_future(
+        handler(batch(event("identify", customer, later, traits={"plan": "pro"})))
+    )
+    await until_blocked(replicas.url, identify)  # at its exit from new-customers
+    sweep = asyncio.ensure_future(sweeper.sweep_once())
+    await until_blocked_twice(replicas.url, sweep)
+    await gate.open()
+    await asyncio.wait_for(asyncio.gather(identify, sweep), timeout=20)
+
+    assert await replicas.memberships(customer) == ["inactive-7d"]
