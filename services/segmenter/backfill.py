@@ -14,6 +14,13 @@ from datetime import datetime
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from services.segmenter import membership_sql as msql
 from services.segmenter import repository as repo
@@ -21,6 +28,7 @@ from services.segmenter.catalog import ActiveSegment, SegmentCatalog
 from services.segmenter.metrics import BACKFILL_SECONDS, MEMBERSHIP_CHANGES
 from services.segmenter.models import Segment
 from shared.db.tables import table_of
+from shared.db.transient import is_transient_db_error
 
 log = logging.getLogger(__name__)
 segments_table = table_of(Segment)
@@ -35,6 +43,33 @@ def with_dependents(catalog: SegmentCatalog, roots: Iterable[str]) -> list[Activ
     return [s for s in catalog.segments if s.id in wanted]
 
 
+#: attempts at one segment's transaction when it fails transiently (a deadlock with the
+#: event path or a sweep, a lost connection): it holds every matching customer's rows
+BACKFILL_ATTEMPTS = 5
+
+
+def _retrying(segment: ActiveSegment) -> AsyncRetrying:
+    def warn(state: RetryCallState) -> None:
+        outcome = state.outcome
+        log.warning(
+            "backfill of segment %s v%d failed (%r); attempt %d of %d in %.1fs",
+            segment.id,
+            segment.version,
+            outcome.exception() if outcome is not None else None,
+            state.attempt_number + 1,
+            BACKFILL_ATTEMPTS,
+            state.upcoming_sleep,
+        )
+
+    return AsyncRetrying(
+        retry=retry_if_exception(is_transient_db_error),
+        wait=wait_exponential(multiplier=0.5, max=30),
+        stop=stop_after_attempt(BACKFILL_ATTEMPTS),
+        before_sleep=warn,
+        reraise=True,
+    )
+
+
 async def backfill(
     engine: AsyncEngine,
     catalog: SegmentCatalog,
@@ -43,23 +78,17 @@ async def backfill(
     now: datetime,
     cause: str = "segment_edit",
 ) -> dict[str, msql.Applied]:
-    """Apply each segment to every profile; return what changed per segment."""
+    """Apply each segment to every profile; return what changed per segment.
+
+    Each segment is one transaction, tried again from the start when it fails
+    transiently; the segment stays ``backfilling`` until one commits.
+    """
     results: dict[str, msql.Applied] = {}
     for segment in segments:
         started = time.perf_counter()
-        async with engine.begin() as conn:
-            await repo.hold_off_erasures(conn)
-            await msql.create_scope(conn)
-            applied = await msql.apply_segment(conn, segment, now=now, cause=cause, everyone=True)
-            if segment.time_dependent:
-                await msql.add_earlier_timers(conn, [segment], now=now)
-            await conn.execute(
-                update(segments_table)
-                .where(
-                    segments_table.c.id == segment.id, segments_table.c.version == segment.version
-                )
-                .values(backfilled_version=segment.version)
-            )
+        async for attempt in _retrying(segment):
+            with attempt:
+                applied = await _backfill_one(engine, segment, now=now, cause=cause)
         MEMBERSHIP_CHANGES.labels("entered").inc(applied.entered)
         MEMBERSHIP_CHANGES.labels("exited").inc(applied.exited)
         BACKFILL_SECONDS.observe(time.perf_counter() - started)
@@ -72,3 +101,20 @@ async def backfill(
         )
         results[segment.id] = applied
     return results
+
+
+async def _backfill_one(
+    engine: AsyncEngine, segment: ActiveSegment, *, now: datetime, cause: str
+) -> msql.Applied:
+    async with engine.begin() as conn:
+        await repo.hold_off_erasures(conn)
+        await msql.create_scope(conn)
+        applied = await msql.apply_segment(conn, segment, now=now, cause=cause, everyone=True)
+        if segment.time_dependent:
+            await msql.add_earlier_timers(conn, [segment], now=now)
+        await conn.execute(
+            update(segments_table)
+            .where(segments_table.c.id == segment.id, segments_table.c.version == segment.version)
+            .values(backfilled_version=segment.version)
+        )
+    return applied

@@ -33,8 +33,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.segmenter import repository as repo
@@ -55,6 +53,7 @@ from services.segmenter.metrics import (
     MEMBERSHIP_CHANGES,
 )
 from services.segmenter.rules.snapshot import ProfileSnapshot
+from shared.db.transient import is_transient_db_error
 from shared.events.customer_events import CustomerEvent, EventType
 from shared.events.segment_changes import Change
 from shared.kafka.consumer import Record
@@ -67,12 +66,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-#: serialization failure, deadlock, the server shutting down or not ready, lost connections
-_TRANSIENT_STATES = frozenset(
-    {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
-)
 
 
 #: runs of a batch before an alias conflict is left to the runner's backoff
@@ -92,20 +85,9 @@ class BatchOutdated(Exception):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Database unreachable, a serialization/deadlock conflict, or a concurrent alias
-    merge: retry the batch.
-
-    Statements come through SQLAlchemy (its ``DBAPIError`` wraps the driver's error)
-    or straight from asyncpg (``repository._rows``), so both kinds are read.
-    """
-    if isinstance(exc, OperationalError | InterfaceError | BatchOutdated):
-        return True
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        exc = exc.orig
-    if isinstance(exc, ConnectionError | OSError | asyncpg.PostgresConnectionError):
-        return True
-    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-    return code in _TRANSIENT_STATES
+    """A transient database error, or a batch outdated by a concurrent merge or
+    erasure: retry the batch."""
+    return isinstance(exc, BatchOutdated) or is_transient_db_error(exc)
 
 
 class EventBatchHandler:

@@ -36,6 +36,7 @@ from services.segmenter import repository as repo
 from services.segmenter.backfill import backfill
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import EventBatchHandler
+from services.segmenter.membership_sql import Applied
 from services.segmenter.metrics import BATCHES_RERUN
 from services.segmenter.sweeper import TimerSweeper
 from shared.db.engine import create_engine
@@ -368,10 +369,11 @@ async def test_an_erasure_during_an_uncommitted_sweep_of_the_customer(
     assert await replicas.profile_ids(customer) == set()
 
 
-async def test_an_erasure_during_an_uncommitted_backfill(replicas: Replicas) -> None:
-    """A new segment's backfill has made the customer a member, uncommitted, when the
-    erasure comes: the erasure must wait for it and delete that membership too."""
-    customer = f"u-{run_id()}"
+async def start_gated_backfill(
+    replicas: Replicas, customer: str
+) -> tuple[Gate, asyncio.Future[dict[str, Applied]]]:
+    """The customer on the pro plan, a new segment ``pro``, and its backfill, started
+    and stopped at the customer's membership (the gate is closed)."""
     await replicas.first(batch(event("identify", customer, NOW, traits={"plan": "pro"})))
     engine = replicas.engines[1]
     async with engine.begin() as conn:
@@ -387,7 +389,15 @@ async def test_an_erasure_during_an_uncommitted_backfill(replicas: Replicas) -> 
     gate = Gate.membership(replicas.url, "pro", customer)
     await gate.close()
     backfilling = asyncio.ensure_future(backfill(engine, catalog, [catalog.by_id["pro"]], now=NOW))
-    await until_blocked(replicas.url, backfilling)  # at the gate
+    await until_blocked(replicas.url, backfilling)
+    return gate, backfilling
+
+
+async def test_an_erasure_during_an_uncommitted_backfill(replicas: Replicas) -> None:
+    """A new segment's backfill has made the customer a member, uncommitted, when the
+    erasure comes: the erasure must wait for it and delete that membership too."""
+    customer = f"u-{run_id()}"
+    gate, backfilling = await start_gated_backfill(replicas, customer)
     erasure = asyncio.ensure_future(erase(replicas, customer, suppress=False))
     await until_blocked_twice(replicas.url, erasure)
     await gate.open()
@@ -432,3 +442,28 @@ async def test_a_sweep_and_a_batch_of_the_same_customer_do_not_deadlock(
     await asyncio.wait_for(asyncio.gather(identify, sweep), timeout=20)
 
     assert await replicas.memberships(customer) == ["inactive-7d"]
+
+
+async def test_a_backfill_that_fails_transiently_is_tried_again(replicas: Replicas) -> None:
+    """A backfill holds every matching customer's rows, so it can be the victim of a
+    deadlock with the event path or a sweep; here its connection is cut while it waits
+    (the same kind of transient error). The segment must still be backfilled."""
+    customer = f"u-{run_id()}"
+    gate, backfilling = await start_gated_backfill(replicas, customer)
+    conn = await asyncpg.connect(replicas.url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        cut = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    assert cut == 1
+    await gate.open()
+    applied = await asyncio.wait_for(backfilling, timeout=20)
+
+    assert applied["pro"].entered == 1
+    assert "pro" in await replicas.memberships(customer)
+    async with replicas.engines[0].connect() as conn_:
+        segment = await repo.get_segment(conn_, segment_id="pro")
+    assert segment is not None and segment.backfilled_version == 1
