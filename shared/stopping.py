@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 async def sleep_unless_stopped(stopping: asyncio.Event, seconds: float) -> bool:
@@ -26,3 +31,37 @@ class StoppableLoop:
     async def _pause(self, seconds: float) -> bool:
         """Sleep ``seconds``, waking at once on shutdown; return whether it was signalled."""
         return await sleep_unless_stopped(self._stopping, seconds)
+
+
+class PeriodicJob(StoppableLoop):
+    """Run ``job`` every ``interval_s`` until shutdown (0: never on its own), and once at
+    the start when ``at_start``; a failure is logged and the next round tries again."""
+
+    def __init__(
+        self,
+        job: Callable[[], Awaitable[Any]],
+        *,
+        name: str,
+        interval_s: float,
+        at_start: bool = False,
+    ) -> None:
+        self._job = job
+        self._name = name
+        self._interval_s = interval_s
+        self._at_start = at_start
+        super().__init__()
+
+    async def run(self) -> None:
+        if self._at_start:
+            await self._run_job()
+        if self._interval_s <= 0:
+            await self._stopping.wait()
+            return
+        while not await self._pause(self._interval_s):
+            await self._run_job()
+
+    async def _run_job(self) -> None:
+        try:
+            await self._job()
+        except Exception:
+            log.exception("%s failed; will try again", self._name)

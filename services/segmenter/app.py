@@ -21,7 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.segmenter import repository as repo
-from services.segmenter.backfill import backfill, with_dependents
+from services.segmenter.backfill import backfill, resume_unfinished, with_dependents
 from services.segmenter.catalog import ActiveSegment, SegmentCatalog, SegmentCycle
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import Clock, EventBatchHandler, is_transient, utc_now
@@ -47,7 +47,7 @@ from services.segmenter.schemas import (
     SuppressionRequest,
     SuppressionsPublic,
 )
-from services.segmenter.scoring_job import RefitLoop, last_fit_at, refit_lock, refit_scores
+from services.segmenter.scoring_job import last_fit_at, refit_lock, refit_scores
 from services.segmenter.settings import SegmenterSettings, get_settings
 from services.segmenter.sweeper import TimerSweeper
 from shared.auth import TokenDigests
@@ -61,6 +61,7 @@ from shared.http.app import add_readiness_check, create_service_app
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
+from shared.stopping import PeriodicJob
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,15 @@ class Runtime:
             workers=group.sweep_workers,
             on_commit=self.relay.notify,
         )
-        self.refits = RefitLoop(self.scheduled_refit, interval_s=group.refit_interval_s)
+        self.refits = PeriodicJob(
+            self.scheduled_refit, name="score refit", interval_s=group.refit_interval_s
+        )
+        self.backfills = PeriodicJob(
+            self.resume_backfills,
+            name="resuming unfinished backfills",
+            interval_s=group.backfill_resume_interval_s,
+            at_start=True,
+        )
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.background: set[asyncio.Task[Any]] = set()
 
@@ -111,6 +120,7 @@ class Runtime:
             ("relay", self.relay.run()),
             ("sweeper", self.sweeper.run()),
             ("refit", self.refits.run()),
+            ("backfills", self.backfills.run()),
         ):
             self.tasks[name] = asyncio.create_task(coro, name=f"segmenter-{name}")
 
@@ -118,9 +128,10 @@ class Runtime:
         self.runner.signal_shutdown()
         self.sweeper.signal_shutdown()
         self.refits.signal_shutdown()
+        self.backfills.signal_shutdown()
         for task in self.background:
             task.cancel()
-        for name in ("consumer", "sweeper", "refit"):
+        for name in ("consumer", "sweeper", "refit", "backfills"):
             await _finish(self.tasks.get(name))
         with contextlib.suppress(Exception):
             await self.relay.relay_once()  # what the last batches queued
@@ -148,7 +159,7 @@ class Runtime:
             return await self._refit()
 
     async def scheduled_refit(self) -> FitReport | None:
-        """The :class:`RefitLoop`'s refit: skipped while another process refits, or when
+        """The periodic refit: skipped while another process refits, or when
         one refitted within the last half interval (every replica and worker runs a
         loop, and they start together)."""
         async with refit_lock(self.engine) as held:
@@ -174,6 +185,10 @@ class Runtime:
         )
         self.relay.notify()
         return report
+
+    async def resume_backfills(self) -> None:
+        if await resume_unfinished(self.engine, self.catalogs, now=self.clock()):
+            self.relay.notify()
 
     async def backfill(self, segment_ids: list[str]) -> None:
         self.catalogs.invalidate()

@@ -25,6 +25,7 @@ from tenacity import (
 from services.segmenter import membership_sql as msql
 from services.segmenter import repository as repo
 from services.segmenter.catalog import ActiveSegment, SegmentCatalog
+from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.metrics import BACKFILL_SECONDS, MEMBERSHIP_CHANGES
 from services.segmenter.models import Segment
 from shared.db.tables import table_of
@@ -77,18 +78,32 @@ async def backfill(
     *,
     now: datetime,
     cause: str = "segment_edit",
+    only_unfinished: bool = False,
 ) -> dict[str, msql.Applied]:
     """Apply each segment to every profile; return what changed per segment.
 
     Each segment is one transaction, tried again from the start when it fails
-    transiently; the segment stays ``backfilling`` until one commits.
+    transiently; the segment stays ``backfilling`` until one commits. Backfills of
+    one segment take turns. With ``only_unfinished`` (resuming the backfill of the
+    first segment, the others reading it), nothing is done when the first turns out
+    to be backfilled at its version already: whoever did it did the others too. (A
+    refit backfills segments again at the same version: their scores moved.)
     """
     results: dict[str, msql.Applied] = {}
-    for segment in segments:
+    for index, segment in enumerate(segments):
         started = time.perf_counter()
         async for attempt in _retrying(segment):
             with attempt:
-                applied = await _backfill_one(engine, segment, now=now, cause=cause)
+                applied = await _backfill_one(
+                    engine,
+                    segment,
+                    now=now,
+                    cause=cause,
+                    if_unfinished=only_unfinished and not index,
+                )
+        if applied is None:
+            log.info("segment %s v%d: backfilled by another process", segment.id, segment.version)
+            break
         MEMBERSHIP_CHANGES.labels("entered").inc(applied.entered)
         MEMBERSHIP_CHANGES.labels("exited").inc(applied.exited)
         BACKFILL_SECONDS.observe(time.perf_counter() - started)
@@ -104,10 +119,14 @@ async def backfill(
 
 
 async def _backfill_one(
-    engine: AsyncEngine, segment: ActiveSegment, *, now: datetime, cause: str
-) -> msql.Applied:
+    engine: AsyncEngine, segment: ActiveSegment, *, now: datetime, cause: str, if_unfinished: bool
+) -> msql.Applied | None:
+    """One segment's backfill; None when ``if_unfinished`` and it is done already."""
     async with engine.begin() as conn:
         await repo.hold_off_erasures(conn)
+        done = await repo.lock_segment_backfill(conn, segment_id=segment.id)
+        if if_unfinished and done >= segment.version:
+            return None
         await msql.create_scope(conn)
         applied = await msql.apply_segment(conn, segment, now=now, cause=cause, everyone=True)
         if segment.time_dependent:
@@ -118,3 +137,22 @@ async def _backfill_one(
             .values(backfilled_version=segment.version)
         )
     return applied
+
+
+async def resume_unfinished(engine: AsyncEngine, catalogs: CatalogCache, *, now: datetime) -> int:
+    """Backfill the segments whose current version was never backfilled (a process
+    stopped during a backfill, or one gave up on transient errors); return how many."""
+    async with engine.connect() as conn:
+        unfinished = await repo.unfinished_backfills(conn)
+    if not unfinished:
+        return 0
+    catalogs.invalidate()  # the versions to backfill are the stored ones
+    catalog = await catalogs.current()
+    log.info("resuming the backfill of %s", ", ".join(unfinished))
+    resumed = 0
+    for segment_id in unfinished:  # each with its readers, as the API backfills it
+        done = await backfill(
+            engine, catalog, with_dependents(catalog, [segment_id]), now=now, only_unfinished=True
+        )
+        resumed += segment_id in done
+    return resumed

@@ -701,6 +701,29 @@ async def load_active_segments(conn: AsyncConnection) -> list[Any]:
     return list(rows)
 
 
+async def unfinished_backfills(conn: AsyncConnection) -> list[str]:
+    """Live segments whose current version has not been backfilled."""
+    rows = await conn.execute(
+        select(segments.c.id)
+        .where(segments.c.deleted_at.is_(None), segments.c.backfilled_version < segments.c.version)
+        .order_by(segments.c.id)
+    )
+    return list(rows.scalars())
+
+
+async def lock_segment_backfill(conn: AsyncConnection, *, segment_id: str) -> int:
+    """Wait until no other transaction backfills the segment; return the version it was
+    last backfilled at (a backfill that waited may find its work done)."""
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"tenure.segmenter.backfill:{segment_id}"},
+    )
+    done = await conn.scalar(
+        select(segments.c.backfilled_version).where(segments.c.id == segment_id)
+    )
+    return int(done or 0)
+
+
 async def segments_stamp(conn: AsyncConnection) -> tuple[Any, ...]:
     """Changes whenever a segment is created, edited or deleted (cheap to poll)."""
     row = (

@@ -42,7 +42,6 @@ from services.segmenter.scoring import (
 from shared.db.engine import driver_connection
 from shared.db.outbox import enqueue
 from shared.db.tables import table_of
-from shared.stopping import StoppableLoop
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ stats = table_of(EventStat)
 @contextlib.asynccontextmanager
 async def refit_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
     """Whether this process may refit now: one refit at a time across replicas and
-    worker processes (each runs a :class:`RefitLoop`).
+    worker processes (each runs the refit as a :class:`shared.stopping.PeriodicJob`).
 
     A session advisory lock on a connection of its own, held for the whole refit
     (which commits several transactions); the lock outlives the commit that follows
@@ -307,22 +306,3 @@ async def _publish_changed_profiles(
             for customer_id, profile in working.items()
         ]
         await enqueue(session=conn, outbox=outbox, messages=messages)
-
-
-class RefitLoop(StoppableLoop):
-    """Refit every ``interval_s`` (0: never on its own; the API can still ask)."""
-
-    def __init__(self, refit: Any, *, interval_s: float) -> None:
-        self._refit = refit
-        self._interval_s = interval_s
-        super().__init__()
-
-    async def run(self) -> None:
-        if self._interval_s <= 0:
-            await self._stopping.wait()
-            return
-        while not await self._pause(self._interval_s):
-            try:
-                await self._refit()
-            except Exception:
-                log.exception("score refit failed; will try again")

@@ -25,6 +25,8 @@ class SegmenterGroup(BaseModel):
     sweep_workers: int = Field(default=2, ge=1, le=16)
     #: how often the churn / LTV models are refitted (0 = only on demand)
     refit_interval_s: float = Field(default=6 * 3600, ge=0)
+    #: how often to look for segments whose backfill never finished (0: only at start)
+    backfill_resume_interval_s: float = Field(default=300.0, ge=0)
     ltv_horizon_days: float = Field(default=365.0, gt=0)
     #: processed messageIds are kept this long for deduplication
     dedup_retention_days: int = Field(default=7, ge=1)

@@ -33,7 +33,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.segmenter import repository as repo
-from services.segmenter.backfill import backfill
+from services.segmenter.backfill import backfill, resume_unfinished
+from services.segmenter.catalog import SegmentCatalog
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import EventBatchHandler
 from services.segmenter.membership_sql import Applied
@@ -369,14 +370,10 @@ async def test_an_erasure_during_an_uncommitted_sweep_of_the_customer(
     assert await replicas.profile_ids(customer) == set()
 
 
-async def start_gated_backfill(
-    replicas: Replicas, customer: str
-) -> tuple[Gate, asyncio.Future[dict[str, Applied]]]:
-    """The customer on the pro plan, a new segment ``pro``, and its backfill, started
-    and stopped at the customer's membership (the gate is closed)."""
+async def pro_customer_and_segment(replicas: Replicas, customer: str) -> SegmentCatalog:
+    """A customer on the pro plan and a new segment ``pro``, not backfilled yet."""
     await replicas.first(batch(event("identify", customer, NOW, traits={"plan": "pro"})))
-    engine = replicas.engines[1]
-    async with engine.begin() as conn:
+    async with replicas.engines[0].begin() as conn:
         await repo.save_segment_version(
             conn,
             segment_id="pro",
@@ -385,7 +382,16 @@ async def start_gated_backfill(
             definition={"kind": "trait", "trait": "plan", "op": "eq", "value": "pro"},
             version=1,
         )
-    catalog = await CatalogCache(engine).current()
+    return await CatalogCache(replicas.engines[0]).current()
+
+
+async def start_gated_backfill(
+    replicas: Replicas, customer: str
+) -> tuple[Gate, asyncio.Future[dict[str, Applied]]]:
+    """The customer on the pro plan, a new segment ``pro``, and its backfill, started
+    and stopped at the customer's membership (the gate is closed)."""
+    engine = replicas.engines[1]
+    catalog = await pro_customer_and_segment(replicas, customer)
     gate = Gate.membership(replicas.url, "pro", customer)
     await gate.close()
     backfilling = asyncio.ensure_future(backfill(engine, catalog, [catalog.by_id["pro"]], now=NOW))
@@ -467,3 +473,43 @@ async def test_a_backfill_that_fails_transiently_is_tried_again(replicas: Replic
     async with replicas.engines[0].connect() as conn_:
         segment = await repo.get_segment(conn_, segment_id="pro")
     assert segment is not None and segment.backfilled_version == 1
+
+
+async def test_two_processes_backfilling_one_segment_take_turns(replicas: Replicas) -> None:
+    """Both replicas resume the same unfinished backfill: one does it, the other waits
+    and finds it done; the customer enters once."""
+    customer = f"u-{run_id()}"
+    catalog = await pro_customer_and_segment(replicas, customer)
+    segment = catalog.by_id["pro"]
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                backfill(e, catalog, [segment], now=NOW, only_unfinished=True)
+                for e in replicas.engines
+            )
+        ),
+        timeout=20,
+    )
+
+    assert sorted(len(result) for result in results) == [0, 1]
+    assert "pro" in await replicas.memberships(customer)
+    async with replicas.engines[0].connect() as conn:
+        entered = await conn.scalar(
+            text(
+                "SELECT count(*) FROM segmenter.outbox WHERE topic = 'segment.changes' "
+                "AND convert_from(value, 'UTF8')::jsonb ->> 'segmentId' = 'pro'"
+            )
+        )
+    assert entered == 1
+
+
+async def test_an_unfinished_backfill_is_resumed(replicas: Replicas) -> None:
+    customer = f"u-{run_id()}"
+    await pro_customer_and_segment(replicas, customer)
+    engine = replicas.engines[1]
+    assert await resume_unfinished(engine, CatalogCache(engine), now=NOW) == 1
+
+    assert "pro" in await replicas.memberships(customer)
+    async with engine.connect() as conn:
+        assert await repo.unfinished_backfills(conn) == []
+    assert await resume_unfinished(engine, CatalogCache(engine), now=NOW) == 0

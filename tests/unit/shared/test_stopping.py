@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.stopping import StoppableLoop, sleep_unless_stopped
+from shared.stopping import PeriodicJob, StoppableLoop, sleep_unless_stopped
 
 
 async def test_the_sleep_runs_its_length_when_nothing_stops_it() -> None:
@@ -30,3 +30,37 @@ async def test_a_loop_pauses_until_shutdown_is_signalled() -> None:
     await asyncio.sleep(0)
     loop.signal_shutdown()
     assert await asyncio.wait_for(waiting, timeout=1) is True
+
+
+async def test_a_periodic_job_runs_at_start_and_each_interval_and_outlives_a_failure() -> None:
+    runs: list[int] = []
+    four_rounds = asyncio.Event()
+
+    async def job() -> None:
+        runs.append(len(runs))
+        if len(runs) == 4:
+            four_rounds.set()
+        if len(runs) == 2:
+            raise RuntimeError("a failing round")
+
+    periodic = PeriodicJob(job, name="test job", interval_s=0.01, at_start=True)
+    running = asyncio.create_task(periodic.run())
+    await asyncio.wait_for(four_rounds.wait(), timeout=5)
+    periodic.signal_shutdown()
+    await asyncio.wait_for(running, timeout=1)
+    assert runs[:4] == [0, 1, 2, 3]  # the second round failed; the loop went on
+
+
+async def test_a_periodic_job_without_an_interval_runs_only_at_start() -> None:
+    runs: list[None] = []
+
+    async def job() -> None:
+        runs.append(None)
+
+    periodic = PeriodicJob(job, name="test job", interval_s=0, at_start=True)
+    running = asyncio.create_task(periodic.run())
+    await asyncio.sleep(0.05)
+    assert not running.done()
+    periodic.signal_shutdown()
+    await asyncio.wait_for(running, timeout=1)
+    assert runs == [None]
