@@ -503,13 +503,27 @@ async def test_two_processes_backfilling_one_segment_take_turns(replicas: Replic
     assert entered == 1
 
 
-async def test_an_unfinished_backfill_is_resumed(replicas: Replicas) -> None:
+async def test_an_unfinished_backfill_is_resumed_with_the_segments_reading_it(
+    replicas: Replicas,
+) -> None:
     customer = f"u-{run_id()}"
     await pro_customer_and_segment(replicas, customer)
     engine = replicas.engines[1]
+    async with engine.begin() as conn:  # reads pro; backfilled when pro had no members
+        await repo.save_segment_version(
+            conn,
+            segment_id="pro-readers",
+            name="pro-readers",
+            description="",
+            definition={"kind": "segment", "segment_id": "pro"},
+            version=1,
+        )
+        await conn.execute(
+            text("UPDATE segmenter.segments SET backfilled_version = 1 WHERE id = 'pro-readers'")
+        )
     assert await resume_unfinished(engine, CatalogCache(engine), now=NOW) == 1
 
-    assert "pro" in await replicas.memberships(customer)
+    assert {"pro", "pro-readers"} <= set(await replicas.memberships(customer))
     async with engine.connect() as conn:
         assert await repo.unfinished_backfills(conn) == []
     assert await resume_unfinished(engine, CatalogCache(engine), now=NOW) == 0
