@@ -68,7 +68,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-#: runs of a batch before an alias conflict is left to the runner's backoff
+#: runs of a batch outdated by merges or erasures before it is left to the runner's backoff
 BATCH_RUNS = 3
 
 

@@ -1,8 +1,9 @@
 """Refit the churn / LTV models over the population and store every customer's score.
 
-Purchases are the ``purchase_event`` statistics (count, value, first and last
-time); from them each buyer's BG/NBD summary is: frequency = purchases - 1,
-recency = last - first, T = now - first, monetary = mean purchase value.
+Each buyer's BG/NBD and Gamma-Gamma summary comes from the ``purchase_event``'s
+daily rollups and statistics (:func:`purchase_summaries`): one occasion per UTC day
+with purchases, frequency = repeat occasions, recency = last - first purchase,
+T = now - first, monetary = mean value of the repeat occasions.
 Buyers get the probabilistic models when there are enough of them (else the
 inactivity fallback, and the method says so); customers who never bought get
 the inactivity score alone. Scores are written set-based (COPY + UPDATE);
@@ -82,35 +83,50 @@ async def last_fit_at(engine: AsyncEngine) -> datetime | None:
         return fitted
 
 
-async def _purchase_summaries(
+async def purchase_summaries(
     conn: AsyncConnection, *, purchase_event: str, now: datetime
 ) -> list[CustomerSummary]:
+    """Each buyer's summary, with the conventions of :mod:`.scoring.summary`: a UTC day's
+    purchases are one occasion, ``frequency`` counts the repeat occasions, ``monetary``
+    is their mean value. The occasions come from the daily rollups (kept for every
+    activity event, all time), the first and last purchase times from the statistics.
+    The last occasion's time is the last purchase's, where the summary convention takes
+    that day's first: recency may be later by less than a day.
+    """
     rows = await conn.execute(
-        select(
-            stats.c.customer_id,
-            stats.c.count,
-            stats.c.value_sum,
-            stats.c.first_at,
-            stats.c.last_at,
-            profiles.c.last_seen_at,
-        )
-        .join(profiles, profiles.c.customer_id == stats.c.customer_id)
-        .where(stats.c.event_name == purchase_event, stats.c.first_at <= now)
+        text(
+            """
+            WITH occasions AS (
+                SELECT customer_id, count(*) AS occasions, sum(value_sum) AS total,
+                       (array_agg(value_sum ORDER BY day))[1] AS first_value
+                FROM segmenter.event_rollups
+                WHERE event_name = :event AND dimension = '' AND day <= :today
+                GROUP BY customer_id
+            )
+            SELECT s.customer_id, o.occasions, o.total, o.first_value, s.first_at, s.last_at,
+                   p.last_seen_at
+            FROM segmenter.event_stats s
+            JOIN occasions o ON o.customer_id = s.customer_id
+            JOIN segmenter.profiles p ON p.customer_id = s.customer_id
+            WHERE s.event_name = :event AND s.first_at <= :now
+            """
+        ),
+        {"event": purchase_event, "now": now, "today": now.date()},
     )
     summaries = []
-    for row in rows:
-        first = row.first_at
-        last = min(row.last_at, now)
-        seen = min(max(row.last_seen_at, last), now)
+    for customer_id, occasions, total, first_value, first, last_at, last_seen_at in rows:
+        last = min(last_at, now)
+        seen = min(max(last_seen_at, last), now)
+        repeats = occasions - 1
         summaries.append(
             CustomerSummary(
-                customer_id=row.customer_id,
-                frequency=float(row._mapping["count"] - 1),
-                recency=(last - first).total_seconds() / DAY_S,
+                customer_id=customer_id,
+                frequency=float(repeats),
+                recency=(last - first).total_seconds() / DAY_S if repeats else 0.0,
                 T=(now - first).total_seconds() / DAY_S,
-                monetary=row.value_sum / row._mapping["count"],
+                monetary=(total - first_value) / repeats if repeats else 0.0,
                 last_seen_days_ago=(now - seen).total_seconds() / DAY_S,
-                total_value=row.value_sum,
+                total_value=total,
             )
         )
     return summaries
@@ -126,7 +142,7 @@ async def refit_scores(
 ) -> FitReport:
     started = time.perf_counter()
     async with engine.connect() as conn:
-        summaries = await _purchase_summaries(conn, purchase_event=purchase_event, now=now)
+        summaries = await purchase_summaries(conn, purchase_event=purchase_event, now=now)
     result = score_population(summaries, now=now, horizon_days=horizon_days)
     async with engine.begin() as conn:
         buyers = _buyer_rows(result, now)

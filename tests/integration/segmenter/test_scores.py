@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
-from services.segmenter.scoring_job import REFIT_LOCK_KEY
+from services.segmenter.scoring import summarise_customer
+from services.segmenter.scoring_job import REFIT_LOCK_KEY, purchase_summaries
 from tests.integration.segmenter.conftest import ADMIN, Stack, event, run_id
 from tests.integration.segmenter.test_segments import create, eventually_members, tagged
 
@@ -95,3 +96,36 @@ async def test_one_refit_at_a_time_across_segmenter_processes(stack: Stack) -> N
         assert report.fitted_at == stack.clock.now
     finally:
         group.refit_interval_s = interval
+
+
+async def test_the_refit_summarises_purchases_by_day_as_the_models_expect(stack: Stack) -> None:
+    """Purchases on one UTC day are one occasion; monetary is the mean of the repeat
+    occasions, the first excluded: the summary the model library builds from raw
+    purchases (:func:`summarise_customer`), here built from the stored rollups."""
+    buyer = f"buyer-{run_id()}"
+    now = stack.clock.now
+    day = now.replace(hour=9, minute=0, second=0, microsecond=0)
+    purchases = [
+        (day - timedelta(days=30), 20.0),
+        (day - timedelta(days=30) + timedelta(hours=5), 5.0),  # same day: one occasion
+        (day - timedelta(days=10), 40.0),
+        (day - timedelta(days=2), 60.0),
+    ]
+    await stack.send(
+        *[
+            event("track", buyer, at, event="Order Completed", properties={"revenue": value})
+            for at, value in purchases
+        ]
+    )
+    await stack.profile(
+        buyer,
+        until=lambda p: {e["event"]: e["count"] for e in p["events"]} == {"Order Completed": 4},
+    )
+    async with stack.runtime.engine.connect() as conn:
+        found = await purchase_summaries(conn, purchase_event="Order Completed", now=now)
+    ours = next(s for s in found if s.customer_id == buyer)
+
+    expected = summarise_customer(buyer, purchases, now=now, last_seen=purchases[-1][0])
+    assert expected is not None
+    assert (ours.frequency, ours.monetary, ours.total_value) == (2.0, 50.0, 125.0)
+    assert ours == expected
