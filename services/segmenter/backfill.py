@@ -102,7 +102,11 @@ async def backfill(
                     if_unfinished=only_unfinished and not index,
                 )
         if applied is None:
-            log.info("segment %s v%d: backfilled by another process", segment.id, segment.version)
+            log.info(
+                "segment %s v%d: deleted, edited or backfilled meanwhile; not backfilled",
+                segment.id,
+                segment.version,
+            )
             break
         MEMBERSHIP_CHANGES.labels("entered").inc(applied.entered)
         MEMBERSHIP_CHANGES.labels("exited").inc(applied.exited)
@@ -121,11 +125,14 @@ async def backfill(
 async def _backfill_one(
     engine: AsyncEngine, segment: ActiveSegment, *, now: datetime, cause: str, if_unfinished: bool
 ) -> msql.Applied | None:
-    """One segment's backfill; None when ``if_unfinished`` and it is done already."""
+    """One segment's backfill; None when the segment was deleted or edited meanwhile (the
+    edit's own backfill follows), or ``if_unfinished`` and it is done already."""
     async with engine.begin() as conn:
         await repo.hold_off_erasures(conn)
-        done = await repo.lock_segment_backfill(conn, segment_id=segment.id)
-        if if_unfinished and done >= segment.version:
+        state = await repo.lock_segment_backfill(conn, segment_id=segment.id)
+        if state is None or state.deleted or state.version != segment.version:
+            return None
+        if if_unfinished and state.backfilled_version >= segment.version:
             return None
         await msql.create_scope(conn)
         applied = await msql.apply_segment(conn, segment, now=now, cause=cause, everyone=True)

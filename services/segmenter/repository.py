@@ -12,6 +12,7 @@ import re
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -711,17 +712,38 @@ async def unfinished_backfills(conn: AsyncConnection) -> list[str]:
     return list(rows.scalars())
 
 
-async def lock_segment_backfill(conn: AsyncConnection, *, segment_id: str) -> int:
-    """Wait until no other transaction backfills the segment; return the version it was
-    last backfilled at (a backfill that waited may find its work done)."""
+@dataclass(frozen=True, slots=True)
+class BackfillState:
+    """A segment as stored, seen by a backfill holding its lock."""
+
+    version: int
+    backfilled_version: int
+    deleted: bool
+
+
+async def lock_segment_backfill(conn: AsyncConnection, *, segment_id: str) -> BackfillState | None:
+    """Wait until no other transaction backfills or deletes the segment; return it as it
+    is then (None if it does not exist): a backfill that waited may find its work done,
+    its version outdated by an edit, or the segment deleted."""
+    await lock_segment(conn, segment_id=segment_id)
+    row = (
+        await conn.execute(
+            select(segments.c.version, segments.c.backfilled_version, segments.c.deleted_at).where(
+                segments.c.id == segment_id
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return BackfillState(row.version, row.backfilled_version, row.deleted_at is not None)
+
+
+async def lock_segment(conn: AsyncConnection, *, segment_id: str) -> None:
+    """The segment's transaction-scoped lock: backfills and deletion take turns."""
     await conn.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"tenure.segmenter.backfill:{segment_id}"},
+        {"key": f"tenure.segmenter.segment:{segment_id}"},
     )
-    done = await conn.scalar(
-        select(segments.c.backfilled_version).where(segments.c.id == segment_id)
-    )
-    return int(done or 0)
 
 
 async def segments_stamp(conn: AsyncConnection) -> tuple[Any, ...]:
@@ -893,7 +915,12 @@ async def segment_history(conn: AsyncConnection, *, segment_id: str) -> list[Any
 
 
 async def retire_segment(conn: AsyncConnection, *, segment_id: str) -> list[str]:
-    """Soft-delete the segment and end its memberships; return the customers who left."""
+    """Soft-delete the segment and end its memberships; return the customers who left.
+
+    A running backfill of the segment finishes first (its memberships end too); one
+    that starts after finds the segment deleted.
+    """
+    await lock_segment(conn, segment_id=segment_id)
     await conn.execute(
         update(segments)
         .where(segments.c.id == segment_id)

@@ -527,3 +527,45 @@ async def test_an_unfinished_backfill_is_resumed_with_the_segments_reading_it(
     async with engine.connect() as conn:
         assert await repo.unfinished_backfills(conn) == []
     assert await resume_unfinished(engine, CatalogCache(engine), now=NOW) == 0
+
+
+async def retire(replicas: Replicas, segment_id: str) -> list[str]:
+    """What ``DELETE /v1/segments/{id}`` does to the tables."""
+    async with replicas.engines[0].begin() as conn:
+        return await repo.retire_segment(conn, segment_id=segment_id)
+
+
+async def test_deleting_a_segment_during_its_backfill(replicas: Replicas) -> None:
+    """The deletion waits for the running backfill, then ends what it wrote."""
+    customer = f"u-{run_id()}"
+    gate, backfilling = await start_gated_backfill(replicas, customer)
+    deletion = asyncio.ensure_future(retire(replicas, "pro"))
+    await until_blocked_twice(replicas.url, deletion)
+    await gate.open()
+    applied, left = await asyncio.wait_for(asyncio.gather(backfilling, deletion), timeout=20)
+
+    assert applied["pro"].entered == 1
+    assert left == [customer]
+    assert "pro" not in await replicas.memberships(customer)
+
+
+async def test_a_backfill_that_waited_for_the_segment_s_deletion_does_nothing(
+    replicas: Replicas,
+) -> None:
+    customer, member = f"u-{run_id()}", f"m-{run_id()}"
+    catalog = await pro_customer_and_segment(replicas, customer)
+    async with replicas.engines[0].begin() as conn:  # a member the deletion will end
+        await repo.add_memberships(conn, rows=[("pro", member, 1, NOW)])
+    gate = Gate.member(replicas.url, "pro", member)
+    await gate.close()
+    deletion = asyncio.ensure_future(retire(replicas, "pro"))
+    await until_blocked(replicas.url, deletion)  # segment locked, at the gate
+    engine = replicas.engines[1]
+    backfilling = asyncio.ensure_future(backfill(engine, catalog, [catalog.by_id["pro"]], now=NOW))
+    await until_blocked_twice(replicas.url, backfilling)
+    await gate.open()
+    left, applied = await asyncio.wait_for(asyncio.gather(deletion, backfilling), timeout=20)
+
+    assert left == [member]
+    assert applied == {}
+    assert "pro" not in await replicas.memberships(customer)
