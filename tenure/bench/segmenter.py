@@ -402,7 +402,7 @@ class SegmenterBench:
             await _start_group_at_end(self._bootstrap, group_id)
         engine = create_engine(DatabaseSettings(url=url))
         try:
-            await _save_segments(engine, CONSUMER_SEGMENTS)
+            await save_segments(engine, CONSUMER_SEGMENTS)
         finally:
             await engine.dispose()
         config = ReplicaConfig(
@@ -633,7 +633,7 @@ class SegmenterBench:
         url = await self._new_database("sweep")
         engine = create_engine(DatabaseSettings(url=url))
         try:
-            await _save_segments(engine, SWEEP_SEGMENTS, backfilled=True)
+            await save_segments(engine, SWEEP_SEGMENTS, backfilled=True)
             now = datetime.now(UTC).replace(microsecond=0)
             self.log(f"making {options.sweep_profiles:,} profiles …")
             started = time.perf_counter()
@@ -914,9 +914,11 @@ def _dsn(url: str) -> str:
     return url
 
 
-async def _save_segments(
+async def save_segments(
     engine: AsyncEngine, definitions: dict[str, dict[str, Any]], *, backfilled: bool = False
 ) -> None:
+    """Save version 1 of each segment (validated), marked backfilled when ``backfilled``
+    (its members are made otherwise, or there are no profiles yet)."""
     async with engine.begin() as conn:
         for segment_id, definition in definitions.items():
             await repo.save_segment_version(

@@ -24,6 +24,7 @@ from shared.settings import DatabaseSettings, KafkaSettings
 from tenure.embedded import EmbeddedBroker, free_port
 from tenure.services import SERVICES
 from tests.conftest import NewDatabase
+from tests.integration.segmenter.replicas import Replicas, two_replicas
 from tests.support.kafka import TopicTail
 
 ADMIN_TOKEN = "test-admin-token"
@@ -87,20 +88,6 @@ class Stack:
         ]
 
 
-def event(kind: str, customer_id: str, at: datetime, **fields: Any) -> CustomerEvent:
-    data: dict[str, Any] = {
-        "type": kind,
-        "messageId": f"m-{uuid.uuid4()}",
-        "userId": customer_id,
-        "timestamp": at,
-        "receivedAt": at,
-        **fields,
-    }
-    if data.get("userId") is None:
-        data.pop("userId")
-    return CustomerEvent.model_validate(data)
-
-
 @pytest.fixture(scope="module")
 def module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     broker = EmbeddedBroker(
@@ -151,5 +138,9 @@ async def stack(module_broker: EmbeddedBroker, new_database: NewDatabase) -> Asy
     await publisher.stop()
 
 
-def run_id() -> str:
-    return uuid.uuid4().hex[:10]
+@pytest.fixture
+async def replicas(new_database: NewDatabase) -> AsyncIterator[Replicas]:
+    """Two segmenter handlers on a database of their own (no broker): see
+    :mod:`tests.integration.segmenter.replicas`."""
+    async with two_replicas(await new_database()) as found:
+        yield found

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 import orjson
 
 from services.segmenter.metrics import EVENTS_SUPPRESSED
-from tests.integration.segmenter.conftest import ADMIN, START, Stack, event, run_id
+from tests.integration.segmenter.conftest import ADMIN, START, Stack
+from tests.integration.segmenter.events import event, run_id
 
 
 async def test_identify_and_track_build_the_profile(stack: Stack) -> None:

@@ -8,7 +8,8 @@ from sqlalchemy import text
 
 from services.segmenter.scoring import summarise_customer
 from services.segmenter.scoring_job import REFIT_LOCK_KEY, purchase_summaries
-from tests.integration.segmenter.conftest import ADMIN, Stack, event, run_id
+from tests.integration.segmenter.conftest import ADMIN, Stack
+from tests.integration.segmenter.events import event, run_id
 from tests.integration.segmenter.test_segments import create, eventually_members, tagged
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.segmenter.conftest import ADMIN, START, Stack, event, run_id
+from tests.integration.segmenter.conftest import ADMIN, START, Stack
+from tests.integration.segmenter.events import event, run_id
 
 
 def tagged(run: str, rule: dict[str, Any]) -> dict[str, Any]:
