@@ -134,10 +134,13 @@ async def _backfill_one(
             return None
         if if_unfinished and state.backfilled_version >= segment.version:
             return None
-        await msql.create_scope(conn)
-        applied = await msql.apply_segment(conn, segment, now=now, cause=cause, everyone=True)
+        # Timers before memberships, the order of the event path and the sweep (a batch
+        # holding a timer this moves would otherwise wait for a membership written here
+        # while this waits for its timer); the next flips read no memberships.
         if segment.time_dependent:
             await msql.add_earlier_timers(conn, [segment], now=now)
+        await msql.create_scope(conn)
+        applied = await msql.apply_segment(conn, segment, now=now, cause=cause, everyone=True)
         await conn.execute(
             update(segments_table)
             .where(segments_table.c.id == segment.id, segments_table.c.version == segment.version)

@@ -5,18 +5,24 @@ the deletion of their segment.
 from __future__ import annotations
 
 import asyncio
+import logging
+from datetime import timedelta
 
 import asyncpg
+import pytest
 from sqlalchemy import text
 
 from services.segmenter import repository as repo
 from services.segmenter.backfill import backfill, resume_unfinished
 from services.segmenter.catalog_cache import CatalogCache
-from tests.integration.segmenter.events import run_id
+from services.segmenter.consumer import EventBatchHandler
+from tenure.bench.segmenter import save_segments
+from tests.integration.segmenter.events import event, run_id
 from tests.integration.segmenter.replicas import (
     NOW,
     Gate,
     Replicas,
+    batch,
     pro_customer_and_segment,
     retire,
 )
@@ -139,3 +145,37 @@ async def test_a_backfill_that_waited_for_the_segment_s_deletion_does_nothing(
     assert left == [member]
     assert applied == {}
     assert "pro" not in await replicas.memberships(customer)
+
+
+async def test_a_backfill_and_a_batch_take_timers_and_memberships_in_the_same_order(
+    replicas: Replicas, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch takes its customers' timers, then writes memberships. A backfill of a
+    time-dependent segment writes memberships and earlier timers; were the memberships
+    first, the two would each wait for the other (a deadlock, and a backfill run again)
+    whenever the batch had taken a timer the backfill moves."""
+    customer = f"u-{run_id()}"
+    await replicas.first(
+        batch(event("track", customer, NOW - timedelta(days=1), event="Signed In"))
+    )
+    await save_segments(
+        replicas.engines[0],
+        {"pro": {"kind": "trait", "trait": "plan", "op": "eq", "value": "pro"}},
+        backfilled=True,
+    )
+    await save_segments(  # the customer is a member; its exit makes their timer earlier
+        replicas.engines[0], {"recent-3d": {"kind": "first_seen", "newer_than_days": 3}}
+    )
+    engine = replicas.engines[0]
+    handler = EventBatchHandler(engine=engine, catalogs=CatalogCache(engine), clock=lambda: NOW)
+    catalog = await CatalogCache(engine).current()
+    caplog.set_level(logging.WARNING, logger="services.segmenter.backfill")
+    _, applied = await Gate.membership(replicas.url, "pro", customer).interleave(
+        # the batch takes the timer, then stops at its first membership (pro)
+        handler(batch(event("identify", customer, NOW, traits={"plan": "pro"}))),
+        backfill(replicas.engines[1], catalog, [catalog.by_id["recent-3d"]], now=NOW),
+    )
+
+    assert not caplog.records  # no deadlock, no second attempt
+    assert applied["recent-3d"].entered == 0  # the batch put the customer in first
+    assert {"pro", "recent-3d"} <= set(await replicas.memberships(customer))
