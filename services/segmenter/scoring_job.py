@@ -31,7 +31,7 @@ from services.segmenter.backfill import backfill, with_dependents
 from services.segmenter.catalog import SegmentCatalog
 from services.segmenter.messages import profile_message
 from services.segmenter.metrics import SCORE_FIT_SECONDS, SCORED_CUSTOMERS
-from services.segmenter.models import EventStat, Profile, ScoreFit, outbox
+from services.segmenter.models import Profile, ScoreFit, outbox
 from services.segmenter.schemas import FitReport
 from services.segmenter.scoring import (
     FALLBACK_METHOD,
@@ -50,7 +50,6 @@ DAY_S = 86_400.0
 MATERIAL_CHURN_CHANGE = 0.1
 REFIT_LOCK_KEY = zlib.crc32(b"tenure.segmenter.refit")
 profiles = table_of(Profile)
-stats = table_of(EventStat)
 
 
 @contextlib.asynccontextmanager
