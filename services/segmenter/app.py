@@ -51,6 +51,7 @@ from services.segmenter.scoring_job import last_fit_at, refit_lock, refit_scores
 from services.segmenter.settings import SegmenterSettings, get_settings
 from services.segmenter.sweeper import TimerSweeper
 from shared.auth import TokenDigests
+from shared.collector import tuned_for_throughput
 from shared.db.engine import check_database, create_engine, snapshot
 from shared.db.outbox import OutboxRelay, enqueue
 from shared.db.tables import table_of
@@ -224,7 +225,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     add_readiness_check(app, "database", lambda: check_database(runtime.engine))
     add_readiness_check(app, "consumer", runtime.check_consumer)
     try:
-        yield
+        with tuned_for_throughput():
+            yield
     finally:
         await runtime.stop()
 

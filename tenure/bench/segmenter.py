@@ -54,6 +54,7 @@ from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.rules.ast import dump_rule, parse_rule
 from services.segmenter.settings import SegmenterGroup
 from services.segmenter.sweeper import TimerSweeper
+from shared.collector import tuned_for_throughput
 from shared.db.engine import create_engine
 from shared.db.migrations import upgrade
 from shared.events import ALL_TOPICS
@@ -433,7 +434,8 @@ class SegmenterBench:
                     "copy_records_to_table, one row per event, into an unindexed table",
                 )
             )
-            await self._consume(replicas, meter, rows_per_s)
+            with tuned_for_throughput():  # in this process's replica, as in the others
+                await self._consume(replicas, meter, rows_per_s)
         finally:
             await replicas.stop()
 

@@ -34,6 +34,7 @@ from services.segmenter.consumer import EventBatchHandler, is_transient, utc_now
 from services.segmenter.models import outbox
 from services.segmenter.settings import SegmenterGroup
 from services.segmenter.sweeper import TimerSweeper
+from shared.collector import tuned_for_throughput
 from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
@@ -159,6 +160,16 @@ async def _run_replica(
 
     replica = ConsumerReplica(config, wrap=reporting)
     tasks = await replica.start()
+    with tuned_for_throughput():  # as the service's lifespan does
+        await _watch(replica, tasks, reports, stopping)
+
+
+async def _watch(
+    replica: ConsumerReplica,
+    tasks: list[asyncio.Task[None]],
+    reports: Queue[Report],
+    stopping: ProcessEvent,
+) -> None:
     assigned = -1
     try:
         while not stopping.is_set():
