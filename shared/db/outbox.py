@@ -4,9 +4,13 @@ A service inserts outbox rows in the same transaction as its state change
 (:func:`enqueue`); :class:`OutboxRelay` publishes them to Kafka and deletes them
 once the broker acknowledged. Delivery is at-least-once; consumers dedupe.
 
-Ordering: rows are claimed with ``FOR UPDATE SKIP LOCKED`` under a transaction
-advisory lock per outbox, so one relay at a time publishes a given outbox, in
-``id`` order — two replicas can never reorder one customer's events.
+Ordering: a transaction advisory lock per outbox lets one relay at a time publish
+a given outbox, in ``id`` order — two replicas can never reorder one customer's
+events. The relay deletes a batch of the oldest rows (``DELETE … RETURNING``),
+publishes them and commits only after the broker acknowledged them; a failure
+rolls the deletion back. (Selecting the rows ``FOR UPDATE`` and deleting them
+after wrote every row twice: that select was the segmenter's second most costly
+statement.)
 """
 
 from __future__ import annotations
@@ -153,18 +157,16 @@ class OutboxRelay(StoppableLoop):
                 return 0
             driver = await driver_connection(conn)
             rows = await driver.fetch(
-                f"SELECT id, topic, key, value, headers::text FROM {outbox.fullname} "
-                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                f"DELETE FROM {outbox.fullname} WHERE id IN ("
+                f"SELECT id FROM {outbox.fullname} ORDER BY id LIMIT $1"
+                ") RETURNING id, topic, key, value, headers::text",
                 self._batch_size,
             )
             if not rows:
                 return 0
+            rows.sort(key=lambda row: row[0])
             await self._publisher.publish_many(
                 Message(topic=topic, key=key, value=value, headers=_headers(headers))
                 for _, topic, key, value, headers in rows
-            )
-            await driver.execute(
-                f"DELETE FROM {outbox.fullname} WHERE id = ANY($1::bigint[])",
-                [row[0] for row in rows],
             )
         return len(rows)
