@@ -183,19 +183,25 @@ class Runtime:
             now=self.clock(),
             purchase_event=group.purchase_event,
             horizon_days=group.ltv_horizon_days,
+            backfill_chunk=group.backfill_chunk,
         )
         self.relay.notify()
         return report
 
     async def resume_backfills(self) -> None:
-        if await resume_unfinished(self.engine, self.catalogs, now=self.clock()):
+        chunk = self.settings.segmenter.backfill_chunk
+        if await resume_unfinished(self.engine, self.catalogs, now=self.clock(), chunk=chunk):
             self.relay.notify()
 
     async def backfill(self, segment_ids: list[str]) -> None:
         self.catalogs.invalidate()
         catalog = await self.catalogs.current()
         await backfill(
-            self.engine, catalog, with_dependents(catalog, segment_ids), now=self.clock()
+            self.engine,
+            catalog,
+            with_dependents(catalog, segment_ids),
+            now=self.clock(),
+            chunk=self.settings.segmenter.backfill_chunk,
         )
         self.relay.notify()
 

@@ -1,8 +1,11 @@
 """Compute the memberships of a new or edited segment, and of the segments reading it.
 
-Set-based over every profile (see :mod:`membership_sql`): one transaction per
-segment, in dependency order, so the segments that read this one see its new
-memberships. Changes go out with cause ``segment_edit`` (``score`` after a refit).
+Set-based over every profile (see :mod:`membership_sql`), one segment after the
+other in dependency order, so the segments that read this one see its new
+memberships; each segment in chunks of customer ids, one transaction per chunk.
+A chunk locks the memberships it writes until it commits, so a batch writing one
+of them, or an erasure, waits for one chunk, not for the whole segment. Changes go
+out with cause ``segment_edit`` (``score`` after a refit).
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import (
     AsyncRetrying,
@@ -27,12 +30,9 @@ from services.segmenter import repository as repo
 from services.segmenter.catalog import ActiveSegment, SegmentCatalog
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.metrics import BACKFILL_SECONDS, MEMBERSHIP_CHANGES
-from services.segmenter.models import Segment
-from shared.db.tables import table_of
 from shared.db.transient import is_transient_db_error
 
 log = logging.getLogger(__name__)
-segments_table = table_of(Segment)
 
 
 def with_dependents(catalog: SegmentCatalog, roots: Iterable[str]) -> list[ActiveSegment]:
@@ -71,6 +71,22 @@ def _retrying(segment: ActiveSegment) -> AsyncRetrying:
     )
 
 
+#: profiles per backfill transaction (``TENURE_SEGMENTER_BACKFILL_CHUNK``)
+DEFAULT_CHUNK = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """How one segment of a backfill run is walked."""
+
+    segment: ActiveSegment
+    cause: str
+    #: the first backfill of the segment's version: it may start where another backfill
+    #: of the version got to, and records how far it got; a pass that re-evaluates a
+    #: backfilled segment (its inputs changed) walks every customer
+    first_of_version: bool
+
+
 async def backfill(
     engine: AsyncEngine,
     catalog: SegmentCatalog,
@@ -78,38 +94,39 @@ async def backfill(
     *,
     now: datetime,
     cause: str = "segment_edit",
-    only_unfinished: bool = False,
+    chunk: int = DEFAULT_CHUNK,
 ) -> dict[str, msql.Applied]:
     """Apply each segment to every profile; return what changed per segment.
 
-    Each segment is one transaction, tried again from the start when it fails
-    transiently; the segment stays ``backfilling`` until one commits. Backfills of
-    one segment take turns. With ``only_unfinished`` (resuming the backfill of the
-    first segment, the others reading it), nothing is done when the first turns out
-    to be backfilled at its version already: whoever did it did the others too. (A
-    refit backfills segments again at the same version: their scores moved.)
+    Each segment is walked in chunks of ``chunk`` customer ids, one transaction each,
+    tried again from the start of the chunk when it fails transiently; the segment
+    stays ``backfilling`` until its last chunk commits. A chunk of one segment and
+    its deletion take turns. A segment whose version is being backfilled for the
+    first time (``segment_edit``, reading none of the run's earlier segments) goes on
+    from where any backfill of that version got to, and records its progress. When
+    it turns out to be done, or the segment was deleted or edited meanwhile, the run
+    stops there: whoever finished it did the segments reading it too, and an edit
+    brings a backfill of its own. The segments reading an earlier segment of the run,
+    and refits (``score``), walk every customer again.
     """
     results: dict[str, msql.Applied] = {}
-    for index, segment in enumerate(segments):
+    earlier: set[str] = set()
+    for segment in segments:
+        first_of_version = cause == "segment_edit" and not segment.depends_on & earlier
+        earlier.add(segment.id)
         started = time.perf_counter()
-        async for attempt in _retrying(segment):
-            with attempt:
-                applied = await _backfill_one(
-                    engine,
-                    segment,
-                    now=now,
-                    cause=cause,
-                    if_unfinished=only_unfinished and not index,
-                )
-        if applied is None:
+        applied, finished = await _walk(
+            engine, Pass(segment, cause, first_of_version), now=now, chunk=chunk
+        )
+        MEMBERSHIP_CHANGES.labels("entered").inc(applied.entered)
+        MEMBERSHIP_CHANGES.labels("exited").inc(applied.exited)
+        if not finished:
             log.info(
                 "segment %s v%d: deleted, edited or backfilled meanwhile; not backfilled",
                 segment.id,
                 segment.version,
             )
             break
-        MEMBERSHIP_CHANGES.labels("entered").inc(applied.entered)
-        MEMBERSHIP_CHANGES.labels("exited").inc(applied.exited)
         BACKFILL_SECONDS.observe(time.perf_counter() - started)
         log.info(
             "segment %s v%d: %d entered, %d exited",
@@ -122,36 +139,62 @@ async def backfill(
     return results
 
 
-async def _backfill_one(
-    engine: AsyncEngine, segment: ActiveSegment, *, now: datetime, cause: str, if_unfinished: bool
-) -> msql.Applied | None:
-    """One segment's backfill; None when the segment was deleted or edited meanwhile (the
-    edit's own backfill follows), or ``if_unfinished`` and it is done already."""
+async def _walk(
+    engine: AsyncEngine, walk: Pass, *, now: datetime, chunk: int
+) -> tuple[msql.Applied, bool]:
+    """Every chunk of one segment; what changed, and whether this walk finished it."""
+    total = msql.Applied(0, 0)
+    after: str | None = None
+    while True:
+        async for attempt in _retrying(walk.segment):
+            with attempt:
+                step = await _backfill_chunk(engine, walk, after=after, now=now, size=chunk)
+        if step is None:
+            return total, False
+        applied, after = step
+        total += applied
+        if after is None:
+            return total, True
+
+
+async def _backfill_chunk(
+    engine: AsyncEngine, walk: Pass, *, after: str | None, now: datetime, size: int
+) -> tuple[msql.Applied, str | None] | None:
+    """The customers of one chunk after ``after``: what changed and where the walk goes
+    on (None: it is finished); None when the segment was deleted or edited meanwhile,
+    or (a first backfill of its version) found finished when the walk starts."""
+    segment = walk.segment
     async with engine.begin() as conn:
         await repo.hold_off_erasures(conn)
         state = await repo.lock_segment_backfill(conn, segment_id=segment.id)
         if state is None or state.deleted or state.version != segment.version:
             return None
-        if if_unfinished and state.backfilled_version >= segment.version:
-            return None
+        if walk.first_of_version:
+            if state.backfilled_version >= segment.version:
+                return None if after is None else (msql.Applied(0, 0), None)
+            after = await repo.later_customer_id(conn, after, state.cursor)
+        through = await repo.chunk_end(conn, after=after, size=size)
+        over = msql.KeyRange(after, through)
         # Timers before memberships, the order of the event path and the sweep (a batch
         # holding a timer this moves would otherwise wait for a membership written here
         # while this waits for its timer); the next flips read no memberships.
         if segment.time_dependent:
-            await msql.add_earlier_timers(conn, [segment], now=now)
+            await msql.add_earlier_timers(conn, [segment], now=now, over=over)
         await msql.create_scope(conn)
-        applied = await msql.apply_segment(conn, segment, now=now, cause=cause, everyone=True)
-        await conn.execute(
-            update(segments_table)
-            .where(segments_table.c.id == segment.id, segments_table.c.version == segment.version)
-            .values(backfilled_version=segment.version)
+        await msql.bound_plans_to_the_scope(conn)
+        applied = await msql.apply_segment(conn, segment, now=now, cause=walk.cause, over=over)
+        await repo.record_backfill_progress(
+            conn, segment_id=segment.id, version=segment.version, cursor=through
         )
-    return applied
+    return applied, through
 
 
-async def resume_unfinished(engine: AsyncEngine, catalogs: CatalogCache, *, now: datetime) -> int:
+async def resume_unfinished(
+    engine: AsyncEngine, catalogs: CatalogCache, *, now: datetime, chunk: int = DEFAULT_CHUNK
+) -> int:
     """Backfill the segments whose current version was never backfilled (a process
-    stopped during a backfill, or one gave up on transient errors); return how many."""
+    stopped during a backfill, or one gave up on transient errors), each from where
+    its backfill got to; return how many."""
     async with engine.connect() as conn:
         unfinished = await repo.unfinished_backfills(conn)
     if not unfinished:
@@ -162,7 +205,7 @@ async def resume_unfinished(engine: AsyncEngine, catalogs: CatalogCache, *, now:
     resumed = 0
     for segment_id in unfinished:  # each with its readers, as the API backfills it
         done = await backfill(
-            engine, catalog, with_dependents(catalog, [segment_id]), now=now, only_unfinished=True
+            engine, catalog, with_dependents(catalog, [segment_id]), now=now, chunk=chunk
         )
         resumed += segment_id in done
     return resumed

@@ -4,7 +4,8 @@ Used where Python per customer would be too slow: the sweep of customers whose
 timers are due, the backfill of a new or edited segment, and rescoring. For a
 scope of customers (those in the temp table ``scope``, or every profile):
 
-1. ``matched``: the scope's customers for whom the segment's SQL predicate holds;
+1. ``matched``: the scope's customers (or, for a backfill, those of a range of
+   customer ids: :class:`KeyRange`) for whom the segment's SQL predicate holds;
 2. insert the missing memberships and delete those no longer matched, each
    with ``RETURNING``, and put exactly those changes in the outbox, encoded as
    :class:`shared.events.segment_changes.SegmentChange` in JSON;
@@ -34,6 +35,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    and_,
     any_,
     cast,
     exists,
@@ -104,6 +106,39 @@ TIMER_STEP = timedelta(seconds=1)
 class Applied:
     entered: int
     exited: int
+
+    def __add__(self, other: Applied) -> Applied:
+        return Applied(self.entered + other.entered, self.exited + other.exited)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRange:
+    """The customer ids after ``after`` up to ``through`` (included), in the key order
+    of the database's collation; None leaves that end open."""
+
+    after: str | None = None
+    through: str | None = None
+
+    def holds(self, column: ColumnElement[str]) -> ColumnElement[bool]:
+        bounds = []
+        if self.after is not None:
+            bounds.append(column > self.after)
+        if self.through is not None:
+            bounds.append(column <= self.through)
+        return and_(true(), *bounds)
+
+    def sql(self, column: str) -> str:
+        """The same condition as text, with the parameters of :meth:`params`."""
+        bounds = ["true"]
+        if self.after is not None:
+            bounds.append(f"{column} > :range_after")
+        if self.through is not None:
+            bounds.append(f"{column} <= :range_through")
+        return " AND ".join(bounds)
+
+    def params(self) -> dict[str, str]:
+        named = {"range_after": self.after, "range_through": self.through}
+        return {name: value for name, value in named.items() if value is not None}
 
 
 def _change_json(*, sid: str, version: str, change: str, epoch_ms: str, at: str, cause: str) -> str:
@@ -211,22 +246,26 @@ async def apply_segment(
     *,
     now: datetime,
     cause: str,
-    everyone: bool = False,
+    over: KeyRange | None = None,
 ) -> Applied:
-    """Bring the memberships of ``segment`` up to date for the scope (or ``everyone``)."""
+    """Bring the memberships of ``segment`` up to date for the scope, or ``over`` a range
+    of customer ids (a backfill: every membership of the range, with a profile or
+    not, and the members who stay move to the segment's version)."""
     await conn.execute(text("TRUNCATE matched"))
     lookups = SharedLookups()
     predicate = compile_sql(segment.rule, now=now, lookups=lookups)
     candidates = select(profiles.c.customer_id).select_from(lookups.source()).where(predicate)
-    if not everyone:
+    if over is None:
         candidates = candidates.where(profiles.c.customer_id.in_(select(scope_table.c.customer_id)))
+    else:
+        candidates = candidates.where(over.holds(profiles.c.customer_id))
     await conn.execute(insert(matched_table).from_select(["customer_id"], candidates))
     # Only the members that really change are written: inserting every matched customer
     # and letting ON CONFLICT skip the members costs a speculative insertion each.
-    if everyone:
-        exited_sql = """
+    if over is not None:
+        exited_sql = f"""
                     DELETE FROM segmenter.memberships m
-                    WHERE m.segment_id = :sid
+                    WHERE m.segment_id = :sid AND {over.sql("m.customer_id")}
                       AND NOT EXISTS (SELECT 1 FROM matched x WHERE x.customer_id = m.customer_id)
                     RETURNING m.customer_id"""
     else:
@@ -236,6 +275,8 @@ async def apply_segment(
                       AND NOT EXISTS (SELECT 1 FROM matched x WHERE x.customer_id = m.customer_id)
                     RETURNING m.customer_id"""
     params = _change_params(now, cause) | {"sid": segment.id, "version": segment.version}
+    if over is not None:
+        params |= over.params()
     change_json = _change_json(
         sid="CAST(:sid AS text)",
         version="CAST(:version AS text)",
@@ -275,13 +316,14 @@ async def apply_segment(
             params,
         )
     ).one()
-    if everyone:  # a backfill: members who stay now belong to the new version
+    if over is not None:  # a backfill: members who stay now belong to the new version
         await conn.execute(
             text(
                 "UPDATE segmenter.memberships SET segment_version = :version "
-                "WHERE segment_id = :sid AND segment_version <> :version"
+                "WHERE segment_id = :sid AND segment_version <> :version "
+                f"AND {over.sql('customer_id')}"
             ),
-            params,
+            {"sid": segment.id, "version": segment.version} | over.params(),
         )
     return Applied(entered=row[0], exited=row[1])
 
@@ -527,11 +569,16 @@ async def _store_due(conn: AsyncConnection, *, now: datetime) -> None:
 
 
 async def add_earlier_timers(
-    conn: AsyncConnection, segments: Sequence[ActiveSegment], *, now: datetime
+    conn: AsyncConnection,
+    segments: Sequence[ActiveSegment],
+    *,
+    now: datetime,
+    over: KeyRange | None = None,
 ) -> None:
-    """Give every profile the earliest next flip of ``segments`` where that is earlier
-    than its timer, or it has none: a backfill adds one segment's flips to the timers
-    that already cover the others. A timer already as early is not written again."""
+    """Give every profile (``over`` a range of ids) the earliest next flip of ``segments``
+    where that is earlier than its timer, or it has none: a backfill adds one segment's
+    flips to the timers that already cover the others. A timer already as early is not
+    written again."""
     lookups = SharedLookups()
     flips = [next_flip_sql(s.rule, now=now, lookups=lookups) for s in segments if s.time_dependent]
     if not flips:
@@ -539,6 +586,7 @@ async def add_earlier_timers(
     found = (
         select(profiles.c.customer_id, _earliest(flips).label("due_at"))
         .select_from(lookups.source())
+        .where((over or KeyRange()).holds(profiles.c.customer_id))
         .subquery("flips")
     )
     earlier = select(found.c.customer_id, found.c.due_at).where(

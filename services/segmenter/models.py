@@ -138,6 +138,9 @@ class Segment(Base):
     definition: Mapped[dict[str, Any]] = mapped_column(JSONB)
     #: the version whose memberships are fully computed; < version while a backfill runs
     backfilled_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: while the current version's backfill runs, the last customer id (in key order) it
+    #: has done: a backfill that stopped resumes after it (NULL: none done, or finished)
+    backfill_cursor: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Text, cast, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -719,23 +719,69 @@ class BackfillState:
     version: int
     backfilled_version: int
     deleted: bool
+    #: the last customer id the current version's backfill has done (None: none)
+    cursor: str | None = None
 
 
 async def lock_segment_backfill(conn: AsyncConnection, *, segment_id: str) -> BackfillState | None:
     """Wait until no other transaction backfills or deletes the segment; return it as it
-    is then (None if it does not exist): a backfill that waited may find its work done,
-    its version outdated by an edit, or the segment deleted."""
+    is then (None if it does not exist): a backfill that waited may find its work done
+    or further on, its version outdated by an edit, or the segment deleted."""
     await lock_segment(conn, segment_id=segment_id)
     row = (
         await conn.execute(
-            select(segments.c.version, segments.c.backfilled_version, segments.c.deleted_at).where(
-                segments.c.id == segment_id
-            )
+            select(
+                segments.c.version,
+                segments.c.backfilled_version,
+                segments.c.deleted_at,
+                segments.c.backfill_cursor,
+            ).where(segments.c.id == segment_id)
         )
     ).one_or_none()
     if row is None:
         return None
-    return BackfillState(row.version, row.backfilled_version, row.deleted_at is not None)
+    return BackfillState(
+        row.version, row.backfilled_version, row.deleted_at is not None, row.backfill_cursor
+    )
+
+
+async def later_customer_id(
+    conn: AsyncConnection, first: str | None, second: str | None
+) -> str | None:
+    """The later of two customer ids in key order (the database's collation, which
+    may differ from Python's ``str`` order); None when both are."""
+    value: str | None = await conn.scalar(
+        select(func.greatest(cast(first, Text), cast(second, Text)))
+    )
+    return value
+
+
+async def chunk_end(conn: AsyncConnection, *, after: str | None, size: int) -> str | None:
+    """The last customer id of the ``size`` profiles after ``after`` in key order; None
+    when fewer are left (the chunk runs to the end)."""
+    query = select(profiles.c.customer_id).order_by(profiles.c.customer_id)
+    if after is not None:
+        query = query.where(profiles.c.customer_id > after)
+    value: str | None = await conn.scalar(query.offset(size - 1).limit(1))
+    return value
+
+
+async def record_backfill_progress(
+    conn: AsyncConnection, *, segment_id: str, version: int, cursor: str | None
+) -> None:
+    """The segment's backfill at ``version`` has done every customer up to ``cursor``
+    (None: every customer: it is backfilled). Another backfill of the version may be
+    further on already: the cursor never goes back."""
+    current = (segments.c.id == segment_id) & (segments.c.version == version)
+    if cursor is None:
+        values: dict[str, Any] = {"backfilled_version": version, "backfill_cursor": None}
+        await conn.execute(update(segments).where(current).values(**values))
+        return
+    await conn.execute(
+        update(segments)
+        .where(current, segments.c.backfilled_version < version)
+        .values(backfill_cursor=func.greatest(segments.c.backfill_cursor, cursor))
+    )
 
 
 async def lock_segment(conn: AsyncConnection, *, segment_id: str) -> None:
@@ -891,6 +937,7 @@ async def save_segment_version(
         "description": description,
         "definition": definition,
         "version": version,
+        "backfill_cursor": None,
         "updated_at": func.now(),
     }
     if version == 1:

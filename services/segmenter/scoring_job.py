@@ -27,7 +27,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.segmenter import repository as repo
-from services.segmenter.backfill import backfill, with_dependents
+from services.segmenter.backfill import DEFAULT_CHUNK, backfill, with_dependents
 from services.segmenter.catalog import SegmentCatalog
 from services.segmenter.messages import profile_message
 from services.segmenter.metrics import SCORE_FIT_SECONDS, SCORED_CUSTOMERS
@@ -138,6 +138,7 @@ async def refit_scores(
     now: datetime,
     purchase_event: str,
     horizon_days: float,
+    backfill_chunk: int = DEFAULT_CHUNK,
 ) -> FitReport:
     started = time.perf_counter()
     async with engine.connect() as conn:
@@ -166,6 +167,7 @@ async def refit_scores(
             with_dependents(catalog, [s.id for s in readers]),
             now=now,
             cause="score",
+            chunk=backfill_chunk,
         )
     seconds = time.perf_counter() - started
     SCORE_FIT_SECONDS.observe(seconds)

@@ -25,6 +25,9 @@ class SegmenterGroup(BaseModel):
     sweep_workers: int = Field(default=2, ge=1, le=16)
     #: how often the churn / LTV models are refitted (0 = only on demand)
     refit_interval_s: float = Field(default=6 * 3600, ge=0)
+    #: profiles per backfill transaction: a batch writing a membership of a segment being
+    #: backfilled, or an erasure, waits for at most one such chunk
+    backfill_chunk: int = Field(default=50_000, ge=100)
     #: how often to look for segments whose backfill never finished (0: only at start)
     backfill_resume_interval_s: float = Field(default=300.0, ge=0)
     ltv_horizon_days: float = Field(default=365.0, gt=0)

@@ -635,7 +635,7 @@ class SegmenterBench:
         url = await self._new_database("sweep")
         engine = create_engine(DatabaseSettings(url=url))
         try:
-            await save_segments(engine, SWEEP_SEGMENTS, backfilled=True)
+            await save_segments(engine, SWEEP_SEGMENTS)  # backfilled below, timed
             now = datetime.now(UTC).replace(microsecond=0)
             self.log(f"making {options.sweep_profiles:,} profiles …")
             started = time.perf_counter()
