@@ -172,7 +172,7 @@ async def _backfill_chunk(
         if walk.first_of_version:
             if state.backfilled_version >= segment.version:
                 return None if after is None else (msql.Applied(0, 0), None)
-            after = await repo.later_customer_id(conn, after, state.cursor)
+            after = later(after, state.cursor)
         through = await repo.chunk_end(conn, after=after, size=size)
         over = msql.KeyRange(after, through)
         # Timers before memberships, the order of the event path and the sweep (a batch
@@ -187,6 +187,13 @@ async def _backfill_chunk(
             conn, segment_id=segment.id, version=segment.version, cursor=through
         )
     return applied, through
+
+
+def later(first: str | None, second: str | None) -> str | None:
+    """The later of two customer ids in key order (None: before every id). Keys are
+    compared byte by byte (``COLLATE "C"``), which for UTF-8 text is the order of
+    code points, Python's."""
+    return max((i for i in (first, second) if i is not None), default=None)
 
 
 async def resume_unfinished(

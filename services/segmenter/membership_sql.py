@@ -113,8 +113,8 @@ class Applied:
 
 @dataclass(frozen=True, slots=True)
 class KeyRange:
-    """The customer ids after ``after`` up to ``through`` (included), in the key order
-    of the database's collation; None leaves that end open."""
+    """The customer ids after ``after`` up to ``through`` (included), in key order (byte
+    order, as the key columns are ``COLLATE "C"``); None leaves that end open."""
 
     after: str | None = None
     through: str | None = None
@@ -173,8 +173,8 @@ async def bound_plans_to_the_scope(conn: AsyncConnection) -> None:
 
 async def create_scope(conn: AsyncConnection) -> None:
     """The temp tables ``scope`` and ``matched``, empty (call it first in a transaction)."""
-    await create_temp_table(conn, "scope", "customer_id text PRIMARY KEY, timer tid")
-    await create_temp_table(conn, "matched", "customer_id text PRIMARY KEY")
+    await create_temp_table(conn, "scope", 'customer_id text COLLATE "C" PRIMARY KEY, timer tid')
+    await create_temp_table(conn, "matched", 'customer_id text COLLATE "C" PRIMARY KEY')
 
 
 async def create_temp_table(conn: AsyncConnection, name: str, columns: str) -> None:
@@ -362,11 +362,13 @@ async def apply_segments(
     for name, columns in (
         (
             "evaluated",
-            "customer_id text, hits boolean[], was boolean[], due_at timestamptz, timer tid",
+            'customer_id text COLLATE "C", hits boolean[], was boolean[], due_at timestamptz, '
+            "timer tid",
         ),
         (
             "sweep_changes",
-            "position int, segment_id text, version int, customer_id text, change text",
+            'position int, segment_id text COLLATE "C", version int, customer_id text COLLATE "C", '
+            "change text",
         ),
     ):
         await create_temp_table(conn, name, columns)

@@ -54,12 +54,14 @@ class Base(DeclarativeBase):
 
 
 Timestamp = DateTime(timezone=True)
+#: ids and names used as keys, compared byte by byte (migration 0006 says why)
+Key = Text(collation="C")
 
 
 class Profile(Base):
     __tablename__ = "profiles"
 
-    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Key, primary_key=True)
     traits: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     trait_times: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     first_seen_at: Mapped[datetime] = mapped_column(Timestamp)
@@ -83,8 +85,8 @@ class Profile(Base):
 class EventStat(Base):
     __tablename__ = "event_stats"
 
-    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    event_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    event_name: Mapped[str] = mapped_column(Key, primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
     value_sum: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
     first_at: Mapped[datetime] = mapped_column(Timestamp)
@@ -94,10 +96,10 @@ class EventStat(Base):
 class EventRollup(Base):
     __tablename__ = "event_rollups"
 
-    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    event_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    event_name: Mapped[str] = mapped_column(Key, primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    dimension: Mapped[str] = mapped_column(Text, primary_key=True, default="", server_default="")
+    dimension: Mapped[str] = mapped_column(Key, primary_key=True, default="", server_default="")
     count: Mapped[int] = mapped_column(Integer)
     value_sum: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
 
@@ -105,8 +107,8 @@ class EventRollup(Base):
 class Alias(Base):
     __tablename__ = "aliases"
 
-    previous_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    customer_id: Mapped[str] = mapped_column(Text, index=True)
+    previous_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Key, index=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
 
@@ -123,7 +125,7 @@ class Suppression(Base):
 
     __tablename__ = "suppressions"
 
-    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Key, primary_key=True)
     suppressed_at: Mapped[datetime] = mapped_column(Timestamp)
     reason: Mapped[str] = mapped_column(Text)
 
@@ -131,7 +133,7 @@ class Suppression(Base):
 class Segment(Base):
     __tablename__ = "segments"
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    id: Mapped[str] = mapped_column(Key, primary_key=True)
     name: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, default="", server_default="")
     version: Mapped[int] = mapped_column(Integer)
@@ -140,7 +142,7 @@ class Segment(Base):
     backfilled_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: while the current version's backfill runs, the last customer id (in key order) it
     #: has done: a backfill that stopped resumes after it (NULL: none done, or finished)
-    backfill_cursor: Mapped[str | None] = mapped_column(Text)
+    backfill_cursor: Mapped[str | None] = mapped_column(Key)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -150,7 +152,7 @@ class SegmentVersion(Base):
     __tablename__ = "segment_versions"
 
     segment_id: Mapped[str] = mapped_column(
-        ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True
+        Key, ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True
     )
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     definition: Mapped[dict[str, Any]] = mapped_column(JSONB)
@@ -160,8 +162,8 @@ class SegmentVersion(Base):
 class Membership(Base):
     __tablename__ = "memberships"
 
-    segment_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    segment_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Key, primary_key=True)
     segment_version: Mapped[int] = mapped_column(Integer)
     entered_at: Mapped[datetime] = mapped_column(Timestamp)
 
@@ -173,7 +175,7 @@ class MembershipTimer(Base):
 
     __tablename__ = "membership_timers"
 
-    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Key, primary_key=True)
     due_at: Mapped[datetime] = mapped_column(Timestamp)
 
     __table_args__ = (Index("ix_membership_timers_due", "due_at"),)

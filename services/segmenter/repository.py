@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, cast, delete, func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -743,17 +743,6 @@ async def lock_segment_backfill(conn: AsyncConnection, *, segment_id: str) -> Ba
     return BackfillState(
         row.version, row.backfilled_version, row.deleted_at is not None, row.backfill_cursor
     )
-
-
-async def later_customer_id(
-    conn: AsyncConnection, first: str | None, second: str | None
-) -> str | None:
-    """The later of two customer ids in key order (the database's collation, which
-    may differ from Python's ``str`` order); None when both are."""
-    value: str | None = await conn.scalar(
-        select(func.greatest(cast(first, Text), cast(second, Text)))
-    )
-    return value
 
 
 async def chunk_end(conn: AsyncConnection, *, after: str | None, size: int) -> str | None:

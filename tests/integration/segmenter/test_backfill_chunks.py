@@ -23,7 +23,7 @@ from tests.integration.segmenter.replicas import (
     until_waiting,
 )
 
-#: mixed case and punctuation: their order is the database collation's, maybe not Python's
+#: mixed case and punctuation: byte order ("B-2" < "a-1") is not a linguistic collation's
 PLANS = {"a-1": "pro", "B-2": "pro", "a_3": "free", "b-4": "pro", "A-5": "free", "c-6": "pro"}
 PRO = {customer for customer, plan in PLANS.items() if plan == "pro"}
 
@@ -143,6 +143,7 @@ async def test_a_backfill_cut_short_resumes_after_its_last_chunk(replicas: Repli
         order = await conn.scalar(
             text("SELECT array_agg(customer_id ORDER BY customer_id) FROM segmenter.profiles")
         )
+        assert order == sorted(PLANS)  # byte order: Python's, which the walk relies on
         done, rest = set(order[:3]), set(order[3:])
         assert done & PRO and rest & PRO
         await conn.execute(
