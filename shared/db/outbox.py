@@ -3,6 +3,8 @@
 A service inserts outbox rows in the same transaction as its state change
 (:func:`enqueue`); :class:`OutboxRelay` publishes them to Kafka and deletes them
 once the broker acknowledged. Delivery is at-least-once; consumers dedupe.
+:func:`enqueue` writes the consecutive messages of one topic as one row, a pack
+(:mod:`shared.db.outbox_pack`); a row written by SQL holds one message.
 
 Ordering: a transaction advisory lock per outbox lets one relay at a time publish
 a given outbox, in ``id`` order — two replicas can never reorder one customer's
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import zlib
 from collections.abc import Sequence
@@ -24,13 +27,16 @@ from collections.abc import Sequence
 import orjson
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Identity,
+    Integer,
     LargeBinary,
     MetaData,
     Table,
     Text,
+    false,
     func,
     text,
 )
@@ -38,6 +44,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from shared.db.engine import driver_connection
+from shared.db.outbox_pack import PACK_MESSAGES, pack, unpack
 from shared.errors import PublishError
 from shared.kafka.producer import EventPublisher, Headers, Message
 from shared.stopping import StoppableLoop
@@ -56,6 +63,10 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("value", LargeBinary, nullable=False),
         Column("headers", JSONB, nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        #: ``value`` holds a pack of messages of ``topic`` (see :mod:`outbox_pack`)
+        Column("packed", Boolean, nullable=False, server_default=false()),
+        #: how many messages the row holds
+        Column("messages", Integer, nullable=False, server_default="1"),
     )
 
 
@@ -64,31 +75,28 @@ async def enqueue(
 ) -> None:
     """Insert messages into the outbox, in order, within the caller's transaction.
 
-    One statement whatever the number of messages: the columns travel as arrays
-    (``unnest``), so a consumer batch that emits thousands of messages costs one round
-    trip and no per-row work in SQLAlchemy.
+    Consecutive messages of one topic go in packs of up to :data:`PACK_MESSAGES`, one
+    row each (see :mod:`outbox_pack`), in one statement: a consumer batch that emits
+    thousands of messages writes a few rows in one round trip.
     """
     if not messages:
         return
     conn = session if isinstance(session, AsyncConnection) else await session.connection()
+    packs = []
+    for topic, run in itertools.groupby(messages, key=lambda m: m.topic):
+        same_topic = list(run)
+        for start in range(0, len(same_topic), PACK_MESSAGES):
+            packs.append((topic, same_topic[start : start + PACK_MESSAGES]))
     driver = await driver_connection(conn)
     await driver.execute(
-        f"INSERT INTO {outbox.fullname} (topic, key, value, headers) "
-        "SELECT topic, key, value, headers "
-        "FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::jsonb[]) "
-        "WITH ORDINALITY AS m(topic, key, value, headers, position) ORDER BY position",
-        [m.topic for m in messages],
-        [m.key for m in messages],
-        [m.value for m in messages],
-        [_headers_json(m.headers) for m in messages],
+        f"INSERT INTO {outbox.fullname} (topic, value, packed, messages) "
+        "SELECT topic, value, true, messages "
+        "FROM unnest($1::text[], $2::bytea[], $3::int[]) "
+        "WITH ORDINALITY AS m(topic, value, messages, position) ORDER BY position",
+        [topic for topic, _ in packs],
+        [pack(group) for _, group in packs],
+        [len(group) for _, group in packs],
     )
-
-
-def _headers_json(headers: Headers) -> str | None:
-    """Headers as a JSON list of ``[name, value]`` pairs (values as latin-1 text)."""
-    if not headers:
-        return None
-    return orjson.dumps([[k, v.decode("latin-1")] for k, v in headers]).decode()
 
 
 def _headers(text_: str | None) -> Headers:
@@ -98,7 +106,12 @@ def _headers(text_: str | None) -> Headers:
 
 
 class OutboxRelay(StoppableLoop):
-    """Publishes an outbox table to Kafka until :meth:`signal_shutdown`."""
+    """Publishes an outbox table to Kafka until :meth:`signal_shutdown`.
+
+    Each pass takes the oldest rows while the messages before them number fewer
+    than ``batch_size`` (a pack goes whole, so a pass may publish up to
+    ``batch_size + PACK_MESSAGES - 1``).
+    """
 
     def __init__(
         self,
@@ -156,17 +169,24 @@ class OutboxRelay(StoppableLoop):
             if not got_lock:
                 return 0
             driver = await driver_connection(conn)
+            # the oldest rows while they hold fewer than batch_size messages, and one more
             rows = await driver.fetch(
                 f"DELETE FROM {outbox.fullname} WHERE id IN ("
-                f"SELECT id FROM {outbox.fullname} ORDER BY id LIMIT $1"
-                ") RETURNING id, topic, key, value, headers::text",
+                "SELECT id FROM ("
+                "SELECT id, messages, sum(messages) OVER (ORDER BY id) AS upto "
+                f"FROM {outbox.fullname} ORDER BY id LIMIT $1"
+                ") AS oldest WHERE upto - messages < $1"
+                ") RETURNING id, topic, key, value, headers::text, packed",
                 self._batch_size,
             )
             if not rows:
                 return 0
             rows.sort(key=lambda row: row[0])
-            await self._publisher.publish_many(
-                Message(topic=topic, key=key, value=value, headers=_headers(headers))
-                for _, topic, key, value, headers in rows
-            )
-        return len(rows)
+            messages: list[Message] = []
+            for _, topic, key, value, headers, packed in rows:
+                if packed:
+                    messages += unpack(topic, value)
+                else:
+                    messages.append(Message(topic, key, value, _headers(headers)))
+            await self._publisher.publish_many(messages)
+        return len(messages)

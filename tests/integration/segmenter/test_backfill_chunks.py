@@ -22,6 +22,7 @@ from tests.integration.segmenter.replicas import (
     retire,
     until_waiting,
 )
+from tests.support.outbox import queued_payloads
 
 #: mixed case and punctuation: byte order ("B-2" < "a-1") is not a linguistic collation's
 PLANS = {"a-1": "pro", "B-2": "pro", "a_3": "free", "b-4": "pro", "A-5": "free", "c-6": "pro"}
@@ -55,16 +56,8 @@ async def members(replicas: Replicas, segment_id: str) -> set[str]:
 
 async def queued_changes(replicas: Replicas, segment_id: str) -> list[tuple[str, str]]:
     async with replicas.engines[0].connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT v ->> 'customerId', v ->> 'change' FROM ("
-                "  SELECT convert_from(value, 'UTF8')::jsonb AS v FROM segmenter.outbox"
-                "  WHERE topic = 'segment.changes') AS q "
-                "WHERE v ->> 'segmentId' = :sid"
-            ),
-            {"sid": segment_id},
-        )
-        return sorted((row[0], row[1]) for row in rows)
+        changes = await queued_payloads(conn, topic="segment.changes")
+    return sorted((c["customerId"], c["change"]) for c in changes if c["segmentId"] == segment_id)
 
 
 async def timer_rows(replicas: Replicas) -> list[tuple[Any, ...]]:

@@ -26,6 +26,7 @@ from tests.integration.segmenter.replicas import (
     pro_customer_and_segment,
     retire,
 )
+from tests.support.outbox import queued_payloads
 
 
 async def cut_waiting_sessions(url: str) -> int:
@@ -76,13 +77,8 @@ async def test_two_processes_backfilling_one_segment_take_turns(replicas: Replic
     assert sorted(len(result) for result in results) == [0, 1]
     assert "pro" in await replicas.memberships(customer)
     async with replicas.engines[0].connect() as conn:
-        entered = await conn.scalar(
-            text(
-                "SELECT count(*) FROM segmenter.outbox WHERE topic = 'segment.changes' "
-                "AND convert_from(value, 'UTF8')::jsonb ->> 'segmentId' = 'pro'"
-            )
-        )
-    assert entered == 1
+        changes = await queued_payloads(conn, topic="segment.changes")
+    assert [c["customerId"] for c in changes if c["segmentId"] == "pro"] == [customer]
 
 
 async def test_an_unfinished_backfill_is_resumed_with_the_segments_reading_it(

@@ -30,8 +30,10 @@ class Outbox:
     table: Table
 
     async def count(self) -> int:
+        """Messages waiting (a row may hold a pack of them)."""
         async with self.engine.connect() as conn:
-            return int(await conn.scalar(select(func.count()).select_from(self.table)) or 0)
+            total = await conn.scalar(select(func.sum(self.table.c.messages)))
+            return int(total or 0)
 
     async def add(self, messages: list[Message]) -> None:
         async with self.engine.begin() as conn:
@@ -94,8 +96,9 @@ async def test_committed_rows_are_relayed_in_id_order_and_deleted(
         Message(topic, f"k{i % 3}".encode(), f"m{i}".encode(), (("n", str(i).encode()),))
         for i in range(25)
     ]
-    await outbox.add(messages[:10])
-    await outbox.add(messages[10:])
+    await outbox.add(messages[:10])  # a pack each
+    await outbox.add(messages[10:20])
+    await outbox.add(messages[20:])
     assert await outbox.count() == 25
 
     relay = OutboxRelay(
@@ -114,6 +117,34 @@ async def test_committed_rows_are_relayed_in_id_order_and_deleted(
     assert by_key_in_offset_order(records) == expected
     # Headers survive the JSONB round trip.
     assert all(dict(r.headers)["n"] == (r.value or b"")[1:] for r in records)
+
+
+async def test_packs_and_single_rows_are_relayed_in_the_order_they_were_written(
+    outbox: Outbox, publisher: EventPublisher, topic: str, tail: TopicTail
+) -> None:
+    """``enqueue`` writes packs; SQL (a sweep's changes) writes a row per message. One
+    key's messages reach the topic in the order they were written, whatever the row;
+    a pass takes the oldest rows until ``batch_size`` messages, a pack whole."""
+    await outbox.add([Message(topic, b"k", f"p{i}".encode()) for i in range(3)])
+    async with outbox.engine.begin() as conn:
+        for value in (b"s0", b"s1"):
+            await conn.execute(outbox.table.insert().values(topic=topic, key=b"k", value=value))
+    await outbox.add([Message(topic, b"k", f"q{i}".encode()) for i in range(12)])
+    relay = OutboxRelay(
+        engine=outbox.engine, outbox=outbox.table, publisher=publisher, batch_size=4
+    )
+
+    # rows are taken while the messages before them number fewer than 4: the pack of 3
+    # and s0; then s1 and the pack of 12, whole
+    assert [await relay.relay_once() for _ in range(3)] == [4, 13, 0]
+
+    records = await tail.wait_for_count(lambda _: True, 17)
+    assert [r.value for r in sorted(records, key=lambda r: r.offset)] == [
+        *(f"p{i}".encode() for i in range(3)),
+        b"s0",
+        b"s1",
+        *(f"q{i}".encode() for i in range(12)),
+    ]
 
 
 async def test_rows_of_a_rolled_back_transaction_are_never_published(
