@@ -25,6 +25,8 @@ from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import Clock, EventBatchHandler, is_transient, utc_now
 from services.segmenter.messages import change_message, deleted_profile_messages
 from services.segmenter.models import outbox, processed_messages
+from services.segmenter.recommend.job import scheduled_recompute
+from services.segmenter.recommend.routes import build_router as recommendation_routes
 from services.segmenter.rules.ast import Node, dump_rule, referenced_segments
 from services.segmenter.rules.sql_predicate import compile_sql
 from services.segmenter.schemas import (
@@ -97,6 +99,8 @@ class Runtime:
                     catalogs=self.catalogs,
                     clock=clock,
                     on_commit=self.relay.notify,
+                    purchase_event=group.purchase_event,
+                    view_event=group.recommend_view_event,
                 ),
                 dead_letters=DeadLetterPolicy(self.publisher),
                 is_transient=is_transient,
@@ -128,6 +132,12 @@ class Runtime:
             "refit",
             PeriodicJob(
                 self.scheduled_refit, name="score refit", interval_s=group.refit_interval_s
+            ),
+        )
+        self.service.loop(
+            "recommendations",
+            scheduled_recompute(
+                engine=self.engine, group=group, clock=clock, on_commit=self.relay.notify
             ),
         )
         self.service.loop(
@@ -626,4 +636,5 @@ def create_app(
     app.state.admin_tokens = TokenDigests(settings.segmenter.admin_token_digests)
     for router in (segments_router, profiles_router, suppressions_router, scores_router):
         app.include_router(router)
+    app.include_router(recommendation_routes([Depends(require_admin)]))
     return app

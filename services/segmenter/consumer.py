@@ -53,6 +53,8 @@ from services.segmenter.metrics import (
     MEMBERSHIP_CHANGES,
 )
 from services.segmenter.models import processed_messages
+from services.segmenter.recommend import store as recommend_store
+from services.segmenter.recommend.fold import PRODUCT_VIEWED, fold_interactions
 from services.segmenter.rules.snapshot import ProfileSnapshot
 from shared.db.claims import claim_messages
 from shared.db.transient import is_transient_db_error
@@ -102,11 +104,15 @@ class EventBatchHandler:
         catalogs: CatalogCache,
         clock: Clock = utc_now,
         on_commit: Callable[[], None] = lambda: None,
+        purchase_event: str = "Order Completed",
+        view_event: str = PRODUCT_VIEWED,
     ) -> None:
         self._engine = engine
         self._catalogs = catalogs
         self._clock = clock
         self._on_commit = on_commit
+        self._purchase_event = purchase_event
+        self._view_event = view_event
 
     async def __call__(self, records: Sequence[Record[CustomerEvent]]) -> None:
         for run in range(1, BATCH_RUNS + 1):
@@ -196,6 +202,14 @@ class EventBatchHandler:
             raise BatchOutdated(moved, suppressed)
         await repo.add_event_stats(conn, profiles_=working.values())
         await repo.add_rollups(conn, profiles_=working.values())
+        await recommend_store.add_interactions(
+            conn,
+            batch=fold_interactions(
+                ((c, e) for c, evs in by_customer.items() for e in evs),
+                purchase_event=self._purchase_event,
+                view_event=self._view_event,
+            ),
+        )
         EVENTS_APPLIED.inc(len(events))
 
         removed = await repo.remove_memberships(conn, rows=exits)
@@ -221,6 +235,7 @@ class EventBatchHandler:
         loaded = await repo.load_profiles(conn, ids=[old, new])
         stored = {i: p for i, p in loaded.items() if i not in reserved}
         await repo.move_activity(conn, from_id=old, to_id=new)
+        await recommend_store.move_interactions(conn, from_id=old, to_id=new)
         if old in stored:
             target = stored.get(new) or new_profile(new, stored[old].first_seen_at)
             target.version = max(target.version, stored[old].version)
@@ -279,9 +294,21 @@ class EventBatchHandler:
     ) -> None:
         """Queue the ``profiles`` messages with the versions the upsert stored; ``scores``
         were read under the profiles' row locks, so they are still current (only a refit
-        writes them)."""
+        writes them); so are the recommendations (the job writes them under a key-share
+        lock of the profile rows)."""
+        if not changed:
+            return
+        lists = await recommend_store.load_recommendations(
+            conn, ids=[p.customer_id for p in changed]
+        )
         messages = [
-            profile_message(p, versions[p.customer_id], scores.get(p.customer_id, {}), now)
+            profile_message(
+                p,
+                versions[p.customer_id],
+                scores.get(p.customer_id, {}),
+                now,
+                recommendations=lists.get(p.customer_id),
+            )
             for p in changed
         ]
         await repo.enqueue(conn, messages=messages)

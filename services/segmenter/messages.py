@@ -9,7 +9,7 @@ validating model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,9 +42,15 @@ def change_message(
 
 
 def profile_message(
-    profile: WorkingProfile, version: int, scores: Mapping[str, Any], now: datetime
+    profile: WorkingProfile,
+    version: int,
+    scores: Mapping[str, Any],
+    now: datetime,
+    recommendations: Sequence[Mapping[str, Any]] | None = None,
 ) -> Message:
-    """The ``profiles`` message of a customer: traits, contact fields, locale, scores."""
+    """The ``profiles`` message of a customer: traits, contact fields, locale, scores,
+    and their recommendations when they have some (every writer passes them: each
+    message replaces the whole profile in the consumers' projections)."""
     traits = profile.traits
     fields: dict[str, Any] = {
         "customer_id": profile.customer_id,
@@ -60,10 +66,14 @@ def profile_message(
     }
     computed = {name: scores.get(name) for name in _COMPUTED}
     try:
-        value = encode_profile_update(**fields, computed=computed)
+        value = encode_profile_update(**fields, computed=computed, recommendations=recommendations)
     except TypeError:  # what only pydantic writes (an integer beyond 64 bits in a trait)
-        value = ProfileUpdate.model_construct(
-            **fields, computed=ComputedFields.model_construct(**computed)
+        value = ProfileUpdate.model_validate(
+            {
+                **fields,
+                "computed": computed,
+                "recommendations": recommendations,
+            }
         ).to_bytes()
     return Message(profiles_topic.TOPIC, profile.customer_id.encode(), value)
 

@@ -78,6 +78,9 @@ class Profile(Base):
     rfm_tier: Mapped[str | None] = mapped_column(Text)
     score_method: Mapped[str | None] = mapped_column(Text)
     score_explanation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # the loyalty program's balance and tier (services/segmenter/loyalty); null outside it
+    loyalty_points: Mapped[int | None] = mapped_column(Integer)
+    loyalty_tier: Mapped[str | None] = mapped_column(Text)
     scored_at: Mapped[datetime | None] = mapped_column(Timestamp)
     version: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())

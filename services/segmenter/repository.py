@@ -29,6 +29,7 @@ from services.segmenter.models import (
     membership_timers,
     outbox,
 )
+from services.segmenter.recommend import store as recommend_store
 from services.segmenter.rules.snapshot import DayTotals, EventStatView, RollupKey
 from shared.db import timers as durable_timers
 from shared.db.driver import execute, fetch
@@ -768,6 +769,7 @@ async def erase_customer(
         .returning(memberships.c.segment_id, memberships.c.customer_id)
     )
     exited = sorted((row.segment_id, row.customer_id) for row in ended)
+    await recommend_store.erase(conn, ids=ids)
     for table in (event_stats, event_rollups, profiles):
         await conn.execute(delete(table).where(table.c.customer_id.in_(ids)))
     await conn.execute(
