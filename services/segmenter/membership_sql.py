@@ -246,18 +246,9 @@ async def apply_segment(
     params = _change_params(now, cause) | {"sid": segment.id, "version": segment.version}
     if over is not None:
         params |= over.params()
-    queue_changes = insert_messages_sql(
-        outbox,
-        topic="CAST(:topic AS text)",
-        key="convert_to(customer_id, 'UTF8')",
-        value=change_json_sql(
-            sid="CAST(:sid AS text)",
-            version="CAST(:version AS text)",
-            change="change",
-            epoch_ms="CAST(:epoch_ms AS text)",
-            at="CAST(:at AS text)",
-            cause="CAST(:cause AS text)",
-        ),
+    queue_changes = _queue_changes_sql(
+        sid="CAST(:sid AS text)",
+        version="CAST(:version AS text)",
         source="changes ORDER BY customer_id",
     )
     row = (
@@ -296,6 +287,25 @@ async def apply_segment(
             {"sid": segment.id, "version": segment.version} | over.params(),
         )
     return Applied(entered=row[0], exited=row[1])
+
+
+def _queue_changes_sql(*, sid: str, version: str, source: str) -> str:
+    """The outbox ``INSERT`` of one ``segment.changes`` message per row of ``source``
+    (its ``customer_id`` and ``change``), with the parameters of :func:`_change_params`."""
+    return insert_messages_sql(
+        outbox,
+        topic="CAST(:topic AS text)",
+        key="convert_to(customer_id, 'UTF8')",
+        value=change_json_sql(
+            sid=sid,
+            version=version,
+            change="change",
+            epoch_ms="CAST(:epoch_ms AS text)",
+            at="CAST(:at AS text)",
+            cause="CAST(:cause AS text)",
+        ),
+        source=source,
+    )
 
 
 def _change_params(now: datetime, cause: str) -> dict[str, object]:
@@ -352,18 +362,9 @@ async def apply_segments(
         level_entered, level_exited = await _apply_level(conn, segments, level, now=now)
         entered += level_entered
         exited += level_exited
-    queue_changes = insert_messages_sql(
-        outbox,
-        topic="CAST(:topic AS text)",
-        key="convert_to(customer_id, 'UTF8')",
-        value=change_json_sql(
-            sid="segment_id",
-            version="CAST(version AS text)",
-            change="change",
-            epoch_ms="CAST(:epoch_ms AS text)",
-            at="CAST(:at AS text)",
-            cause="CAST(:cause AS text)",
-        ),
+    queue_changes = _queue_changes_sql(
+        sid="segment_id",
+        version="CAST(version AS text)",
         source="sweep_changes ORDER BY position, customer_id",
     )
     await conn.execute(text(queue_changes), _change_params(now, cause))
