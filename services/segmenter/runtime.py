@@ -17,6 +17,8 @@ from services.segmenter.backfill import backfill, resume_unfinished, with_depend
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import Clock, EventBatchHandler, is_transient
 from services.segmenter.errors import RefitRunning
+from services.segmenter.loyalty.job import scheduled_refresh
+from services.segmenter.loyalty.store import program_cache
 from services.segmenter.models import outbox, processed_messages
 from services.segmenter.recommend.job import scheduled_recompute
 from services.segmenter.schemas import FitReport
@@ -52,6 +54,7 @@ class Runtime:
             "segmenter", engine=self.engine, publisher=self.publisher, relay=self.relay
         )
         group = settings.segmenter
+        self.loyalty = program_cache(self.engine)
         self.runner = self.service.consumer(
             "consumer",
             ConsumerRunner(
@@ -65,6 +68,7 @@ class Runtime:
                     on_commit=self.relay.notify,
                     purchase_event=group.purchase_event,
                     view_event=group.recommend_view_event,
+                    loyalty=self.loyalty,
                 ),
                 dead_letters=DeadLetterPolicy(self.publisher),
                 is_transient=is_transient,
@@ -102,6 +106,16 @@ class Runtime:
             "recommendations",
             scheduled_recompute(
                 engine=self.engine, group=group, clock=clock, on_commit=self.relay.notify
+            ),
+        )
+        self.service.loop(
+            "loyalty",
+            scheduled_refresh(
+                engine=self.engine,
+                catalogs=self.catalogs,
+                clock=clock,
+                interval_s=group.loyalty_refresh_interval_s,
+                on_commit=self.relay.notify,
             ),
         )
         self.service.loop(

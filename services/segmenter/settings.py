@@ -42,6 +42,8 @@ class SegmenterGroup(BaseModel):
     recommend_similarity: Literal["cosine", "lift"] = "cosine"
     recommend_half_life_days: float = Field(default=90.0, gt=0, le=3650)
     recommend_view_event: str = "Product Viewed"
+    #: how often every loyalty balance and tier is recomputed (expiries; 0: on demand)
+    loyalty_refresh_interval_s: float = Field(default=24 * 3600, ge=0)
 
     @property
     def admin_token_digests(self) -> list[str]:

@@ -6,7 +6,14 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.segmenter.api import profiles, recommendations, scores, segments, suppressions
+from services.segmenter.api import (
+    loyalty,
+    profiles,
+    recommendations,
+    scores,
+    segments,
+    suppressions,
+)
 from services.segmenter.errors import Conflict, InvalidRule, NotFound, SegmenterError
 
 ROUTERS = (
@@ -15,6 +22,7 @@ ROUTERS = (
     suppressions.router,
     scores.router,
     recommendations.router,
+    loyalty.router,
 )
 
 

@@ -406,6 +406,20 @@ class RfmTierRule(_Node):
     )
 
 
+class LoyaltyTierRule(_Node):
+    """The customer's loyalty tier is one of ``in``; false outside the program. A tier
+    change is a segment change, so a journey can welcome a customer to Gold."""
+
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+    kind: Literal["loyalty_tier"] = "loyalty_tier"
+    tiers: Annotated[tuple[Name, ...], Field(max_length=20), AfterValidator(_non_empty)] = Field(
+        alias="in"
+    )
+
+
 Rule = Annotated[
     Union[  # noqa: UP007
         AllRule,
@@ -419,6 +433,7 @@ Rule = Annotated[
         SegmentRule,
         ScoreRule,
         RfmTierRule,
+        LoyaltyTierRule,
     ],
     Field(discriminator="kind"),
 ]
@@ -437,6 +452,7 @@ Node = (
     | SegmentRule
     | ScoreRule
     | RfmTierRule
+    | LoyaltyTierRule
 )
 """The same union as :data:`Rule`, for ``isinstance`` and annotations."""
 
