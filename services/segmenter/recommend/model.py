@@ -273,52 +273,32 @@ def recommend(
     weight = interactions.weights(params)[mine]
     n_local, n_products = len(customers), model.n_products
 
-    # 1. contributions: every (customer, source item, neighbour) triple
-    x = sparse.coo_matrix((weight, (cust, prod)), shape=(n_local, n_products)).tocsr()
+    # 1. scores: the customers' weights times the neighbour matrix (summed in C++)
+    x = sparse.csr_matrix((weight, (cust, prod)), shape=(n_local, n_products))
     x.sum_duplicates()
-    x_rows = np.repeat(np.arange(n_local), np.diff(x.indptr))
-    nb = model.neighbours
-    degree = np.diff(nb.indptr)[x.indices]
-    t_cust = np.repeat(x_rows, degree)
-    t_src = np.repeat(x.indices, degree)
-    t_idx = _ranges(nb.indptr[x.indices], degree)
-    t_dst = nb.indices[t_idx].astype(np.int64)
-    t_val = np.repeat(x.data, degree) * nb.data[t_idx]
+    x.sort_indices()
+    scores = (x @ model.neighbours).tocsr()
 
-    # 2. drop what the customer bought (unless consumable)
-    bought_key = _keys(cust[kind == PURCHASE], prod[kind == PURCHASE], n_products)
-    blocked = np.unique(bought_key[~model.catalogue.consumable[prod[kind == PURCHASE]]])
-    t_key = _keys(t_cust, t_dst, n_products)
-    allowed = ~_member(t_key, blocked)
-    t_cust, t_src, t_dst, t_val, t_key = (
-        t_cust[allowed],
-        t_src[allowed],
-        t_dst[allowed],
-        t_val[allowed],
-        t_key[allowed],
-    )
+    # 2. drop what the customer bought (unless consumable): every score is > 0, so a
+    # blocked entry becomes an explicit zero and is eliminated
+    bought = kind == PURCHASE
+    durable = bought.copy()
+    durable[bought] = ~model.catalogue.consumable[prod[bought]]
+    blocked = np.unique(_keys(cust[durable], prod[durable], n_products))
+    if len(blocked):
+        mask = sparse.csr_matrix(
+            (np.ones(len(blocked)), (blocked // n_products, blocked % n_products)),
+            shape=(n_local, n_products),
+        )
+        scores = (scores - scores.multiply(mask)).tocsr()
+        scores.eliminate_zeros()
+    scores.sort_indices()
 
-    # 3. score per (customer, product) and keep the top n per customer
-    keys, inverse = np.unique(t_key, return_inverse=True)
-    scores = np.bincount(inverse, weights=t_val, minlength=len(keys))
-    k_cust, k_prod = keys // n_products, keys % n_products
-    order = np.lexsort((k_prod, -scores, k_cust))
-    top = order[_rank_within(k_cust[order]) < n]
-    top_cust, top_prod, top_score = k_cust[top], k_prod[top], scores[top]
+    # 3. the top n of each row (ties: the smaller product code first)
+    top_cust, top_prod, top_score = _top_per_row(scores, n)
 
-    # 4. the reasons of each kept recommendation: its largest contributions
-    is_top = np.zeros(len(keys), dtype=bool)
-    is_top[top] = True
-    pick = is_top[inverse]
-    r_key, r_src, r_val = inverse[pick], t_src[pick], t_val[pick]
-    r_order = np.lexsort((r_src, -r_val, r_key))
-    r_key, r_src = r_key[r_order], r_src[r_order]
-    r_rank = _rank_within(r_key)
-    slot = np.full(len(keys), -1, dtype=np.int64)
-    slot[top] = np.arange(len(top))
-    because = np.full((len(top), reasons), -1, dtype=np.int64)
-    near = r_rank < reasons
-    because[slot[r_key[near]], r_rank[near]] = r_src[near]
+    # 4. the reasons: each recommendation's largest contributions w(c, i) * sim(i, j)
+    because = _reasons(model.neighbours, x, top_cust, top_prod, reasons)
 
     # 5. fill up from popularity for customers with fewer than n
     fill = _fill_popular(
@@ -347,6 +327,71 @@ def recommend(
         source=all_source[final],
         because=all_because[final],
     )
+
+
+def _top_per_row(scores: sparse.csr_matrix, n: int) -> tuple[IntArray, IntArray, FloatArray]:
+    indptr, indices, data = scores.indptr, scores.indices, scores.data
+    counts = np.diff(indptr)
+    # rows with at most n candidates keep them all: only the longer ones need a selection
+    keep = np.ones(len(data), dtype=bool)
+    for row in np.flatnonzero(counts > n).tolist():
+        lo, hi = int(indptr[row]), int(indptr[row + 1])
+        values = data[lo:hi]
+        # the n-th largest value; ties at the threshold are cut by product code below
+        threshold = np.partition(values, len(values) - n)[len(values) - n]
+        above = values > threshold
+        at = np.flatnonzero(values == threshold)[: n - int(above.sum())]
+        chosen = above
+        chosen[at] = True
+        keep[lo:hi] = chosen
+    rows = np.repeat(np.arange(len(counts), dtype=np.int64), counts)[keep]
+    cols = indices[keep].astype(np.int64)
+    vals = data[keep]
+    order = np.lexsort((cols, -vals, rows))
+    return rows[order], cols[order], vals[order]
+
+
+def _reasons(
+    neighbours: sparse.csr_matrix,
+    x: sparse.csr_matrix,
+    rec_cust: IntArray,
+    rec_prod: IntArray,
+    reasons: int,
+) -> IntArray:
+    """Per recommendation, up to ``reasons`` of the customer's products by contribution
+    (ties: the smaller product code first), -1 padded."""
+    out = np.full((len(rec_cust), reasons), -1, dtype=np.int64)
+    if len(rec_cust) == 0 or reasons == 0:
+        return out
+    n_products = neighbours.shape[1]
+    degree = np.diff(x.indptr)[rec_cust]
+    pair_rec = np.repeat(np.arange(len(rec_cust)), degree)
+    where = _ranges(x.indptr[rec_cust].astype(np.int64), degree.astype(np.int64))
+    items = x.indices[where].astype(np.int64)
+    weights = x.data[where]
+    nb = neighbours.tocsr()
+    nb.sort_indices()
+    nb_keys = np.repeat(np.arange(nb.shape[0], dtype=np.int64), np.diff(nb.indptr)) * n_products
+    nb_keys += nb.indices
+    wanted = items * n_products + rec_prod[pair_rec]
+    at = np.minimum(np.searchsorted(nb_keys, wanted), max(len(nb_keys) - 1, 0))
+    found = nb_keys[at] == wanted if len(nb_keys) else np.zeros(len(wanted), dtype=bool)
+    contrib = np.where(found, weights * (nb.data[at] if len(nb_keys) else 0.0), 0.0)
+    starts = np.r_[0, np.cumsum(degree)[:-1]].astype(np.int64)
+    has = degree > 0
+    position = np.arange(len(contrib), dtype=np.int64)
+    for k in range(reasons):
+        if not has.any():
+            break
+        best = np.zeros(len(rec_cust))
+        best[has] = np.maximum.reduceat(contrib, starts[has])
+        is_best = (contrib == np.repeat(best, degree)) & (contrib > 0)
+        first = np.full(len(rec_cust), len(contrib), dtype=np.int64)
+        first[has] = np.minimum.reduceat(np.where(is_best, position, len(contrib)), starts[has])
+        ok = first < len(contrib)
+        out[ok, k] = items[first[ok]]
+        contrib[first[ok]] = 0.0
+    return out
 
 
 def _fill_popular(
