@@ -11,7 +11,10 @@ Two recomputes run through :func:`recompute_recommendations`:
 2. a second at the same ``now`` (steady state: nothing changes, nothing is published).
 
 Each run's phases (read, fit, score, write) are printed beside the baseline measured in
-the same run: asyncpg ``COPY`` of the stored lists into an unindexed table.
+the same run: asyncpg ``COPY`` of the stored lists into an unindexed table. Then the
+loyalty ledger: 50,000 purchases in batches of 5,000 through ``apply_loyalty`` as the
+consumer calls it (two entries each, a per-revenue one and a first-order bonus, then
+each customer's balance and tier recomputed from their ledger and stored).
 """
 
 from __future__ import annotations
@@ -27,10 +30,14 @@ from pathlib import Path
 
 import asyncpg
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.segmenter.loyalty.rules import Program
+from services.segmenter.loyalty.store import apply_loyalty
 from services.segmenter.recommend.job import RecomputeReport, recompute_recommendations
 from shared.db.engine import create_engine
 from shared.db.migrations import upgrade
+from shared.events.customer_events import CustomerEvent
 from shared.settings import DatabaseSettings
 from tenure.embedded import EmbeddedPostgres, machine_sized_settings, uri_for_database
 from tenure.services import SERVICES
@@ -39,6 +46,7 @@ FULL_CUSTOMERS = 1_000_000
 QUICK_CUSTOMERS = 100_000
 PRODUCTS = 20_000
 CLUSTERS = 100
+PURCHASE = "Order Completed"
 
 
 def fill_sql(customers: int) -> list[str]:
@@ -83,6 +91,59 @@ def fill_sql(customers: int) -> list[str]:
         "ANALYZE segmenter.interactions",
         "ANALYZE segmenter.profiles",
     ]
+
+
+LEDGER_BATCH = 5_000
+LEDGER_BATCHES = 10
+LEDGER_PROGRAM = Program.model_validate(
+    {
+        "rules": [
+            {
+                "kind": "per_revenue",
+                "id": "spend",
+                "event": "Order Completed",
+                "points_per_unit": 1,
+            },
+            {"kind": "first_event", "id": "welcome", "event": "Order Completed", "points": 100},
+        ],
+        "tiers": [
+            {"name": "Member", "min_points": 0},
+            {"name": "Silver", "min_points": 500, "multiplier": 1.25},
+        ],
+    }
+)
+
+
+async def _ledger_rate(engine: AsyncEngine, *, customers: int, now: datetime) -> tuple[float, int]:
+    """Ledger entries written per second by :func:`apply_loyalty`, in the consumer's
+    batches (a purchase per customer, distinct customers, profiles present)."""
+    entries = 0
+    elapsed = 0.0
+    for batch in range(LEDGER_BATCHES):
+        by_customer: dict[str, list[CustomerEvent]] = {}
+        for i in range(LEDGER_BATCH):
+            customer = f"c-{(batch * LEDGER_BATCH + i) % customers + 1:08d}"
+            by_customer[customer] = [
+                CustomerEvent.model_validate(
+                    {
+                        "type": "track",
+                        "event": "Order Completed",
+                        "messageId": f"ledger-{batch}-{i}",
+                        "userId": customer,
+                        "timestamp": now,
+                        "receivedAt": now,
+                        "properties": {"revenue": 20 + i % 200},
+                    }
+                )
+            ]
+        started = time.perf_counter()
+        async with engine.begin() as conn:
+            await apply_loyalty(
+                conn, program=LEDGER_PROGRAM, by_customer=by_customer, tiers={}, now=now
+            )
+        elapsed += time.perf_counter() - started
+        entries += 2 * LEDGER_BATCH
+    return entries / elapsed, entries
 
 
 def _dsn(url: str) -> str:
@@ -149,6 +210,7 @@ async def run(customers: int, log_dir: Path) -> int:
         )
         first = await recompute_recommendations(engine, now=now)
         second = await recompute_recommendations(engine, now=now)
+        ledger = await _ledger_rate(engine, customers=customers, now=now)
         await engine.dispose()
         assert first is not None and second is not None
         copy_s, copied = await _copy_baseline(url)
@@ -159,6 +221,11 @@ async def run(customers: int, log_dir: Path) -> int:
         print(f"{'COPY stored lists':<24} {copy_s:7.1f} s  ({copied:,} rows, the baseline)")
         print(_line(first, "recompute 1 (all new)", copy_s))
         print(_line(second, "recompute 2 (steady)", copy_s))
+        print(
+            f"{'loyalty ledger':<24} {ledger[0]:7,.0f} entries/s  ({ledger[1]:,} entries in "
+            f"batches of {LEDGER_BATCH:,} purchases, each with its standing update; "
+            "apply_loyalty as the consumer calls it)"
+        )
         return 0
     finally:
         await asyncio.to_thread(postgres.stop)
