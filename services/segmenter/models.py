@@ -185,3 +185,7 @@ outbox = outbox_table(Base.metadata)
 processed_messages = processed_messages_table(Base.metadata)
 #: each customer's next re-evaluation (see :mod:`shared.db.timers`)
 membership_timers = timer_table(Base.metadata, "membership_timers", Column("customer_id", Key))
+
+# the recommendation and loyalty tables live with their code; imported here so the
+# metadata (and the migration check) holds them
+from services.segmenter.recommend import tables as _personalisation_tables  # noqa: E402, F401
