@@ -47,8 +47,7 @@ async def add_codes(conn: AsyncConnection, *, pool_id: str, codes: Sequence[str]
     """Add codes (duplicates of codes already in the pool are ignored); how many were new."""
     await execute(
         conn,
-        'CREATE TEMPORARY TABLE IF NOT EXISTS coupon_upload (code text COLLATE "C") '
-        "ON COMMIT DROP",
+        'CREATE TEMPORARY TABLE IF NOT EXISTS coupon_upload (code text COLLATE "C") ON COMMIT DROP',
     )
     await execute(conn, "TRUNCATE coupon_upload")
     driver = await driver_connection(conn)
@@ -96,7 +95,9 @@ async def draw(
     return out
 
 
-async def pool_stats(conn: AsyncConnection, *, pool_ids: Sequence[str] | None = None) -> list[PoolStats]:
+async def pool_stats(
+    conn: AsyncConnection, *, pool_ids: Sequence[str] | None = None
+) -> list[PoolStats]:
     rows = await fetch(
         conn,
         f"""

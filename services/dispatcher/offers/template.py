@@ -45,7 +45,7 @@ def pools_in(sources: Iterable[str | None]) -> set[str]:
     return found
 
 
-class OfferError(Exception):
+class OfferError(ValueError):
     """A template asked for an offer it cannot have (an empty pool, a bad value)."""
 
 
