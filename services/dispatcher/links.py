@@ -83,6 +83,10 @@ class LinkSigner:
             for purpose in Purpose
         }
 
+    def is_own(self, url: str) -> bool:
+        """A link of ours (unsubscribe, survey…), which the click tracker leaves as is."""
+        return url.startswith(f"{self._base}/t/")
+
     def token(self, purpose: Purpose, payload: LinkPayload) -> str:
         body: list[Any] = [payload.dispatch_id]
         if payload.target is not None or payload.score is not None:

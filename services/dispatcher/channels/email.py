@@ -1,0 +1,151 @@
+"""Email over SMTP (aiosmtplib): STARTTLS or implicit TLS, auth, multipart text + HTML,
+``List-Unsubscribe`` with ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``
+(RFC 8058), a ``Message-ID`` made from the dispatch id.
+
+Connections are pooled and reused (an SMTP session per message costs a TCP and TLS
+handshake and EHLO / AUTH round trips): up to ``connections`` sessions, each
+sending one message at a time; a session that failed is closed, not reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from typing import Literal
+
+import aiosmtplib
+from pydantic import BaseModel, Field, SecretStr
+
+from services.dispatcher.channels.base import (
+    Outgoing,
+    PermanentProviderError,
+    TransientProviderError,
+)
+
+DISPATCH_ID_HEADER = "X-Tenure-Dispatch-Id"
+
+
+class SmtpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1025, ge=1, le=65535)
+    #: ``starttls`` (port 587), ``tls`` (implicit, port 465) or ``none`` (a local sink)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    validate_certs: bool = True
+    from_address: str = "Tenure <noreply@tenure.local>"
+    #: the domain of Message-IDs (``<dispatch-id@domain>``)
+    message_id_domain: str = "tenure.local"
+    #: also offered in List-Unsubscribe beside the one-click URL (``None``: not offered)
+    unsubscribe_mailto: str | None = None
+    connections: int = Field(default=8, ge=1, le=256)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+def build_email(message: Outgoing, settings: SmtpSettings) -> EmailMessage:
+    """The MIME message: text, HTML (with the open pixel already in it), headers."""
+    rendered = message.rendered
+    mail = EmailMessage(policy=SMTP_POLICY)
+    mail["From"] = settings.from_address
+    mail["To"] = str(message.address)
+    mail["Subject"] = rendered.subject or ""
+    mail["Date"] = email.utils.formatdate(usegmt=True)
+    mail["Message-ID"] = message_id(message.dispatch_id, settings.message_id_domain)
+    mail[DISPATCH_ID_HEADER] = message.dispatch_id
+    if message.unsubscribe_url:
+        targets = [f"<{message.unsubscribe_url}>"]
+        if settings.unsubscribe_mailto:
+            targets.append(f"<mailto:{settings.unsubscribe_mailto}?subject=unsubscribe>")
+        mail["List-Unsubscribe"] = ", ".join(targets)
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    text = rendered.text
+    if text is None and rendered.html is not None:
+        text = _text_of(rendered.html)
+    mail.set_content(text or "", subtype="plain", charset="utf-8")
+    if rendered.html is not None:
+        mail.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    return mail
+
+
+def message_id(dispatch_id: str, domain: str) -> str:
+    return f"<{dispatch_id}@{domain}>"
+
+
+def _text_of(html: str) -> str:
+    import re
+
+    return re.sub(r"\s+\n", "\n", re.sub(r"<[^>]+>", "", html)).strip()
+
+
+class SmtpProvider:
+    """Sends email through one SMTP server over a pool of reused sessions."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self._settings = settings
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(settings.connections)
+        self._closed = False
+
+    async def send(self, message: Outgoing) -> str:
+        mail = build_email(message, self._settings)
+        async with self._slots:
+            client = await self._session()
+            try:
+                await client.send_message(mail)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                await _discard(client)
+                codes = [r.code for r in exc.recipients]
+                reason = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+                if all(400 <= code < 500 for code in codes):
+                    raise TransientProviderError(f"smtp: {reason}") from exc
+                raise PermanentProviderError(f"smtp: {reason}") from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                await _discard(client)
+                reason = f"smtp: {exc.code} {exc.message}"
+                if 400 <= exc.code < 500:
+                    raise TransientProviderError(reason) from exc
+                raise PermanentProviderError(reason) from exc
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                await _discard(client)
+                raise TransientProviderError(f"smtp: {type(exc).__name__}: {exc}") from exc
+            self._idle.append(client)
+        return message_id(message.dispatch_id, self._settings.message_id_domain)
+
+    async def _session(self) -> aiosmtplib.SMTP:
+        while self._idle:
+            client = self._idle.pop()
+            if client.is_connected:
+                return client
+        settings = self._settings
+        client = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            use_tls=settings.security == "tls",
+            start_tls=settings.security == "starttls",
+            validate_certs=settings.validate_certs,
+            username=settings.username,
+            password=settings.password.get_secret_value() if settings.password else None,
+            timeout=settings.timeout_s,
+        )
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise PermanentProviderError(f"smtp: authentication refused: {exc}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TransientProviderError(f"smtp: cannot connect: {exc}") from exc
+        return client
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for client in idle:
+            with contextlib.suppress(Exception):
+                await client.quit()
+
+
+async def _discard(client: aiosmtplib.SMTP) -> None:
+    with contextlib.suppress(Exception):
+        client.close()
