@@ -88,7 +88,7 @@ class SmtpSink:
                 self._box.add(content)
             if self.keep_in_memory:
                 parsed = message_from_bytes(content, policy=policy.default)
-                self.messages.append(parsed)  # type: ignore[arg-type]
+                self.messages.append(parsed)
 
     async def wait_for(self, count: int, within_s: float = 15.0) -> list[EmailMessage]:
         deadline = time.monotonic() + within_s
