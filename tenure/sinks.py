@@ -123,6 +123,8 @@ class HttpRecorder:
     log_path: Path | None = None
     keep_in_memory: bool = True
     status: dict[str, list[int]] = field(default_factory=dict)
+    #: path prefix → a ``Location`` to answer ``302`` with
+    redirects: dict[str, str] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     count: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -143,6 +145,7 @@ class HttpRecorder:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            interface="asgi3",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="recorder")
@@ -195,13 +198,12 @@ class HttpRecorder:
                 out.write(json.dumps(entry) + "\n")
         status, answer = self._answer(path)
         payload = json.dumps(answer).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
+        response_headers = [(b"content-type", b"application/json")]
+        for prefix, location in self.redirects.items():
+            if path.startswith(prefix):
+                status = 302
+                response_headers.append((b"location", location.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload})
 
     def _answer(self, path: str) -> tuple[int, Any]:

@@ -139,6 +139,12 @@ class _LimitedSandbox(SandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # ``context.items`` is the request's "items", not dict.items: keys come first
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
         if operator_ == "*":
             sizes = [len(x) for x in (left, right) if isinstance(x, str | list | tuple)]

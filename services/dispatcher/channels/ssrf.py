@@ -117,4 +117,5 @@ async def _resolve(host: str, port: int) -> list[IpAddress]:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if address not in found:
             found.append(address)
-    return found
+    # IPv4 first: a name with both is pinned to its IPv4 address
+    return sorted(found, key=lambda a: a.version)

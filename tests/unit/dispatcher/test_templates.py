@@ -133,3 +133,8 @@ def test_any_trait_text_renders_verbatim_in_text_and_never_as_markup(value: str)
 def test_any_source_either_renders_or_raises_template_error(source: str) -> None:
     with contextlib.suppress(TemplateError):
         render_source(source, {"customer": CUSTOMER, "context": {}})
+
+
+def test_keys_named_like_dict_methods_read_the_values() -> None:
+    context = {"context": {"items": ["a", "b"], "keys": 3}}
+    assert render_source("{{ context.items | length }} {{ context.keys }}", context) == "2 3"
