@@ -42,6 +42,8 @@ class _Handler:
         reply = self._sink.reply(recipients, content) if self._sink.reply else None
         if reply is not None:
             return reply
+        if self._sink.delay_s:
+            await asyncio.sleep(self._sink.delay_s)
         self._sink._keep(recipients, content)
         return "250 OK"
 
@@ -56,8 +58,11 @@ class SmtpSink:
         port: int | None = None,
         reply: SmtpReply | None = None,
         keep_in_memory: bool = True,
+        delay_s: float = 0.0,
     ) -> None:
         self.port = port or free_port()
+        #: how long each message takes to accept (a slow server)
+        self.delay_s = delay_s
         self.maildir = maildir
         self.reply = reply
         self.keep_in_memory = keep_in_memory
