@@ -214,8 +214,14 @@ class WebPushProvider:
 
         if settings.vapid_private_key is None:
             raise ValueError("Web Push needs TENURE_WEBPUSH_VAPID_PRIVATE_KEY")
-        key = settings.vapid_private_key.get_secret_value()
-        self._vapid = Vapid02.from_pem(key.encode()) if "BEGIN" in key else Vapid02.from_string(key)
+        key = settings.vapid_private_key.get_secret_value().strip()
+        if "BEGIN" in key:
+            from cryptography.hazmat.primitives import serialization
+
+            pem = serialization.load_pem_private_key(key.encode(), password=None)
+            self._vapid = Vapid02(private_key=pem)
+        else:
+            self._vapid = Vapid02.from_string(key)
         self._settings = settings
         self._client = client
 
