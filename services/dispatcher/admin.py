@@ -428,7 +428,7 @@ async def customer_deliveries(
             await conn.execute(
                 select(outcomes)
                 .where(outcomes.c.dispatch_id.in_([r.dispatch_id for r in rows]))
-                .order_by(outcomes.c.at, outcomes.c.outcome_id)
+                .order_by(outcomes.c.at, outcomes.c.seq)
             )
         ).all()
     by_dispatch: dict[str, list[OutcomePublic]] = {}

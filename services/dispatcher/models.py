@@ -19,9 +19,11 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
+    Identity,
     Index,
     Integer,
     SmallInteger,
@@ -142,6 +144,8 @@ outcomes = Table(
     Column("at", Timestamp, nullable=False),
     Column("deferred_until", Timestamp),
     Column("provider_message_id", Text),
+    #: insertion order, for outcomes of one instant
+    Column("seq", BigInteger, Identity(always=True), nullable=False),
     Index("ix_outcomes_dispatch", "dispatch_id"),
 )
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 17:21:09.256578
+Create Date: 2026-12-02 17:41:36.449518
 """
 
 from collections.abc import Sequence
@@ -107,6 +107,7 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("deferred_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("provider_message_id", sa.Text(), nullable=True),
+        sa.Column("seq", sa.BigInteger(), sa.Identity(always=True), nullable=False),
         sa.PrimaryKeyConstraint("outcome_id", name=op.f("pk_outcomes")),
         schema="dispatcher",
     )
