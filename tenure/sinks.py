@@ -235,3 +235,28 @@ def _text(body: bytes) -> str:
         return body.decode()
     except UnicodeDecodeError:
         return "base64:" + base64.b64encode(body).decode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tenure.sinks --smtp-port P --http-port Q``: both servers in a process
+    of their own (the benchmark's providers), until SIGTERM or SIGINT."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m tenure.sinks")
+    parser.add_argument("--smtp-port", type=int, required=True)
+    parser.add_argument("--http-port", type=int, required=True)
+    args = parser.parse_args(argv)
+    smtp = SmtpSink(port=args.smtp_port, keep_in_memory=False).start()
+    recorder = HttpRecorder(port=args.http_port, keep_in_memory=False).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    recorder.stop()
+    smtp.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

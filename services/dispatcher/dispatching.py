@@ -62,7 +62,7 @@ from services.dispatcher.templates import (
     render_variant,
     rewrite_links,
 )
-from shared.db.locks import lock_name, xact_lock
+from shared.db.locks import lock_name, xact_locks
 from shared.db.outbox import enqueue
 from shared.db.timers import claim_due, schedule
 from shared.db.transient import is_transient_db_error
@@ -188,8 +188,7 @@ class Dispatcher:
         if not held:
             return []
         customers = sorted({h.request.customer_id for h in held})
-        for customer in customers:  # in one order everywhere: no deadlock between replicas
-            await xact_lock(conn, lock_name("dispatcher", "customer", item=customer))
+        await xact_locks(conn, (lock_name("dispatcher", "customer", item=c) for c in customers))
         policy = await repo.load_policy(conn)
         contacts = await repo.load_contacts(conn, ids=customers)
         prefs = await repo.load_preferences(conn, ids=customers)
@@ -404,7 +403,7 @@ class Dispatcher:
                 "variant": request.variant,
             },
             "unsubscribe_url": unsubscribe,
-            "preferences_url": signer.preferences(dispatch_id),
+            "preferences_url": _Lazy(lambda: signer.preferences(dispatch_id)),
             "link": lambda url: signer.click(dispatch_id, str(url)),
             "survey_url": lambda kind, score: signer.survey(dispatch_id, str(kind), int(score)),
         }
@@ -560,6 +559,26 @@ class Dispatcher:
         if stale:
             self._on_commit()
         return len(stale)
+
+
+class _Lazy:
+    """A link signed only if the template uses it (signing costs tens of µs)."""
+
+    __slots__ = ("_make", "_value")
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make = make
+        self._value: str | None = None
+
+    def __str__(self) -> str:
+        if self._value is None:
+            self._value = self._make()
+        return self._value
+
+    def __html__(self) -> str:
+        import html
+
+        return html.escape(str(self))
 
 
 def _replace(rendered: Any, **changes: Any) -> Any:

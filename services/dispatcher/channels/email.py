@@ -10,10 +10,11 @@ sending one message at a time; a session that failed is closed, not reused.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
+import uuid
+from email.header import Header
 from typing import Literal
 
 import aiosmtplib
@@ -45,29 +46,68 @@ class SmtpSettings(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
-def build_email(message: Outgoing, settings: SmtpSettings) -> EmailMessage:
-    """The MIME message: text, HTML (with the open pixel already in it), headers."""
+def build_email(message: Outgoing, settings: SmtpSettings) -> bytes:
+    """The MIME message as sent: ``multipart/alternative`` with a text and an HTML part
+    (the open pixel already in the HTML), each base64 in UTF-8, and the headers.
+
+    Written directly rather than through :class:`email.message.EmailMessage`, whose
+    header folding and flattening cost ~8 ms a message here, most of an email's CPU.
+    Header values come from settings, a validated address and a subject without line
+    breaks (:func:`~services.dispatcher.templates.render_variant`); non-ASCII ones are
+    RFC 2047 encoded.
+    """
     rendered = message.rendered
-    mail = EmailMessage(policy=SMTP_POLICY)
-    mail["From"] = settings.from_address
-    mail["To"] = str(message.address)
-    mail["Subject"] = rendered.subject or ""
-    mail["Date"] = email.utils.formatdate(usegmt=True)
-    mail["Message-ID"] = message_id(message.dispatch_id, settings.message_id_domain)
-    mail[DISPATCH_ID_HEADER] = message.dispatch_id
-    if message.unsubscribe_url:
-        targets = [f"<{message.unsubscribe_url}>"]
-        if settings.unsubscribe_mailto:
-            targets.append(f"<mailto:{settings.unsubscribe_mailto}?subject=unsubscribe>")
-        mail["List-Unsubscribe"] = ", ".join(targets)
-        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     text = rendered.text
     if text is None and rendered.html is not None:
         text = _text_of(rendered.html)
-    mail.set_content(text or "", subtype="plain", charset="utf-8")
+    boundary = f"=_tenure_{uuid.uuid4().hex}"
+    headers = [
+        f"From: {_header(settings.from_address)}",
+        f"To: {_no_breaks(str(message.address))}",
+        f"Subject: {_header(rendered.subject or '')}",
+        f"Date: {email.utils.formatdate(usegmt=True)}",
+        f"Message-ID: {message_id(message.dispatch_id, settings.message_id_domain)}",
+        f"{DISPATCH_ID_HEADER}: {_no_breaks(message.dispatch_id)}",
+        "MIME-Version: 1.0",
+    ]
+    if message.unsubscribe_url:
+        targets = [f"<{_no_breaks(message.unsubscribe_url)}>"]
+        if settings.unsubscribe_mailto:
+            targets.append(
+                f"<mailto:{_no_breaks(settings.unsubscribe_mailto)}?subject=unsubscribe>"
+            )
+        headers.append(f"List-Unsubscribe: {', '.join(targets)}")
+        headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+    parts = [("plain", text or "")]
     if rendered.html is not None:
-        mail.add_alternative(rendered.html, subtype="html", charset="utf-8")
-    return mail
+        parts.append(("html", rendered.html))
+    headers.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+    lines = [*headers, "", "This is a multi-part message in MIME format."]
+    for subtype, body in parts:
+        lines += [
+            f"--{boundary}",
+            f'Content-Type: text/{subtype}; charset="utf-8"',
+            "Content-Transfer-Encoding: base64",
+            "",
+            base64.encodebytes(body.encode()).decode().rstrip("\n").replace("\n", "\r\n"),
+        ]
+    lines += [f"--{boundary}--", ""]
+    return "\r\n".join(lines).encode()
+
+
+def _no_breaks(value: str) -> str:
+    return value.replace("\r", " ").replace("\n", " ")
+
+
+def _header(value: str) -> str:
+    """A header value, RFC 2047 encoded (and folded) when it is not ASCII."""
+    value = _no_breaks(value)
+    if value.isascii():
+        return value
+    name, address = email.utils.parseaddr(value)
+    if address and "@" in address and value.rstrip().endswith(">"):
+        return email.utils.formataddr((name, address), charset="utf-8")
+    return Header(value, "utf-8").encode()
 
 
 def message_id(dispatch_id: str, domain: str) -> str:
@@ -85,16 +125,17 @@ class SmtpProvider:
 
     def __init__(self, settings: SmtpSettings) -> None:
         self._settings = settings
+        self._sender = email.utils.parseaddr(settings.from_address)[1]
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(settings.connections)
         self._closed = False
 
     async def send(self, message: Outgoing) -> str:
-        mail = build_email(message, self._settings)
+        data = build_email(message, self._settings)
         async with self._slots:
             client = await self._session()
             try:
-                await client.send_message(mail)
+                await client.sendmail(self._sender, [str(message.address)], data)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 await _discard(client)
                 codes = [r.code for r in exc.recipients]
