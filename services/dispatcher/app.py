@@ -57,8 +57,8 @@ class Runtime:
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=5.0),
             limits=httpx.Limits(
-                max_connections=group.send_concurrency,
-                max_keepalive_connections=group.send_concurrency,
+                max_connections=group.http_connections,
+                max_keepalive_connections=group.http_connections,
             ),
         )
         self.providers = (

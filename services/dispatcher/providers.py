@@ -8,6 +8,7 @@ A channel without a provider is skipped in a request's fallback list.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx
@@ -46,6 +47,22 @@ class PushRouter:
         return None
 
 
+class Bounded:
+    """At most ``limit`` calls of ``provider`` at once: more coroutines than the HTTP
+    client has connections only queue inside its pool, which costs more per waiter."""
+
+    def __init__(self, provider: Provider, limit: int) -> None:
+        self._provider = provider
+        self._slots = asyncio.Semaphore(limit)
+
+    async def send(self, message: Outgoing) -> str:
+        async with self._slots:
+            return await self._provider.send(message)
+
+    async def close(self) -> None:
+        await self._provider.close()
+
+
 def build_providers(
     settings: DispatcherSettings, client: httpx.AsyncClient
 ) -> dict[Channel, Provider]:
@@ -66,5 +83,9 @@ def build_providers(
         providers[Channel.MESSENGER] = MessengerProvider(settings.messenger, client)
     if settings.webhook.secret is not None:
         providers[Channel.WEBHOOK] = WebhookProvider(settings.webhook, client)
+    limit = settings.dispatcher.http_connections
+    for channel, provider in providers.items():
+        if channel is not Channel.EMAIL:  # SMTP bounds itself by its sessions
+            providers[channel] = Bounded(provider, limit)
     log.info("dispatcher channels: %s", ", ".join(sorted(c.value for c in providers)))
     return providers

@@ -32,6 +32,8 @@ class DispatcherGroup(BaseModel):
     link_secret: SecretStr = SecretStr("")
     #: provider calls in flight at once per process
     send_concurrency: int = Field(default=256, ge=1, le=10_000)
+    #: HTTP connections kept open to each push / social provider
+    http_connections: int = Field(default=32, ge=1, le=1_000)
     #: tries of a provider call on transient errors, with exponential backoff and jitter
     retry_attempts: int = Field(default=4, ge=1, le=20)
     retry_initial_s: float = Field(default=0.2, gt=0)
