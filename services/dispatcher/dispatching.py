@@ -453,6 +453,9 @@ class Dispatcher:
         for item, (provider_id, error, attempts) in zip(claimed, results, strict=True):
             request, channel = item.request, item.outgoing.channel
             if error is None:
+                if request.send_time.kind == "now":
+                    waited = (now - request.requested_at).total_seconds()
+                    metrics.REQUEST_TO_HANDOFF_SECONDS.observe(max(0.0, waited))
                 updates.append(
                     DeliveryUpdate(
                         request.dispatch_id,

@@ -60,7 +60,8 @@ LINKS_REFUSED = Counter(
 )
 REQUEST_TO_HANDOFF_SECONDS = Histogram(
     "request_to_handoff_seconds",
-    "From a request's requestedAt to the provider's acceptance, for requests sent at once.",
+    "From a request's requestedAt to the provider's acceptance (send time now; a "
+    "deferral's wait included).",
     namespace="tenure",
     subsystem="dispatcher",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),

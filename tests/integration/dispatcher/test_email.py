@@ -164,3 +164,23 @@ async def test_tampered_and_foreign_links_are_refused(stack: Stack) -> None:
     # a valid click token used as an unsubscribe token
     click = signer.token(Purpose.CLICK, LinkPayload("x", "https://a"))
     assert (await stack.client.post(f"/t/u/{click}")).status_code == 404
+
+
+async def test_the_preference_page_reads_and_saves_choices(stack: Stack) -> None:
+    await stack.client.put(
+        "/v1/topics/tips", json={"name": "Tips & tricks", "default_subscribed": True}, headers=ADMIN
+    )
+    await stack.profile("pat", email="pat@example.com")
+    await stack.contact_known("pat")
+    request = await stack.request(customer_id="pat", template_id="hello", priority="critical")
+    await stack.final(request.dispatch_id)
+    path = urlsplit(stack.runtime.signer.preferences(request.dispatch_id)).path
+    page = await stack.client.get(path)
+    assert page.status_code == 200
+    assert "Tips &amp; tricks" in page.text and "name='topic:tips' value='on' checked" in page.text
+    saved = await stack.client.post(path, data={"channel:email": "on", "channel:push": "on"})
+    assert saved.status_code == 200
+    prefs = (await stack.client.get("/v1/customers/pat/preferences", headers=ADMIN)).json()
+    assert prefs["topics"]["tips"] is False
+    assert prefs["channels"]["email"] is True and prefs["channels"]["whatsapp"] is False
+    assert prefs["unsubscribed"] is False
