@@ -130,6 +130,8 @@ class DispatcherBench:
                 "TENURE_DATABASE_URL": url,
                 "TENURE_HTTP_PORT": str(port),
                 "TENURE_LOG_LEVEL": "WARNING",
+                # one worker process per core, each a member of the consumer group
+                "TENURE_HTTP_WORKERS": os.environ.get("TENURE_BENCH_DISPATCHER_WORKERS", "2"),
                 "TENURE_DISPATCHER_LINK_SECRET": "bench-link-secret-0123456789",
                 "TENURE_DISPATCHER_ADMIN_TOKEN_HASHES": hash_token(ADMIN),
                 "TENURE_SMTP_PORT": str(smtp_port),
