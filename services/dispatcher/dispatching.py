@@ -202,7 +202,7 @@ class Dispatcher:
             if h.not_before is None and h.request.send_time.kind == "best_time"
         ]
         engagement = await repo.load_engagement(conn, ids=needs_engagement)
-        definitions = await self._templates(conn, [h.request for h in held])
+        definitions = await self._templates(conn, held)
 
         effects = _Effects()
         # the customer's most urgent first, where a cap leaves room for fewer than wait
@@ -347,22 +347,25 @@ class Dispatcher:
         metrics.DEAD_LETTERS.inc()
 
     async def _templates(
-        self, conn: AsyncConnection, requests: Sequence[DispatchRequest]
+        self, conn: AsyncConnection, held: Sequence[HeldRequest]
     ) -> dict[str, tuple[int, TemplateDefinition] | str]:
-        """Each request's template version and definition, or why there is none."""
-        heads = await repo.template_heads(conn, ids={r.template_id for r in requests})
+        """Each request's template version (pinned by the request, else decided on
+        arrival, else the latest) and definition, or why there is none."""
+        heads = await repo.template_heads(conn, ids={h.request.template_id for h in held})
         wanted: dict[str, tuple[str, int]] = {}
         found: dict[str, tuple[int, TemplateDefinition] | str] = {}
-        for request in requests:
+        for item in held:
+            request = item.request
+            pinned = request.template_version or item.template_version
             head = heads.get(request.template_id)
             if head is None:
                 found[request.dispatch_id] = f"no template {request.template_id!r}"
-            elif request.template_version is None and head.archived:
+            elif pinned is None and head.archived:
                 found[request.dispatch_id] = f"the template {request.template_id!r} is archived"
             else:
                 wanted[request.dispatch_id] = (
                     request.template_id,
-                    request.template_version or head.latest_version,
+                    pinned or head.latest_version,
                 )
         missing = {key for key in wanted.values() if key not in self._definitions}
         self._definitions.update(await repo.template_definitions(conn, keys=missing))

@@ -76,6 +76,8 @@ class HeldRequest:
 
     request: DispatchRequest
     not_before: datetime | None
+    #: the template version decided on arrival (a deferral sends what it would have)
+    template_version: int | None = None
 
 
 async def deferred_requests(
@@ -84,13 +86,18 @@ async def deferred_requests(
     """The requests of these deliveries that are still deferred, locked for the caller."""
     driver = await driver_connection(conn)
     rows = await driver.fetch(
-        f"SELECT request::text AS request, not_before FROM {deliveries.fullname} "
+        f"SELECT request::text AS request, not_before, template_version "
+        f"FROM {deliveries.fullname} "
         "WHERE dispatch_id = ANY($1::text[]) AND status = 'deferred' "
         "ORDER BY dispatch_id FOR UPDATE",
         list(dispatch_ids),
     )
     return [
-        HeldRequest(DispatchRequest.model_validate_json(row["request"]), row["not_before"])
+        HeldRequest(
+            DispatchRequest.model_validate_json(row["request"]),
+            row["not_before"],
+            row["template_version"],
+        )
         for row in rows
     ]
 

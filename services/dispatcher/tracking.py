@@ -99,6 +99,9 @@ async def _track(
         row = await _delivery(conn, dispatch_id)
         if event == engagement.EMAIL_LINK_CLICKED and row.channel not in (None, "email"):
             event = engagement.MESSAGE_CLICKED
+        contact = (await repo.load_contacts(conn, ids=[row.customer_id])).get(row.customer_id)
+        if contact is not None and contact.erased:
+            return row  # an erased customer: nothing is recorded about them any more
         await enqueue(
             session=conn,
             outbox=outbox,

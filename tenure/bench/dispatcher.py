@@ -347,7 +347,9 @@ class _OutcomeCounter:
                 for record in records:
                     value = orjson.loads(record.value)
                     if value["status"] in ("sent", "failed", "suppressed"):
-                        self.final[value["dispatchId"]] = value["status"]
+                        self.final[value["dispatchId"]] = (
+                            f"{value['status']} {value.get('reason') or ''}".strip()
+                        )
                         if value["status"] == "sent":
                             self.sent_at[value["dispatchId"]] = datetime.fromisoformat(value["at"])
 

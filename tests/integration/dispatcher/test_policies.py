@@ -41,11 +41,24 @@ async def test_quiet_hours_defer_to_the_customers_morning_and_the_timer_fires(
     (deferred,) = await stack.outcomes_of(request.dispatch_id)
     assert (deferred["status"], deferred["reason"]) == ("deferred", "quiet_hours")
     assert deferred["deferredUntil"] == "2026-06-02T00:00:00Z"  # 09:00 in Tokyo
+    # a new version meanwhile: the deferred message keeps the version decided on arrival
+    await stack.template(
+        "nudge",
+        **{
+            **TEMPLATE,
+            "variants": [{"channel": "email", "subject": "Nudge v2", "html": "<p>v2</p>"}],
+        },
+    )
     stack.clock.now = datetime(2026, 6, 2, 0, 0, 1, tzinfo=UTC)
     assert await _statuses(stack, request.dispatch_id, 2) == [
         ("deferred", "quiet_hours"),
         ("sent", None),
     ]
+    mail = next(
+        m for m in stack.smtp.messages if m["Message-ID"] == f"<{request.dispatch_id}@tenure.local>"
+    )
+    assert mail["Subject"] == "Nudge"
+    await stack.template("nudge", **TEMPLATE)
 
 
 async def test_frequency_caps_across_journeys_defer_and_critical_goes_through(
@@ -152,3 +165,22 @@ async def test_local_time_and_best_time(stack: Stack) -> None:
     assert deferred["deferredUntil"] == "2026-06-09T18:00:00Z"
     stack.clock.now = datetime(2026, 6, 9, 18, 0, 1, tzinfo=UTC)
     assert (await stack.final(best.dispatch_id))["status"] == "sent"
+
+
+async def test_nothing_is_recorded_about_an_erased_customer(stack: Stack) -> None:
+    stack.clock.now = datetime(2026, 6, 12, 12, tzinfo=UTC)
+    customer = await _customer(stack, "forgotten", timezone="UTC")
+    request = await stack.request(customer_id=customer, template_id="nudge", priority="critical")
+    assert (await stack.final(request.dispatch_id))["status"] == "sent"
+    await stack.profile(customer, version=2, deleted=True)
+    await stack.contact_known(customer, version=2)
+    pixel = stack.runtime.signer.open_pixel(request.dispatch_id).removeprefix(
+        "http://dispatcher.test"
+    )
+    assert (await stack.client.get(pixel)).status_code == 200
+    import asyncio
+
+    await asyncio.sleep(1.5)
+    assert not [r for r in stack.events.records if customer.encode() == r.key], (
+        "an engagement event was recorded for an erased customer"
+    )
