@@ -61,3 +61,18 @@ def test_any_change_to_a_token_is_refused(target: str, position: int, data: st.D
         return
     # base64 padding bits may change without changing the bytes: then the payload is the same
     assert payload == LinkPayload("d-1", target)
+
+
+def test_tokens_of_plain_itsdangerous_still_load_compressed_or_not() -> None:
+    from itsdangerous import URLSafeTimedSerializer
+
+    plain = URLSafeTimedSerializer("s" * 32, salt="tenure.dispatcher.click")
+    long_target = "https://shop.example/" + "a" * 300  # compresses
+    for target in ("https://a", long_target):
+        assert SIGNER.verify(Purpose.CLICK, plain.dumps(["d-1", target])) == LinkPayload(
+            "d-1", target
+        )
+    assert plain.loads(SIGNER.token(Purpose.CLICK, LinkPayload("d-1", "https://a"))) == [
+        "d-1",
+        "https://a",
+    ]
