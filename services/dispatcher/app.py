@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from services.dispatcher.admin import router as admin_router
 from services.dispatcher.channels.base import Provider
 from services.dispatcher.consumer import DispatcherBatchHandler, is_transient
-from services.dispatcher.dispatching import Dispatcher, RetryPolicy, utc_now
+from services.dispatcher.dispatching import Dispatcher, RetryPolicy, SendsInFlight, utc_now
 from services.dispatcher.links import LinkSigner
 from services.dispatcher.models import outbox
 from services.dispatcher.providers import build_providers
@@ -76,6 +76,7 @@ class Runtime:
             send_concurrency=group.send_concurrency,
             retry=RetryPolicy(group.retry_attempts, group.retry_initial_s, group.retry_max_s),
             webhook_default=settings.webhook.url,
+            batches_sending=group.batches_sending,
         )
         self.services = ServiceRuntime(
             "dispatcher", engine=self.engine, publisher=self.publisher, relay=self.relay
@@ -95,6 +96,8 @@ class Runtime:
                 max_records=group.max_batch_records,
             ),
         )
+        # declared first: on shutdown it waits for the sends of the last batches
+        self.services.loop("sends in flight", SendsInFlight(self.dispatcher))
         self.services.loop(
             "deferrals",
             TimerSweep(

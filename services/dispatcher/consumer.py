@@ -3,8 +3,9 @@
 
 A batch applies its profiles first (one transaction; an erased customer's
 preferences, engagement and stored request contexts are dropped with them), then
-its requests (decide, send, record). The runner commits the offsets only after
-both are durable.
+decides its requests (one transaction). The runner commits the offsets once both
+are durable; the batch's sends and their records go on meanwhile (a redelivered
+request finds its delivery row and sends nothing).
 """
 
 from __future__ import annotations
@@ -48,4 +49,5 @@ class DispatcherBatchHandler:
                 changes = await apply_profile_updates(conn, table=profiles, updates=updates)
                 await repo.erase_requests(conn, customer_ids=changes.erased)
         if requests:
-            await self._dispatcher.handle_requests(requests)
+            # the sends go on while the next batch is decided (their rows are durable)
+            await self._dispatcher.handle_requests(requests, wait=False)

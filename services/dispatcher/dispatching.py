@@ -136,6 +136,7 @@ class Dispatcher:
         retry: RetryPolicy = RetryPolicy(),
         webhook_default: str | None = None,
         stopping: asyncio.Event | None = None,
+        batches_sending: int = 2,
     ) -> None:
         self._engine = engine
         self._providers = dict(providers)
@@ -146,6 +147,9 @@ class Dispatcher:
         self._retry = retry
         self._webhook_default = webhook_default
         self._stopping = stopping
+        self._batches_sending = max(1, batches_sending)
+        self._sending: set[asyncio.Task[None]] = set()
+        self._closing = False
         #: template versions never change once written: kept by (id, version)
         self._definitions: dict[tuple[str, int], TemplateDefinition] = {}
 
@@ -156,8 +160,14 @@ class Dispatcher:
 
     # --- the three steps -----------------------------------------------------------
 
-    async def handle_requests(self, requests: Sequence[DispatchRequest]) -> None:
-        """A consumed batch of requests: decide, send, record (returns when recorded)."""
+    async def handle_requests(
+        self, requests: Sequence[DispatchRequest], *, wait: bool = True
+    ) -> None:
+        """A batch of requests: decide, send, record. With ``wait`` it returns once all
+        is recorded; without, once the decisions are durable, the sends going on in the
+        background (at most ``batches_sending`` batches at once; the call waits for a
+        slot). Either way a redelivered request finds its delivery row: the consumer
+        may commit its offsets as soon as this returns."""
         if not requests:
             return
         now = self._clock()
@@ -166,7 +176,27 @@ class Dispatcher:
             metrics.REQUESTS_DUPLICATE.inc(len(requests) - len(fresh))
             claimed = await self._decide(conn, [HeldRequest(r, None) for r in fresh], now, True)
         self._on_commit()
-        await self.deliver(claimed)
+        while not wait and len(self._sending) >= self._batches_sending:
+            await asyncio.wait(self._sending, return_when=asyncio.FIRST_COMPLETED)
+        if wait or self._closing:  # once shutdown began, nothing new in the background
+            await self.deliver(claimed)
+            return
+        task = asyncio.create_task(self.deliver(claimed), name="dispatcher-sends")
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # the deliveries stay ``sending``: expire_interrupted gives them an outcome
+            log.error("recording a batch of sends failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """From now on send in the foreground; wait for the batches still being sent
+        and recorded."""
+        self._closing = True
+        while self._sending:
+            await asyncio.wait(set(self._sending))
 
     async def fire_due(self, *, limit: int) -> int:
         """One round of the deferral sweep: claim up to ``limit`` due timers, decide
@@ -585,6 +615,23 @@ class _Lazy:
         import html
 
         return html.escape(str(self))
+
+
+class SendsInFlight:
+    """A runtime loop that, on shutdown, waits for the batches still being sent (after
+    the consumer stopped, before the outbox's last relay)."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        await self._stopping.wait()
+        await self._dispatcher.drain()
+
+    def signal_shutdown(self) -> None:
+        self._dispatcher._closing = True
+        self._stopping.set()
 
 
 def _replace(rendered: Any, **changes: Any) -> Any:

@@ -32,6 +32,9 @@ class DispatcherGroup(BaseModel):
     link_secret: SecretStr = SecretStr("")
     #: provider calls in flight at once per process
     send_concurrency: int = Field(default=256, ge=1, le=10_000)
+    #: consumed batches whose sends may be in flight at once (the next batch is decided
+    #: while one is being sent)
+    batches_sending: int = Field(default=2, ge=1, le=16)
     #: HTTP connections kept open to each push / social provider
     http_connections: int = Field(default=32, ge=1, le=1_000)
     #: tries of a provider call on transient errors, with exponential backoff and jitter
