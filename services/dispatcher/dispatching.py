@@ -14,7 +14,10 @@ A request goes through three transactions at most:
    transient errors with exponential backoff and jitter.
 3. **record**: ``sent`` or ``failed`` (with a dead letter), and the outcome.
 
-Only then does the consumer commit its offsets. A process killed between 1 and 3
+The consumer commits its offsets once step 1 is durable and decides its next batch
+while this one is sent (:meth:`Dispatcher.handle_requests` without ``wait``): the
+delivery rows, not the offsets, are what keep a redelivery from sending twice. A
+process killed between 1 and 3
 leaves ``sending`` rows: a redelivered request finds its row and sends nothing; the
 :meth:`Dispatcher.expire_interrupted` job gives those rows, once their lease is
 over, a ``failed`` outcome (``interrupted``): whether the provider got the message
