@@ -17,6 +17,7 @@ TARGETS = {
     "ingest": "tenure.bench.ingest:ingest_bench",
     "recommend": "tenure.bench.recommend:recommend_bench",
     "segmenter": "tenure.bench.segmenter:segmenter_bench",
+    "dispatcher": "tenure.bench.dispatcher:dispatcher_bench",
 }
 
 
