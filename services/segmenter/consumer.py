@@ -277,6 +277,7 @@ class EventBatchHandler:
         stored = {i: p for i, p in loaded.items() if i not in reserved}
         await repo.move_activity(conn, from_id=old, to_id=new)
         await recommend_store.move_interactions(conn, from_id=old, to_id=new)
+        await loyalty_store.move_ledger(conn, from_id=old, to_id=new)
         if old in stored:
             target = stored.get(new) or new_profile(new, stored[old].first_seen_at)
             target.version = max(target.version, stored[old].version)

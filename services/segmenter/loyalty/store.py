@@ -206,3 +206,25 @@ def _tier(program: Program, name: str | None) -> Any:
     if name is None:
         return None
     return next((t for t in program.tiers if t.name == name), None)
+
+
+async def move_ledger(conn: AsyncConnection, *, from_id: str, to_id: str) -> None:
+    """An alias merge: the anonymous id's entries join the known customer's ledger (a
+    one-off bonus both earned stays once); their standing is refreshed when they next
+    earn, or by the refresh job."""
+    await execute(
+        conn,
+        """
+        WITH moved AS (
+            DELETE FROM segmenter.loyalty_ledger WHERE customer_id = $1
+            RETURNING source_id, rule_id, at, points, expires_at, event
+        )
+        INSERT INTO segmenter.loyalty_ledger
+            (customer_id, source_id, rule_id, at, points, expires_at, event)
+        SELECT $2, source_id, rule_id, at, points, expires_at, event FROM moved
+        ORDER BY source_id, rule_id
+        ON CONFLICT (customer_id, source_id, rule_id) DO NOTHING
+        """,
+        from_id,
+        to_id,
+    )

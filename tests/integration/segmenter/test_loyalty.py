@@ -122,3 +122,21 @@ async def test_points_tiers_segments_redemptions_and_expiry(stack: Stack) -> Non
     exits = [c for c in await stack.changes_of(ada, 2) if c["segmentId"] == gold]
     assert [c["change"] for c in exits] == ["entered", "exited"]
     assert exits[-1]["cause"] == "score"
+
+
+async def test_an_alias_brings_the_anonymous_points(stack: Stack) -> None:
+    """(After the test above: the program is set.)"""
+    run = run_id()
+    now = stack.clock.now
+    anonymous, known = f"anon-{run}", f"known-{run}"
+    await stack.send(
+        event(
+            "track", None, now - timedelta(hours=2), anonymousId=anonymous, event="Review Submitted"
+        ),
+        event("identify", known, now - timedelta(hours=2), traits={"run": run}),
+    )
+    await standing(stack, anonymous, until=lambda s: s["points"] == 25)
+    await stack.send(event("alias", known, now - timedelta(hours=1), previousId=anonymous))
+    moved = await standing(stack, known, until=lambda s: len(s["history"]) == 1)
+    assert [(e["ruleId"], e["points"]) for e in moved["history"]] == [("review", 25)]
+    assert (await standing(stack, anonymous))["history"] == []
