@@ -6,10 +6,11 @@ event timestamp (not arrival), first/last seen are min/max, counts and sums add.
 That is also what makes alias merges order-free.
 
 What counts as activity (``last_seen_at``, event statistics): track, page
-("Page Viewed") and screen ("Screen Viewed") calls. identify and group calls
-create the profile and set traits (a ``null`` trait removes it); group sets the
-``group_id`` trait. ``context.timezone`` / ``context.locale`` are kept too,
-last-write-wins like traits.
+("Page Viewed") and screen ("Screen Viewed") calls, except what the platform says
+about a customer (``Coupon Issued``: counted, but it does not move ``last_seen_at``).
+identify and group calls create the profile and set traits (a ``null`` trait
+removes it); group sets the ``group_id`` trait. ``context.timezone`` /
+``context.locale`` are kept too, last-write-wins like traits.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import orjson
 
 from services.segmenter.rules.ast import dimension_key
 from shared.events.customer_events import CustomerEvent, EventType
+from shared.events.engagement import NOT_ACTIVITY
 
 PAGE_EVENT = "Page Viewed"
 SCREEN_EVENT = "Screen Viewed"
@@ -155,7 +157,7 @@ def apply_event(profile: WorkingProfile, event: CustomerEvent, tracked: TrackedD
     """Fold one event into the customer's working state."""
     at = event.timestamp
     name = event_name(event)
-    profile.touch(at, activity=name is not None)
+    profile.touch(at, activity=name is not None and name not in NOT_ACTIVITY)
     if event.type is EventType.IDENTIFY:
         for trait, value in event.traits.items():
             profile.set_trait(trait, value, at)

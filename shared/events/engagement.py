@@ -22,6 +22,9 @@ COUPON_ISSUED: Final = "Coupon Issued"
 
 #: events that mean the customer saw the message
 OPENED_EVENTS: Final = frozenset({EMAIL_OPENED, PUSH_OPENED})
+#: events the platform sends about a customer, not the customer acting: they are
+#: counted (segments may read them) but do not make the customer active
+NOT_ACTIVITY: Final = frozenset({COUPON_ISSUED})
 #: events that mean the customer acted on the message
 CLICKED_EVENTS: Final = frozenset({EMAIL_LINK_CLICKED, MESSAGE_CLICKED})
 
