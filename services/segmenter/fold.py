@@ -6,11 +6,10 @@ event timestamp (not arrival), first/last seen are min/max, counts and sums add.
 That is also what makes alias merges order-free.
 
 What counts as activity (``last_seen_at``, event statistics): track, page
-("Page Viewed") and screen ("Screen Viewed") calls, except what the platform says
-about a customer (``Coupon Issued``: counted, but it does not move ``last_seen_at``).
-identify and group calls create the profile and set traits (a ``null`` trait
-removes it); group sets the ``group_id`` trait. ``context.timezone`` /
-``context.locale`` are kept too, last-write-wins like traits.
+("Page Viewed") and screen ("Screen Viewed") calls. identify and group calls
+create the profile and set traits (a ``null`` trait removes it); group sets the
+``group_id`` trait. ``context.timezone`` / ``context.locale`` are kept too,
+last-write-wins like traits.
 """
 
 from __future__ import annotations
@@ -157,6 +156,8 @@ def apply_event(profile: WorkingProfile, event: CustomerEvent, tracked: TrackedD
     """Fold one event into the customer's working state."""
     at = event.timestamp
     name = event_name(event)
+    # what the platform says about a customer (``Coupon Issued``) is counted, but does
+    # not make them active: a win-back offer must not end the inactivity that sent it
     profile.touch(at, activity=name is not None and name not in NOT_ACTIVITY)
     if event.type is EventType.IDENTIFY:
         for trait, value in event.traits.items():

@@ -73,12 +73,3 @@ def test_a_new_value_is_written_and_changed() -> None:
 def test_a_new_profile_is_written_whole() -> None:
     profile = new_profile("c2", AT)
     assert (profile.traits_written, profile.changed, profile.trait_times) == (True, True, {})
-
-
-def test_a_coupon_issued_is_counted_but_does_not_make_the_customer_active() -> None:
-    profile = new_profile("c1", AT - timedelta(days=40))
-    apply_event(profile, _event("track", AT, event="Coupon Issued"), NOTHING_TRACKED)
-    assert profile.last_seen_at == AT - timedelta(days=40)
-    assert profile.stats["Coupon Issued"].count == 1
-    apply_event(profile, _event("track", AT, event="Coupon Applied"), NOTHING_TRACKED)
-    assert profile.last_seen_at == AT
