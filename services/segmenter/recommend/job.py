@@ -36,6 +36,8 @@ from services.segmenter.recommend.model import (
     recommend,
 )
 from shared.db.locks import lock_name, session_lock
+from shared.db.transient import is_transient_db_error
+from shared.retry import retrying
 from shared.stopping import PeriodicJob
 
 log = logging.getLogger(__name__)
@@ -213,10 +215,13 @@ async def _recompute(
         )
         payload = items_json(recs, prepared.customer_ids, prepared.product_ids)
         t1 = time.perf_counter()
-        async with engine.begin() as conn:
-            ids = await store.write_recommendations(conn, rows=payload, now=now)
-            # customers erased or merged away since the read have no profile: no message
-            await publish_profiles(conn, ids=ids, now=now)
+        # a chunk's transaction can lose a deadlock with a consumer batch over a profile
+        # row (it locks and bumps the rows of customers whose list changed): try again
+        ids: list[str] = await retrying(
+            what="writing a chunk of recommendations",
+            retry_on=is_transient_db_error,
+            attempts=5,
+        )(_write_chunk, engine, payload, now)
         if on_commit is not None:
             on_commit()
         changed += len(ids)
@@ -239,6 +244,16 @@ async def _recompute(
         seconds=seconds,
         phases={"read": read_s, "fit": fit_s, "score": score_s, "write": write_s},
     )
+
+
+async def _write_chunk(
+    engine: AsyncEngine, payload: list[tuple[str, bytes]], now: datetime
+) -> list[str]:
+    async with engine.begin() as conn:
+        ids = await store.write_recommendations(conn, rows=payload, now=now)
+        # customers erased or merged away since the read have no profile: no message
+        await publish_profiles(conn, ids=ids, now=now)
+    return ids
 
 
 def report_json(report: RecomputeReport) -> dict[str, Any]:
