@@ -37,9 +37,7 @@ Driver = Any
 def default_control(step_id: str, variants: list[str]) -> str:
     """The arm others are compared with: the holdout, a variant named ``control``,
     else ``a``, else the first in order."""
-    if step_id == HOLDOUT_STEP:
-        return HOLDOUT_VARIANT
-    for name in ("control", "a", "A"):
+    for name in (HOLDOUT_VARIANT if step_id == HOLDOUT_STEP else "control", "a", "A"):
         if name in variants:
             return name
     return sorted(variants)[0]

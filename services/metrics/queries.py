@@ -340,7 +340,7 @@ async def uplift(driver: Driver, *, journey_id: str, retention_days: int) -> dic
         SELECT r.holdout, count(*), count(*) FILTER (WHERE EXISTS (
             SELECT 1 FROM metrics.active_periods ap
             WHERE ap.customer_id = r.customer_id AND ap.kind = 'day'
-              AND ap.period > r.entered_at::date AND ap.period <= r.entered_at::date + $2))
+              AND ap.period > r.entered_at::date AND ap.period <= r.entered_at::date + $2::int))
         FROM metrics.runs r WHERE r.journey_id = $1 GROUP BY r.holdout
         """,
         journey_id,

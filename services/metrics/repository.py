@@ -241,7 +241,7 @@ async def attribute_goals(
             SELECT t.dispatch_id, min(g.at) AS at FROM g
             CROSS JOIN LATERAL (
                 SELECT dispatch_id FROM metrics.touches t
-                WHERE t.customer_id = g.customer_id AND t.at <= g.at AND t.at > g.at - $3
+                WHERE t.customer_id = g.customer_id AND t.at <= g.at AND t.at > g.at - $3::interval
                 ORDER BY t.at DESC LIMIT 1
             ) AS t
             GROUP BY t.dispatch_id
