@@ -7,8 +7,6 @@ is a static page that asks for the token and reads ``/v1/report`` with it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 import uuid
@@ -30,17 +28,20 @@ from services.metrics import queries
 from services.metrics.consumer import DECODERS, MetricsBatchHandler
 from services.metrics.experiments import evaluate_all
 from services.metrics.metrics import ACTIVE_CUSTOMERS, CHURN_RATE, OUTBOX_BACKLOG
-from services.metrics.models import HOLDOUT_STEP, outbox
+from services.metrics.models import HOLDOUT_STEP, outbox, processed_messages
 from services.metrics.settings import MetricsSettings, get_settings
 from services.metrics.stats import Policy
 from shared.auth import TokenDigests
-from shared.db.engine import check_database, create_engine, driver_connection, snapshot
+from shared.collector import tuned_for_throughput
+from shared.db.claims import claims_cleanup
+from shared.db.engine import create_engine, driver_connection, snapshot
 from shared.db.outbox import OutboxRelay
 from shared.db.transient import is_transient_db_error
-from shared.http.app import add_readiness_check, create_service_app
+from shared.http.app import create_service_app
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
+from shared.runtime import ServiceRuntime
 from shared.stopping import PeriodicJob
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ def utc_now() -> datetime:
 
 
 class Runtime:
-    """What the lifespan builds and the routes use."""
+    """What the lifespan builds and the routes use: the metrics service's parts, started
+    and stopped by a :class:`~shared.runtime.ServiceRuntime`."""
 
     def __init__(self, settings: MetricsSettings, clock: Clock) -> None:
         self.settings = settings
@@ -64,6 +66,9 @@ class Runtime:
         self.engine: AsyncEngine = create_engine(settings.database)
         self.publisher = EventPublisher(settings.kafka, client_id="tenure-metrics")
         self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
+        self.service = ServiceRuntime(
+            "metrics", engine=self.engine, publisher=self.publisher, relay=self.relay
+        )
         self.policy = Policy(
             alpha=group.alpha,
             tau=group.mixture_tau,
@@ -73,50 +78,38 @@ class Runtime:
             max_unsubscribe_increase=group.max_unsubscribe_increase,
             max_complaint_increase=group.max_complaint_increase,
         )
-        self.runner = ConsumerRunner(
-            settings=settings.kafka,
-            group_id=group.consumer_group,
-            decoders=DECODERS,
-            handler=MetricsBatchHandler(
-                engine=self.engine,
-                purchase_event=group.purchase_event,
-                goals=group.goals,
-                attribution_window=timedelta(hours=group.attribution_window_hours),
+        self.runner = self.service.consumer(
+            "consumer",
+            ConsumerRunner(
+                settings=settings.kafka,
+                group_id=group.consumer_group,
+                decoders=DECODERS,
+                handler=MetricsBatchHandler(
+                    engine=self.engine,
+                    purchase_event=group.purchase_event,
+                    goals=group.goals,
+                    attribution_window=timedelta(hours=group.attribution_window_hours),
+                ),
+                dead_letters=DeadLetterPolicy(self.publisher),
+                is_transient=is_transient_db_error,
+                max_records=group.max_batch_records,
             ),
-            dead_letters=DeadLetterPolicy(self.publisher),
-            is_transient=is_transient_db_error,
-            max_records=group.max_batch_records,
         )
-        self.evaluator = PeriodicJob(
-            self.evaluate, name="experiment evaluation", interval_s=group.evaluate_interval_s
+        self.service.loop(
+            "evaluator",
+            PeriodicJob(
+                self.evaluate, name="experiment evaluation", interval_s=group.evaluate_interval_s
+            ),
         )
-        self.tasks: dict[str, asyncio.Task[None]] = {}
-
-    async def start(self) -> None:
-        await self.publisher.start()
-        for name, coro in (
-            ("consumer", self.runner.run()),
-            ("relay", self.relay.run()),
-            ("evaluator", self.evaluator.run()),
-        ):
-            self.tasks[name] = asyncio.create_task(coro, name=f"metrics-{name}")
-
-    async def stop(self) -> None:
-        self.runner.signal_shutdown()
-        self.evaluator.signal_shutdown()
-        for name in ("consumer", "evaluator"):
-            await _finish(self.tasks.get(name))
-        with contextlib.suppress(Exception):
-            await self.relay.relay_once()
-        self.relay.signal_shutdown()
-        await _finish(self.tasks.get("relay"))
-        await self.publisher.stop()
-        await self.engine.dispose()
-
-    async def check_consumer(self) -> None:
-        task = self.tasks.get("consumer")
-        if task is not None and task.done():
-            raise RuntimeError(f"the consumer stopped: {task.exception()!r}")
+        self.service.loop(
+            "claims cleanup",
+            claims_cleanup(
+                engine=self.engine,
+                table=processed_messages,
+                clock=clock,
+                retention=timedelta(days=group.dedup_retention_days),
+            ),
+        )
 
     async def evaluate(self) -> int:
         """Evaluate every experiment, enqueue decisions, refresh the KPI gauges."""
@@ -134,41 +127,25 @@ class Runtime:
                 rows = await queries.activity(driver, kind=kind, start=today, end=today)
                 ACTIVE_CUSTOMERS.labels(kind).set(rows[-1]["active"] if rows else 0)
                 # the last complete period against the one before it
-                previous = (
+                last = (
                     queries._shift(kind, rows[-1]["period"], -1)
                     if kind != "day"
                     else (today - timedelta(days=1))
                 )
-                done = await queries.activity(driver, kind=kind, start=previous, end=previous)
+                done = await queries.activity(driver, kind=kind, start=last, end=last)
                 churn = done[-1]["churn_rate"] if done else None
                 CHURN_RATE.labels(kind).set(churn if churn is not None else float("nan"))
             backlog = await driver.fetchval("SELECT coalesce(sum(messages), 0) FROM metrics.outbox")
             OUTBOX_BACKLOG.set(int(backlog))
 
 
-async def _finish(task: asyncio.Task[None] | None) -> None:
-    if task is None:
-        return
-    try:
-        await asyncio.wait_for(task, timeout=30)
-    except TimeoutError:
-        log.error("%s did not stop in 30s; cancelled", task.get_name())
-    except Exception:
-        log.exception("%s ended with an error", task.get_name())
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runtime = Runtime(app.state.settings, app.state.clock)
     app.state.runtime = runtime
-    await runtime.start()
-    add_readiness_check(app, "broker", runtime.publisher.check_ready)
-    add_readiness_check(app, "database", lambda: check_database(runtime.engine))
-    add_readiness_check(app, "consumer", runtime.check_consumer)
-    try:
-        yield
-    finally:
-        await runtime.stop()
+    async with runtime.service.running(app):
+        with tuned_for_throughput():
+            yield
 
 
 # --- dependencies ----------------------------------------------------------------------

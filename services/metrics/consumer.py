@@ -28,6 +28,8 @@ from services.metrics.fold import (
     fold_segment_changes,
 )
 from services.metrics.metrics import CONVERSIONS, FUNNEL, MESSAGES_AGGREGATED, MESSAGES_DUPLICATE
+from services.metrics.models import processed_messages
+from shared.db.claims import claim_messages
 from shared.db.engine import driver_connection
 from shared.events import (
     customer_events,
@@ -85,8 +87,8 @@ class MetricsBatchHandler:
         for record in records:
             unique.setdefault(message_key(record.topic, record.value), record)
         async with self._engine.begin() as conn:
+            fresh = await claim_messages(conn, table=processed_messages, message_ids=list(unique))
             driver = await driver_connection(conn)
-            fresh = await repo.claim_messages(driver, keys=list(unique))
             by_topic: dict[str, list[Any]] = {topic: [] for topic in DECODERS}
             for key, record in unique.items():
                 if key in fresh:

@@ -1,9 +1,9 @@
 """Experiment evaluation: a verdict for every split and holdout, and the decisions
 the journey service acts on.
 
-Every ``evaluate_interval_s`` (and on demand) one transaction locks the experiment
-rows (``FOR UPDATE``: replicas take turns), computes each verdict from the counts
-(:func:`services.metrics.stats.decide`), keeps the running minimum of each
+Every ``evaluate_interval_s`` (and on demand) one transaction, under an advisory
+lock (one process evaluates at a time; the others skip the round), computes each
+verdict from the counts (:func:`services.metrics.stats.decide`), keeps the running minimum of each
 variant's sequential p-value (what keeps the test valid however often it is looked
 at), and, for a split marked ``promote`` whose verdict is ``winner``, writes one
 ``experiment.decisions`` message to the outbox (``decision_id`` is set once, so the
@@ -24,6 +24,7 @@ from services.metrics.metrics import DECISIONS, EXPERIMENT_P_VALUE, EXPERIMENT_R
 from services.metrics.models import HOLDOUT_STEP, HOLDOUT_VARIANT, outbox
 from services.metrics.stats import Arm, Decision, Policy, Verdict, decide
 from shared.db.engine import driver_connection
+from shared.db.locks import lock_name, try_xact_lock
 from shared.db.outbox import enqueue
 from shared.events.experiment_decisions import TOPIC, ExperimentDecision, VariantResult
 from shared.events.experiment_decisions import Verdict as DecisionVerdict
@@ -32,6 +33,7 @@ from shared.kafka.producer import Message
 log = logging.getLogger(__name__)
 
 Driver = Any
+EVALUATION_LOCK = lock_name("metrics", "experiments")
 
 
 def default_control(step_id: str, variants: list[str]) -> str:
@@ -46,12 +48,15 @@ def default_control(step_id: str, variants: list[str]) -> str:
 async def evaluate_all(engine: AsyncEngine, *, policy: Policy, now: datetime) -> int:
     """Evaluate every experiment; return how many decisions were enqueued."""
     async with engine.begin() as conn:
+        if not await try_xact_lock(conn, EVALUATION_LOCK):
+            log.info("another process is evaluating the experiments")
+            return 0
         driver = await driver_connection(conn)
         experiments = await driver.fetch(
             """
             SELECT journey_id, journey_version, step_id, control, promote, min_p_values::text,
                    decision_id
-            FROM metrics.experiments ORDER BY journey_id, journey_version, step_id FOR UPDATE
+            FROM metrics.experiments ORDER BY journey_id, journey_version, step_id
             """
         )
         if not experiments:

@@ -32,6 +32,7 @@ Customer KPIs are kept incrementally, so every KPI query reads a few hundred row
 
 from __future__ import annotations
 
+from shared.db.claims import processed_messages_table
 from shared.db.engine import service_metadata
 from shared.db.outbox import outbox_table
 
@@ -39,6 +40,7 @@ SCHEMA = "metrics"
 
 metadata = service_metadata(SCHEMA)
 outbox = outbox_table(metadata)
+processed_messages = processed_messages_table(metadata)
 
 #: the split step id under which a journey's entrants are compared with its holdout
 HOLDOUT_STEP = "(holdout)"

@@ -30,29 +30,6 @@ COHORT_KINDS = ("week", "month")
 ArmKey = tuple[str, int, str, str]
 
 
-async def claim_messages(driver: Driver, *, keys: Sequence[str]) -> set[str]:
-    """Record message keys (``topic:id``); return those not seen before.
-
-    Kept as ``md5(key)::uuid`` (16 bytes), inserted in key order."""
-    if not keys:
-        return set()
-    rows = await driver.fetch(
-        """
-        WITH given AS (
-            SELECT DISTINCT id, md5(id)::uuid AS key FROM unnest($1::text[]) AS id
-        ), claimed AS (
-            INSERT INTO metrics.processed_messages (message_key)
-            SELECT key FROM given ORDER BY key
-            ON CONFLICT DO NOTHING
-            RETURNING message_key
-        )
-        SELECT given.id FROM given JOIN claimed ON claimed.message_key = given.key
-        """,
-        list(keys),
-    )
-    return {row[0] for row in rows}
-
-
 # --- customer activity ------------------------------------------------------------------
 
 
