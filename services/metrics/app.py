@@ -27,7 +27,13 @@ from services.metrics import objectives as goals
 from services.metrics import queries
 from services.metrics.consumer import DECODERS, MetricsBatchHandler
 from services.metrics.experiments import evaluate_all
-from services.metrics.metrics import ACTIVE_CUSTOMERS, CHURN_RATE, OUTBOX_BACKLOG
+from services.metrics.metrics import (
+    ACTIVE_CUSTOMERS,
+    CHURN_RATE,
+    LTV_TO_DATE,
+    OUTBOX_BACKLOG,
+    REPEAT_PURCHASE_RATE,
+)
 from services.metrics.models import HOLDOUT_STEP, outbox, processed_messages
 from services.metrics.settings import MetricsSettings, get_settings
 from services.metrics.stats import Policy
@@ -135,6 +141,13 @@ class Runtime:
                 done = await queries.activity(driver, kind=kind, start=last, end=last)
                 churn = done[-1]["churn_rate"] if done else None
                 CHURN_RATE.labels(kind).set(churn if churn is not None else float("nan"))
+            value = await driver.fetchrow(
+                "SELECT coalesce(sum(revenue) / nullif(count(*), 0), 0), "
+                "coalesce(count(*) FILTER (WHERE orders >= 2)::float8 "
+                "/ nullif(count(*) FILTER (WHERE orders >= 1), 0), 0) FROM metrics.customers"
+            )
+            LTV_TO_DATE.set(float(value[0]))
+            REPEAT_PURCHASE_RATE.set(float(value[1]))
             backlog = await driver.fetchval("SELECT coalesce(sum(messages), 0) FROM metrics.outbox")
             OUTBOX_BACKLOG.set(int(backlog))
 

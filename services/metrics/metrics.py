@@ -77,3 +77,15 @@ OUTBOX_BACKLOG = Gauge(
     namespace="tenure",
     subsystem="metrics",
 )
+LTV_TO_DATE = Gauge(
+    "ltv_to_date",
+    "Revenue to date over customers to date, at the last evaluation.",
+    namespace="tenure",
+    subsystem="metrics",
+)
+REPEAT_PURCHASE_RATE = Gauge(
+    "repeat_purchase_rate",
+    "Buyers with two orders or more over buyers, at the last evaluation.",
+    namespace="tenure",
+    subsystem="metrics",
+)
