@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (PromQL expressions read best on one line)
 """Writes the Grafana dashboards of deploy/grafana/dashboards/tenure-*.json (except the
 overview, kept by hand): ``python deploy/grafana/generate.py``. A test checks the
 committed files equal what this writes, and evaluates every query in a real

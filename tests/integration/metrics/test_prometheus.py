@@ -81,7 +81,7 @@ async def served(stack: Stack) -> AsyncIterator[int]:
         uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
     )
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
         await asyncio.sleep(0.05)
     yield port
     server.should_exit = True
