@@ -133,11 +133,7 @@ class Runtime:
                 rows = await queries.activity(driver, kind=kind, start=today, end=today)
                 ACTIVE_CUSTOMERS.labels(kind).set(rows[-1]["active"] if rows else 0)
                 # the last complete period against the one before it
-                last = (
-                    queries._shift(kind, rows[-1]["period"], -1)
-                    if kind != "day"
-                    else (today - timedelta(days=1))
-                )
+                last = queries.shift_period(kind, queries.period_start(kind, today), -1)
                 done = await queries.activity(driver, kind=kind, start=last, end=last)
                 churn = done[-1]["churn_rate"] if done else None
                 CHURN_RATE.labels(kind).set(churn if churn is not None else float("nan"))
@@ -479,14 +475,10 @@ async def _with_progress(
     values = await goals.series(driver, doc, start=doc.start, end=max(end, doc.start))
     baseline = doc.baseline
     if baseline is None:
-        before = queries._shift(doc.period, _period_start(doc.period, doc.start), -1)
+        before = queries.shift_period(doc.period, queries.period_start(doc.period, doc.start), -1)
         measured = await goals.series(driver, doc, start=before, end=before)
         baseline = measured[0][1] if measured else None
     return {**doc.model_dump(mode="json"), **goals.progress(doc, values, baseline)}
-
-
-def _period_start(kind: str, day: date) -> date:
-    return day - timedelta(days=day.weekday()) if kind == "week" else day.replace(day=1)
 
 
 @objectives_router.post("", status_code=201)
@@ -544,24 +536,29 @@ async def delete_objective(objective_id: str, runtime: RuntimeDep) -> Response:
 
 
 @report_router.get("")
-async def report_data(runtime: RuntimeDep) -> dict[str, Any]:
-    """Everything the report page draws, in one answer."""
-    today = runtime.clock().date()
-    year_ago = today - timedelta(days=365)
+async def report_data(runtime: RuntimeDep, start: FromQ = None, end: ToQ = None) -> dict[str, Any]:
+    """Everything the report page draws, in one answer (default: the last 12 months)."""
+    start, end = _range(runtime, start, end, 365)
     async with _reading(runtime) as driver:
-        funnel_rows = await queries.funnel(
-            driver, start=today - timedelta(days=30), end=today, filters={}, group_by=["journey_id"]
-        )
-        data = {
+        data: dict[str, Any] = {
             "generated_at": runtime.clock(),
-            "funnel": funnel_rows,
-            "cohorts": await queries.cohorts(
-                driver, kind="month", start=year_ago, end=today, periods=12
+            "from": start,
+            "to": end,
+            "funnel": await queries.funnel(
+                driver,
+                start=end - timedelta(days=30),
+                end=end,
+                filters={},
+                group_by=["journey_id"],
             ),
-            "activity": await queries.activity(driver, kind="month", start=year_ago, end=today),
-            "revenue": await queries.revenue(driver, kind="month", start=year_ago, end=today),
+            "cohorts": await queries.cohorts(
+                driver, kind="month", start=start, end=end, periods=12
+            ),
+            "activity": await queries.activity(driver, kind="month", start=start, end=end),
+            "revenue": await queries.revenue(driver, kind="month", start=start, end=end),
+            "customers": await queries.customer_value(driver, kind="month", start=None, end=None),
             "satisfaction": await queries.satisfaction(
-                driver, start=today - timedelta(days=90), end=today, journey_id=None
+                driver, start=end - timedelta(days=90), end=end, journey_id=None
             ),
         }
         rows = await driver.fetch(

@@ -72,7 +72,7 @@ async def series(
     result: list[tuple[date, float | None]] = []
     for row in await queries.activity(driver, kind=kind, start=start, end=end):
         period = row["period"]
-        last = queries._shift(kind, period, 1)
+        last = queries.shift_period(kind, period, 1)
         if metric == "conversion_rate":
             groups = await queries.funnel(
                 driver,

@@ -6,7 +6,7 @@ number of events. Definitions are in docs/services/metrics.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Literal
 
 from services.metrics.models import HOLDOUT_STEP
@@ -107,21 +107,36 @@ async def cohorts(
     result = []
     for cohort, counts in by_cohort.items():
         size = counts.get(cohort, 0)
-        active = [counts.get(_shift(kind, cohort, k), 0) for k in range(periods)]
+        # periods after ``end`` have not happened (yet): None, not 0
+        last = period_start(kind, end)
+        active: list[int | None] = [
+            counts.get(shift_period(kind, cohort, k), 0)
+            if shift_period(kind, cohort, k) <= last
+            else None
+            for k in range(periods)
+        ]
         result.append(
             {
                 "cohort": cohort,
                 "customers": size,
                 "active": active,
-                "retention": [_ratio(a, size) for a in active],
+                "retention": [None if a is None else _ratio(a, size) for a in active],
             }
         )
     return result
 
 
-def _shift(kind: str, period: date, n: int) -> date:
-    from datetime import timedelta
+def period_start(kind: str, day: date) -> date:
+    if kind == "week":
+        return day - timedelta(days=day.weekday())
+    if kind == "month":
+        return day.replace(day=1)
+    return day
 
+
+def shift_period(kind: str, period: date, n: int) -> date:
+    if kind == "day":
+        return period + timedelta(days=n)
     if kind == "week":
         return period + timedelta(days=7 * n)
     month = period.month - 1 + n

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from services.metrics.app import Runtime, create_app
 from services.metrics.settings import MetricsGroup, MetricsSettings
@@ -47,6 +48,7 @@ class Stack:
     decisions: TopicTail
     runtime: Runtime
     database_url: str
+    app: Any
 
     async def send(self, topic: str, *payloads: EventModel) -> None:
         await self.publisher.publish_many(Message(topic, p.key, p.to_bytes()) for p in payloads)
@@ -113,6 +115,22 @@ async def stack(module_broker: EmbeddedBroker, new_database: NewDatabase) -> Asy
         async with httpx.AsyncClient(transport=transport, base_url="http://metrics") as client:
             runtime = app.state.runtime
             await runtime.runner.started.wait()
-            yield Stack(client, clock, publisher, decisions, runtime, url)
+            yield Stack(client, clock, publisher, decisions, runtime, url, app)
     await decisions.stop()
     await publisher.stop()
+
+
+@pytest.fixture(scope="module")
+async def served(stack: Stack) -> AsyncIterator[int]:
+    """The stack's metrics app on a loopback port (its lifespan already runs)."""
+    port = free_port()
+    app = stack.app
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
+        await asyncio.sleep(0.05)
+    yield port
+    server.should_exit = True
+    await task

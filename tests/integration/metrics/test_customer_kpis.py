@@ -29,16 +29,18 @@ def _next_month(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
-@pytest.fixture(scope="module")
-def history() -> list[CustomerEvent]:
-    rng = random.Random(15)
+def make_history(
+    start: datetime = START, days: int = DAYS, customers: int = 250, seed: int = 15
+) -> list[CustomerEvent]:
+    """Customers arriving over ``days``, coming back at random, some buying."""
+    rng = random.Random(seed)
     events = []
-    for c in range(250):
+    for c in range(customers):
         customer = f"hist-{c}"
-        first = rng.randrange(DAYS - 10)
+        first = rng.randrange(days - 10)
         for n in range(rng.randint(1, 12)):
-            day = min(DAYS - 1, first + int(rng.expovariate(1 / 25)) * (n > 0))
-            at = START + timedelta(days=day, seconds=rng.randrange(86_400))
+            day = min(days - 1, first + int(rng.expovariate(1 / 25)) * (n > 0))
+            at = start + timedelta(days=day, seconds=rng.randrange(86_400))
             order = rng.random() < 0.3
             events.append(
                 CustomerEvent(
@@ -57,13 +59,18 @@ def history() -> list[CustomerEvent]:
                 type=EventType.IDENTIFY,
                 message_id=f"{customer}-identify",
                 user_id=customer,
-                timestamp=START + timedelta(days=DAYS + 5),
-                received_at=START,
+                timestamp=start + timedelta(days=days + 5),
+                received_at=start,
                 traits={"plan": "pro"},
             )
         )
     rng.shuffle(events)
     return events
+
+
+@pytest.fixture(scope="module")
+def history() -> list[CustomerEvent]:
+    return make_history()
 
 
 def _expected(events: list[CustomerEvent]) -> dict[str, Any]:
@@ -166,6 +173,10 @@ async def test_cohort_retention(stack: Stack, loaded: dict[str, Any]) -> None:
         assert row["customers"] == len(members)
         month = cohort
         for k in range(12):
+            if month > date(2025, 7, 1):  # after the range asked for: not yet known
+                assert row["active"][k] is None and row["retention"][k] is None
+                month = _next_month(month)
+                continue
             active = len(members & loaded["months"].get(month, set()))
             assert row["active"][k] == active, (cohort, k)
             assert row["retention"][k] == pytest.approx(active / len(members))

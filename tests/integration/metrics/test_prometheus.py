@@ -11,13 +11,12 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 
 from tenure.embedded import free_port
@@ -70,22 +69,6 @@ def _dashboard_queries() -> list[tuple[str, str]]:
 def _grafana_to_promql(expr: str) -> str:
     expr = expr.replace("$__rate_interval", "1m").replace("$__range", "5m")
     return re.sub(r"\$[a-z_]+", ".*", expr)
-
-
-@pytest.fixture(scope="module")
-async def served(stack: Stack) -> AsyncIterator[int]:
-    """The stack's metrics app on a loopback port (its lifespan already runs)."""
-    port = free_port()
-    app = stack.client._transport.app  # type: ignore[attr-defined]  # noqa: SLF001
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
-        await asyncio.sleep(0.05)
-    yield port
-    server.should_exit = True
-    await task
 
 
 @pytest.fixture(scope="module")
