@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,8 @@ from tenure.migrate import migrate_all
 from tenure.services import SERVICES
 
 READY_TIMEOUT_S = 60.0
+PROMETHEUS_PORT = 9090
+ALERT_RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yml"
 
 
 @dataclass
@@ -70,6 +73,8 @@ class DevStack:
         self.postgres: EmbeddedPostgres | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
+        self.prometheus: subprocess.Popen[bytes] | None = None
+        self.prometheus_url: str | None = None
 
     # --- bring-up -------------------------------------------------------------
 
@@ -93,13 +98,16 @@ class DevStack:
         self.env["TENURE_INGEST_WRITE_KEY_HASHES"] = _joined(
             self.env.get("TENURE_INGEST_WRITE_KEY_HASHES"), hash_token(self.write_key)
         )
-        self.env["TENURE_SEGMENTER_ADMIN_TOKEN_HASHES"] = _joined(
-            self.env.get("TENURE_SEGMENTER_ADMIN_TOKEN_HASHES"), hash_token(self.admin_token)
-        )
+        for variable in (
+            "TENURE_SEGMENTER_ADMIN_TOKEN_HASHES",
+            "TENURE_METRICS_ADMIN_TOKEN_HASHES",
+        ):
+            self.env[variable] = _joined(self.env.get(variable), hash_token(self.admin_token))
         self.env.setdefault("TENURE_LOG_FORMAT", "text")
         for name in SERVICES:
             self._start_service(name)
         self._wait_ready()
+        self._start_prometheus(state)
 
     def _start_broker(self, state: Path) -> None:
         if self.env.get("TENURE_KAFKA_BOOTSTRAP_SERVERS"):
@@ -124,6 +132,49 @@ class DevStack:
         env = dict(self.env, TENURE_HTTP_PORT=str(self.ports[name]), TENURE_HTTP_HOST="127.0.0.1")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "tenure", "serve", name], env=env
+        )
+
+    def _start_prometheus(self, state: Path) -> None:
+        """A local Prometheus scraping every service, when the binary is installed."""
+        binary = shutil.which("prometheus")
+        if binary is None:
+            _say("prometheus is not installed: no local Prometheus (apt-get install prometheus)")
+            return
+        base = self.options.base_port
+        port = PROMETHEUS_PORT if base is None else base + len(SERVICES)
+        try:
+            ensure_port_free(port, "Prometheus")
+        except PortTaken as exc:
+            _say(f"no local Prometheus: {exc}")
+            return
+        folder = state / "prometheus"
+        folder.mkdir(parents=True, exist_ok=True)
+        jobs = "".join(
+            f"  - job_name: {name}\n    static_configs:\n"
+            f'      - targets: ["127.0.0.1:{service_port}"]\n'
+            for name, service_port in self.ports.items()
+        )
+        (folder / "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
+            f"rule_files:\n  - {ALERT_RULES}\n"
+            f"scrape_configs:\n{jobs}"
+        )
+        (state / "logs").mkdir(parents=True, exist_ok=True)
+        log = (state / "logs" / "prometheus.log").open("ab")
+        self.prometheus = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        self.prometheus_url = f"http://127.0.0.1:{port}"
+        _say(
+            f"local Prometheus on {self.prometheus_url} (scrapes every service, alert rules loaded)"
         )
 
     def _wait_ready(self) -> None:
@@ -154,6 +205,12 @@ class DevStack:
             f"  {name:<11} http://127.0.0.1:{port}   (API docs: /docs, metrics: /metrics)"
             for name, port in self.ports.items()
         ]
+        if "metrics" in self.ports:
+            lines.append(
+                f"  report      http://127.0.0.1:{self.ports['metrics']}/report#token={self.admin_token}"
+            )
+        if self.prometheus_url:
+            lines.append(f"  prometheus  {self.prometheus_url}")
         lines += [
             f"  broker      {self.env['TENURE_KAFKA_BOOTSTRAP_SERVERS']}",
             "",
@@ -198,6 +255,13 @@ class DevStack:
                 _say(f"the {name} service did not stop in time; killing it")
                 process.kill()
                 process.wait()
+        if self.prometheus is not None and self.prometheus.poll() is None:
+            self.prometheus.terminate()
+            try:
+                self.prometheus.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.prometheus.kill()
+                self.prometheus.wait()
         if self.broker is not None:
             self.broker.stop()
         if self.postgres is not None:

@@ -4,6 +4,7 @@ Ctrl-C stops it cleanly, and a taken port is named instead of a crash."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from shared.events.customer_events import TOPIC
 from tenure.embedded import free_port
+from tenure.services import SERVICES
 from tests.support.kafka import TopicTail, json_value
 
 pytestmark = pytest.mark.slow
@@ -56,16 +58,17 @@ def _wait_for_banner(process: subprocess.Popen[str], timeout_s: float = 90) -> s
 
 
 def _base_port() -> int:
-    """Two consecutive free ports for ingest and segmenter."""
+    """Consecutive free ports for every service and the local Prometheus."""
     for _ in range(50):
         port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
+        try:
+            for offset in range(1, len(SERVICES) + 1):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
         return port
-    raise AssertionError("no two consecutive free ports")
+    raise AssertionError("no consecutive free ports")
 
 
 async def test_dev_stack_takes_an_event_end_to_end(tmp_path: Path) -> None:
@@ -107,6 +110,19 @@ async def test_dev_stack_takes_an_event_end_to_end(tmp_path: Path) -> None:
                 await asyncio.sleep(0.1)
             assert profile.status_code == 200, profile.text
             assert profile.json()["events"][0]["value_sum"] == 42
+
+            metrics = f"http://127.0.0.1:{base + list(SERVICES).index('metrics')}"
+            for _ in range(100):
+                value = await client.get(
+                    f"{metrics}/v1/kpis/customers", headers={"Authorization": f"Bearer {admin}"}
+                )
+                if value.status_code == 200 and value.json()["revenue"] == 42:
+                    break
+                await asyncio.sleep(0.1)
+            assert value.json()["orders"] == 1, value.text
+            assert (await client.get(f"{metrics}/report")).status_code == 200
+            if shutil.which("prometheus"):
+                assert "prometheus  http://127.0.0.1:" in banner
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = await asyncio.to_thread(process.communicate, timeout=60)
