@@ -35,6 +35,7 @@ from services.metrics.metrics import (
     REPEAT_PURCHASE_RATE,
 )
 from services.metrics.models import HOLDOUT_STEP, outbox, processed_messages
+from services.metrics.periods import period_start, shift_period
 from services.metrics.settings import MetricsSettings, get_settings
 from services.metrics.stats import Policy
 from shared.auth import TokenDigests
@@ -133,7 +134,7 @@ class Runtime:
                 rows = await queries.activity(driver, kind=kind, start=today, end=today)
                 ACTIVE_CUSTOMERS.labels(kind).set(rows[-1]["active"] if rows else 0)
                 # the last complete period against the one before it
-                last = queries.shift_period(kind, queries.period_start(kind, today), -1)
+                last = shift_period(kind, period_start(kind, today), -1)
                 done = await queries.activity(driver, kind=kind, start=last, end=last)
                 churn = done[-1]["churn_rate"] if done else None
                 CHURN_RATE.labels(kind).set(churn if churn is not None else float("nan"))
@@ -475,7 +476,7 @@ async def _with_progress(
     values = await goals.series(driver, doc, start=doc.start, end=max(end, doc.start))
     baseline = doc.baseline
     if baseline is None:
-        before = queries.shift_period(doc.period, queries.period_start(doc.period, doc.start), -1)
+        before = shift_period(doc.period, period_start(doc.period, doc.start), -1)
         measured = await goals.series(driver, doc, start=before, end=before)
         baseline = measured[0][1] if measured else None
     return {**doc.model_dump(mode="json"), **goals.progress(doc, values, baseline)}

@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from services.metrics import queries
+from services.metrics.periods import shift_period
 
 ObjectiveMetric = Literal[
     "churn_rate",
@@ -72,7 +73,7 @@ async def series(
     result: list[tuple[date, float | None]] = []
     for row in await queries.activity(driver, kind=kind, start=start, end=end):
         period = row["period"]
-        last = queries.shift_period(kind, period, 1)
+        last = shift_period(kind, period, 1)
         if metric == "conversion_rate":
             groups = await queries.funnel(
                 driver,

@@ -6,10 +6,11 @@ number of events. Definitions are in docs/services/metrics.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, Literal
 
 from services.metrics.models import HOLDOUT_STEP
+from services.metrics.periods import period_start, shift_period
 from services.metrics.stats import two_proportion_ztest, wilson_interval
 
 Driver = Any
@@ -124,23 +125,6 @@ async def cohorts(
             }
         )
     return result
-
-
-def period_start(kind: str, day: date) -> date:
-    if kind == "week":
-        return day - timedelta(days=day.weekday())
-    if kind == "month":
-        return day.replace(day=1)
-    return day
-
-
-def shift_period(kind: str, period: date, n: int) -> date:
-    if kind == "day":
-        return period + timedelta(days=n)
-    if kind == "week":
-        return period + timedelta(days=7 * n)
-    month = period.month - 1 + n
-    return date(period.year + month // 12, month % 12 + 1, 1)
 
 
 async def revenue(

@@ -21,6 +21,7 @@ from services.metrics.fold import (
     Touch,
 )
 from services.metrics.models import ENTRANTS_VARIANT, HOLDOUT_STEP, HOLDOUT_VARIANT
+from services.metrics.periods import period_start, shift_period
 
 Driver = Any  # asyncpg.Connection
 PERIOD_KINDS = ("day", "week", "month")
@@ -34,7 +35,14 @@ ArmKey = tuple[str, int, str, str]
 
 
 async def apply_activity(driver: Driver, delta: Delta) -> None:
-    """Customers, their active days / weeks / months, and the counts kept from them."""
+    """Customers, their active days / weeks / months, and the counts kept from them.
+
+    The batch's customers' periods are read in one index scan; which rows are new,
+    the active / retained / cohort counts they add, and the cohort moves of customers
+    seen earlier than known are worked out here, then written with multi-row upserts.
+    (Messages are keyed by customer, so no other replica writes these customers
+    meanwhile.)
+    """
     if not delta.activity:
         return
     customers: dict[str, list[Any]] = {}
@@ -49,119 +57,107 @@ async def apply_activity(driver: Driver, delta: Delta) -> None:
         total[1] += orders
         total[2] += revenue
     ids = sorted(customers)
-    moved = await driver.fetch(
-        """
-        WITH given AS (
-            SELECT * FROM unnest($1::text[], $2::date[], $3::int[], $4::float8[])
-                AS g(customer_id, first_day, orders, revenue)
-        ), old AS (
-            SELECT c.customer_id, c.first_day
-            FROM metrics.customers c JOIN given g ON g.customer_id = c.customer_id
-        ), up AS (
-            INSERT INTO metrics.customers AS c (customer_id, first_day, orders, revenue)
-            SELECT customer_id, first_day, orders, revenue FROM given
-            ON CONFLICT (customer_id) DO UPDATE SET
-                first_day = LEAST(c.first_day, EXCLUDED.first_day),
-                orders = c.orders + EXCLUDED.orders,
-                revenue = c.revenue + EXCLUDED.revenue
-            RETURNING c.customer_id, c.first_day
+    existing_rows = await driver.fetch(
+        "SELECT customer_id, kind, period FROM metrics.active_periods "
+        "WHERE customer_id = ANY($1::text[])",
+        ids,
+    )
+    old_first: dict[str, date] = {
+        r[0]: r[1]
+        for r in await driver.fetch(
+            "SELECT customer_id, first_day FROM metrics.customers "
+            "WHERE customer_id = ANY($1::text[])",
+            ids,
         )
-        SELECT up.customer_id, old.first_day AS old_first, up.first_day AS new_first
-        FROM up JOIN old ON old.customer_id = up.customer_id
-        WHERE old.first_day <> up.first_day
+    }
+    new_first = {
+        c: min(customers[c][0], old_first[c]) if c in old_first else customers[c][0] for c in ids
+    }
+    await driver.execute(
+        """
+        INSERT INTO metrics.customers AS c (customer_id, first_day, orders, revenue)
+        SELECT * FROM unnest($1::text[], $2::date[], $3::int[], $4::float8[])
+        ON CONFLICT (customer_id) DO UPDATE SET
+            first_day = LEAST(c.first_day, EXCLUDED.first_day),
+            orders = c.orders + EXCLUDED.orders,
+            revenue = c.revenue + EXCLUDED.revenue
         """,
         ids,
         [customers[c][0] for c in ids],
         [customers[c][1] for c in ids],
         [customers[c][2] for c in ids],
     )
-    if moved:
-        # A customer seen earlier than we knew (a historical import): the periods they
-        # were already active in move from their old cohort to the new one.
-        await driver.execute(
+    existing = {(r[0], r[1], r[2]) for r in existing_rows}
+    wanted = {
+        (customer, kind, period_start(kind, day))
+        for customer, day in delta.activity
+        for kind in PERIOD_KINDS
+    }
+    fresh = sorted(wanted - existing)
+    active: Counter[tuple[str, date]] = Counter()
+    retained: Counter[tuple[str, date]] = Counter()
+    cohort: Counter[tuple[str, date, date]] = Counter()
+    if fresh:
+        inserted = await driver.fetch(
             """
-            WITH moved AS (
-                SELECT * FROM unnest($1::text[], $2::date[], $3::date[])
-                    AS m(customer_id, old_first, new_first)
-            ), shifts AS (
-                SELECT ap.kind, s.cohort, ap.period, s.sign
-                FROM moved m
-                JOIN metrics.active_periods ap
-                  ON ap.customer_id = m.customer_id AND ap.kind IN ('week', 'month')
-                CROSS JOIN LATERAL (VALUES
-                    (metrics.period_start(ap.kind, m.old_first), -1),
-                    (metrics.period_start(ap.kind, m.new_first), 1)) AS s(cohort, sign)
-                WHERE metrics.period_start(ap.kind, m.old_first)
-                      <> metrics.period_start(ap.kind, m.new_first)
-            )
-            INSERT INTO metrics.cohort_counts AS cc (kind, cohort, period, customers)
-            SELECT kind, cohort, period, sum(sign) FROM shifts
-            GROUP BY kind, cohort, period ORDER BY kind, cohort, period
-            ON CONFLICT (kind, cohort, period)
-            DO UPDATE SET customers = cc.customers + EXCLUDED.customers
-            """,
-            [r[0] for r in moved],
-            [r[1] for r in moved],
-            [r[2] for r in moved],
-        )
-    pairs = sorted(delta.activity)
-    new = await driver.fetch(
-        """
-        WITH given AS (
-            SELECT DISTINCT g.customer_id, k.kind, metrics.period_start(k.kind, g.day) AS period
-            FROM unnest($1::text[], $2::date[]) AS g(customer_id, day)
-            CROSS JOIN unnest(ARRAY['day', 'week', 'month']) AS k(kind)
-        ), n AS (
             INSERT INTO metrics.active_periods (customer_id, kind, period)
-            SELECT customer_id, kind, period FROM given ORDER BY customer_id, kind, period
-            ON CONFLICT DO NOTHING
-            RETURNING customer_id, kind, period
-        ), active AS (
-            INSERT INTO metrics.period_counts AS pc (kind, period, active)
-            SELECT kind, period, count(*) FROM n GROUP BY kind, period ORDER BY kind, period
-            ON CONFLICT (kind, period) DO UPDATE SET active = pc.active + EXCLUDED.active
-        ), cohorts AS (
-            INSERT INTO metrics.cohort_counts AS cc (kind, cohort, period, customers)
-            SELECT n.kind, metrics.period_start(n.kind, c.first_day), n.period, count(*)
-            FROM n JOIN metrics.customers c ON c.customer_id = n.customer_id
-            WHERE n.kind <> 'day'
-            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-            ON CONFLICT (kind, cohort, period)
-            DO UPDATE SET customers = cc.customers + EXCLUDED.customers
+            SELECT * FROM unnest($1::text[], $2::text[], $3::date[])
+            ON CONFLICT DO NOTHING RETURNING customer_id, kind, period
+            """,
+            [r[0] for r in fresh],
+            [r[1] for r in fresh],
+            [r[2] for r in fresh],
         )
-        SELECT customer_id, kind, period FROM n
-        """,
-        [c for c, _ in pairs],
-        [d for _, d in pairs],
-    )
-    if new:
-        # retained[p] counts customers active in p and in the period before it; a new
-        # row (c, p) adds one to p when (c, p-1) exists, and one to p+1 when (c, p+1)
-        # exists and is not itself new (that one counted p+1 already).
+        added = {(r[0], r[1], r[2]) for r in inserted}
+        known = existing | added
+        for customer, kind, period in added:
+            active[(kind, period)] += 1
+            # retained[p]: active in p and in the period before. A new (c, p) credits p
+            # when (c, p-1) is known, and p+1 when (c, p+1) existed before this batch
+            # (a new (c, p+1) credits itself)
+            if (customer, kind, shift_period(kind, period, -1)) in known:
+                retained[(kind, period)] += 1
+            following = shift_period(kind, period, 1)
+            if (customer, kind, following) in existing:
+                retained[(kind, following)] += 1
+            if kind != "day":
+                cohort[(kind, period_start(kind, new_first[customer]), period)] += 1
+    # customers seen earlier than known (a historical import): the periods they were
+    # already active in move from the old cohort to the new one
+    for customer, kind, period in existing:
+        before, now = old_first.get(customer), new_first.get(customer)
+        if kind == "day" or before is None or now is None:
+            continue
+        if period_start(kind, before) != period_start(kind, now):
+            cohort[(kind, period_start(kind, before), period)] -= 1
+            cohort[(kind, period_start(kind, now), period)] += 1
+    counted = sorted(set(active) | set(retained))
+    if counted:
         await driver.execute(
             """
-            WITH n AS (
-                SELECT * FROM unnest($1::text[], $2::text[], $3::date[])
-                    AS n(customer_id, kind, period)
-            ), credit AS (
-                SELECT n.kind, n.period FROM n
-                JOIN metrics.active_periods p ON p.customer_id = n.customer_id
-                 AND p.kind = n.kind AND p.period = metrics.period_shift(n.kind, n.period, -1)
-                UNION ALL
-                SELECT n.kind, nx.period FROM n
-                JOIN metrics.active_periods nx ON nx.customer_id = n.customer_id
-                 AND nx.kind = n.kind AND nx.period = metrics.period_shift(n.kind, n.period, 1)
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM n n2 WHERE n2.customer_id = n.customer_id
-                       AND n2.kind = n.kind AND n2.period = nx.period)
-            )
-            INSERT INTO metrics.period_counts AS pc (kind, period, retained)
-            SELECT kind, period, count(*) FROM credit GROUP BY kind, period ORDER BY 1, 2
-            ON CONFLICT (kind, period) DO UPDATE SET retained = pc.retained + EXCLUDED.retained
+            INSERT INTO metrics.period_counts AS pc (kind, period, active, retained)
+            SELECT * FROM unnest($1::text[], $2::date[], $3::bigint[], $4::bigint[])
+            ON CONFLICT (kind, period) DO UPDATE
+            SET active = pc.active + EXCLUDED.active, retained = pc.retained + EXCLUDED.retained
             """,
-            [r[0] for r in new],
-            [r[1] for r in new],
-            [r[2] for r in new],
+            [k for k, _ in counted],
+            [p for _, p in counted],
+            [active[k] for k in counted],
+            [retained[k] for k in counted],
+        )
+    cohorts = sorted(k for k, v in cohort.items() if v)
+    if cohorts:
+        await driver.execute(
+            """
+            INSERT INTO metrics.cohort_counts AS cc (kind, cohort, period, customers)
+            SELECT * FROM unnest($1::text[], $2::date[], $3::date[], $4::bigint[])
+            ON CONFLICT (kind, cohort, period)
+            DO UPDATE SET customers = cc.customers + EXCLUDED.customers
+            """,
+            [k[0] for k in cohorts],
+            [k[1] for k in cohorts],
+            [k[2] for k in cohorts],
+            [cohort[k] for k in cohorts],
         )
     days = sorted(totals)
     await driver.execute(
