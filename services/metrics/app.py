@@ -139,9 +139,9 @@ class Runtime:
                 churn = done[-1]["churn_rate"] if done else None
                 CHURN_RATE.labels(kind).set(churn if churn is not None else float("nan"))
             value = await driver.fetchrow(
-                "SELECT coalesce(sum(revenue) / nullif(count(*), 0), 0), "
-                "coalesce(count(*) FILTER (WHERE orders >= 2)::float8 "
-                "/ nullif(count(*) FILTER (WHERE orders >= 1), 0), 0) FROM metrics.customers"
+                "SELECT coalesce(sum(revenue) / nullif(sum(customers), 0), 0), "
+                "coalesce(sum(repeat_buyers)::float8 / nullif(sum(buyers), 0), 0) "
+                "FROM metrics.first_day_totals"
             )
             LTV_TO_DATE.set(float(value[0]))
             REPEAT_PURCHASE_RATE.set(float(value[1]))

@@ -12,6 +12,8 @@ Customer KPIs are kept incrementally, so every KPI query reads a few hundred row
 - ``cohort_counts``: per kind, cohort (the period of first activity) and period,
   the customers of the cohort active in it; moved when a customer's first day moves
   earlier (a historical import).
+- ``first_day_totals``: per first day seen, the customers first seen then, how many
+  bought once / twice or more, their orders and revenue (LTV per cohort).
 - ``daily_totals``: per day, events, orders and revenue.
 - ``funnel_daily``: the messaging funnel per day, journey, step, variant, channel,
   metric and reason ('' where absent).

@@ -51,8 +51,8 @@ async def activity(
         SELECT periods.period, coalesce(cur.active, 0), coalesce(cur.retained, 0),
                coalesce(prev.active, 0),
                CASE WHEN $1 = 'day'
-                    THEN (SELECT count(*) FROM metrics.customers c
-                          WHERE c.first_day = periods.period)
+                    THEN (SELECT coalesce(sum(customers), 0) FROM metrics.first_day_totals f
+                          WHERE f.first_day = periods.period)
                     ELSE (SELECT coalesce(sum(customers), 0) FROM metrics.cohort_counts cc
                           WHERE cc.kind = $1 AND cc.cohort = periods.period
                             AND cc.period = periods.period) END
@@ -139,8 +139,8 @@ async def revenue(
                    sum(revenue) AS revenue
             FROM metrics.daily_totals GROUP BY 1
         ), arrivals AS (
-            SELECT metrics.period_start($1, first_day) AS period, count(*) AS customers
-            FROM metrics.customers GROUP BY 1
+            SELECT metrics.period_start($1, first_day) AS period, sum(customers) AS customers
+            FROM metrics.first_day_totals GROUP BY 1
         ), joined AS (
             SELECT coalesce(t.period, a.period) AS period, coalesce(t.orders, 0) AS orders,
                    coalesce(t.revenue, 0) AS revenue, coalesce(a.customers, 0) AS new
@@ -182,28 +182,31 @@ async def customer_value(
 ) -> dict[str, Any]:
     """All-time customer value: repeat-purchase rate, revenue and LTV per customer,
     and per cohort (first seen in ``start``..``end``)."""
-    total = await driver.fetchrow(
-        """
-        SELECT count(*), count(*) FILTER (WHERE orders >= 1), count(*) FILTER (WHERE orders >= 2),
-               coalesce(sum(revenue), 0), coalesce(sum(orders), 0)
-        FROM metrics.customers
-        """
-    )
-    customers, buyers, repeaters, rev, orders = total
     rows = await driver.fetch(
         """
-        SELECT metrics.period_start($1, first_day) AS cohort, count(*),
-               count(*) FILTER (WHERE orders >= 1), count(*) FILTER (WHERE orders >= 2),
-               sum(revenue), sum(orders)
-        FROM metrics.customers
+        SELECT metrics.period_start($1, first_day) AS cohort, sum(customers), sum(buyers),
+               sum(repeat_buyers), sum(revenue), sum(orders)
+        FROM metrics.first_day_totals
         WHERE ($2::date IS NULL OR first_day >= metrics.period_start($1, $2))
           AND ($3::date IS NULL
                OR first_day < metrics.period_shift($1, metrics.period_start($1, $3), 1))
-        GROUP BY 1 ORDER BY 1
+        GROUP BY 1 HAVING sum(customers) > 0 ORDER BY 1
         """,
         kind,
         start,
         end,
+    )
+    total = await driver.fetchrow(
+        "SELECT coalesce(sum(customers), 0), coalesce(sum(buyers), 0), "
+        "coalesce(sum(repeat_buyers), 0), coalesce(sum(revenue), 0), coalesce(sum(orders), 0) "
+        "FROM metrics.first_day_totals"
+    )
+    customers, buyers, repeaters, rev, orders = (
+        int(total[0]),
+        int(total[1]),
+        int(total[2]),
+        total[3],
+        total[4],
     )
     return {
         "customers": customers,
@@ -218,12 +221,12 @@ async def customer_value(
         "cohorts": [
             {
                 "cohort": cohort,
-                "customers": n,
-                "buyers": b,
-                "repeat_purchase_rate": _ratio(r, b),
+                "customers": int(n),
+                "buyers": int(b),
+                "repeat_purchase_rate": _ratio(int(r), int(b)),
                 "revenue": float(cr),
                 "orders": int(co),
-                "ltv": _ratio(float(cr), n),
+                "ltv": _ratio(float(cr), int(n)),
             }
             for cohort, n, b, r, cr, co in rows
         ],

@@ -6,7 +6,7 @@ Writes take whole columns as arrays on the asyncpg connection under SQLAlchemy's
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -62,14 +62,15 @@ async def apply_activity(driver: Driver, delta: Delta) -> None:
         "WHERE customer_id = ANY($1::text[])",
         ids,
     )
-    old_first: dict[str, date] = {
-        r[0]: r[1]
+    prior = {
+        r[0]: (r[1], r[2], r[3])
         for r in await driver.fetch(
-            "SELECT customer_id, first_day FROM metrics.customers "
+            "SELECT customer_id, first_day, orders, revenue FROM metrics.customers "
             "WHERE customer_id = ANY($1::text[])",
             ids,
         )
     }
+    old_first = {c: v[0] for c, v in prior.items()}
     new_first = {
         c: min(customers[c][0], old_first[c]) if c in old_first else customers[c][0] for c in ids
     }
@@ -159,6 +160,32 @@ async def apply_activity(driver: Driver, delta: Delta) -> None:
             [k[2] for k in cohorts],
             [cohort[k] for k in cohorts],
         )
+    # what each customer adds to the totals of its first day, before and after
+    value: dict[date, list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0.0])
+    for c in ids:
+        if c in prior:
+            first, orders, revenue = prior[c]
+            _contribute(value[first], -1, orders, revenue)
+        else:
+            orders, revenue = 0, 0.0
+        _contribute(value[new_first[c]], 1, orders + customers[c][1], revenue + customers[c][2])
+    firsts = sorted(d for d, v in value.items() if any(v))
+    if firsts:
+        await driver.execute(
+            """
+            INSERT INTO metrics.first_day_totals AS f
+                (first_day, customers, buyers, repeat_buyers, orders, revenue)
+            SELECT * FROM unnest($1::date[], $2::bigint[], $3::bigint[], $4::bigint[],
+                                 $5::bigint[], $6::float8[])
+            ON CONFLICT (first_day) DO UPDATE SET customers = f.customers + EXCLUDED.customers,
+                buyers = f.buyers + EXCLUDED.buyers,
+                repeat_buyers = f.repeat_buyers + EXCLUDED.repeat_buyers,
+                orders = f.orders + EXCLUDED.orders, revenue = f.revenue + EXCLUDED.revenue
+            """,
+            firsts,
+            *[[int(value[d][i]) for d in firsts] for i in range(4)],
+            [value[d][4] for d in firsts],
+        )
     days = sorted(totals)
     await driver.execute(
         """
@@ -172,6 +199,14 @@ async def apply_activity(driver: Driver, delta: Delta) -> None:
         [int(totals[d][1]) for d in days],
         [totals[d][2] for d in days],
     )
+
+
+def _contribute(row: list[float], sign: int, orders: int, revenue: float) -> None:
+    row[0] += sign
+    row[1] += sign * (orders >= 1)
+    row[2] += sign * (orders >= 2)
+    row[3] += sign * orders
+    row[4] += sign * revenue
 
 
 # --- messaging funnel --------------------------------------------------------------------

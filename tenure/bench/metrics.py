@@ -262,6 +262,9 @@ INSERT INTO metrics.customers (customer_id, first_day, orders, revenue)
 SELECT customer_id, min(period), (random() * 4)::int, 0 FROM metrics.active_periods
 WHERE kind = 'day' GROUP BY customer_id;
 UPDATE metrics.customers SET revenue = orders * 30;
+INSERT INTO metrics.first_day_totals
+SELECT first_day, count(*), count(*) FILTER (WHERE orders >= 1), count(*) FILTER (WHERE orders >= 2),
+       sum(orders), sum(revenue) FROM metrics.customers GROUP BY first_day;
 INSERT INTO metrics.period_counts (kind, period, active, retained)
 SELECT a.kind, a.period, count(*), count(p.customer_id) FROM metrics.active_periods a
 LEFT JOIN metrics.active_periods p ON p.customer_id = a.customer_id AND p.kind = a.kind

@@ -26,7 +26,8 @@ from tests.conftest import NewDatabase
 START = datetime(2025, 12, 20, tzinfo=UTC)
 TABLES = (
     "metrics.customers, metrics.active_periods, metrics.period_counts, "
-    "metrics.cohort_counts, metrics.daily_totals, metrics.processed_messages"
+    "metrics.cohort_counts, metrics.daily_totals, metrics.processed_messages, "
+    "metrics.first_day_totals"
 )
 
 
@@ -39,13 +40,15 @@ async def database(new_database: NewDatabase) -> str:
     return url
 
 
-histories = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 80)), min_size=1, max_size=60)
+histories = st.lists(
+    st.tuples(st.integers(0, 5), st.integers(0, 80), st.booleans()), min_size=1, max_size=60
+)
 
 
-def _expected(events: list[tuple[int, int]]) -> tuple[dict, dict]:
+def _expected(events: list[tuple[int, int, bool]]) -> tuple[dict, dict]:
     active: dict[tuple[str, date], set[int]] = defaultdict(set)
     first: dict[int, date] = {}
-    for customer, offset in events:
+    for customer, offset, _ in events:
         day = (START + timedelta(days=offset)).date()
         first[customer] = min(first.get(customer, day), day)
         for kind in ("day", "week", "month"):
@@ -69,7 +72,7 @@ def _expected(events: list[tuple[int, int]]) -> tuple[dict, dict]:
 )
 @given(events=histories, batch=st.integers(1, 9))
 async def test_counts_match_a_recomputation(
-    database: str, events: list[tuple[int, int]], batch: int
+    database: str, events: list[tuple[int, int, bool]], batch: int
 ) -> None:
     dsn = database.replace("postgresql+asyncpg://", "postgresql://", 1)
     conn = await asyncpg.connect(dsn)
@@ -92,13 +95,14 @@ async def test_counts_match_a_recomputation(
                     type=EventType.TRACK,
                     message_id=f"m{n}",
                     user_id=f"c{customer}",
-                    event="Viewed",
+                    event="Order Completed" if order else "Viewed",
+                    properties={"revenue": 10},
                     timestamp=START + timedelta(days=offset, hours=1),
                     received_at=START,
                 ),
                 0,
             )
-            for n, (customer, offset) in enumerate(events)
+            for n, (customer, offset, order) in enumerate(events)
         ]
         for start in range(0, len(records), batch):
             await handler(records[start : start + batch])
@@ -109,6 +113,26 @@ async def test_counts_match_a_recomputation(
         assert got == {k: v for k, v in counts.items() if v != (0, 0)}
         rows = await conn.fetch("SELECT kind, cohort, period, customers FROM metrics.cohort_counts")
         assert {(r[0], r[1], r[2]): r[3] for r in rows if r[3]} == cohorts
+        # per first day: customers, buyers, repeat buyers, orders
+        first: dict[int, date] = {}
+        orders: dict[int, int] = defaultdict(int)
+        for customer, offset, order in events:
+            day = (START + timedelta(days=offset)).date()
+            first[customer] = min(first.get(customer, day), day)
+            orders[customer] += order
+        expected: dict[date, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        for customer, day in first.items():
+            row = expected[day]
+            row[0] += 1
+            row[1] += orders[customer] >= 1
+            row[2] += orders[customer] >= 2
+            row[3] += orders[customer]
+        rows = await conn.fetch(
+            "SELECT first_day, customers, buyers, repeat_buyers, orders "
+            "FROM metrics.first_day_totals"
+        )
+        got_firsts = {r[0]: list(r[1:]) for r in rows if any(r[1:])}
+        assert got_firsts == dict(expected)
     finally:
         await engine.dispose()
         await conn.close()

@@ -66,6 +66,17 @@ CREATE TABLE metrics.cohort_counts (
   CONSTRAINT pk_cohort_counts PRIMARY KEY (kind, cohort, period)
 );
 
+-- per first day seen: the customers first seen that day and what they have bought so
+-- far, kept as customers buy (so LTV per cohort reads a row per day, not every customer)
+CREATE TABLE metrics.first_day_totals (
+  first_day date PRIMARY KEY,
+  customers bigint NOT NULL DEFAULT 0,
+  buyers bigint NOT NULL DEFAULT 0,
+  repeat_buyers bigint NOT NULL DEFAULT 0,
+  orders bigint NOT NULL DEFAULT 0,
+  revenue double precision NOT NULL DEFAULT 0
+);
+
 CREATE TABLE metrics.daily_totals (
   day date PRIMARY KEY,
   events bigint NOT NULL DEFAULT 0,
@@ -194,6 +205,7 @@ DOWN = """
 DROP TABLE metrics.outbox, metrics.objectives, metrics.experiments, metrics.experiment_counts,
   metrics.run_variants, metrics.runs, metrics.segment_daily, metrics.survey_daily,
   metrics.touches, metrics.engagements, metrics.funnel_daily, metrics.daily_totals,
+  metrics.first_day_totals,
   metrics.cohort_counts, metrics.period_counts, metrics.active_periods, metrics.customers,
   metrics.processed_messages;
 DROP FUNCTION metrics.period_shift(text, date, int);
