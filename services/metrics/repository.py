@@ -57,11 +57,6 @@ async def apply_activity(driver: Driver, delta: Delta) -> None:
         total[1] += orders
         total[2] += revenue
     ids = sorted(customers)
-    existing_rows = await driver.fetch(
-        "SELECT customer_id, kind, period FROM metrics.active_periods "
-        "WHERE customer_id = ANY($1::text[])",
-        ids,
-    )
     prior = {
         r[0]: (r[1], r[2], r[3])
         for r in await driver.fetch(
@@ -88,16 +83,33 @@ async def apply_activity(driver: Driver, delta: Delta) -> None:
         [customers[c][1] for c in ids],
         [customers[c][2] for c in ids],
     )
-    existing = {(r[0], r[1], r[2]) for r in existing_rows}
     wanted = {
         (customer, kind, period_start(kind, day))
         for customer, day in delta.activity
         for kind in PERIOD_KINDS
     }
+    # which of these, and of their neighbours, exist already: one lookup by key
+    probe = wanted | {(c, k, shift_period(k, p, n)) for c, k, p in wanted for n in (-1, 1)}
+    keys = sorted(probe)
+    existing = {
+        (r[0], r[1], r[2])
+        for r in await driver.fetch(
+            """
+            SELECT ap.customer_id, ap.kind, ap.period
+            FROM unnest($1::text[], $2::text[], $3::date[]) AS k(customer_id, kind, period)
+            JOIN metrics.active_periods ap ON ap.customer_id = k.customer_id
+             AND ap.kind = k.kind AND ap.period = k.period
+            """,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+        )
+    }
     fresh = sorted(wanted - existing)
     active: Counter[tuple[str, date]] = Counter()
     retained: Counter[tuple[str, date]] = Counter()
     cohort: Counter[tuple[str, date, date]] = Counter()
+    added: set[tuple[str, str, date]] = set()
     if fresh:
         inserted = await driver.fetch(
             """
@@ -125,10 +137,20 @@ async def apply_activity(driver: Driver, delta: Delta) -> None:
                 cohort[(kind, period_start(kind, new_first[customer]), period)] += 1
     # customers seen earlier than known (a historical import): the periods they were
     # already active in move from the old cohort to the new one
-    for customer, kind, period in existing:
-        before, now = old_first.get(customer), new_first.get(customer)
-        if kind == "day" or before is None or now is None:
-            continue
+    moved = sorted(c for c, first in old_first.items() if new_first[c] < first)
+    earlier = (
+        await driver.fetch(
+            "SELECT customer_id, kind, period FROM metrics.active_periods "
+            "WHERE customer_id = ANY($1::text[]) AND kind <> 'day'",
+            moved,
+        )
+        if moved
+        else []
+    )
+    for customer, kind, period in earlier:
+        if (customer, kind, period) in added:
+            continue  # counted in its new cohort above
+        before, now = old_first[customer], new_first[customer]
         if period_start(kind, before) != period_start(kind, now):
             cohort[(kind, period_start(kind, before), period)] -= 1
             cohort[(kind, period_start(kind, now), period)] += 1
