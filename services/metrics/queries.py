@@ -30,6 +30,8 @@ FUNNEL_METRICS = (
     "converted",
 )
 FUNNEL_DIMENSIONS = ("day", "journey_id", "step_id", "variant", "channel")
+#: runs per arm above which the retention uplift is measured on a sample
+RETENTION_SAMPLE = 20_000
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
@@ -337,18 +339,31 @@ async def uplift(driver: Driver, *, journey_id: str, retention_days: int) -> dic
         journey_id,
         HOLDOUT_STEP,
     )
+    counts = {v: (int(e), int(c)) for v, e, c in arms}
+    # retention reads a day row per run: above RETENTION_SAMPLE runs an arm is measured
+    # on a deterministic sample of its runs (by a hash of the run id), so the query's
+    # cost stays bounded; the answer gives the sample's size
+    rates = [
+        min(1.0, RETENTION_SAMPLE / max(1, counts.get(arm, (0, 0))[0]))
+        for arm in ("journey", "holdout")
+    ]
     retained = await driver.fetch(
         """
         SELECT r.holdout, count(*), count(*) FILTER (WHERE EXISTS (
             SELECT 1 FROM metrics.active_periods ap
             WHERE ap.customer_id = r.customer_id AND ap.kind = 'day'
               AND ap.period > r.entered_at::date AND ap.period <= r.entered_at::date + $2::int))
-        FROM metrics.runs r WHERE r.journey_id = $1 GROUP BY r.holdout
+        FROM metrics.runs r
+        WHERE r.journey_id = $1
+          AND (hashtext(r.run_id) & 65535)
+              < 65536 * CASE WHEN r.holdout THEN $4::float8 ELSE $3::float8 END
+        GROUP BY r.holdout
         """,
         journey_id,
         retention_days,
+        rates[0],
+        rates[1],
     )
-    counts = {v: (int(e), int(c)) for v, e, c in arms}
     kept = {bool(h): (int(n), int(k)) for h, n, k in retained}
     journey = counts.get("journey", (0, 0))
     holdout = counts.get("holdout", (0, 0))
@@ -378,6 +393,7 @@ async def uplift(driver: Driver, *, journey_id: str, retention_days: int) -> dic
         },
         "retention": {
             "days": retention_days,
+            "sampled": any(rate < 1 for rate in rates),
             "entrants": arm(*j_kept),
             "holdout": arm(*h_kept),
             "uplift": None if jr is None or hr is None else jr - hr,

@@ -324,8 +324,9 @@ FROM generate_series(0, 364) d, generate_series(0, 10) s;
 INSERT INTO metrics.runs (run_id, journey_id, journey_version, customer_id, entered_at, holdout)
 SELECT 'r' || c, 'j1', 1, 'c' || c, TIMESTAMPTZ '2025-03-01' + (c % 200) * interval '1 day', c % 10 = 0
 FROM generate_series(1, $1::int / 10) c;
-INSERT INTO metrics.experiment_counts VALUES ('j1', 1, '(holdout)', 'journey', 9000, 900),
-  ('j1', 1, '(holdout)', 'holdout', 1000, 80);
+INSERT INTO metrics.experiment_counts
+SELECT 'j1', 1, '(holdout)', CASE WHEN holdout THEN 'holdout' ELSE 'journey' END, count(*), count(*) / 10
+FROM metrics.runs GROUP BY holdout;
 ANALYZE
 """
 

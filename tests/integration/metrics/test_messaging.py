@@ -417,8 +417,21 @@ async def test_holdout_uplift(stack: Stack) -> None:
     assert holdout["converted"] == sum(1 for i in range(10) if i % 4 == 0)
     assert body["conversion"]["uplift"] == pytest.approx(entrants["rate"] - holdout["rate"])
     assert body["retention"]["holdout"]["converted"] == sum(1 for i in range(10) if i % 3 == 0)
+    assert body["retention"]["sampled"] is False
     experiments = await stack.get("/v1/experiments", journey_id=journey)
     assert [e["kind"] for e in experiments] == ["holdout"]
+    # above RETENTION_SAMPLE runs an arm, retention is measured on a sample of them
+    from services.metrics import queries
+
+    saved, queries.RETENTION_SAMPLE = queries.RETENTION_SAMPLE, 10
+    try:
+        sampled = await stack.get(f"/v1/kpis/uplift/{journey}", retention_days=30)
+    finally:
+        queries.RETENTION_SAMPLE = saved
+    assert sampled["retention"]["sampled"] is True
+    assert 0 < sampled["retention"]["entrants"]["exposed"] < 30
+    assert sampled["retention"]["holdout"]["exposed"] == 10  # 10 runs: all of them
+    assert sampled["conversion"] == body["conversion"]  # conversion is never sampled
 
 
 async def test_segment_flows(stack: Stack) -> None:
