@@ -344,10 +344,8 @@ async def segments(
 
 
 class ExperimentUpdate(BaseModel):
-    #: send the winner to the journey service (``experiment.decisions``) once there is one
-    promote: bool | None = None
     #: the variant the others are compared with (default: control, else a, else first)
-    control: str | None = Field(default=None, min_length=1)
+    control: str = Field(min_length=1)
 
 
 def _experiment(row: Any) -> dict[str, Any]:
@@ -357,19 +355,18 @@ def _experiment(row: Any) -> dict[str, Any]:
         "step_id": row[2],
         "kind": "holdout" if row[2] == HOLDOUT_STEP else "split",
         "control": row[3],
-        "promote": row[4],
-        "verdict": row[5],
-        "winner": row[6],
-        "p_value": row[7],
-        "result": orjson.loads(row[8]) if row[8] else None,
-        "evaluated_at": row[9],
-        "decision_id": row[10],
-        "decided_at": row[11],
+        "verdict": row[4],
+        "winner": row[5],
+        "p_value": row[6],
+        "result": orjson.loads(row[7]) if row[7] else None,
+        "evaluated_at": row[8],
+        "decision_id": row[9],
+        "decided_at": row[10],
     }
 
 
 _EXPERIMENT_COLUMNS = (
-    "journey_id, journey_version, step_id, control, promote, verdict, winner, p_value, "
+    "journey_id, journey_version, step_id, control, verdict, winner, p_value, "
     "result::text, evaluated_at, decision_id, decided_at"
 )
 
@@ -421,35 +418,29 @@ async def update_experiment(
     body: ExperimentUpdate,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    """Mark a split to promote its winner (a decision goes out at the first ``winner``
-    verdict), or choose its control; then evaluate at once."""
-    if body.promote and step_id == HOLDOUT_STEP:
-        raise HTTPException(422, detail="a holdout has no winner to promote")
+    """Choose the variant the others are compared with (the sequential test's running
+    minima start again), then evaluate at once."""
     async with runtime.engine.begin() as conn:
         driver = await driver_connection(conn)
-        if body.control is not None:
-            known = await driver.fetchval(
-                "SELECT count(*) FROM metrics.experiment_counts WHERE journey_id = $1 "
-                "AND journey_version = $2 AND step_id = $3 AND variant = $4",
-                journey_id,
-                journey_version,
-                step_id,
-                body.control,
-            )
-            if not known:
-                raise HTTPException(422, detail=f"no variant {body.control!r} in this experiment")
+        known = await driver.fetchval(
+            "SELECT count(*) FROM metrics.experiment_counts WHERE journey_id = $1 "
+            "AND journey_version = $2 AND step_id = $3 AND variant = $4",
+            journey_id,
+            journey_version,
+            step_id,
+            body.control,
+        )
+        if not known:
+            raise HTTPException(422, detail=f"no variant {body.control!r} in this experiment")
         updated = await driver.fetchval(
             """
-            UPDATE metrics.experiments SET promote = coalesce($4, promote),
-                control = coalesce($5, control), min_p_values = CASE
-                    WHEN $5::text IS NOT NULL AND $5 IS DISTINCT FROM control
-                    THEN '{}'::jsonb ELSE min_p_values END
+            UPDATE metrics.experiments SET control = $4, min_p_values = CASE
+                    WHEN $4 IS DISTINCT FROM control THEN '{}'::jsonb ELSE min_p_values END
             WHERE journey_id = $1 AND journey_version = $2 AND step_id = $3 RETURNING 1
             """,
             journey_id,
             journey_version,
             step_id,
-            body.promote,
             body.control,
         )
     if updated is None:

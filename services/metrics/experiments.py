@@ -5,7 +5,7 @@ Every ``evaluate_interval_s`` (and on demand) one transaction, under an advisory
 lock (one process evaluates at a time; the others skip the round), computes each
 verdict from the counts (:func:`services.metrics.stats.decide`), keeps the running minimum of each
 variant's sequential p-value (what keeps the test valid however often it is looked
-at), and, for a split marked ``promote`` whose verdict is ``winner``, writes one
+at), and, for a split whose verdict is ``winner`` for the first time, writes one
 ``experiment.decisions`` message to the outbox (``decision_id`` is set once, so the
 decision goes out once).
 """
@@ -54,7 +54,7 @@ async def evaluate_all(engine: AsyncEngine, *, policy: Policy, now: datetime) ->
         driver = await driver_connection(conn)
         experiments = await driver.fetch(
             """
-            SELECT journey_id, journey_version, step_id, control, promote, min_p_values::text,
+            SELECT journey_id, journey_version, step_id, control, min_p_values::text,
                    decision_id
             FROM metrics.experiments ORDER BY journey_id, journey_version, step_id
             """
@@ -85,7 +85,7 @@ async def evaluate_all(engine: AsyncEngine, *, policy: Policy, now: datetime) ->
                 Arm(variant, int(exposed), int(converted), sent, unsub, complained)
             )
         messages: list[Message] = []
-        for journey, version, step, control, promote, min_p_text, decision_id in experiments:
+        for journey, version, step, control, min_p_text, decision_id in experiments:
             experiment_arms = arms.get((journey, version, step), [])
             if not experiment_arms:
                 continue
@@ -101,7 +101,10 @@ async def evaluate_all(engine: AsyncEngine, *, policy: Policy, now: datetime) ->
                 if r.sequential_p_value is not None
             }
             new_decision_id = decision_id
-            if promote and decision_id is None and decision.verdict is Verdict.WINNER:
+            # every split's first winner goes out; the journey acts on it where the split
+            # says ``promote_winner`` (its definition), and ignores it elsewhere
+            winner = decision.verdict is Verdict.WINNER and step != HOLDOUT_STEP
+            if winner and decision_id is None:
                 message = decision_message(journey, version, step, decision, now)
                 messages.append(message)
                 new_decision_id = _decision_id(journey, version, step, decision)

@@ -25,7 +25,7 @@ Customer KPIs are kept incrementally, so every KPI query reads a few hundred row
   variant it drew at each split, with when it converted.
 - ``experiment_counts``: exposures and conversions per journey, version, split step
   (``(holdout)`` for entrants against the holdout) and variant.
-- ``experiments``: per split, whether to promote its winner, the last verdict and
+- ``experiments``: per split or holdout, its control, the last verdict and
   its numbers, the running minimum of the sequential p-values, the decision sent.
 - ``objectives``: SMART goals as JSON documents.
 - ``processed_messages``: the ids of messages applied (idempotency).

@@ -159,7 +159,7 @@
     const body = splits
       .map((e) => {
         const p = e.p_value === null ? "–" : e.p_value < 0.001 ? "< 0.001" : e.p_value.toFixed(3);
-        return `<tr><td>${e.journey_id} · ${e.step_id}</td><td class="verdict ${e.verdict}">${e.verdict.replace(/_/g, " ")}${e.winner ? ": " + e.winner : ""}</td><td>${p}</td><td>${e.promote ? "promote" : ""}</td></tr>`;
+        return `<tr><td>${e.journey_id} · ${e.step_id}</td><td class="verdict ${e.verdict}">${e.verdict.replace(/_/g, " ")}${e.winner ? ": " + e.winner : ""}</td><td>${p}</td><td>${e.decision_id ? "sent to journeys" : ""}</td></tr>`;
       })
       .join("");
     $("experiment-table").innerHTML = `<table><tr><th>experiment</th><th>verdict</th><th>p (sequential)</th><th></th></tr>${body}</table>`;

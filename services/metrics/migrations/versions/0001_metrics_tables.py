@@ -169,7 +169,6 @@ CREATE TABLE metrics.experiments (
   journey_version integer NOT NULL,
   step_id {K} NOT NULL,
   control {K},
-  promote boolean NOT NULL DEFAULT false,
   verdict text NOT NULL DEFAULT 'no_winner_yet',
   winner {K},
   p_value double precision,
