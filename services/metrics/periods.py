@@ -5,10 +5,12 @@ each named by its first day; the same arithmetic as SQL's ``metrics.period_start
 from __future__ import annotations
 
 from datetime import date, timedelta
+from functools import lru_cache
 
 __all__ = ["period_start", "shift_period"]
 
 
+@lru_cache(maxsize=65_536)  # a batch asks for the same few hundred days again and again
 def period_start(kind: str, day: date) -> date:
     if kind == "week":
         return day - timedelta(days=day.weekday())
@@ -17,6 +19,7 @@ def period_start(kind: str, day: date) -> date:
     return day
 
 
+@lru_cache(maxsize=65_536)
 def shift_period(kind: str, period: date, n: int) -> date:
     if kind == "day":
         return period + timedelta(days=n)
