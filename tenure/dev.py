@@ -96,6 +96,9 @@ class DevStack:
         self.env["TENURE_SEGMENTER_ADMIN_TOKEN_HASHES"] = _joined(
             self.env.get("TENURE_SEGMENTER_ADMIN_TOKEN_HASHES"), hash_token(self.admin_token)
         )
+        self.env["TENURE_JOURNEY_ADMIN_TOKEN_HASHES"] = _joined(
+            self.env.get("TENURE_JOURNEY_ADMIN_TOKEN_HASHES"), hash_token(self.admin_token)
+        )
         self.env.setdefault("TENURE_LOG_FORMAT", "text")
         for name in SERVICES:
             self._start_service(name)

@@ -56,16 +56,23 @@ def _wait_for_banner(process: subprocess.Popen[str], timeout_s: float = 90) -> s
 
 
 def _base_port() -> int:
-    """Two consecutive free ports for ingest and segmenter."""
+    """Consecutive free ports, one per service (ingest, segmenter, journey…)."""
+    from tenure.services import SERVICES
+
     for _ in range(50):
         port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no two consecutive free ports")
+        if all(_free(port + offset) for offset in range(1, len(SERVICES))):
+            return port
+    raise AssertionError("no consecutive free ports for every service")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 async def test_dev_stack_takes_an_event_end_to_end(tmp_path: Path) -> None:

@@ -1,0 +1,260 @@
+"""Journeys end to end on the real broker and PostgreSQL: triggers in on the topics,
+runs moved by the consumer and the timer sweep, requests out on dispatch.requests."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from services.journey.machine import run_id_for
+from shared.events import dispatch_outcomes, segment_changes
+from shared.events.dispatch_outcomes import DispatchOutcome, Status
+from shared.events.dispatch_requests import dispatch_id_for
+from shared.events.segment_changes import Change
+from tests.integration.journey.conftest import ADMIN, Stack
+
+
+def name(base: str) -> str:
+    """An event name of this test only: journeys of other tests share the consumer."""
+    return f"{base} {uuid.uuid4().hex[:6]}"
+
+
+def customer() -> str:
+    return f"c-{uuid.uuid4().hex[:10]}"
+
+
+def kinds(events: list[dict[str, Any]]) -> list[str]:
+    return [f"{e['kind']}:{e.get('stepId', '')}" for e in events]
+
+
+def abandoned_cart(cart_event: str, order_event: str) -> dict[str, Any]:
+    return {
+        "triggers": [{"kind": "event", "event": cart_event}],
+        "goal": {"event": order_event, "within": "P3D"},
+        "steps": [
+            {
+                "id": "wait_order",
+                "type": "wait_for_event",
+                "event": order_event,
+                "match": {"property": "cart_id"},
+                "timeout": "PT4H",
+                "next": "done",
+                "on_timeout": "remind",
+            },
+            {
+                "id": "remind",
+                "type": "send",
+                "channels": ["email", "push"],
+                "template_id": "cart-reminder",
+                "next": "done",
+            },
+            {"id": "done", "type": "exit"},
+        ],
+    }
+
+
+async def test_abandoned_cart_without_the_order_sends_the_reminder(stack: Stack) -> None:
+    cart, order = name("Cart Updated"), name("Order Completed")
+    journey_id = await stack.journey(abandoned_cart(cart, order))
+    who = customer()
+    sent = await stack.track(who, cart, cart_id="k1", items=[{"sku": "A", "qty": 1}])
+    events = await stack.run_events(who, 3)
+    assert kinds(events) == ["entered:", "step_reached:wait_order", "waiting:wait_order"]
+    run_id = run_id_for(journey_id=journey_id, customer_id=who, cause_id=f"e:{sent.message_id}")
+    assert events[0]["runId"] == run_id and events[0]["journeyVersion"] == 1
+
+    stack.clock.advance(hours=4, seconds=1)
+    (request,) = await stack.dispatches(who, 1)
+    assert request["dispatchId"] == dispatch_id_for(run_id=run_id, step_id="remind", attempt=1)
+    assert request["channels"] == ["email", "push"]
+    assert request["context"] == {"cart_id": "k1", "items": [{"sku": "A", "qty": 1}]}
+    assert (request["journeyId"], request["stepId"], request["runId"]) == (
+        journey_id,
+        "remind",
+        run_id,
+    )
+    (run,) = await stack.customer_runs(who, until=lambda runs: runs[0]["step_id"] is None)
+    assert run["status"] == "active" and run["waiting"]["kind"] == "goal"
+
+
+async def test_abandoned_cart_with_the_order_sends_nothing(stack: Stack) -> None:
+    cart, order = name("Cart Updated"), name("Order Completed")
+    await stack.journey(abandoned_cart(cart, order))
+    who = customer()
+    await stack.track(who, cart, cart_id="k2")
+    await stack.run_events(who, 3)
+    stack.clock.advance(hours=1)
+    await stack.track(who, order, cart_id="k2", revenue=40)
+    events = await stack.run_events(who, 5)
+    assert kinds(events)[3:] == ["converted:wait_order", "exited:wait_order"]
+    assert events[-1]["exitReason"] == "goal"
+    stack.clock.advance(hours=5)
+    (run,) = await stack.customer_runs(who)
+    assert run["status"] == "exited" and run["exit_reason"] == "goal"
+    assert stack.dispatches_so_far(who) == []
+
+
+async def test_a_segment_entry_starts_a_win_back(stack: Stack) -> None:
+    """The segmenter's own message (built by its outbox code) starts the run."""
+    from services.segmenter.messages import change_message
+
+    segment = f"inactive-30d-{uuid.uuid4().hex[:6]}"
+    journey_id = await stack.journey(
+        {
+            "triggers": [{"kind": "segment", "segment_id": segment}],
+            "steps": [
+                {
+                    "id": "mail",
+                    "type": "send",
+                    "channels": ["email"],
+                    "template_id": "we-miss-you",
+                    "send_time": {"kind": "local_time", "at": "10:00"},
+                    "next": "done",
+                },
+                {"id": "done", "type": "exit"},
+            ],
+        }
+    )
+    who = customer()
+    message = change_message(segment, 1, who, Change.ENTERED, stack.clock.now, "time")
+    await stack.publisher.publish_many([message])
+    (request,) = await stack.dispatches(who, 1)
+    assert request["templateId"] == "we-miss-you" and request["journeyId"] == journey_id
+    assert request["sendTime"] == {"kind": "local_time", "at": "10:00:00"}
+    events = await stack.run_events(who, 4)
+    assert events[-1]["kind"] == "exited" and events[-1]["exitReason"] == "completed"
+    # leaving the segment starts nothing
+    left = change_message(segment, 1, who, Change.EXITED, stack.clock.now, "event")
+    await stack.publisher.publish_many([left])
+    assert message.topic == segment_changes.TOPIC
+    await stack.customer_runs(who, until=lambda runs: len(runs) == 1)
+
+
+async def test_the_not_opened_follow_up_and_a_failed_send(stack: Stack) -> None:
+    trigger = name("Trial Started")
+    await stack.journey(
+        {
+            "triggers": [{"kind": "event", "event": trigger}],
+            "steps": [
+                {
+                    "id": "mail",
+                    "type": "send",
+                    "channels": ["email"],
+                    "template_id": "welcome",
+                    "next": "seen",
+                },
+                {
+                    "id": "seen",
+                    "type": "wait_for_engagement",
+                    "send_step": "mail",
+                    "timeout": "P2D",
+                    "next": "done",
+                    "on_timeout": "nudge",
+                },
+                {
+                    "id": "nudge",
+                    "type": "send",
+                    "channels": ["push"],
+                    "template_id": "did-you-see",
+                    "next": "done",
+                },
+                {"id": "done", "type": "exit"},
+            ],
+        }
+    )
+    opened, ignored, failed = customer(), customer(), customer()
+    for who in (opened, ignored, failed):
+        await stack.track(who, trigger)
+    first = {who: (await stack.dispatches(who, 1))[0] for who in (opened, ignored, failed)}
+    await stack.track(opened, "Email Opened", dispatchId=first[opened]["dispatchId"])
+    await stack.send(
+        dispatch_outcomes.TOPIC,
+        DispatchOutcome(
+            outcome_id=f"o-{uuid.uuid4().hex}",
+            dispatch_id=first[failed]["dispatchId"],
+            customer_id=failed,
+            status=Status.SUPPRESSED,
+            reason="no_consent",
+            at=stack.clock.now,
+        ),
+    )
+    # the suppressed one moves on at once (no engagement can come), not after 2 days
+    nudged = await stack.dispatches(failed, 2)
+    assert nudged[1]["templateId"] == "did-you-see"
+    await stack.customer_runs(opened, until=lambda runs: runs[0]["status"] == "exited")
+    stack.clock.advance(days=2, seconds=1)
+    assert [r["templateId"] for r in await stack.dispatches(ignored, 2)] == [
+        "welcome",
+        "did-you-see",
+    ]
+    await stack.customer_runs(ignored, until=lambda runs: runs[0]["status"] == "exited")
+    assert len(stack.dispatches_so_far(opened)) == 1
+
+
+async def test_entry_rules_once_and_cooldown(stack: Stack) -> None:
+    once, cooled = name("Signed Up"), name("Visited")
+
+    def document(trigger: str, entry: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "triggers": [{"kind": "event", "event": trigger}],
+            "entry": entry,
+            "steps": [
+                {"id": "w", "type": "wait", "duration": "PT1H", "next": "x"},
+                {"id": "x", "type": "exit"},
+            ],
+        }
+
+    await stack.journey(document(once, {"mode": "once"}))
+    await stack.journey(document(cooled, {"mode": "cooldown", "cooldown": "P7D"}))
+    a, b = customer(), customer()
+    await stack.track(a, once)
+    await stack.track(b, cooled)
+    await stack.customer_runs(a, until=lambda runs: len(runs) == 1)
+    await stack.customer_runs(b, until=lambda runs: len(runs) == 1)
+    stack.clock.advance(hours=2)  # the first runs end
+    await stack.customer_runs(a, until=lambda runs: runs[0]["status"] == "exited")
+    await stack.customer_runs(b, until=lambda runs: runs[0]["status"] == "exited")
+    await stack.track(a, once)
+    await stack.track(b, cooled)  # within the cool-down: refused
+    stack.clock.advance(days=7)
+    await stack.track(b, cooled)  # after it: a second run
+    await stack.customer_runs(b, until=lambda runs: len(runs) == 2)
+    assert len(await stack.customer_runs(a)) == 1
+
+
+async def test_a_new_version_leaves_runs_in_flight_on_theirs(stack: Stack) -> None:
+    trigger = name("Order Completed")
+
+    def document(template: str) -> dict[str, Any]:
+        return {
+            "triggers": [{"kind": "event", "event": trigger}],
+            "steps": [
+                {"id": "w", "type": "wait", "duration": "P1D", "next": "thanks"},
+                {
+                    "id": "thanks",
+                    "type": "send",
+                    "channels": ["email"],
+                    "template_id": template,
+                    "next": "x",
+                },
+                {"id": "x", "type": "exit"},
+            ],
+        }
+
+    journey_id = await stack.journey(document("thanks-v1"))
+    early, late = customer(), customer()
+    await stack.track(early, trigger)
+    await stack.customer_runs(early, until=lambda runs: len(runs) == 1)
+    changed = await stack.client.put(
+        f"/v1/journeys/{journey_id}", json={"definition": document("thanks-v2")}, headers=ADMIN
+    )
+    assert changed.json()["unpublished_changes"] is True
+    published = await stack.client.post(f"/v1/journeys/{journey_id}/publish", headers=ADMIN)
+    assert published.json()["version"] == 2
+    await stack.track(late, trigger)
+    (late_run,) = await stack.customer_runs(late, until=lambda runs: len(runs) == 1)
+    assert late_run["journey_version"] == 2
+    stack.clock.advance(days=1, seconds=1)
+    assert (await stack.dispatches(early, 1))[0]["templateId"] == "thanks-v1"
+    assert (await stack.dispatches(late, 1))[0]["templateId"] == "thanks-v2"
+    assert (await stack.dispatches(early, 1))[0]["journeyVersion"] == 1
