@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from aiokafka import TopicPartition
 
 from services.journey.app import Runtime, create_app
 from services.journey.settings import JourneyGroup, JourneySettings
@@ -21,7 +22,7 @@ from shared.events import ALL_TOPICS, dispatch_requests, journey_runs
 from shared.events import customer_events as customer_events_topic
 from shared.events.base import EventModel
 from shared.events.customer_events import CustomerEvent, EventType
-from shared.kafka.producer import EventPublisher, Message
+from shared.kafka.producer import Delivered, EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import DatabaseSettings, KafkaSettings
 from tenure.embedded import EmbeddedBroker, free_port
@@ -69,8 +70,8 @@ class Stack:
     runtime: Runtime
     url: str
 
-    async def send(self, topic: str, *messages: EventModel) -> None:
-        await self.publisher.publish_many(
+    async def send(self, topic: str, *messages: EventModel) -> list[Delivered]:
+        return await self.publisher.publish_many(
             Message(topic, m.key, m.to_bytes())  # type: ignore[attr-defined]
             for m in messages
         )
@@ -79,6 +80,22 @@ class Stack:
         sent = track(customer_id, event, self.clock.now, **properties)
         await self.send(customer_events_topic.TOPIC, sent)
         return sent
+
+    async def consumed(self, delivered: list[Delivered], within_s: float = 15.0) -> None:
+        """Wait until the service committed past these messages (applied them, or
+        dropped them as read by no journey)."""
+        consumer = self.runtime.runner.consumer
+        assert consumer is not None
+        for _ in range(int(within_s / 0.05)):
+            committed = [
+                await consumer.committed(TopicPartition(d.topic, d.partition)) for d in delivered
+            ]
+            if all(
+                c is not None and c > d.offset for c, d in zip(committed, delivered, strict=True)
+            ):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"not consumed in {within_s}s: {delivered}")
 
     async def journey(self, document: dict[str, Any], *, journey_id: str | None = None) -> str:
         """Create and publish a journey; return its id."""

@@ -7,11 +7,12 @@ import uuid
 from typing import Any
 
 from services.journey.machine import run_id_for
+from shared.events import customer_events as customer_events_topic
 from shared.events import dispatch_outcomes, segment_changes
 from shared.events.dispatch_outcomes import DispatchOutcome, Status
 from shared.events.dispatch_requests import dispatch_id_for
 from shared.events.segment_changes import Change
-from tests.integration.journey.conftest import ADMIN, Stack
+from tests.integration.journey.conftest import ADMIN, Stack, track
 
 
 def name(base: str) -> str:
@@ -214,12 +215,17 @@ async def test_entry_rules_once_and_cooldown(stack: Stack) -> None:
     stack.clock.advance(hours=2)  # the first runs end
     await stack.customer_runs(a, until=lambda runs: runs[0]["status"] == "exited")
     await stack.customer_runs(b, until=lambda runs: runs[0]["status"] == "exited")
-    await stack.track(a, once)
-    await stack.track(b, cooled)  # within the cool-down: refused
+    refused = await stack.send(
+        customer_events_topic.TOPIC,
+        track(a, once, stack.clock.now),
+        track(b, cooled, stack.clock.now),  # within the cool-down
+    )
+    await stack.consumed(refused)
+    assert len(await stack.customer_runs(a)) == 1
+    assert len(await stack.customer_runs(b)) == 1
     stack.clock.advance(days=7)
     await stack.track(b, cooled)  # after it: a second run
     await stack.customer_runs(b, until=lambda runs: len(runs) == 2)
-    assert len(await stack.customer_runs(a)) == 1
 
 
 async def test_a_new_version_leaves_runs_in_flight_on_theirs(stack: Stack) -> None:

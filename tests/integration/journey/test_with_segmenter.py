@@ -26,7 +26,6 @@ from tests.integration.journey.conftest import (
     ADMIN_TOKEN,
     FakeClock,
     Stack,
-    migrated_database,
     module_kafka,
 )
 
