@@ -4,7 +4,9 @@ runs moved by the consumer and the timer sweep, requests out on dispatch.request
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from services.journey.machine import run_id_for
 from shared.events import customer_events as customer_events_topic
@@ -264,3 +266,160 @@ async def test_a_new_version_leaves_runs_in_flight_on_theirs(stack: Stack) -> No
     assert (await stack.dispatches(early, 1))[0]["templateId"] == "thanks-v1"
     assert (await stack.dispatches(late, 1))[0]["templateId"] == "thanks-v2"
     assert (await stack.dispatches(early, 1))[0]["journeyVersion"] == 1
+
+
+async def test_branch_split_update_trait_and_wait_until(stack: Stack) -> None:
+    """A post-purchase journey: thank-you by local time, a survey A/B split, a trait set,
+    a branch on the profile the journey's projection holds."""
+    from shared.events import profiles as profiles_topic
+    from shared.events.profiles import ComputedFields, ProfileUpdate
+
+    trigger = name("Order Completed")
+    journey_id = await stack.journey(
+        {
+            "triggers": [
+                {
+                    "kind": "event",
+                    "event": trigger,
+                    "where": [{"property": "revenue", "op": "gt", "value": 100}],
+                }
+            ],
+            "steps": [
+                {"id": "morning", "type": "wait_until", "at": "09:00", "next": "risk"},
+                {
+                    "id": "risk",
+                    "type": "branch",
+                    "cases": [
+                        {
+                            "when": {
+                                "kind": "score",
+                                "score": "churn_risk",
+                                "op": "gte",
+                                "value": 0.5,
+                            },
+                            "next": "save",
+                        }
+                    ],
+                    "otherwise": "survey",
+                },
+                {
+                    "id": "save",
+                    "type": "send",
+                    "channels": ["email"],
+                    "template_id": "save",
+                    "next": "tag",
+                },
+                {
+                    "id": "survey",
+                    "type": "split",
+                    "variants": [
+                        {"name": "nps", "weight": 1, "next": "nps"},
+                        {"name": "csat", "weight": 1, "next": "csat"},
+                    ],
+                },
+                {
+                    "id": "nps",
+                    "type": "send",
+                    "channels": ["email"],
+                    "template_id": "nps",
+                    "next": "tag",
+                },
+                {
+                    "id": "csat",
+                    "type": "send",
+                    "channels": ["email"],
+                    "template_id": "csat",
+                    "next": "tag",
+                },
+                {"id": "tag", "type": "update_trait", "traits": {"thanked": True}, "next": "done"},
+                {"id": "done", "type": "exit"},
+            ],
+        }
+    )
+    risky, calm, small = customer(), customer(), customer()
+    now = stack.clock.now
+    await stack.send(
+        profiles_topic.TOPIC,
+        *(
+            ProfileUpdate(
+                customer_id=who,
+                version=1,
+                timezone="Asia/Tokyo",
+                computed=ComputedFields(churn_risk=risk),
+                updated_at=now,
+            )
+            for who, risk in ((risky, 0.9), (calm, 0.1))
+        ),
+    )
+    for who in (risky, calm):
+        await stack.track(who, trigger, revenue=150)
+    await stack.consumed(
+        await stack.send(customer_events_topic.TOPIC, track(small, trigger, now, revenue=50))
+    )
+    (run,) = await stack.customer_runs(risky, until=lambda runs: len(runs) == 1)
+    until = datetime.fromisoformat(run["waiting"]["until"])
+    tokyo = until.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert (tokyo.hour, tokyo.minute) == (9, 0)
+    assert timedelta(0) < until - now <= timedelta(days=1)
+    assert await stack.customer_runs(small) == []  # revenue 50 fails the trigger's filter
+    stack.clock.now = until + timedelta(seconds=1)
+    assert (await stack.dispatches(risky, 1))[0]["templateId"] == "save"
+    (to_calm,) = await stack.dispatches(calm, 1)
+    assert to_calm["templateId"] == to_calm["variant"] in ("nps", "csat")
+    from services.journey.machine import bucket
+
+    expected = "nps" if bucket(journey_id, "survey", calm) < 0.5 else "csat"
+    assert to_calm["variant"] == expected
+    identify = await stack.traits.wait_for(
+        lambda r: r.key == risky.encode() and b'"identify"' in r.value
+    )
+    import orjson
+
+    body = orjson.loads(identify.value)
+    assert body["traits"] == {"thanked": True} and body["userId"] == risky
+
+
+async def test_a_suppressed_send_takes_its_failure_branch(stack: Stack) -> None:
+    trigger = name("Password Reset")
+    await stack.journey(
+        {
+            "triggers": [{"kind": "event", "event": trigger}],
+            "steps": [
+                {
+                    "id": "mail",
+                    "type": "send",
+                    "channels": ["email"],
+                    "template_id": "reset",
+                    "priority": "critical",
+                    "next": "done",
+                    "on_failure": "push",
+                },
+                {
+                    "id": "push",
+                    "type": "send",
+                    "channels": ["push"],
+                    "template_id": "reset-push",
+                    "next": "done",
+                },
+                {"id": "done", "type": "exit"},
+            ],
+        }
+    )
+    failed, sent = customer(), customer()
+    for who in (failed, sent):
+        await stack.track(who, trigger)
+    first = {who: (await stack.dispatches(who, 1))[0] for who in (failed, sent)}
+    for who, status in ((failed, Status.FAILED), (sent, Status.SENT)):
+        await stack.send(
+            dispatch_outcomes.TOPIC,
+            DispatchOutcome(
+                outcome_id=f"o-{uuid.uuid4().hex}",
+                dispatch_id=first[who]["dispatchId"],
+                customer_id=who,
+                status=status,
+                at=stack.clock.now,
+            ),
+        )
+    assert [r["templateId"] for r in await stack.dispatches(failed, 2)] == ["reset", "reset-push"]
+    await stack.customer_runs(sent, until=lambda runs: runs[0]["status"] == "exited")
+    assert len(stack.dispatches_so_far(sent)) == 1
