@@ -34,6 +34,7 @@ lint: install
 bench: install
 	$(VENV)/bin/tenure bench ingest
 	$(VENV)/bin/tenure bench segmenter
+	$(VENV)/bin/tenure bench journey
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .tenure
