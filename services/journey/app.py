@@ -86,6 +86,7 @@ class Runtime:
                 dead_letters=DeadLetterPolicy(self.publisher),
                 is_transient=is_transient,
                 max_records=group.max_batch_records,
+                fetch_max_wait_ms=group.fetch_max_wait_ms,
             ),
         )
         self.sweep = self.service.loop(

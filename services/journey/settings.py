@@ -16,6 +16,9 @@ class JourneyGroup(BaseModel):
     admin_token_hashes: str = ""
     consumer_group: str = "tenure-journey"
     max_batch_records: int = Field(default=2_000, ge=1)
+    #: how long the broker may hold a fetch while it has no data: the latency a trigger
+    #: can wait before the consumer sees it (aiokafka's default is 500 ms)
+    fetch_max_wait_ms: int = Field(default=50, ge=1, le=500)
     #: how often the timer sweep looks for due timers when the last round was not full
     sweep_interval_s: float = Field(default=0.2, gt=0)
     #: timers per sweep transaction

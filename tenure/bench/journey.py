@@ -620,7 +620,9 @@ class _Tail:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
         self.seen: list[tuple[dict[str, Any], float]] = []
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+        )
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -633,7 +635,7 @@ class _Tail:
 
     async def _read(self) -> None:
         while True:
-            batches = await self._consumer.getmany(timeout_ms=50)
+            batches = await self._consumer.getmany(timeout_ms=20)
             arrived = time.time()
             for messages in batches.values():
                 for message in messages:

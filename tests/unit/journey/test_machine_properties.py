@@ -115,6 +115,8 @@ def test_runs_keep_their_invariants(customer: str, steps: list[tuple[str, object
     # the same inputs give the same outputs: a replayed transition emits the same ids
     again = drive(customer, steps)
     assert again.outputs == run.outputs
+    for output in run.outputs:  # the machine constructs its outputs unvalidated: check them
+        assert type(output).from_bytes(output.to_bytes()).to_bytes() == output.to_bytes()
     dispatch_ids = [r.dispatch_id for r in run.requests]
     assert len(set(dispatch_ids)) == len(dispatch_ids)
 
