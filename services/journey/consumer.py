@@ -46,7 +46,7 @@ from services.journey.machine import (
 )
 from services.journey.metrics import ENTRIES_REFUSED, EVENTS_SKIPPED, INPUTS_DUPLICATE
 from services.journey.models import processed_messages, profiles
-from services.journey.processing import Work, load_facts
+from services.journey.processing import UnknownVersion, Work, load_facts
 from shared.db.claims import claim_messages
 from shared.db.profile_projection import apply_profile_updates
 from shared.db.transient import is_transient_db_error
@@ -91,7 +91,9 @@ def utc_now() -> datetime:
 
 
 def is_transient(exc: BaseException) -> bool:
-    return is_transient_db_error(exc)
+    """A transient database error, or a run on a version this process has not loaded
+    yet (published by another replica a moment ago): retry the batch."""
+    return isinstance(exc, UnknownVersion) or is_transient_db_error(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +146,11 @@ class JourneyBatchHandler:
             EVENTS_SKIPPED.inc(skipped)
         if not (items or updates or decisions):
             return
-        winners_changed = await self._apply(catalog, items, updates, decisions)
+        try:
+            winners_changed = await self._apply(catalog, items, updates, decisions)
+        except UnknownVersion:
+            self._catalogs.invalidate()  # the retry reloads the catalog first
+            raise
         if winners_changed:
             self._catalogs.invalidate()
         self._on_commit()
@@ -207,7 +213,8 @@ class JourneyBatchHandler:
         active = await repo.lock_active_runs(conn, customer_ids=customers)
         for customer_id in erased:
             for run in active.pop(customer_id, []):
-                work.apply(run, Stop(ExitReason.ERASED), Facts())
+                stopped = work.apply(run, Stop(ExitReason.ERASED), Facts())
+                stopped.trigger = {}  # the trigger's properties may hold personal data
             by_customer.pop(customer_id, None)  # nothing more about an erased customer
         starts = {
             customer_id: [_starts(catalog, item) for item in customer_items]

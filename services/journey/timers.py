@@ -30,7 +30,7 @@ from services.journey.metrics import (
     TIMERS_FIRED,
 )
 from services.journey.models import run_timers
-from services.journey.processing import Work, load_facts
+from services.journey.processing import UnknownVersion, Work, load_facts
 from shared.db.timers import TimerSweep, firing, schedule
 
 
@@ -55,9 +55,13 @@ def timer_round(
             TIMERS_DEFERRED.inc(len(held))
         work = Work(catalog, now)
         facts = await load_facts(conn, catalog, {run.customer_id for run in locked})
-        for run in locked:
-            if run.status == "active":
-                work.apply(run, TimerFired(), facts[run.customer_id])
+        try:
+            for run in locked:
+                if run.status == "active":
+                    work.apply(run, TimerFired(), facts[run.customer_id])
+        except UnknownVersion:
+            catalogs.invalidate()  # published by another replica: the next round reloads
+            raise
         await work.write(conn)
         # a run whose wait did not end (an early firing) keeps its timer as it was
         kept = [r for r in locked if r.run_id not in work.runs and r.wake_at is not None]

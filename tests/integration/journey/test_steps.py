@@ -423,3 +423,22 @@ async def test_a_suppressed_send_takes_its_failure_branch(stack: Stack) -> None:
     assert [r["templateId"] for r in await stack.dispatches(failed, 2)] == ["reset", "reset-push"]
     await stack.customer_runs(sent, until=lambda runs: runs[0]["status"] == "exited")
     assert len(stack.dispatches_so_far(sent)) == 1
+
+
+async def test_an_erased_customer_leaves_every_journey(stack: Stack) -> None:
+    from shared.events import profiles as profiles_topic
+    from shared.events.profiles import ProfileUpdate
+
+    trigger = name("Cart Updated")
+    await stack.journey(abandoned_cart(trigger, name("Order Completed")))
+    who = customer()
+    await stack.track(who, trigger, cart_id="k9", email="someone@example.com")
+    await stack.customer_runs(who, until=lambda runs: len(runs) == 1)
+    await stack.send(
+        profiles_topic.TOPIC,
+        ProfileUpdate(customer_id=who, version=7, deleted=True, updated_at=stack.clock.now),
+    )
+    (run,) = await stack.customer_runs(who, until=lambda runs: runs[0]["status"] == "exited")
+    assert run["exit_reason"] == "erased" and run["trigger"] == {}
+    stack.clock.advance(hours=5)
+    assert stack.dispatches_so_far(who) == []
