@@ -46,6 +46,7 @@ from services.journey.settings import JourneySettings, get_settings
 from services.journey.simulate import describe, simulate
 from services.journey.timers import timer_sweep
 from shared.auth import TokenDigests
+from shared.collector import tuned_for_throughput
 from shared.db.claims import claims_cleanup
 from shared.db.engine import create_engine, snapshot
 from shared.db.outbox import OutboxRelay
@@ -129,7 +130,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runtime = Runtime(app.state.settings, app.state.clock)
     app.state.runtime = runtime
     async with runtime.service.running(app):
-        yield
+        with tuned_for_throughput():  # as ingest and the segmenter (shared/collector.py)
+            yield
 
 
 # --- dependencies ------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from services.journey.consumer import DECODERS, JourneyBatchHandler
 from services.journey.repository import journeys, versions
 from services.journey.settings import JourneyGroup, JourneySettings
 from services.journey.timers import timer_round
+from shared.collector import tuned_for_throughput
 from shared.db.engine import create_engine
 from shared.db.migrations import upgrade
 from shared.db.timers import claim_due, timer_table
@@ -250,7 +251,8 @@ class JourneyBench:
         )
         task = asyncio.create_task(runner.run())
         try:
-            await asyncio.wait_for(done.wait(), STALL_TIMEOUT_S + options.events / 1_000)
+            with tuned_for_throughput():  # as the service runs (its lifespan)
+                await asyncio.wait_for(done.wait(), STALL_TIMEOUT_S + options.events / 1_000)
         finally:
             runner.signal_shutdown()
             await task
@@ -303,7 +305,8 @@ class JourneyBench:
                     return
 
         started = time.perf_counter()
-        await asyncio.gather(*(loop() for _ in range(options.sweep_workers)))
+        with tuned_for_throughput():  # as the service runs (its lifespan)
+            await asyncio.gather(*(loop() for _ in range(options.sweep_workers)))
         elapsed = time.perf_counter() - started
         async with engine.connect() as conn:
             sent = await conn.scalar(

@@ -360,3 +360,15 @@ def test_triggers_match_events_with_filters_and_segment_changes() -> None:
     assert not trigger_matches(journey, event="Order Completed", properties={})
     assert trigger_matches(journey, segment_id="inactive", entered=True)
     assert not trigger_matches(journey, segment_id="inactive", entered=False)
+
+
+def test_clone_copies_every_field() -> None:
+    from dataclasses import fields
+
+    from services.journey.machine import Run
+
+    run = Driver(definition(ABANDONED_CART)).enter({"cart_id": "k"}).run
+    assert run is not None
+    copied = run.clone()
+    assert copied == run and copied is not run
+    assert len(fields(Run)) == 17  # a new field must be added to Run.clone too
