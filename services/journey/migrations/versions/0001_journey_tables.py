@@ -169,10 +169,15 @@ def upgrade() -> None:
     op.create_index(
         "ix_runs_journey",
         "runs",
-        ["journey_id", "status", "step_id"],
+        ["journey_id", "status"],
         unique=False,
         schema="journey",
     )
+    # room on each page for a run's next version: moving between steps is a HOT update
+    op.execute("ALTER TABLE journey.runs SET (fillfactor = 80)")
+    # outbox values are packs of messages, written once and read once: compressing
+    # them costs more than it saves (as the segmenter's migration 0007 found)
+    op.execute("ALTER TABLE journey.outbox ALTER COLUMN value SET STORAGE EXTERNAL")
     op.create_table(
         "split_winners",
         sa.Column("journey_id", sa.Text(collation="C"), nullable=False),
