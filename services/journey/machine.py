@@ -566,8 +566,9 @@ class _Walk:
         if waiting.kind == "event" and isinstance(step, WaitForEventStep):
             if event.name != step.event or not filters_match(step.where, event.properties):
                 return
-            if step.match is not None and not json_equal(
-                property_at(event.properties, step.match.property), waiting.match
+            if step.match is not None and (
+                waiting.match is None  # the trigger had no such key: only the timeout ends it
+                or not json_equal(property_at(event.properties, step.match.property), waiting.match)
             ):
                 return
             self.go(step.next)

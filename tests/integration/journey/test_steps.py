@@ -3,6 +3,7 @@ runs moved by the consumer and the timer sweep, requests out on dispatch.request
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -441,4 +442,78 @@ async def test_an_erased_customer_leaves_every_journey(stack: Stack) -> None:
     (run,) = await stack.customer_runs(who, until=lambda runs: runs[0]["status"] == "exited")
     assert run["exit_reason"] == "erased" and run["trigger"] == {}
     stack.clock.advance(hours=5)
+    assert stack.dispatches_so_far(who) == []
+
+
+async def test_a_promoted_winner_takes_new_arrivals_and_holdouts_send_nothing(
+    stack: Stack,
+) -> None:
+    from shared.events import experiment_decisions
+    from shared.events.experiment_decisions import ExperimentDecision, Verdict
+
+    trigger = name("Subscribed")
+    journey_id = await stack.journey(
+        {
+            "triggers": [{"kind": "event", "event": trigger}],
+            "steps": [
+                {
+                    "id": "subject",
+                    "type": "split",
+                    "promote_winner": True,
+                    "variants": [
+                        {"name": "short", "weight": 1, "next": "a"},
+                        {"name": "long", "weight": 1, "next": "b"},
+                    ],
+                },
+                {"id": "a", "type": "send", "channels": ["email"], "template_id": "a", "next": "x"},
+                {"id": "b", "type": "send", "channels": ["email"], "template_id": "b", "next": "x"},
+                {"id": "x", "type": "exit"},
+            ],
+        }
+    )
+    await stack.send(
+        experiment_decisions.TOPIC,
+        ExperimentDecision(
+            decision_id=f"d-{uuid.uuid4().hex}",
+            journey_id=journey_id,
+            journey_version=1,
+            step_id="subject",
+            verdict=Verdict.WINNER,
+            winner="long",
+            decided_at=stack.clock.now,
+        ),
+    )
+    # the decision is applied by the consumer: wait until the catalog knows it
+    for _ in range(200):
+        catalog = await stack.runtime.catalogs.current()
+        if catalog.winners.get((journey_id, 1)):
+            break
+        await asyncio.sleep(0.05)
+    arrivals = [customer() for _ in range(8)]
+    for who in arrivals:
+        await stack.track(who, trigger)
+    for who in arrivals:
+        (request,) = await stack.dispatches(who, 1)
+        assert (request["templateId"], request["variant"]) == ("b", "long")
+
+    held = name("Subscribed")
+    await stack.journey(
+        {
+            "triggers": [{"kind": "event", "event": held}],
+            "holdout_percent": 100,
+            "entry": {"mode": "once"},
+            "goal": {"event": held, "within": "P1D"},
+            "steps": [
+                {"id": "a", "type": "send", "channels": ["email"], "template_id": "a", "next": "x"},
+                {"id": "x", "type": "exit"},
+            ],
+        }
+    )
+    who = customer()
+    await stack.track(who, held)
+    await stack.track(who, held)  # the goal event (and a trigger refused: once)
+    events = await stack.run_events(who, 4)
+    assert len(await stack.customer_runs(who)) == 1
+    assert kinds(events) == ["held_out:", "waiting:", "converted:", "exited:"]
+    assert events[-1]["exitReason"] == "holdout" and events[0]["holdout"] is True
     assert stack.dispatches_so_far(who) == []

@@ -372,3 +372,13 @@ def test_clone_copies_every_field() -> None:
     copied = run.clone()
     assert copied == run and copied is not run
     assert len(fields(Run)) == 17  # a new field must be added to Run.clone too
+
+
+def test_a_match_on_a_key_the_trigger_lacks_waits_for_the_timeout() -> None:
+    document = {key: value for key, value in ABANDONED_CART.items() if key != "goal"}
+    run = Driver(definition(document)).enter({})  # no cart_id in the trigger
+    run.give(EventInput("Order Completed", {}, run.now))
+    run.give(order("k1", run.now))
+    assert run.run is not None and run.run.step_id == "wait_order"
+    run.fire()
+    assert [r.template_id for r in run.requests] == ["cart-reminder"]
