@@ -46,6 +46,12 @@ class Catalog:
     by_segment: dict[str, tuple[LiveJourney, ...]] = field(default_factory=dict)
     #: every event name some trigger, goal or wait of a live version reads
     read_events: frozenset[str] = frozenset()
+    #: segments whose changes a run reads (triggers, audiences runs exit on leaving):
+    #: the changes of other segments only update the memberships projection
+    read_segments: frozenset[str] = frozenset()
+    #: (journey, version, send step) whose dispatch outcomes a run reads (a failure
+    #: branch, a wait for engagement): other outcomes are dropped unread
+    read_outcomes: frozenset[tuple[str, int, str]] = frozenset()
 
     @classmethod
     def build(
@@ -75,9 +81,15 @@ class Catalog:
                 elif isinstance(trigger, SegmentTrigger):
                     by_segment.setdefault(trigger.segment_id, []).append(journey)
         read: set[str] = set()
-        for (journey_id, _), definition in definitions.items():
-            if journey_id in live_ids:  # runs of paused journeys go on
-                read |= definition.event_names()
+        read_segments: set[str] = set(by_segment)
+        read_outcomes: set[tuple[str, int, str]] = set()
+        for (journey_id, version), definition in definitions.items():
+            if journey_id not in live_ids:
+                continue
+            read |= definition.event_names()  # runs of paused journeys go on
+            if definition.exit_on_audience_leave and definition.audience_segment:
+                read_segments.add(definition.audience_segment)
+            read_outcomes |= {(journey_id, version, s) for s in definition.outcome_steps()}
         found_winners: dict[tuple[str, int], dict[str, str]] = {}
         for row in winner_rows:
             found_winners.setdefault((row.journey_id, row.journey_version), {})[row.step_id] = (
@@ -90,6 +102,8 @@ class Catalog:
             by_event={k: _unique(v) for k, v in by_event.items()},
             by_segment={k: _unique(v) for k, v in by_segment.items()},
             read_events=frozenset(read),
+            read_segments=frozenset(read_segments),
+            read_outcomes=frozenset(read_outcomes),
         )
 
 

@@ -6,7 +6,10 @@ A batch of all five topics is one database transaction:
 1. keep only what some journey reads: a ``track`` event whose name no trigger, goal
    or wait of a live journey names is dropped here, before any database work (the
    common case; :class:`~services.journey.catalog.Catalog` answers from memory);
-   a batch of only such events touches no database at all;
+   so is an outcome of a dispatch no run waits on (no failure branch, no wait for
+   engagement); a change of a segment no trigger or audience exit reads only
+   updates the memberships projection (unclaimed: replayed in order, it ends in
+   the same state); a batch of only skipped events touches no database at all;
 2. claim the message ids of what is left (a redelivered message is skipped);
 3. update the projections: ``profiles`` (highest version wins; an erased customer's
    runs exit), ``segment.changes`` (memberships), split winners;
@@ -126,6 +129,7 @@ class JourneyBatchHandler:
         items: list[_Item] = []
         updates: list[ProfileUpdate] = []
         decisions: list[ExperimentDecision] = []
+        memberships: list[SegmentChange] = []
         skipped = 0
         for record in records:
             value = record.value
@@ -135,19 +139,29 @@ class JourneyBatchHandler:
                 else:
                     skipped += 1
             elif isinstance(value, SegmentChange):
-                items.append(_Item(f"s:{value.change_id}", value.customer_id, value))
+                if value.segment_id in catalog.read_segments:
+                    items.append(_Item(f"s:{value.change_id}", value.customer_id, value))
+                else:  # only the projection: replaying it in order ends in the same state
+                    memberships.append(value)
             elif isinstance(value, DispatchOutcome):
-                items.append(_Item(f"o:{value.outcome_id}", value.customer_id, value))
+                if (
+                    value.journey_id,
+                    value.journey_version,
+                    value.step_id,
+                ) in catalog.read_outcomes:
+                    items.append(_Item(f"o:{value.outcome_id}", value.customer_id, value))
+                else:
+                    skipped += 1
             elif isinstance(value, ProfileUpdate):
                 updates.append(value)
             elif isinstance(value, ExperimentDecision):
                 decisions.append(value)
         if skipped:
             EVENTS_SKIPPED.inc(skipped)
-        if not (items or updates or decisions):
+        if not (items or updates or decisions or memberships):
             return
         try:
-            winners_changed = await self._apply(catalog, items, updates, decisions)
+            winners_changed = await self._apply(catalog, items, updates, decisions, memberships)
         except UnknownVersion:
             self._catalogs.invalidate()  # the retry reloads the catalog first
             raise
@@ -161,6 +175,7 @@ class JourneyBatchHandler:
         items: list[_Item],
         updates: list[ProfileUpdate],
         decisions: list[ExperimentDecision],
+        memberships: list[SegmentChange],
     ) -> bool:
         now = self._clock()
         async with self._engine.begin() as conn:
@@ -175,7 +190,10 @@ class JourneyBatchHandler:
             if updates:
                 erased = (await apply_profile_updates(conn, table=profiles, updates=updates)).erased
                 await repo.forget_memberships(conn, customer_ids=erased)
+            # routed changes and the others are of different segments: each pair's
+            # changes stay in the order consumed
             changes = [i.value for i in items if isinstance(i.value, SegmentChange)]
+            changes += memberships
             if changes:
                 await repo.apply_memberships(
                     conn,

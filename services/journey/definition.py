@@ -443,6 +443,13 @@ class JourneyDefinition(Model):
             object.__setattr__(self, "_by_id", cached)  # frozen model: a private cache
         return cached
 
+    def outcome_steps(self) -> set[str]:
+        """The send steps whose dispatch outcomes a run reads: those with a failure
+        branch, and those a wait for engagement is about."""
+        steps = {s.id for s in self.steps if isinstance(s, SendStep) and s.on_failure}
+        steps |= {s.send_step for s in self.steps if isinstance(s, WaitForEngagementStep)}
+        return steps
+
     def event_names(self) -> set[str]:
         """Every event name a run of this definition reads: triggers, goal, waits."""
         names = {t.event for t in self.triggers if isinstance(t, EventTrigger)}
