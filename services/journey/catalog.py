@@ -38,6 +38,9 @@ class LiveJourney:
 class Catalog:
     #: journeys that take new entrants (status active), by id
     active: dict[str, LiveJourney] = field(default_factory=dict)
+    #: archived journeys: a run of one still in flight (entered by a replica whose
+    #: catalog was a moment old) exits at its next input or timer
+    archived: frozenset[str] = frozenset()
     #: every published definition, by (journey id, version)
     definitions: dict[tuple[str, int], JourneyDefinition] = field(default_factory=dict)
     #: promoted winners: (journey id, version) -> step id -> variant
@@ -97,6 +100,7 @@ class Catalog:
             )
         return cls(
             active=active,
+            archived=frozenset(row.id for row in journey_rows if row.status == "archived"),
             definitions=definitions,
             winners=found_winners,
             by_event={k: _unique(v) for k, v in by_event.items()},

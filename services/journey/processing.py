@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.journey import repository as repo
 from services.journey.catalog import Catalog
 from services.journey.definition import JourneyDefinition
-from services.journey.machine import Facts, Input, Output, Run, Transition, apply
+from services.journey.machine import Facts, Input, Output, Run, Stop, Transition, apply
 from services.journey.metrics import MESSAGES_EMITTED, RUN_EVENTS
 from services.journey.models import outbox, profiles
 from shared.db.outbox import enqueue
@@ -26,7 +26,7 @@ from shared.db.profile_projection import load_profiles
 from shared.events import customer_events, dispatch_requests, journey_runs
 from shared.events.customer_events import CustomerEvent
 from shared.events.dispatch_requests import DispatchRequest
-from shared.events.journey_runs import JourneyRunEvent
+from shared.events.journey_runs import ExitReason, JourneyRunEvent
 from shared.kafka.producer import Message
 
 
@@ -96,6 +96,8 @@ class Work:
         )
 
     def apply(self, run: Run, given: Input, facts: Facts) -> Run:
+        if run.journey_id in self.catalog.archived and not isinstance(given, Stop):
+            given = Stop(ExitReason.ARCHIVED)
         transition = apply(
             self.definition(run),
             run,

@@ -87,3 +87,60 @@ async def test_a_run_on_a_version_not_yet_loaded_is_retried(new_database: NewDat
         assert run.status == "exited" and run.version == 2
     finally:
         await engine.dispose()
+
+
+async def test_a_run_left_in_an_archived_journey_exits_at_its_timer(
+    new_database: NewDatabase,
+) -> None:
+    """A replica whose catalog was a moment old entered a run after the archive's pass:
+    its next firing ends it (``archived``) instead of walking on."""
+    from sqlalchemy import select
+
+    from services.journey.models import outbox
+    from services.journey.timers import timer_round
+    from shared.db.outbox_pack import unpack
+
+    url = await migrated_database(new_database)
+    engine = create_engine(DatabaseSettings(url=SecretStr(url)))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(repo.journeys).values(
+                    id="j", name="j", status="archived", draft=DOCUMENT, version=1
+                )
+            )
+            await conn.execute(
+                insert(repo.versions).values(journey_id="j", version=1, definition=DOCUMENT)
+            )
+            work = Work(await load_catalog(conn), START)
+            work.took(
+                enter(
+                    JourneyDefinition.model_validate(DOCUMENT),
+                    journey_id="j",
+                    version=1,
+                    customer_id="c1",
+                    run_id="late-run",
+                    trigger_event="Started",
+                    trigger={},
+                    now=START,
+                    facts=Facts(),
+                )
+            )
+            await work.write(conn)
+            await conn.execute(outbox.delete())
+        fire = timer_round(
+            engine=engine,
+            catalogs=CatalogCache(engine),
+            clock=lambda: START + timedelta(days=2),
+            chunk=10,
+        )
+        assert await fire() == 1
+        async with engine.connect() as conn:
+            (run,) = await repo.list_runs(conn, customer_id="c1")
+            rows = (await conn.execute(select(outbox.c.topic, outbox.c.value))).all()
+        assert run.status == "exited" and run.exit_reason is not None
+        assert run.exit_reason.value == "archived"
+        messages = [m for topic, value in rows for m in unpack(topic, value)]
+        assert [m.topic for m in messages] == ["journey.runs"]  # the exit, nothing sent
+    finally:
+        await engine.dispose()

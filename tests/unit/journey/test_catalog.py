@@ -56,7 +56,7 @@ def test_the_index_of_what_runs_read() -> None:
         live=("active", live), paused=("paused", paused), old=("archived", archived)
     )
     catalog = Catalog.build(journey_rows, version_rows, [])
-    assert set(catalog.active) == {"live"}
+    assert set(catalog.active) == {"live"} and catalog.archived == {"old"}
     assert set(catalog.by_event) == {"Cart Updated"} and catalog.by_segment == {}
     # a paused journey's runs go on: its waits and engagement events are still read
     assert catalog.read_events == {
