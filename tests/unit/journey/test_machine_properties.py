@@ -16,6 +16,7 @@ from services.journey.machine import (
     Stop,
     TimerFired,
 )
+from services.journey.processing import message_of
 from shared.events.dispatch_outcomes import Status
 from tests.unit.journey.helpers import Driver, definition
 
@@ -117,6 +118,7 @@ def test_runs_keep_their_invariants(customer: str, steps: list[tuple[str, object
     assert again.outputs == run.outputs
     for output in run.outputs:  # the machine constructs its outputs unvalidated: check them
         assert type(output).from_bytes(output.to_bytes()).to_bytes() == output.to_bytes()
+        assert message_of(output).value == output.to_bytes()  # orjson writes the same bytes
     dispatch_ids = [r.dispatch_id for r in run.requests]
     assert len(set(dispatch_ids)) == len(dispatch_ids)
 
