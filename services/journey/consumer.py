@@ -299,7 +299,7 @@ class JourneyBatchHandler:
             now=work.now,
             facts=work.facts_for(facts, journey.id, journey.version),
         )
-        run = work.took(transition)
+        run = work.took(transition, new=True)
         history[key] = (work.now, run.on_steps)
         return run
 

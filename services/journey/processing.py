@@ -88,6 +88,8 @@ class Work:
         self.catalog = catalog
         self.now = now
         self.runs: dict[str, Run] = {}
+        #: runs entered in this transaction (inserted, not updated)
+        self.new: set[str] = set()
         self.outputs: list[Output] = []
 
     def definition(self, run: Run) -> JourneyDefinition:
@@ -122,7 +124,10 @@ class Work:
         )
         return self.took(transition)
 
-    def took(self, transition: Transition) -> Run:
+    def took(self, transition: Transition, *, new: bool = False) -> Run:
+        """Keep a transition's run and outputs; ``new``: it entered the run."""
+        if new:
+            self.new.add(transition.run.run_id)
         if transition.outputs:
             self.runs[transition.run.run_id] = transition.run
             self.outputs += transition.outputs
@@ -131,7 +136,7 @@ class Work:
     async def write(self, conn: AsyncConnection) -> None:
         if not self.runs:
             return
-        await repo.save_runs(conn, changed=list(self.runs.values()), now=self.now)
+        await repo.save_runs(conn, changed=list(self.runs.values()), now=self.now, new=self.new)
         events = [o for o in self.outputs if isinstance(o, JourneyRunEvent)]
         await repo.count_steps(conn, events=events)
         # one topic after another (each in order): fewer outbox rows, same per-topic order

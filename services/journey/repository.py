@@ -12,7 +12,7 @@ deadlock with a writer that holds a run and waits for its timer.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from datetime import datetime
 from typing import Any
 
@@ -214,51 +214,88 @@ async def entry_history(
     return {(row[0], row[1]): (row[2], row[3]) for row in rows}
 
 
-async def save_runs(conn: AsyncConnection, *, changed: Sequence[Run], now: datetime) -> None:
-    """Upsert the runs and set (or cancel) their timers: one statement each."""
+async def save_runs(
+    conn: AsyncConnection, *, changed: Sequence[Run], now: datetime, new: Set[str] = frozenset()
+) -> None:
+    """Write the runs (``new``: the ids of runs entered in this transaction, inserted;
+    the others updated) and set or cancel their timers: one statement each."""
     if not changed:
         return
     latest = list({run.run_id: run for run in changed}.values())
-    await execute(
-        conn,
-        f"""
-        INSERT INTO {runs.fullname} AS r (run_id, journey_id, journey_version, customer_id,
-            status, step_id, on_steps, holdout, variant, entered_at, wake_at, converted_at,
-            exited_at, exit_reason, state, updated_at)
-        SELECT u.*, $16::timestamptz FROM unnest($1::text[], $2::text[], $3::int[], $4::text[],
-            $5::text[], $6::text[], $7::bool[], $8::bool[], $9::text[], $10::timestamptz[],
-            $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::text[],
-            $15::jsonb[]) AS u
-        ON CONFLICT (run_id) DO UPDATE SET status = excluded.status,
-            step_id = excluded.step_id, on_steps = excluded.on_steps,
-            variant = excluded.variant, wake_at = excluded.wake_at,
-            converted_at = excluded.converted_at, exited_at = excluded.exited_at,
-            exit_reason = excluded.exit_reason, state = excluded.state,
-            updated_at = excluded.updated_at
-        """,
-        [r.run_id for r in latest],
-        [r.journey_id for r in latest],
-        [r.version for r in latest],
-        [r.customer_id for r in latest],
-        [r.status for r in latest],
-        [r.step_id for r in latest],
-        [r.on_steps for r in latest],
-        [r.holdout for r in latest],
-        [r.variant for r in latest],
-        [r.entered_at for r in latest],
-        [r.wake_at for r in latest],
-        [r.converted_at for r in latest],
-        [r.exited_at for r in latest],
-        [r.exit_reason.value if r.exit_reason else None for r in latest],
-        [_state(r) for r in latest],
-        now,
-    )
+    inserted = [r for r in latest if r.run_id in new]
+    updated = [r for r in latest if r.run_id not in new]
+    if inserted:
+        await execute(
+            conn,
+            f"""
+            INSERT INTO {runs.fullname} (run_id, journey_id, journey_version, customer_id,
+                status, step_id, on_steps, holdout, variant, entered_at, wake_at, converted_at,
+                exited_at, exit_reason, state, updated_at)
+            SELECT u.*, $16::timestamptz FROM unnest($1::text[], $2::text[], $3::int[],
+                $4::text[], $5::text[], $6::text[], $7::bool[], $8::bool[], $9::text[],
+                $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[],
+                $14::text[], $15::jsonb[]) AS u
+            """,
+            [r.run_id for r in inserted],
+            [r.journey_id for r in inserted],
+            [r.version for r in inserted],
+            [r.customer_id for r in inserted],
+            *_mutable_columns(inserted, with_holdout=True),
+            now,
+        )
+    if updated:
+        # a plain UPDATE: no insert attempt and conflict check per row, and a step
+        # change touches no indexed column (a HOT update)
+        await execute(
+            conn,
+            f"""
+            UPDATE {runs.fullname} AS r SET status = u.status, step_id = u.step_id,
+                on_steps = u.on_steps, variant = u.variant, wake_at = u.wake_at,
+                converted_at = u.converted_at, exited_at = u.exited_at,
+                exit_reason = u.exit_reason, state = u.state, updated_at = $11::timestamptz
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[],
+                $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[],
+                $10::jsonb[]) AS u(run_id, status, step_id, on_steps, variant, wake_at,
+                    converted_at, exited_at, exit_reason, state)
+            WHERE r.run_id = u.run_id
+            """,
+            [r.run_id for r in updated],
+            *_mutable_columns(updated, with_holdout=False),
+            now,
+        )
     await schedule(
         conn,
         table=run_timers,
         rows=[(r.run_id, r.wake_at) for r in latest if r.wake_at is not None],
     )
-    await cancel(conn, table=run_timers, keys=[r.run_id for r in latest if r.wake_at is None])
+    await cancel(
+        conn,
+        table=run_timers,
+        keys=[r.run_id for r in updated if r.wake_at is None],  # new runs have none yet
+    )
+
+
+def _mutable_columns(rows: Sequence[Run], *, with_holdout: bool) -> list[list[Any]]:
+    """The columns a transition may change, in the order of both statements (with
+    ``holdout`` and ``entered_at`` for an insert)."""
+    columns: list[list[Any]] = [
+        [r.status for r in rows],
+        [r.step_id for r in rows],
+        [r.on_steps for r in rows],
+    ]
+    if with_holdout:
+        columns.append([r.holdout for r in rows])
+    columns.append([r.variant for r in rows])
+    if with_holdout:
+        columns.append([r.entered_at for r in rows])
+    columns += [
+        [r.wake_at for r in rows],
+        [r.converted_at for r in rows],
+        [r.exited_at for r in rows],
+        [r.exit_reason.value if r.exit_reason else None for r in rows],
+        [_state(r) for r in rows],
+    ]
+    return columns
 
 
 async def count_steps(conn: AsyncConnection, *, events: Iterable[JourneyRunEvent]) -> None:

@@ -61,7 +61,8 @@ async def seed_waiting_runs(engine: object, count: int) -> None:
                     trigger={},
                     now=START,
                     facts=Facts(),
-                )
+                ),
+                new=True,
             )
         await work.write(conn)
         await conn.execute(outbox.delete())  # only what the sweeps emit is counted

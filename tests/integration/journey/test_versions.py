@@ -71,7 +71,8 @@ async def test_a_run_on_a_version_not_yet_loaded_is_retried(new_database: NewDat
                     trigger={},
                     now=START,
                     facts=Facts(),
-                )
+                ),
+                new=True,
             )
             await work.write(conn)
         handler = JourneyBatchHandler(engine=engine, catalogs=catalogs, clock=lambda: START)
@@ -124,7 +125,8 @@ async def test_a_run_left_in_an_archived_journey_exits_at_its_timer(
                     trigger={},
                     now=START,
                     facts=Facts(),
-                )
+                ),
+                new=True,
             )
             await work.write(conn)
             await conn.execute(outbox.delete())
