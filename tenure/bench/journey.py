@@ -332,7 +332,7 @@ class JourneyBench:
     # --- 3. latency --------------------------------------------------------------------------
 
     async def _latency_scenario(self) -> None:
-        from services.journey.app import Runtime
+        from services.journey.runtime import Runtime
 
         options = self.options
         url = await self._new_database("latency")

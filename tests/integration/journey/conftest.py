@@ -14,7 +14,8 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
-from services.journey.app import Runtime, create_app
+from services.journey.app import create_app
+from services.journey.runtime import Runtime
 from services.journey.settings import JourneyGroup, JourneySettings
 from shared.auth import hash_token
 from shared.db.migrations import upgrade
