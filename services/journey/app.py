@@ -19,6 +19,7 @@ from shared.auth import TokenDigests
 from shared.collector import tuned_for_throughput
 from shared.http.app import create_service_app
 
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runtime = Runtime(app.state.settings, app.state.clock)
