@@ -17,6 +17,7 @@ TARGETS = {
     "ingest": "tenure.bench.ingest:ingest_bench",
     "segmenter": "tenure.bench.segmenter:segmenter_bench",
     "journey": "tenure.bench.journey:journey_bench",
+    "dispatcher": "tenure.bench.dispatcher:dispatcher_bench",
 }
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from shared.events.customer_events import TOPIC
 from tenure.embedded import free_port
+from tenure.services import SERVICES
 from tests.support.kafka import TopicTail, json_value
 
 pytestmark = pytest.mark.slow
@@ -56,23 +57,17 @@ def _wait_for_banner(process: subprocess.Popen[str], timeout_s: float = 90) -> s
 
 
 def _base_port() -> int:
-    """Consecutive free ports, one per service (ingest, segmenter, journey…)."""
-    from tenure.services import SERVICES
-
+    """Consecutive free ports for every service."""
     for _ in range(50):
         port = free_port()
-        if all(_free(port + offset) for offset in range(1, len(SERVICES))):
-            return port
-    raise AssertionError("no consecutive free ports for every service")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
         try:
-            probe.bind(("127.0.0.1", port))
+            for offset in range(1, len(SERVICES)):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port + offset))
         except OSError:
-            return False
-    return True
+            continue
+        return port
+    raise AssertionError("no two consecutive free ports")
 
 
 async def test_dev_stack_takes_an_event_end_to_end(tmp_path: Path) -> None:
