@@ -15,8 +15,8 @@ Each scenario has a database of its own on the embedded PostgreSQL (or the serve
    transition, a dispatch request and run events through the outbox. Figure:
    timers/s. Baseline: the same number of rows claimed and deleted in the same
    chunks from a bare timer table (:func:`shared.db.timers.claim_due`), nothing else.
-3. **latency**: the whole service (consumer, sweep, outbox relay, publisher) and a
-   journey that sends at once; trigger events produced at ``rate``/s for
+3. **latency**: the whole service as ``tenure serve journey`` in a process of its own
+   (consumer, sweep, outbox relay, publisher) and a journey that sends at once; trigger events produced at ``rate``/s for
    ``latency_s``. Figure: p99 from the trigger's production to its request read from
    ``dispatch.requests``. Baseline: p99 of the same events read back from
    ``customer.events`` (the broker's own round trip).
@@ -32,6 +32,8 @@ import contextlib
 import os
 import random
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import MetaData, insert, text
@@ -50,7 +53,7 @@ from sqlalchemy import MetaData, insert, text
 from services.journey.catalog import CatalogCache
 from services.journey.consumer import DECODERS, JourneyBatchHandler
 from services.journey.repository import journeys, versions
-from services.journey.settings import JourneyGroup, JourneySettings
+from services.journey.settings import JourneyGroup
 from services.journey.timers import timer_round
 from shared.collector import tuned_for_throughput
 from shared.db.engine import create_engine
@@ -332,8 +335,6 @@ class JourneyBench:
     # --- 3. latency --------------------------------------------------------------------------
 
     async def _latency_scenario(self) -> None:
-        from services.journey.runtime import Runtime
-
         options = self.options
         url = await self._new_database("latency")
         trigger = "Bench Latency Probe"
@@ -356,28 +357,42 @@ class JourneyBench:
             },
         )
         kafka = self._kafka()
-        settings = JourneySettings(
-            kafka=kafka,
-            database=DatabaseSettings(url=url),
-            journey=JourneyGroup(consumer_group=f"bench-latency-{uuid.uuid4().hex[:8]}"),
-        )
-        runtime = Runtime(settings, lambda: datetime.now(UTC))
         requests = _Tail(self._bootstrap, dispatch_requests.TOPIC)
         echoes = _Tail(self._bootstrap, CUSTOMER_EVENTS)
         await requests.start()
         await echoes.start()
-        await runtime.service.start()
-        collector = tuned_for_throughput()  # as the service's lifespan runs it
-        collector.__enter__()
+        # the service in a process of its own, as `tenure serve journey` runs it: the load
+        # generator and the tails here must not share its core
+        port = free_port()
+        env = {
+            **os.environ,
+            "TENURE_KAFKA_BOOTSTRAP_SERVERS": self._bootstrap,
+            "TENURE_KAFKA_PARTITIONS": str(self.options.partitions),
+            "TENURE_DATABASE_URL": url,
+            "TENURE_HTTP_HOST": "127.0.0.1",
+            "TENURE_HTTP_PORT": str(port),
+            "TENURE_JOURNEY_CONSUMER_GROUP": f"bench-latency-{uuid.uuid4().hex[:8]}",
+            "TENURE_LOG_FORMAT": "text",
+            "TENURE_LOG_LEVEL": "WARNING",
+        }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        process = _serve_journey(env, self._state / "journey.log")
         try:
-            await _joined(runtime)
+            await _ready(f"http://127.0.0.1:{port}/readyz", process)
+            options.log("latency: waiting for the service's consumer to join its group …")
+            await _produce_at_rate(kafka, trigger, 1.0, 0.5, stamp="warmup")
+            await requests.wait(lambda v: "warmup" in v.get("context", {}), 1)
             options.log(f"latency: {options.rate:,.0f} triggers/s for {options.latency_s:g}s …")
             count = await _produce_at_rate(kafka, trigger, options.rate, options.latency_s)
             await requests.wait(lambda v: v.get("context", {}).get("probe") is not None, count)
             await echoes.wait(lambda v: v.get("properties", {}).get("probe") is not None, count)
         finally:
-            collector.__exit__(None, None, None)
-            await runtime.service.stop()
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(process.wait, 40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
             await requests.stop()
             await echoes.stop()
         through = [
@@ -578,18 +593,35 @@ async def _decode_rate(bootstrap: str, topic: str, count: int) -> float:
         await consumer.stop()
 
 
-async def _joined(runtime: Any) -> None:
-    """Wait until the service's consumer holds its partitions."""
-    for _ in range(600):
-        consumer = runtime.runner.consumer
-        if consumer is not None and consumer.assignment():
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError("the journey consumer never joined its group")
+def _serve_journey(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "tenure", "serve", "journey"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
-async def _produce_at_rate(kafka: KafkaSettings, trigger: str, rate: float, seconds: float) -> int:
-    """Trigger events at ``rate``/s, each stamped with its production time (``probe``)."""
+async def _ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    """Wait until the service answers ``/readyz`` with 200."""
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        for _ in range(int(STALL_TIMEOUT_S / 0.2)):
+            if process.poll() is not None:
+                raise RuntimeError(f"the journey service exited with {process.returncode}")
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get(url)).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise TimeoutError("the journey service never became ready")
+
+
+async def _produce_at_rate(
+    kafka: KafkaSettings, trigger: str, rate: float, seconds: float, *, stamp: str = "probe"
+) -> int:
+    """Trigger events at ``rate``/s, each stamped with its production time (property
+    ``stamp``); at least one."""
     publisher = EventPublisher(kafka, client_id="bench-journey-probe")
     await publisher.start()
     sent = 0
@@ -597,8 +629,8 @@ async def _produce_at_rate(kafka: KafkaSettings, trigger: str, rate: float, seco
     try:
         started = time.perf_counter()
         pending: set[asyncio.Task[Any]] = set()
-        while (elapsed := time.perf_counter() - started) < seconds:
-            due = int(elapsed * rate) - sent
+        while (elapsed := time.perf_counter() - started) < seconds or sent == 0:
+            due = max(int(elapsed * rate) - sent, 1 if sent == 0 else 0)
             if due > 0:
                 at = datetime.now(UTC)
                 batch = []
@@ -608,7 +640,7 @@ async def _produce_at_rate(kafka: KafkaSettings, trigger: str, rate: float, seco
                         message_id=f"probe-{uuid.uuid4().hex}",
                         user_id=f"probe-{sent}",
                         event=trigger,
-                        properties={"probe": time.time()},
+                        properties={stamp: time.time()},
                         timestamp=at,
                         received_at=at,
                     )
