@@ -16,10 +16,11 @@ Each scenario has a database of its own on the embedded PostgreSQL (or the serve
    timers/s. Baseline: the same number of rows claimed and deleted in the same
    chunks from a bare timer table (:func:`shared.db.timers.claim_due`), nothing else.
 3. **latency**: the whole service as ``tenure serve journey`` in a process of its own
-   (consumer, sweep, outbox relay, publisher) and a journey that sends at once; trigger events produced at ``rate``/s for
-   ``latency_s``. Figure: p99 from the trigger's production to its request read from
-   ``dispatch.requests``. Baseline: p99 of the same events read back from
-   ``customer.events`` (the broker's own round trip).
+   (consumer, sweep, outbox relay, publisher) and a journey that sends at once;
+   trigger events produced at ``rate``/s for ``latency_s``. Figure: p99 from the
+   trigger's production to its request read from ``dispatch.requests``. Baseline:
+   p99 of the same events read back from ``customer.events`` (the broker's own
+   round trip).
 
 Exit status as :mod:`tenure.bench`: 0 ran (and met the targets in a full run), 1 a
 full run missed one, 2 could not run.
