@@ -102,6 +102,7 @@ class DevStack:
         )
         for variable in (
             "TENURE_SEGMENTER_ADMIN_TOKEN_HASHES",
+            "TENURE_JOURNEY_ADMIN_TOKEN_HASHES",
             "TENURE_METRICS_ADMIN_TOKEN_HASHES",
         ):
             self.env[variable] = _joined(self.env.get(variable), hash_token(self.admin_token))
