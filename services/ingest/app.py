@@ -17,7 +17,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from services.ingest.auth import key_from_authorization
-from services.ingest.body import MalformedJson, PayloadTooLarge, parse_json, read_limited
+from services.ingest.body import Body, BodyError, parse_json, read_limited
 from services.ingest.metrics import EVENTS_RECEIVED, EVENTS_REJECTED, PUBLISH_SECONDS
 from services.ingest.normalize import InvalidEvent, normalize
 from services.ingest.settings import IngestSettings, get_settings
@@ -71,22 +71,19 @@ _TYPES = frozenset(t.value for t in EventType)
 _RECEIVED = {t: EVENTS_RECEIVED.labels(t.value) for t in EventType}
 
 
-async def _read_authorized_call(request: Request, limit: int) -> dict[str, Any] | Any:
+async def _read_authorized_call(request: Request, limit: int) -> Body:
     keys: TokenDigests = request.app.state.write_keys
     header_key = key_from_authorization(request.headers.get("authorization"))
     if header_key is not None and not keys.accepts(header_key):
         raise _unauthorized("the write key is not valid")
     try:
-        body = parse_json(await read_limited(request, limit))
-    except PayloadTooLarge as exc:
-        raise IngestError(
-            413,
-            "payload_too_large",
-            f"the request body exceeds the limit of {exc.limit} bytes",
-            limit_bytes=exc.limit,
-        ) from None
-    except MalformedJson as exc:
-        raise IngestError(400, "invalid_json", str(exc)) from None
+        parsed = parse_json(await read_limited(request, limit))
+    except BodyError as exc:
+        error = IngestError(exc.status, exc.error, exc.detail, **exc.extra)
+        if exc.error == "unsupported_encoding":
+            error.headers["Accept-Encoding"] = exc.extra["accepted"]
+        raise error from None
+    body = parsed.value
     if header_key is None:
         body_key = body.get("writeKey") if isinstance(body, dict) else None
         if body_key is None:
@@ -96,7 +93,7 @@ async def _read_authorized_call(request: Request, limit: int) -> dict[str, Any] 
             )
         if not keys.accepts(body_key if isinstance(body_key, str) else None):
             raise _unauthorized("the write key is not valid")
-    return body
+    return parsed
 
 
 def _unauthorized(detail: str) -> IngestError:
@@ -138,9 +135,14 @@ def _count_types(events: list[CustomerEvent]) -> dict[EventType, int]:
 def _single_call_route(call_type: EventType) -> Any:
     async def handle(request: Request) -> Response:
         limits = get_ingest_settings(request).ingest
-        raw = await _read_authorized_call(request, limits.max_event_bytes)
+        body = await _read_authorized_call(request, limits.max_event_bytes)
         try:
-            event = normalize(raw, call_type=call_type, received_at=datetime.now(UTC))
+            event = normalize(
+                body.value,
+                call_type=call_type,
+                received_at=datetime.now(UTC),
+                may_contain_nul=body.may_contain_nul,
+            )
         except InvalidEvent as exc:
             EVENTS_REJECTED.labels(call_type.value, exc.reason).inc()
             raise IngestError(400, exc.reason, str(exc), errors=exc.as_dict()) from None
@@ -170,7 +172,8 @@ async def batch(request: Request) -> Response:
     ``rejected`` listing each bad index, or 400 when no event was valid.
     """
     limits = get_ingest_settings(request).ingest
-    body = await _read_authorized_call(request, limits.max_batch_bytes)
+    parsed = await _read_authorized_call(request, limits.max_batch_bytes)
+    body = parsed.value
     calls = body.get("batch") if isinstance(body, dict) else None
     if not isinstance(calls, list) or not calls:
         raise IngestError(
@@ -189,7 +192,13 @@ async def batch(request: Request) -> Response:
             if len(orjson.dumps(raw)) > max_event_bytes:
                 raise InvalidEvent("too_large", [])
             accepted.append(
-                normalize(raw, call_type=None, received_at=received_at, batch_sent_at=sent_at)
+                normalize(
+                    raw,
+                    call_type=None,
+                    received_at=received_at,
+                    batch_sent_at=sent_at,
+                    may_contain_nul=parsed.may_contain_nul,
+                )
             )
         except InvalidEvent as exc:
             call = raw.get("type") if isinstance(raw, dict) else None
