@@ -37,7 +37,10 @@ def test_the_exact_path_refuses_what_orjson_refuses(raw: bytes) -> None:
 
 
 def test_wide_integers_keep_digits_under_id_keys_only() -> None:
-    raw = b'{"userId": 18446744073709551616, "x": {"groupId": -9223372036854775809}, "n": [1e2, 18446744073709551616, 18446744073709551615]}'
+    raw = (
+        b'{"userId": 18446744073709551616, "x": {"groupId": -9223372036854775809},'
+        b' "n": [1e2, 18446744073709551616, 18446744073709551615]}'
+    )
     assert parse_json(raw).value == {
         "userId": "18446744073709551616",
         "x": {"groupId": "-9223372036854775809"},
