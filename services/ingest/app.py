@@ -7,6 +7,7 @@ every accepted event is stored in ``customer.events`` with ``acks=all``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,10 +19,16 @@ from fastapi import APIRouter, FastAPI, Request, Response
 
 from services.ingest.auth import key_from_authorization
 from services.ingest.body import Body, BodyError, parse_json, read_limited
-from services.ingest.metrics import EVENTS_RECEIVED, EVENTS_REJECTED, PUBLISH_SECONDS
+from services.ingest.metrics import (
+    EVENTS_RECEIVED,
+    EVENTS_REJECTED,
+    PUBLISH_SECONDS,
+    RATE_LIMITED,
+)
 from services.ingest.normalize import InvalidEvent, normalize
+from services.ingest.ratelimit import RateLimiter
 from services.ingest.settings import IngestSettings, get_settings
-from shared.auth import TokenDigests
+from shared.auth import TokenDigests, hash_token
 from shared.collector import tuned_for_throughput
 from shared.errors import PublishError
 from shared.events.customer_events import TOPIC, CustomerEvent, EventType
@@ -71,7 +78,8 @@ _TYPES = frozenset(t.value for t in EventType)
 _RECEIVED = {t: EVENTS_RECEIVED.labels(t.value) for t in EventType}
 
 
-async def _read_authorized_call(request: Request, limit: int) -> Body:
+async def _read_authorized_call(request: Request, limit: int) -> tuple[Body, str]:
+    """The parsed body and the write key that authorised it."""
     keys: TokenDigests = request.app.state.write_keys
     header_key = key_from_authorization(request.headers.get("authorization"))
     if header_key is not None and not keys.accepts(header_key):
@@ -91,9 +99,31 @@ async def _read_authorized_call(request: Request, limit: int) -> Body:
                 "send the write key as the HTTP Basic username "
                 "(empty password) or as writeKey in the body"
             )
-        if not keys.accepts(body_key if isinstance(body_key, str) else None):
+        if not isinstance(body_key, str) or not keys.accepts(body_key):
             raise _unauthorized("the write key is not valid")
-    return parsed
+        return parsed, body_key
+    return parsed, header_key
+
+
+def _admit(request: Request, write_key: str, events: int) -> None:
+    """Take ``events`` tokens from the key's bucket, or answer 429 with Retry-After."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    if not limiter.enabled:
+        return
+    digest = hash_token(write_key)
+    wait_s = limiter.take(digest, events)
+    if wait_s is None:
+        return
+    RATE_LIMITED.labels(digest[:8]).inc()
+    retry_after = max(1, math.ceil(wait_s))
+    error = IngestError(
+        429,
+        "rate_limited",
+        f"this write key's rate limit is exhausted; retry in {retry_after} s",
+        retry_after_s=retry_after,
+    )
+    error.headers["Retry-After"] = str(retry_after)
+    raise error
 
 
 def _unauthorized(detail: str) -> IngestError:
@@ -135,7 +165,8 @@ def _count_types(events: list[CustomerEvent]) -> dict[EventType, int]:
 def _single_call_route(call_type: EventType) -> Any:
     async def handle(request: Request) -> Response:
         limits = get_ingest_settings(request).ingest
-        body = await _read_authorized_call(request, limits.max_event_bytes)
+        body, write_key = await _read_authorized_call(request, limits.max_event_bytes)
+        _admit(request, write_key, 1)
         try:
             event = normalize(
                 body.value,
@@ -172,7 +203,7 @@ async def batch(request: Request) -> Response:
     ``rejected`` listing each bad index, or 400 when no event was valid.
     """
     limits = get_ingest_settings(request).ingest
-    parsed = await _read_authorized_call(request, limits.max_batch_bytes)
+    parsed, write_key = await _read_authorized_call(request, limits.max_batch_bytes)
     body = parsed.value
     calls = body.get("batch") if isinstance(body, dict) else None
     if not isinstance(calls, list) or not calls:
@@ -182,6 +213,7 @@ async def batch(request: Request) -> Response:
             "send a non-empty list of calls in `batch`",
             errors=[{"field": "batch", "message": "must be a non-empty list"}],
         )
+    _admit(request, write_key, len(calls))
     received_at = datetime.now(UTC)
     sent_at = body.get("sentAt")
     max_event_bytes = limits.max_event_bytes
@@ -235,6 +267,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.write_keys = TokenDigests(settings.ingest.write_key_digests)
+    app.state.rate_limiter = settings.ingest.rate_limiter()
     app.add_exception_handler(IngestError, _ingest_error)
     app.include_router(router)
     return app
