@@ -11,7 +11,6 @@ with :func:`add_readiness_check`. Beside the service's own lifespan, a
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -21,11 +20,8 @@ from fastapi import FastAPI, Request, Response
 from shared.http.metrics import render_metrics
 from shared.http.middleware import RequestContextMiddleware
 from shared.http.responses import json_response
-from shared.logging import request_id_var
 from shared.memory import HeapTrimmer
 from shared.settings import DEFAULT_MEMORY_TRIM_INTERVAL_S
-
-log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
@@ -53,7 +49,6 @@ def create_service_app(
     app.add_api_route(
         "/metrics", metrics, methods=["GET"], tags=["operations"], response_class=Response
     )
-    app.add_exception_handler(Exception, _unhandled)
     return app
 
 
@@ -100,15 +95,3 @@ async def readyz(request: Request) -> Response:
 async def metrics() -> Response:
     body, content_type = render_metrics()
     return Response(body, media_type=content_type)
-
-
-async def _unhandled(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return json_response(
-        {
-            "error": "internal_error",
-            "detail": "an unexpected error occurred",
-            "request_id": request_id_var.get(),
-        },
-        status_code=500,
-    )
