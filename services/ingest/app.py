@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -53,7 +54,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     publisher = EventPublisher(settings.kafka, client_id="tenure-ingest")
     await publisher.start()
     app.state.publisher = publisher
-    add_readiness_check(app, "broker", publisher.check_ready)
+    add_readiness_check(app, "broker", partial(publisher.check_ready, (TOPIC,)))
     try:
         with tuned_for_throughput():
             yield
