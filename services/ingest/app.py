@@ -27,6 +27,7 @@ from services.ingest.metrics import (
     RATE_LIMITED,
 )
 from services.ingest.normalize import InvalidEvent, normalize
+from services.ingest.openapi import documented_openapi
 from services.ingest.ratelimit import RateLimiter
 from services.ingest.settings import IngestSettings, get_settings
 from shared.auth import TokenDigests, hash_token
@@ -271,4 +272,5 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.rate_limiter = settings.ingest.rate_limiter()
     app.add_exception_handler(IngestError, _ingest_error)
     app.include_router(router)
+    app.openapi = partial(documented_openapi, app)  # type: ignore[method-assign]
     return app

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     JsonValue,
     PlainValidator,
     Strict,
@@ -26,6 +27,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 MAX_DEPTH = 10
 """Deepest allowed nesting; a lone leaf has depth 1, ``all[leaf]`` depth 2."""
@@ -406,6 +409,28 @@ class RfmTierRule(_Node):
     )
 
 
+class _PlainMapping:
+    """Drops the JSON schema's ``kind`` discriminator when its mapping is not all references.
+
+    Pydantic writes the nested union of ``trait`` leaves (discriminated on ``op``)
+    as an object inside the ``kind`` mapping, which OpenAPI forbids (mapping
+    values are schema references), so ``/openapi.json`` failed to build. The
+    ``oneOf`` left says the same (each branch fixes its ``kind``, each trait leaf
+    its ``op``); validation is unchanged.
+    """
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(core_schema)
+        target = handler.resolve_ref_schema(json_schema)
+        mapping = target.get("discriminator", {}).get("mapping", {})
+        if not all(isinstance(ref, str) for ref in mapping.values()):
+            del target["discriminator"]
+        return json_schema
+
+
 Rule = Annotated[
     Union[  # noqa: UP007
         AllRule,
@@ -421,6 +446,7 @@ Rule = Annotated[
         RfmTierRule,
     ],
     Field(discriminator="kind"),
+    _PlainMapping,
 ]
 """Any rule node."""
 
