@@ -270,6 +270,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.write_keys = TokenDigests(settings.ingest.write_key_digests)
     app.state.rate_limiter = settings.ingest.rate_limiter()
+    app.state.max_body_bytes = None  # the routes read bodies under limits of their own
     app.add_exception_handler(IngestError, _ingest_error)
     app.include_router(router)
     app.openapi = partial(documented_openapi, app)  # type: ignore[method-assign]

@@ -16,7 +16,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 
+from shared.http.body_limit import BodyLimitMiddleware
 from shared.http.metrics import render_metrics
 from shared.http.middleware import RequestContextMiddleware
 from shared.http.responses import json_response
@@ -43,7 +46,9 @@ def create_service_app(
         **kwargs,
     )
     app.state.readiness_checks = {}
+    app.add_middleware(BodyLimitMiddleware)  # inside the request context: 413s get ids
     app.add_middleware(RequestContextMiddleware)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["operations"])
     app.add_api_route(
@@ -95,3 +100,10 @@ async def readyz(request: Request) -> Response:
 async def metrics() -> Response:
     body, content_type = render_metrics()
     return Response(body, media_type=content_type)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422, serialised with orjson: an echoed NaN or Infinity (which Python's
+    JSON parser reads) becomes null instead of failing the answer with a 500."""
+    assert isinstance(exc, RequestValidationError)
+    return json_response({"detail": jsonable_encoder(exc.errors())}, status_code=422)
