@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from shared.http.body_limit import BodyLimitMiddleware
 from shared.http.metrics import render_metrics
 from shared.http.middleware import RequestContextMiddleware
+from shared.http.nul import RefuseNulMiddleware
 from shared.http.responses import json_response
 from shared.memory import HeapTrimmer
 from shared.settings import DEFAULT_MEMORY_TRIM_INTERVAL_S
@@ -47,6 +48,7 @@ def create_service_app(
     )
     app.state.readiness_checks = {}
     app.add_middleware(BodyLimitMiddleware)  # inside the request context: 413s get ids
+    app.add_middleware(RefuseNulMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
