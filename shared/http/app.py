@@ -23,6 +23,7 @@ from shared.http.body_limit import BodyLimitMiddleware
 from shared.http.metrics import render_metrics
 from shared.http.middleware import RequestContextMiddleware
 from shared.http.nul import RefuseNulMiddleware
+from shared.http.openapi import with_shared_answers
 from shared.http.responses import json_response
 from shared.memory import HeapTrimmer
 from shared.settings import DEFAULT_MEMORY_TRIM_INTERVAL_S
@@ -51,6 +52,7 @@ def create_service_app(
     app.add_middleware(RefuseNulMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.openapi = with_shared_answers(app.openapi)  # type: ignore[method-assign]
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["operations"])
     app.add_api_route(
