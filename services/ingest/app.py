@@ -19,7 +19,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from services.ingest.auth import key_from_authorization
-from services.ingest.body import Body, BodyError, parse_json, read_limited
+from services.ingest.body import Body, BodyError, call_headers, parse_json, read_limited
 from services.ingest.metrics import (
     EVENTS_RECEIVED,
     EVENTS_REJECTED,
@@ -83,11 +83,12 @@ _RECEIVED = {t: EVENTS_RECEIVED.labels(t.value) for t in EventType}
 async def _read_authorized_call(request: Request, limit: int) -> tuple[Body, str]:
     """The parsed body and the write key that authorised it."""
     keys: TokenDigests = request.app.state.write_keys
-    header_key = key_from_authorization(request.headers.get("authorization"))
+    headers = call_headers(request)
+    header_key = key_from_authorization(headers.authorization)
     if header_key is not None and not keys.accepts(header_key):
         raise _unauthorized("the write key is not valid")
     try:
-        parsed = parse_json(await read_limited(request, limit))
+        parsed = parse_json(await read_limited(request, limit, headers))
     except BodyError as exc:
         error = IngestError(exc.status, exc.error, exc.detail, **exc.extra)
         if exc.error == "unsupported_encoding":

@@ -102,11 +102,37 @@ def check_media_type(content_type: str | None) -> None:
     )
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
+@dataclass(slots=True)
+class CallHeaders:
+    """The request headers ingest reads, found in one pass over the raw list (a lookup
+    through Starlette's ``request.headers`` scans and decodes the list each time)."""
+
+    authorization: str | None = None
+    content_type: str | None = None
+    content_encoding: str | None = None
+    content_length: str | None = None
+
+
+def call_headers(request: Request) -> CallHeaders:
+    found = CallHeaders()
+    for name, value in request.scope["headers"]:  # ASGI servers send names lowercased
+        if name == b"authorization":
+            found.authorization = value.decode("latin-1")
+        elif name == b"content-type":
+            found.content_type = value.decode("latin-1")
+        elif name == b"content-encoding":
+            found.content_encoding = value.decode("latin-1")
+        elif name == b"content-length":
+            found.content_length = value.decode("latin-1")
+    return found
+
+
+async def read_limited(request: Request, limit: int, headers: CallHeaders | None = None) -> bytes:
     """The whole decoded body, or PayloadTooLarge as soon as it is known to exceed ``limit``."""
-    check_media_type(request.headers.get("content-type"))
-    inflater = _inflater(request.headers.get("content-encoding"))
-    declared = request.headers.get("content-length")
+    headers = headers or call_headers(request)
+    check_media_type(headers.content_type)
+    inflater = _inflater(headers.content_encoding)
+    declared = headers.content_length
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(limit=limit)
     chunks: list[bytes] = []

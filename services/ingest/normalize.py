@@ -36,6 +36,9 @@ from shared.events.customer_events import CustomerEvent, EventType
 #: the accepted range of client times (timestamp, sentAt) and of corrected timestamps
 EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
+#: strictly between these years a time is in range whatever its UTC offset
+_EARLIEST_YEAR = EARLIEST_TIMESTAMP.year
+_LATEST_YEAR = LATEST_TIMESTAMP.year - 1
 
 _ID_FIELDS = ("userId", "anonymousId", "groupId", "previousId", "messageId")
 #: free-form JSON objects, stored as sent (their aliases are their names)
@@ -134,7 +137,10 @@ def normalize(
 
 
 def _check_range(field: str, value: datetime, how: str = "") -> None:
-    # both bounds hold before any arithmetic, so the skew correction cannot overflow
+    # both bounds hold before any arithmetic, so the skew correction cannot overflow;
+    # the year alone settles almost every value (comparing aware datetimes costs more)
+    if _EARLIEST_YEAR < value.year < _LATEST_YEAR:
+        return
     if not EARLIEST_TIMESTAMP <= value < LATEST_TIMESTAMP:
         message = (
             f"must be from {EARLIEST_TIMESTAMP.isoformat()} to before "

@@ -45,6 +45,9 @@ def create_service_app(
         description=description,
         version=version,
         lifespan=_with_heap_trimmer(lifespan),
+        # FastAPI's native OpenTelemetry looks up the global providers on every request
+        # (~8 us) to find none configured: services export Prometheus metrics instead
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         **kwargs,
     )
     app.state.readiness_checks = {}
