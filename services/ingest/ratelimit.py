@@ -56,10 +56,8 @@ class RateLimiter:
         self._per_key = {digest.lower(): limit for digest, limit in per_key.items()}
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
-
-    @property
-    def enabled(self) -> bool:
-        return self._default is not None or any(self._per_key.values())
+        #: whether any key is limited (checked on every request, so computed once)
+        self.enabled = default is not None or any(self._per_key.values())
 
     def take(self, digest: str, cost: int) -> float | None:
         """Take ``cost`` tokens: None when admitted, else the seconds to wait before retrying."""
