@@ -107,6 +107,8 @@ def _auth(document: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.mark.slow
+# Schemathesis's strategies use the `random` module, which Hypothesis deprecates
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 @pytest.mark.parametrize("running", sorted(SERVICES), indirect=True)
 def test_schemathesis_finds_no_5xx_and_nothing_undocumented(running: str) -> None:
     schema = schemathesis.openapi.from_url(f"{running}/openapi.json")
