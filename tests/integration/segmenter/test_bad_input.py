@@ -72,3 +72,41 @@ async def test_a_20_mb_body_is_413(stack: Stack) -> None:
     body = orjson.dumps({"name": "big", "description": "x" * 20_000_000, "rule": LEAF})
     answer = await stack.client.post("/v1/segments", content=body, headers=JSON)
     assert answer.status_code == 413, answer.text
+
+
+async def test_a_preview_of_the_largest_rule_leaves_the_loop_free(stack: Stack) -> None:
+    """Compiling a rule of ~2,000 nodes takes seconds of CPU; /healthz keeps answering."""
+    import asyncio
+
+    grid = {
+        "kind": "any",
+        "rules": [
+            {"kind": "all", "rules": [{**LEAF, "event": f"e{i}-{j}"} for j in range(100)]}
+            for i in range(19)
+        ],
+    }
+    answered: list[float] = []  # when each /healthz answer arrived
+    done, polling = asyncio.Event(), asyncio.Event()
+
+    async def poll() -> None:
+        while not done.is_set():
+            assert (await stack.client.get("/healthz")).status_code == 200
+            answered.append(time.perf_counter())
+            if len(answered) == 3:
+                polling.set()
+            await asyncio.sleep(0.02)
+
+    poller = asyncio.create_task(poll())
+    await polling.wait()
+    started = time.perf_counter()
+    answer = await stack.client.post(
+        "/v1/segments/preview", json={"rule": grid, "sample_size": 5}, headers=ADMIN
+    )
+    took = time.perf_counter() - started
+    done.set()
+    await poller
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["count"] == 0
+    assert took > 0.5, "the rule was too small to show anything"
+    longest_gap = max(b - a for a, b in zip(answered, answered[1:], strict=False))
+    assert longest_gap < min(0.5, took / 2), (longest_gap, took)
