@@ -16,7 +16,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.ingest.app import create_app
 from shared.events import ALL_TOPICS
 from shared.events.customer_events import TOPIC
-from shared.kafka.topics import CannotFix, fix_partition_count, partition_mismatches
+from shared.kafka.topics import (
+    CannotFix,
+    ensure_topics,
+    fix_partition_count,
+    partition_mismatches,
+)
 from shared.settings import KafkaSettings
 from tenure.embedded import EmbeddedBroker, free_port
 from tenure.topics import run_topics
@@ -95,3 +100,27 @@ async def test_topics_reports_and_fixes_a_partition_count_that_differs(
     assert await run_topics(kafka=own_broker, fix=True, recreate=True) == 0
     assert await _partitions(own_broker, TOPIC) == 6
     assert await partition_mismatches(own_broker, ALL_TOPICS) == []
+
+
+async def test_a_service_runtime_is_ready_only_with_its_topics(own_broker: KafkaSettings) -> None:
+    from shared.db.engine import create_engine
+    from shared.errors import PublishError
+    from shared.kafka.producer import EventPublisher
+    from shared.runtime import ServiceRuntime
+    from shared.settings import DatabaseSettings
+
+    publisher = EventPublisher(own_broker, client_id="readiness-test")
+    engine = create_engine(DatabaseSettings())  # never connected: only the broker check runs
+    runtime = ServiceRuntime(
+        "svc", engine=engine, publisher=publisher, topics=("svc.in", "svc.out")
+    )
+    await publisher.start()
+    try:
+        broker_ready = runtime.readiness_checks()["broker"]
+        with pytest.raises(PublishError, match="topics missing on the broker: svc.in, svc.out"):
+            await broker_ready()
+        await ensure_topics(own_broker, ["svc.in", "svc.out"])
+        await broker_ready()
+    finally:
+        await publisher.stop()
+        await engine.dispose()
