@@ -162,3 +162,9 @@ class FitReport(BaseModel):
     non_buyers: int
     params: dict[str, Any]
     seconds: float
+
+
+class Problem(BaseModel):
+    """What a 404 or a 409 answers."""
+
+    detail: str
