@@ -38,6 +38,8 @@ def service_env(name: str, *, bootstrap_servers: str, database_url: str) -> dict
         f"{prefix}WRITE_KEY_HASHES": hash_token(WRITE_KEY),
         f"{prefix}ADMIN_TOKEN_HASHES": hash_token(ADMIN_TOKEN),
         f"{prefix}CONSUMER_GROUP": f"{name}-{uuid.uuid4().hex[:8]}",
+        # services that sign links need a secret of at least 16 characters
+        f"{prefix}LINK_SECRET": "contract-test-link-secret-0123456789",
     }
 
 
