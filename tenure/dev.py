@@ -5,6 +5,11 @@ and PostgreSQL (unless ``DATABASE_URL`` / ``TENURE_DATABASE_URL`` is set),
 migrates, creates the topics, makes a development write key and admin token on
 first run (kept in the state directory), starts every service as its own
 process, prints how to use it, and stops everything on Ctrl-C.
+
+A service that dies is restarted with backoff (1, 2, 4 … s), at most five times
+in five minutes (:class:`~tenure.supervise.RestartPolicy`); the broker, whose
+topics and unconsumed events live only in its memory, and the other services
+keep running meanwhile, and the console says what happened.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from tenure.embedded import (
 )
 from tenure.migrate import migrate_all
 from tenure.services import SERVICES
+from tenure.supervise import RestartPolicy
 
 READY_TIMEOUT_S = 60.0
 PROMETHEUS_PORT = 9090
@@ -76,6 +82,8 @@ class DevStack:
         self.ports: dict[str, int] = {}
         self.prometheus: subprocess.Popen[bytes] | None = None
         self.prometheus_url: str | None = None
+        self.started_at: dict[str, float] = {}
+        self.policies: dict[str, RestartPolicy] = {name: RestartPolicy() for name in SERVICES}
         self.providers: LocalProviders | None = None
 
     # --- bring-up -------------------------------------------------------------
@@ -158,6 +166,7 @@ class DevStack:
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "tenure", "serve", name], env=env
         )
+        self.started_at[name] = time.monotonic()
 
     def _start_prometheus(self, state: Path) -> None:
         """A local Prometheus scraping every service, when the binary is installed."""
@@ -259,7 +268,7 @@ class DevStack:
         return "\n".join(lines)
 
     def wait(self) -> int:
-        """Block until a signal or a service exits; return the exit code to use."""
+        """Block until a signal, restarting services that die; return the exit code to use."""
         stop = {"signal": False}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -267,11 +276,37 @@ class DevStack:
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+        #: service -> when to restart it
+        due: dict[str, float] = {}
+        given_up: set[str] = set()
         while not stop["signal"]:
+            now = time.monotonic()
             for name, process in self.processes.items():
-                if process.poll() is not None:
-                    _say(f"the {name} service exited with {process.returncode}; stopping")
-                    return 1
+                if name in due or name in given_up or process.poll() is None:
+                    continue
+                ran_for = now - self.started_at[name]
+                delay = self.policies[name].next_delay(now=now, ran_for_s=ran_for)
+                if delay is None:
+                    given_up.add(name)
+                    _say(
+                        f"the {name} service exited with {process.returncode} again; it died "
+                        f"{self.policies[name].max_restarts + 1} times within "
+                        f"{self.policies[name].window_s:.0f} s, so it stays down. "
+                        "The broker and the other services keep running; Ctrl-C stops all."
+                    )
+                    continue
+                due[name] = now + delay
+                _say(
+                    f"the {name} service exited with {process.returncode}; restarting it in "
+                    f"{delay:.0f} s (restart {self.policies[name].restarts_in_window} of at most "
+                    f"{self.policies[name].max_restarts} in {self.policies[name].window_s:.0f} s). "
+                    "The broker and the other services keep running."
+                )
+            for name, when in list(due.items()):
+                if when <= now:
+                    del due[name]
+                    self._start_service(name)
+                    _say(f"restarted the {name} service (pid {self.processes[name].pid})")
             time.sleep(0.3)
         return 0
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -28,6 +28,11 @@ from shared.events.customer_events import CustomerEvent, EventType
 PAGE_EVENT = "Page Viewed"
 SCREEN_EVENT = "Screen Viewed"
 _TZ_KEY = "$timezone"
+#: asyncpg writes exactly datetime.min / max (UTC) as PostgreSQL's -infinity / infinity
+#: and reads those back as *naive* datetime.min / max, which later events then fail to
+#: compare with; an event time is kept one microsecond inside them, aware end to end
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(microseconds=1)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(microseconds=1)
 _LOCALE_KEY = "$locale"
 
 
@@ -105,7 +110,13 @@ class WorkingProfile:
             self.traits[name] = value
 
 
+def storable_time(at: datetime) -> datetime:
+    """``at``, or the nearest instant PostgreSQL and asyncpg keep finite and aware."""
+    return _LATEST if at > _LATEST else _EARLIEST if at < _EARLIEST else at
+
+
 def new_profile(customer_id: str, at: datetime) -> WorkingProfile:
+    at = storable_time(at)
     return WorkingProfile(
         customer_id, first_seen_at=at, last_seen_at=at, changed=True, traits_written=True
     )
@@ -153,7 +164,7 @@ class TrackedDimensions:
 
 def apply_event(profile: WorkingProfile, event: CustomerEvent, tracked: TrackedDimensions) -> None:
     """Fold one event into the customer's working state."""
-    at = event.timestamp
+    at = storable_time(event.timestamp)
     name = event_name(event)
     profile.touch(at, activity=name is not None)
     if event.type is EventType.IDENTIFY:

@@ -25,6 +25,7 @@ from services.segmenter.sweeper import membership_sweep
 from shared.db.claims import claims_cleanup
 from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
+from shared.events import profiles, segment_changes
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
 from shared.events.customer_events import CustomerEvent
 from shared.kafka.consumer import ConsumerRunner
@@ -48,7 +49,11 @@ class Runtime:
         self.catalogs = CatalogCache(self.engine)
         self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
         self.service = ServiceRuntime(
-            "segmenter", engine=self.engine, publisher=self.publisher, relay=self.relay
+            "segmenter",
+            engine=self.engine,
+            publisher=self.publisher,
+            relay=self.relay,
+            topics=(CUSTOMER_EVENTS, segment_changes.TOPIC, profiles.TOPIC),
         )
         group = settings.segmenter
         self.runner = self.service.consumer(

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.segmenter.rules.ast import Rule
 
 SEGMENT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+def _no_nul(text: str | None) -> str | None:
+    if text is not None and "\x00" in text:
+        raise ValueError("must not contain NUL characters (PostgreSQL cannot store them)")
+    return text
+
+
+#: free text stored in PostgreSQL, which cannot hold a NUL character
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 class SegmentCreate(BaseModel):
@@ -20,8 +30,8 @@ class SegmentCreate(BaseModel):
         pattern=SEGMENT_ID_PATTERN,
         description="a slug; generated from the name when absent",
     )
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=2_000)
+    name: Text = Field(min_length=1, max_length=200)
+    description: Text = Field(default="", max_length=2_000)
     rule: Rule
 
 
@@ -30,8 +40,8 @@ class SegmentUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=2_000)
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    description: Text | None = Field(default=None, max_length=2_000)
     rule: Rule | None = None
 
 
@@ -124,7 +134,7 @@ class ErasurePublic(BaseModel):
 class SuppressionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(default="requested", min_length=1, max_length=200)
+    reason: Text = Field(default="requested", min_length=1, max_length=200)
 
 
 class SuppressionPublic(BaseModel):
@@ -152,3 +162,9 @@ class FitReport(BaseModel):
     non_buyers: int
     params: dict[str, Any]
     seconds: float
+
+
+class Problem(BaseModel):
+    """What a 404 or a 409 answers."""
+
+    detail: str

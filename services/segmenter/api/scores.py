@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from services.segmenter.api.deps import ADMIN, RuntimeDep
-from services.segmenter.schemas import FitReport
+from services.segmenter.schemas import FitReport, Problem
 
 router = APIRouter(prefix="/v1/scores", tags=["scores"], dependencies=ADMIN)
 
@@ -13,7 +13,9 @@ router = APIRouter(prefix="/v1/scores", tags=["scores"], dependencies=ADMIN)
 @router.post(
     "/refit",
     response_model=FitReport,
-    responses={409: {"description": "another replica or worker is refitting now"}},
+    responses={
+        409: {"description": "another replica or worker is refitting now", "model": Problem}
+    },
 )
 async def refit(runtime: RuntimeDep) -> FitReport:
     """Refit the churn / LTV models now and rescore every customer."""
