@@ -18,7 +18,7 @@ import logging
 import time
 import zlib
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -110,7 +110,7 @@ async def purchase_summaries(
             WHERE s.event_name = :event AND s.first_at <= :now
             """
         ),
-        {"event": purchase_event, "now": now, "today": now.date()},
+        {"event": purchase_event, "now": now, "today": now.astimezone(UTC).date()},
     )
     summaries = []
     for customer_id, occasions, total, first_value, first, last_at, last_seen_at in rows:
