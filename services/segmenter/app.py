@@ -33,6 +33,7 @@ from services.segmenter.schemas import (
     ErasurePublic,
     EventStatPublic,
     FitReport,
+    LastFitPublic,
     MembershipPublic,
     MembersPublic,
     PreviewPublic,
@@ -47,7 +48,13 @@ from services.segmenter.schemas import (
     SuppressionRequest,
     SuppressionsPublic,
 )
-from services.segmenter.scoring_job import last_fit_at, refit_lock, refit_scores
+from services.segmenter.scoring_job import (
+    last_fit,
+    last_fit_at,
+    refit_lock,
+    refit_options,
+    refit_scores,
+)
 from services.segmenter.settings import SegmenterSettings, get_settings
 from services.segmenter.sweeper import TimerSweeper
 from shared.auth import TokenDigests
@@ -181,8 +188,7 @@ class Runtime:
             self.engine,
             catalog,
             now=self.clock(),
-            purchase_event=group.purchase_event,
-            horizon_days=group.ltv_horizon_days,
+            options=refit_options(group),
             backfill_chunk=group.backfill_chunk,
         )
         self.relay.notify()
@@ -640,6 +646,18 @@ async def refit(runtime: RuntimeDep) -> FitReport:
             409,
             detail="a refit is running in another segmenter process; try again when it ends",
         ) from None
+
+
+@scores_router.get(
+    "/fit", response_model=LastFitPublic, responses={404: {"description": "never fitted"}}
+)
+async def latest_fit(runtime: RuntimeDep) -> LastFitPublic:
+    """The latest refit: the churn definition, the method used and why, and each churn
+    candidate's backtest (AUC, Brier score, sample sizes)."""
+    found = await last_fit(runtime.engine)
+    if found is None:
+        raise HTTPException(404, detail="no refit yet: POST /v1/scores/refit")
+    return found
 
 
 def create_app(

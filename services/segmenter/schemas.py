@@ -140,11 +140,13 @@ class SuppressionsPublic(BaseModel):
 
 
 class FitReport(BaseModel):
-    """What a refit did: the method that scored the buyers, why, and on how many."""
+    """What a refit did: the churn method that scored every customer and why (``churn``:
+    the definition and each candidate's backtest), the LTV model of the buyers, counts."""
 
     model_config = ConfigDict(frozen=True)
 
     fitted_at: datetime
+    #: the churn method: ``learned``, ``recency``, ``bgnbd`` or ``recency_heuristic``
     method: str
     reason: str
     buyers: int
@@ -152,3 +154,19 @@ class FitReport(BaseModel):
     non_buyers: int
     params: dict[str, Any]
     seconds: float
+    #: definition, method, reason, and per candidate AUC, Brier score and sample sizes
+    churn: dict[str, Any] = Field(default_factory=dict)
+    #: ``bgnbd_gamma_gamma``, or ``inactivity_fallback`` (too few buyers: no LTV)
+    ltv_method: str | None = None
+    ltv_reason: str | None = None
+
+
+class LastFitPublic(BaseModel):
+    """The latest refit as stored (``GET /v1/scores/fit``)."""
+
+    fitted_at: datetime
+    method: str
+    buyers: int
+    repeat_buyers: int
+    churn: dict[str, Any]
+    params: dict[str, Any]

@@ -1,0 +1,160 @@
+"""One refit's computation, off the event loop: the churn model for every customer, RFM and
+LTV for buyers, merged into one score row per profile (pure; the job reads and writes).
+
+- ``churn_risk`` (every profile): :func:`.churn.fit_churn`'s probability of "no
+  ``<event>`` within H days", from the candidate that won the backtest (``score_method``
+  names it: ``learned``, ``recency``, ``bgnbd``, or ``recency_heuristic`` with too little
+  history).
+- ``predicted_ltv`` (buyers, when BG/NBD and Gamma-Gamma could be fitted): expected
+  purchases over ``ltv_horizon_days`` × expected spend per purchase, each 30-day step
+  discounted by ``(1 + ltv_annual_discount_rate) ** -(step_end / 365)`` (0: undiscounted).
+- RFM scores and tier (buyers): :mod:`.rfm`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from services.segmenter.scoring.churn import (
+    DEFAULT_HORIZON_DAYS,
+    DEFAULT_MIN_CLASS,
+    DEFAULT_MIN_CUSTOMERS,
+    ChurnDefinition,
+    ChurnFit,
+    Snapshot,
+    fit_churn,
+)
+from services.segmenter.scoring.model import ScoringResult, score_population
+from services.segmenter.scoring.summary import CustomerSummary
+
+#: Segment's e-mail and mobile specs: the engagement events whose counts feed the model
+#: when they exist (all zeros otherwise, which costs nothing)
+DEFAULT_ENGAGEMENT_EVENTS = ("Application Opened", "Email Opened", "Email Link Clicked")
+ScoreRow = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RefitOptions:
+    """What a refit computes; the service builds it from its settings."""
+
+    purchase_event: str = "Order Completed"
+    #: the churn event: "no <churn_event> within churn_horizon_days"; None = purchase_event
+    churn_event: str | None = None
+    churn_horizon_days: int = DEFAULT_HORIZON_DAYS
+    engagement_events: tuple[str, ...] = DEFAULT_ENGAGEMENT_EVENTS
+    ltv_horizon_days: float = 365.0
+    ltv_annual_discount_rate: float = 0.0
+    min_customers: int = DEFAULT_MIN_CUSTOMERS
+    min_class: int = DEFAULT_MIN_CLASS
+    seed: int = field(default=0)
+
+    @property
+    def churn_definition(self) -> ChurnDefinition:
+        return ChurnDefinition(self.churn_event or self.purchase_event, self.churn_horizon_days)
+
+
+@dataclass(frozen=True, slots=True)
+class RefitOutcome:
+    population: ScoringResult
+    churn: ChurnFit
+    rows: list[ScoreRow]
+    buyers: int
+    non_buyers: int
+
+
+def compute_refit(
+    summaries: Sequence[CustomerSummary],
+    training: Snapshot,
+    current: Snapshot,
+    options: RefitOptions,
+    now: datetime,
+) -> RefitOutcome:
+    """CPU-bound: call it with ``asyncio.to_thread``. ``current`` holds every profile."""
+    churn = fit_churn(
+        training,
+        current,
+        options.churn_definition,
+        min_customers=options.min_customers,
+        min_class=options.min_class,
+        seed=options.seed,
+    )
+    population = score_population(
+        summaries,
+        now=now,
+        horizon_days=options.ltv_horizon_days,
+        annual_discount_rate=options.ltv_annual_discount_rate or None,
+    )
+    rows = _rows(population, churn, current, options, now)
+    return RefitOutcome(population, churn, rows, len(summaries), len(rows) - len(summaries))
+
+
+def _rows(
+    population: ScoringResult,
+    churn: ChurnFit,
+    current: Snapshot,
+    options: RefitOptions,
+    now: datetime,
+) -> list[ScoreRow]:
+    """``(customer_id, churn_risk, predicted_ltv, rfm r, f, m, tier, method, explanation,
+    scored_at)`` per profile."""
+    buyers = population.by_customer()
+    definition = churn.definition.describe()
+    ltv = {
+        "horizon_days": float(options.ltv_horizon_days),
+        "annual_discount_rate": float(options.ltv_annual_discount_rate),
+        "method": population.method,
+        "reason": population.reason,
+    }
+    days = np.where(current.never, np.nan, current.days_since_event).tolist()
+    rows: list[ScoreRow] = []
+    for customer_id, risk, since in zip(
+        current.customer_ids, churn.risk.tolist(), days, strict=True
+    ):
+        churn_part = {
+            "churn_method": churn.method,
+            "churn_definition": definition,
+            "days_since_churn_event": None if since != since else since,  # NaN: never
+        }
+        score = buyers.get(customer_id)
+        if score is None:
+            rows.append(
+                (
+                    customer_id,
+                    risk,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    churn.method,
+                    {"method": churn.method, **churn_part},
+                    now,
+                )
+            )
+            continue
+        explanation = dict(score.explanation)
+        for stale in ("churn_basis", "reason", "horizon_days", "annual_discount_rate"):
+            explanation.pop(stale, None)
+        explanation.update(churn_part)
+        explanation["method"] = churn.method
+        explanation["ltv"] = ltv
+        rows.append(
+            (
+                customer_id,
+                risk,
+                score.predicted_ltv,
+                score.rfm.recency,
+                score.rfm.frequency,
+                score.rfm.monetary,
+                str(score.rfm.tier),
+                churn.method,
+                explanation,
+                now,
+            )
+        )
+    return rows
