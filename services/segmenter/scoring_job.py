@@ -188,6 +188,7 @@ async def refit_scores(
     fit_s = time.perf_counter() - started - read_s
     result, churn = outcome.population, outcome.churn
     async with engine.begin() as conn:
+        write_started = time.perf_counter()
         changed = await _write_scores(conn, outcome.rows)
         await _publish_changed_profiles(conn, changed, now)
         params = _params(result, options)
@@ -201,6 +202,7 @@ async def refit_scores(
                 params=_json_safe(params),
             )
         )
+    write_s = time.perf_counter() - write_started
     readers = [s for s in catalog.segments if s.reads_scores]
     if readers:
         await backfill(
@@ -234,6 +236,12 @@ async def refit_scores(
         churn=_json_safe(churn.report()),
         ltv_method=result.method,
         ltv_reason=result.reason,
+        phases={
+            "read": read_s,
+            "fit": fit_s,
+            "write": write_s,
+            "segments": seconds - read_s - fit_s - write_s,
+        },
     )
 
 

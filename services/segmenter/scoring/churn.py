@@ -70,7 +70,7 @@ DEFAULT_MIN_CLASS = 20
 #: a dozen features, and it bounds the fit's time whatever the population
 DEFAULT_MAX_TRAIN_ROWS = 200_000
 #: buyers the snapshot's BG/NBD is fitted on at most (the four parameters settle long before)
-BGNBD_MAX_FIT_ROWS = 100_000
+BGNBD_MAX_FIT_ROWS = 50_000
 TEST_SHARE = 0.3
 _P_CLIP = 1e-6
 

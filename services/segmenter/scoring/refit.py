@@ -14,12 +14,13 @@ LTV for buyers, merged into one score row per profile (pure; the job reads and w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from services.segmenter.scoring.bgnbd import fit_bgnbd
 from services.segmenter.scoring.churn import (
     DEFAULT_HORIZON_DAYS,
     DEFAULT_MIN_CLASS,
@@ -29,13 +30,17 @@ from services.segmenter.scoring.churn import (
     Snapshot,
     fit_churn,
 )
-from services.segmenter.scoring.model import ScoringResult, score_population
+from services.segmenter.scoring.errors import FitError
+from services.segmenter.scoring.gamma_gamma import fit_gamma_gamma
+from services.segmenter.scoring.model import FittedModels, ScoringResult, score_population
 from services.segmenter.scoring.summary import CustomerSummary
 
 #: Segment's e-mail and mobile specs: the engagement events whose counts feed the model
 #: when they exist (all zeros otherwise, which costs nothing)
 DEFAULT_ENGAGEMENT_EVENTS = ("Application Opened", "Email Opened", "Email Link Clicked")
 ScoreRow = tuple[Any, ...]
+#: buyers the LTV models are fitted on at most (a random sample beyond)
+LTV_MAX_FIT_ROWS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +88,43 @@ def compute_refit(
         min_class=options.min_class,
         seed=options.seed,
     )
+    models, sampled = _sampled_ltv_models(summaries, options.seed)
     population = score_population(
         summaries,
         now=now,
         horizon_days=options.ltv_horizon_days,
         annual_discount_rate=options.ltv_annual_discount_rate or None,
+        models=models,
     )
+    if models is not None:
+        population = replace(population, reason=sampled)
     rows = _rows(population, churn, current, options, now)
     return RefitOutcome(population, churn, rows, len(summaries), len(rows) - len(summaries))
+
+
+def _sampled_ltv_models(
+    summaries: Sequence[CustomerSummary], seed: int
+) -> tuple[FittedModels | None, str]:
+    """BG/NBD and Gamma-Gamma fitted on a random ``LTV_MAX_FIT_ROWS`` of the buyers when
+    there are more (four and three parameters settle long before; the fit's time then
+    stays bounded); None, to let :func:`score_population` fit on everybody, otherwise or
+    when the sample's fit fails."""
+    n = len(summaries)
+    if n <= LTV_MAX_FIT_ROWS:
+        return None, ""
+    pick = np.random.default_rng(seed).choice(n, LTV_MAX_FIT_ROWS, replace=False)
+    x = np.array([summaries[i].frequency for i in pick.tolist()], dtype=np.float64)
+    tx = np.array([summaries[i].recency for i in pick.tolist()], dtype=np.float64)
+    big_t = np.array([summaries[i].T for i in pick.tolist()], dtype=np.float64)
+    m = np.array([summaries[i].monetary for i in pick.tolist()], dtype=np.float64)
+    try:
+        models = FittedModels(bgnbd=fit_bgnbd(x, tx, big_t), gamma_gamma=fit_gamma_gamma(x, m))
+    except FitError:
+        return None, ""
+    repeaters = int((x > 0).sum())
+    return models, (
+        f"fitted on a random {LTV_MAX_FIT_ROWS} of {n} customers ({repeaters} repeat buyers)"
+    )
 
 
 def _rows(
