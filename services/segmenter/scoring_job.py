@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 DAY_S = 86_400.0
 MATERIAL_CHURN_CHANGE = 0.1
+#: the refit's reads only (one refit at a time): a million customers' groups fit in it
+READ_WORK_MEM = "256MB"
 REFIT_LOCK_KEY = zlib.crc32(b"tenure.segmenter.refit")
 profiles = table_of(Profile)
 
@@ -175,6 +177,8 @@ async def refit_scores(
     started = time.perf_counter()
     definition = options.churn_definition
     async with engine.connect() as conn:
+        # both reads group the rollups by customer: in memory, not in sorted runs on disk
+        await conn.execute(text(f"SET LOCAL work_mem = '{READ_WORK_MEM}'"))
         summaries = await purchase_summaries(conn, purchase_event=options.purchase_event, now=now)
         training, current = await churn_snapshots(
             conn,

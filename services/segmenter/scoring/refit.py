@@ -98,7 +98,7 @@ def compute_refit(
     )
     if models is not None:
         population = replace(population, reason=sampled)
-    rows = _rows(population, churn, current, options, now)
+    rows = _rows(population, churn, current, now)
     return RefitOutcome(population, churn, rows, len(summaries), len(rows) - len(summaries))
 
 
@@ -127,66 +127,65 @@ def _sampled_ltv_models(
     )
 
 
+#: per-buyer figures copied from the population's explanation (the models' parameters,
+#: the reasons and the settings are the same for everybody: they are in the fit's report)
+_BUYER_KEYS = (
+    "recency_days",
+    "days_since_last_purchase",
+    "frequency",
+    "monetary",
+    "T_days",
+    "p_alive",
+    "expected_purchases",
+    "expected_average_value",
+)
+
+
 def _rows(
     population: ScoringResult,
     churn: ChurnFit,
     current: Snapshot,
-    options: RefitOptions,
     now: datetime,
 ) -> list[ScoreRow]:
     """``(customer_id, churn_risk, predicted_ltv, rfm r, f, m, tier, method, explanation,
-    scored_at)`` per profile."""
+    scored_at)`` per profile. An explanation says which churn method and definition, the
+    customer's own figures, and for buyers the LTV method; what is the same for everybody
+    (parameters, backtest, reasons) is in the fit's report (``GET /v1/scores/fit``), not
+    repeated in a million rows."""
     buyers = population.by_customer()
     definition = churn.definition.describe()
-    ltv = {
-        "horizon_days": float(options.ltv_horizon_days),
-        "annual_discount_rate": float(options.ltv_annual_discount_rate),
-        "method": population.method,
-        "reason": population.reason,
-    }
-    days = np.where(current.never, np.nan, current.days_since_event).tolist()
+    method = churn.method
+    days = np.where(current.never, np.nan, np.round(current.days_since_event, 3)).tolist()
     rows: list[ScoreRow] = []
     for customer_id, risk, since in zip(
         current.customer_ids, churn.risk.tolist(), days, strict=True
     ):
-        churn_part = {
-            "churn_method": churn.method,
+        explanation: dict[str, Any] = {
+            "method": method,
             "churn_definition": definition,
             "days_since_churn_event": None if since != since else since,  # NaN: never
         }
         score = buyers.get(customer_id)
         if score is None:
-            rows.append(
-                (
-                    customer_id,
-                    risk,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    churn.method,
-                    {"method": churn.method, **churn_part},
-                    now,
-                )
-            )
+            rows.append((customer_id, risk, None, None, None, None, None, method, explanation, now))
             continue
-        explanation = dict(score.explanation)
-        for stale in ("churn_basis", "reason", "horizon_days", "annual_discount_rate"):
-            explanation.pop(stale, None)
-        explanation.update(churn_part)
-        explanation["method"] = churn.method
-        explanation["ltv"] = ltv
+        given = score.explanation
+        for key in _BUYER_KEYS:
+            value = given.get(key)
+            if value is not None:
+                explanation[key] = round(value, 4) if isinstance(value, float) else value
+        explanation["ltv_method"] = population.method
+        rfm = score.rfm
         rows.append(
             (
                 customer_id,
                 risk,
                 score.predicted_ltv,
-                score.rfm.recency,
-                score.rfm.frequency,
-                score.rfm.monetary,
-                str(score.rfm.tier),
-                churn.method,
+                rfm.recency,
+                rfm.frequency,
+                rfm.monetary,
+                rfm.tier,
+                method,
                 explanation,
                 now,
             )

@@ -172,4 +172,4 @@ async def test_a_refit_learns_churn_reports_the_backtest_and_scores_everyone(
         for c in (recent, lapsed)
     }
     assert scores[recent]["churn_risk"] < 0.5 < scores[lapsed]["churn_risk"], scores
-    assert scores[recent]["explanation"]["churn_method"] == report["method"]
+    assert scores[recent]["explanation"]["method"] == report["method"]
