@@ -6,14 +6,12 @@ Every endpoint but the operational ones needs ``Authorization: Bearer <admin tok
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
@@ -26,7 +24,7 @@ from services.segmenter.catalog import ActiveSegment, SegmentCatalog, SegmentCyc
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import Clock, EventBatchHandler, is_transient, utc_now
 from services.segmenter.messages import change_message, deleted_profile_messages
-from services.segmenter.models import outbox
+from services.segmenter.models import outbox, processed_messages
 from services.segmenter.rules.ast import Node, dump_rule, referenced_segments
 from services.segmenter.rules.sql_predicate import compile_sql
 from services.segmenter.schemas import (
@@ -56,19 +54,21 @@ from services.segmenter.scoring_job import (
     refit_scores,
 )
 from services.segmenter.settings import SegmenterSettings, get_settings
-from services.segmenter.sweeper import TimerSweeper
+from services.segmenter.sweeper import membership_sweep
 from shared.auth import TokenDigests
 from shared.collector import tuned_for_throughput
-from shared.db.engine import check_database, create_engine, snapshot
+from shared.db.claims import claims_cleanup
+from shared.db.engine import create_engine, snapshot
 from shared.db.outbox import OutboxRelay, enqueue
 from shared.db.tables import table_of
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
 from shared.events.customer_events import CustomerEvent
 from shared.events.segment_changes import Change
-from shared.http.app import add_readiness_check, create_service_app
+from shared.http.app import create_service_app
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
+from shared.runtime import ServiceRuntime
 from shared.stopping import PeriodicJob
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ class RefitRunning(Exception):
 
 
 class Runtime:
-    """What the lifespan builds and the routes use."""
+    """What the lifespan builds and the routes use: the segmenter's parts, started and
+    stopped by a :class:`~shared.runtime.ServiceRuntime`, and the work routes start."""
 
     def __init__(self, settings: SegmenterSettings, clock: Clock) -> None:
         self.settings = settings
@@ -88,76 +89,66 @@ class Runtime:
         self.publisher = EventPublisher(settings.kafka, client_id="tenure-segmenter")
         self.catalogs = CatalogCache(self.engine)
         self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
+        self.service = ServiceRuntime(
+            "segmenter", engine=self.engine, publisher=self.publisher, relay=self.relay
+        )
         group = settings.segmenter
-        self.runner = ConsumerRunner(
-            settings=settings.kafka,
-            group_id=group.consumer_group,
-            decoders={CUSTOMER_EVENTS: CustomerEvent.from_bytes},
-            handler=EventBatchHandler(
-                engine=self.engine, catalogs=self.catalogs, clock=clock, on_commit=self.relay.notify
+        self.runner = self.service.consumer(
+            "consumer",
+            ConsumerRunner(
+                settings=settings.kafka,
+                group_id=group.consumer_group,
+                decoders={CUSTOMER_EVENTS: CustomerEvent.from_bytes},
+                handler=EventBatchHandler(
+                    engine=self.engine,
+                    catalogs=self.catalogs,
+                    clock=clock,
+                    on_commit=self.relay.notify,
+                ),
+                dead_letters=DeadLetterPolicy(self.publisher),
+                is_transient=is_transient,
+                max_records=group.max_batch_records,
             ),
-            dead_letters=DeadLetterPolicy(self.publisher),
-            is_transient=is_transient,
-            max_records=group.max_batch_records,
         )
-        self.sweeper = TimerSweeper(
-            engine=self.engine,
-            catalogs=self.catalogs,
-            clock=clock,
-            interval_s=group.sweep_interval_s,
-            chunk=group.sweep_chunk,
-            workers=group.sweep_workers,
-            on_commit=self.relay.notify,
+        self.service.loop(
+            "sweeper",
+            membership_sweep(
+                engine=self.engine,
+                catalogs=self.catalogs,
+                clock=clock,
+                interval_s=group.sweep_interval_s,
+                chunk=group.sweep_chunk,
+                workers=group.sweep_workers,
+                on_commit=self.relay.notify,
+            ),
         )
-        self.refits = PeriodicJob(
-            self.scheduled_refit, name="score refit", interval_s=group.refit_interval_s
+        self.service.loop(
+            "claims cleanup",
+            claims_cleanup(
+                engine=self.engine,
+                table=processed_messages,
+                clock=clock,
+                retention=timedelta(days=group.dedup_retention_days),
+            ),
         )
-        self.backfills = PeriodicJob(
-            self.resume_backfills,
-            name="resuming unfinished backfills",
-            interval_s=group.backfill_resume_interval_s,
-            at_start=True,
+        self.service.loop(
+            "refit",
+            PeriodicJob(
+                self.scheduled_refit, name="score refit", interval_s=group.refit_interval_s
+            ),
         )
-        self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.background: set[asyncio.Task[Any]] = set()
-
-    async def start(self) -> None:
-        await self.publisher.start()
-        for name, coro in (
-            ("consumer", self.runner.run()),
-            ("relay", self.relay.run()),
-            ("sweeper", self.sweeper.run()),
-            ("refit", self.refits.run()),
-            ("backfills", self.backfills.run()),
-        ):
-            self.tasks[name] = asyncio.create_task(coro, name=f"segmenter-{name}")
-
-    async def stop(self) -> None:
-        self.runner.signal_shutdown()
-        self.sweeper.signal_shutdown()
-        self.refits.signal_shutdown()
-        self.backfills.signal_shutdown()
-        for task in self.background:
-            task.cancel()
-        for name in ("consumer", "sweeper", "refit", "backfills"):
-            await _finish(self.tasks.get(name))
-        with contextlib.suppress(Exception):
-            await self.relay.relay_once()  # what the last batches queued
-        self.relay.signal_shutdown()
-        await _finish(self.tasks.get("relay"))
-        await self.publisher.stop()
-        await self.engine.dispose()
-
-    async def check_consumer(self) -> None:
-        task = self.tasks.get("consumer")
-        if task is not None and task.done():
-            raise RuntimeError(f"the consumer stopped: {task.exception()!r}")
+        self.service.loop(
+            "backfills",
+            PeriodicJob(
+                self.resume_backfills,
+                name="resuming unfinished backfills",
+                interval_s=group.backfill_resume_interval_s,
+                at_start=True,
+            ),
+        )
 
     def in_background(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(coro)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-        task.add_done_callback(_log_failure)
+        self.service.in_background(coro)
 
     async def refit(self) -> FitReport:
         """Refit now; :class:`RefitRunning` when another process is refitting."""
@@ -212,35 +203,13 @@ class Runtime:
         self.relay.notify()
 
 
-async def _finish(task: asyncio.Task[None] | None) -> None:
-    if task is None:
-        return
-    try:
-        await asyncio.wait_for(task, timeout=30)
-    except TimeoutError:
-        log.error("%s did not stop in 30s; cancelled", task.get_name())
-    except Exception:
-        log.exception("%s ended with an error", task.get_name())
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task failed", exc_info=task.exception())
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runtime = Runtime(app.state.settings, app.state.clock)
     app.state.runtime = runtime
-    await runtime.start()
-    add_readiness_check(app, "broker", runtime.publisher.check_ready)
-    add_readiness_check(app, "database", lambda: check_database(runtime.engine))
-    add_readiness_check(app, "consumer", runtime.check_consumer)
-    try:
+    async with runtime.service.running(app):
         with tuned_for_throughput():
             yield
-    finally:
-        await runtime.stop()
 
 
 # --- dependencies ----------------------------------------------------------------------

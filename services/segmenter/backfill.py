@@ -17,13 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
+from tenacity import AsyncRetrying
 
 from services.segmenter import membership_sql as msql
 from services.segmenter import repository as repo
@@ -31,6 +25,7 @@ from services.segmenter.catalog import ActiveSegment, SegmentCatalog
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.metrics import BACKFILL_SECONDS, MEMBERSHIP_CHANGES
 from shared.db.transient import is_transient_db_error
+from shared.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +45,13 @@ BACKFILL_ATTEMPTS = 5
 
 
 def _retrying(segment: ActiveSegment) -> AsyncRetrying:
-    def warn(state: RetryCallState) -> None:
-        outcome = state.outcome
-        log.warning(
-            "backfill of segment %s v%d failed (%r); attempt %d of %d in %.1fs",
-            segment.id,
-            segment.version,
-            outcome.exception() if outcome is not None else None,
-            state.attempt_number + 1,
-            BACKFILL_ATTEMPTS,
-            state.upcoming_sleep,
-        )
-
-    return AsyncRetrying(
-        retry=retry_if_exception(is_transient_db_error),
-        wait=wait_exponential(multiplier=0.5, max=30),
-        stop=stop_after_attempt(BACKFILL_ATTEMPTS),
-        before_sleep=warn,
-        reraise=True,
+    return retrying(
+        what=f"backfill of segment {segment.id} v{segment.version}",
+        retry_on=is_transient_db_error,
+        first_s=0.5,
+        max_s=30.0,
+        attempts=BACKFILL_ATTEMPTS,
+        logger=log,
     )
 
 

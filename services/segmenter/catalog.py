@@ -79,7 +79,7 @@ def dependency_order(segments: Iterable[ActiveSegment]) -> list[ActiveSegment]:
 class SegmentCatalog:
     """What the event path needs to know about the active segments."""
 
-    def __init__(self, segments: Iterable[ActiveSegment], stamp: object = None) -> None:
+    def __init__(self, segments: Iterable[ActiveSegment]) -> None:
         ordered = dependency_order(segments)
         time_dependent = {s.id for s in ordered if s.time_dependent}
         # a segment reading a time-dependent segment is time-dependent too
@@ -91,7 +91,6 @@ class SegmentCatalog:
             for s in ordered
         ]
         self.by_id = {s.id: s for s in self.segments}
-        self.stamp = stamp
         self.tracked = TrackedDimensions(
             pair for s in self.segments for pair in referenced_dimensions(s.rule)
         )

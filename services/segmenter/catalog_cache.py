@@ -1,4 +1,5 @@
-"""The current :class:`SegmentCatalog`, reloaded when segments change.
+"""The current :class:`SegmentCatalog`, reloaded when segments change (a
+:class:`~shared.db.stamped.StampedCache` on :func:`repo.segments_stamp`).
 
 Replicas notice another replica's edit within ``poll_s``; the API of this
 process invalidates the cache at once.
@@ -6,44 +7,26 @@ process invalidates the cache at once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.segmenter import repository as repo
 from services.segmenter.catalog import ActiveSegment, SegmentCatalog
+from shared.db.stamped import StampedCache
 
 log = logging.getLogger(__name__)
 
 
-class CatalogCache:
+async def _load(conn: AsyncConnection) -> SegmentCatalog:
+    rows = await repo.load_active_segments(conn)
+    catalog = SegmentCatalog([ActiveSegment.compile(r.id, r.version, r.definition) for r in rows])
+    log.info("loaded %d active segments", len(catalog.segments))
+    return catalog
+
+
+class CatalogCache(StampedCache[SegmentCatalog]):
     def __init__(self, engine: AsyncEngine, *, poll_s: float = 1.0) -> None:
-        self._engine = engine
-        self._poll_s = poll_s
-        self._catalog = SegmentCatalog([])
-        self._checked_at = float("-inf")
-        self._lock = asyncio.Lock()
-
-    def invalidate(self) -> None:
-        self._checked_at = float("-inf")
-        self._catalog.stamp = None
-
-    async def current(self) -> SegmentCatalog:
-        if time.monotonic() - self._checked_at < self._poll_s:
-            return self._catalog
-        async with self._lock:
-            if time.monotonic() - self._checked_at < self._poll_s:
-                return self._catalog
-            async with self._engine.connect() as conn:
-                stamp = await repo.segments_stamp(conn)
-                if stamp != self._catalog.stamp:
-                    rows = await repo.load_active_segments(conn)
-                    self._catalog = SegmentCatalog(
-                        [ActiveSegment.compile(r.id, r.version, r.definition) for r in rows],
-                        stamp=stamp,
-                    )
-                    log.info("loaded %d active segments", len(self._catalog.segments))
-            self._checked_at = time.monotonic()
-            return self._catalog
+        super().__init__(
+            engine, stamp=repo.segments_stamp, load=_load, initial=SegmentCatalog([]), poll_s=poll_s
+        )

@@ -52,7 +52,9 @@ from services.segmenter.metrics import (
     EVENTS_SUPPRESSED,
     MEMBERSHIP_CHANGES,
 )
+from services.segmenter.models import processed_messages
 from services.segmenter.rules.snapshot import ProfileSnapshot
+from shared.db.claims import claim_messages
 from shared.db.transient import is_transient_db_error
 from shared.events.customer_events import CustomerEvent, EventType
 from shared.events.segment_changes import Change
@@ -132,7 +134,7 @@ class EventBatchHandler:
         unique: dict[str, CustomerEvent] = {}
         for record in records:
             unique.setdefault(record.value.message_id, record.value)
-        fresh = await repo.claim_messages(conn, message_ids=list(unique))
+        fresh = await claim_messages(conn, table=processed_messages, message_ids=list(unique))
         EVENTS_DUPLICATE.inc(len(records) - len(fresh))
         return [event for message_id, event in unique.items() if message_id in fresh]
 

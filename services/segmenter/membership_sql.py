@@ -43,6 +43,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     null,
     select,
     text,
@@ -54,10 +55,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import UserDefinedType
 
 from services.segmenter.catalog import ActiveSegment
-from services.segmenter.models import Membership, MembershipTimer, Profile
+from services.segmenter.models import Membership, Profile, membership_timers
 from services.segmenter.rules.next_flip import next_flip_sql
 from services.segmenter.rules.sql_lookups import SharedLookups
 from services.segmenter.rules.sql_predicate import compile_sql
+from shared.db import timers as durable_timers
 from shared.db.tables import table_of
 from shared.events import segment_changes
 
@@ -73,7 +75,7 @@ class TID(UserDefinedType[str]):
 
 profiles = table_of(Profile)
 memberships = table_of(Membership)
-timers = table_of(MembershipTimer)
+timers = membership_timers
 _temp = MetaData()
 scope_table = Table(
     "scope",
@@ -203,19 +205,17 @@ async def claim_due_timers(conn: AsyncConnection, *, now: datetime, limit: int) 
     :func:`apply_segments` rewrites the timers without looking them up again: the
     row lock keeps the address valid until the transaction ends.
     """
+    due = durable_timers.due(
+        timers,
+        now=now,
+        limit=limit,
+        columns=[timers.c.customer_id, literal_column("ctid", TID()).label("timer")],
+    ).subquery("due")
     result = await conn.execute(
-        text(
-            """
-            INSERT INTO scope (customer_id, timer)
-            SELECT customer_id, timer FROM (
-                SELECT customer_id, ctid AS timer FROM segmenter.membership_timers
-                WHERE due_at <= :now ORDER BY due_at LIMIT :limit
-                FOR UPDATE SKIP LOCKED
-            ) AS due
-            ORDER BY customer_id
-            """
-        ),
-        {"now": now, "limit": limit},
+        insert(scope_table).from_select(
+            ["customer_id", "timer"],
+            select(due.c.customer_id, due.c.timer).order_by(due.c.customer_id),
+        )
     )
     return result.rowcount or 0
 

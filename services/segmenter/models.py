@@ -23,12 +23,12 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Column,
     Date,
     DateTime,
     Double,
@@ -37,14 +37,15 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     Text,
-    Uuid,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.db.claims import processed_messages_table
 from shared.db.engine import service_metadata
 from shared.db.outbox import outbox_table
+from shared.db.timers import timer_table
 
 SCHEMA = "segmenter"
 
@@ -112,14 +113,6 @@ class Alias(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
 
-class ProcessedMessage(Base):
-    __tablename__ = "processed_messages"
-
-    #: ``md5(messageId)::uuid``
-    message_key: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
-
-
 class Suppression(Base):
     """A customer id whose events the segmenter drops: no profile is kept for it."""
 
@@ -170,17 +163,6 @@ class Membership(Base):
     __table_args__ = (Index("ix_memberships_customer", "customer_id", "segment_id"),)
 
 
-class MembershipTimer(Base):
-    """The earliest instant any time-dependent segment may flip for this customer."""
-
-    __tablename__ = "membership_timers"
-
-    customer_id: Mapped[str] = mapped_column(Key, primary_key=True)
-    due_at: Mapped[datetime] = mapped_column(Timestamp)
-
-    __table_args__ = (Index("ix_membership_timers_due", "due_at"),)
-
-
 class ScoreFit(Base):
     """One fit of the churn / LTV models over the population, newest last."""
 
@@ -195,3 +177,8 @@ class ScoreFit(Base):
 
 
 outbox = outbox_table(Base.metadata)
+#: the messageIds claimed by the consumer (``md5(messageId)::uuid``, see
+#: :mod:`shared.db.claims`)
+processed_messages = processed_messages_table(Base.metadata)
+#: each customer's next re-evaluation (see :mod:`shared.db.timers`)
+membership_timers = timer_table(Base.metadata, "membership_timers", Column("customer_id", Key))

@@ -6,17 +6,12 @@ transaction (an ``AsyncConnection`` from ``engine.begin()``); none commits.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import re
-import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,16 +22,18 @@ from services.segmenter.models import (
     EventRollup,
     EventStat,
     Membership,
-    MembershipTimer,
-    ProcessedMessage,
     Profile,
     Segment,
     SegmentVersion,
     Suppression,
+    membership_timers,
     outbox,
 )
 from services.segmenter.rules.snapshot import DayTotals, EventStatView, RollupKey
-from shared.db.engine import driver_connection
+from shared.db import timers as durable_timers
+from shared.db.driver import execute, fetch
+from shared.db.jsonb import json_object, json_text
+from shared.db.locks import lock_name, xact_lock
 from shared.db.outbox import enqueue as enqueue_in_outbox
 from shared.db.tables import table_of
 from shared.kafka.producer import Message
@@ -45,100 +42,14 @@ profiles = table_of(Profile)
 event_stats = table_of(EventStat)
 event_rollups = table_of(EventRollup)
 aliases = table_of(Alias)
-processed = table_of(ProcessedMessage)
 memberships = table_of(Membership)
-timers = table_of(MembershipTimer)
 segments = table_of(Segment)
 segment_versions = table_of(SegmentVersion)
 suppressions = table_of(Suppression)
 
 
-# --- statements on the event path -------------------------------------------------------
-#
-# The functions below run once per consumed batch with thousands of rows, so they pass
-# whole columns as PostgreSQL arrays (``= ANY($1)``, ``unnest($1, $2, …)``) straight to
-# asyncpg (:func:`driver_connection`): one statement text per function, prepared once
-# per connection, one execution per batch, rows read as asyncpg ``Record``s, and no
-# per-row work in SQLAlchemy. (Expanding ``IN`` lists render a new statement for every
-# list length; ``executemany`` runs one execution per row.) Errors come as asyncpg's
-# (``asyncpg.PostgresError``); ``consumer.is_transient`` knows both kinds.
-
-
-async def _rows(conn: AsyncConnection, statement: str, *params: Any) -> Sequence[Any]:
-    driver = await driver_connection(conn)
-    return await driver.fetch(statement, *params)  # type: ignore[no-any-return]
-
-
-async def _run(conn: AsyncConnection, statement: str, *params: Any) -> None:
-    driver = await driver_connection(conn)
-    await driver.execute(statement, *params)
-
-
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
-
-
-def _json_object(text_: str) -> dict[str, Any]:
-    """A ``jsonb`` object read as text: the same value ``json.loads`` gives.
-
-    orjson reads integers beyond 64 bits as floats, and refuses numbers beyond a
-    double; ``json.loads`` (the engine's codec) keeps them, so texts that may hold
-    one (a run of 19 digits) are left to it.
-    """
-    if _LONG_DIGITS.search(text_) is None:
-        with contextlib.suppress(orjson.JSONDecodeError):
-            return dict(orjson.loads(text_))
-    return dict(json.loads(text_))
-
-
-def _json_text(value: Any) -> str:
-    """A value as the JSON text of a ``jsonb`` parameter: what ``json.dumps`` (the
-    engine's serializer) writes, made by orjson where both agree.
-
-    orjson refuses integers beyond 64 bits and writes NaN and infinities as
-    ``null`` (``json.dumps`` writes ``NaN``, which PostgreSQL refuses, as before);
-    any ``null`` in orjson's text sends the value to ``json.dumps``.
-    """
-    try:
-        text_ = orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value)
-    if b"null" in text_:
-        return json.dumps(value)
-    return text_.decode()
-
-
-# --- idempotency --------------------------------------------------------------
-
-
-async def claim_messages(conn: AsyncConnection, *, message_ids: Sequence[str]) -> set[str]:
-    """Record message ids; return those not seen before (the ones to apply).
-
-    Ids are kept as ``md5(id)::uuid`` (see the model), inserted in key order so that
-    a batch's inserts walk the index once.
-    """
-    if not message_ids:
-        return set()
-    rows = await _rows(
-        conn,
-        """
-        WITH given AS (
-            SELECT DISTINCT id, md5(id)::uuid AS key FROM unnest($1::text[]) AS id
-        ), claimed AS (
-            INSERT INTO segmenter.processed_messages (message_key)
-            SELECT key FROM given ORDER BY key
-            ON CONFLICT DO NOTHING
-            RETURNING message_key
-        )
-        SELECT given.id FROM given JOIN claimed ON claimed.message_key = given.key
-        """,
-        list(message_ids),
-    )
-    return {row[0] for row in rows}
-
-
-async def forget_processed_before(conn: AsyncConnection, *, before: datetime) -> int:
-    result = await conn.execute(delete(processed).where(processed.c.processed_at < before))
-    return result.rowcount or 0
+# Statements on the event path run once per consumed batch with thousands of rows: they
+# pass whole columns as arrays straight to asyncpg (:mod:`shared.db.driver`).
 
 
 # --- suppressions ---------------------------------------------------------------
@@ -149,7 +60,7 @@ async def suppressed_among(conn: AsyncConnection, *, ids: Iterable[str]) -> set[
     wanted = list(set(ids))
     if not wanted:
         return set()
-    rows = await _rows(
+    rows = await fetch(
         conn,
         "SELECT customer_id FROM segmenter.suppressions WHERE customer_id = ANY($1::text[])",
         wanted,
@@ -199,7 +110,7 @@ async def resolve_aliases(conn: AsyncConnection, *, ids: Iterable[str]) -> dict[
     wanted = list(set(ids))
     if not wanted:
         return {}
-    rows = await _rows(
+    rows = await fetch(
         conn,
         "SELECT previous_id, customer_id FROM segmenter.aliases "
         "WHERE previous_id = ANY($1::text[])",
@@ -216,7 +127,7 @@ async def merged_or_suppressed(
     wanted = list(set(ids))
     if not wanted:
         return {}, set()
-    rows = await _rows(
+    rows = await fetch(
         conn,
         """
         SELECT previous_id, customer_id FROM segmenter.aliases
@@ -254,7 +165,7 @@ async def reserve_profiles(conn: AsyncConnection, *, ids: Sequence[str]) -> set[
     The placeholder's first and last seen (``infinity``, ``-infinity``) give way to
     any real instant in an upsert's ``LEAST`` / ``GREATEST``.
     """
-    rows = await _rows(
+    rows = await fetch(
         conn,
         """
         INSERT INTO segmenter.profiles AS p
@@ -329,7 +240,7 @@ def _working(row: Any) -> WorkingProfile:
         customer_id=row[0],
         first_seen_at=row[3],
         last_seen_at=row[4],
-        traits=_json_object(row[1]),
+        traits=json_object(row[1]),
         stored_trait_times=row[2],
         timezone=row[5],
         locale=row[6],
@@ -353,7 +264,7 @@ async def load_profiles_and_scores(
     wanted = sorted(set(ids))  # a stable lock order avoids deadlocks between replicas
     if not wanted:
         return {}, {}
-    rows = await _rows(
+    rows = await fetch(
         conn,
         f"SELECT {_PROFILE_COLUMNS}, {', '.join(_SCORE_COLUMNS)} FROM segmenter.profiles "
         "WHERE customer_id = ANY($1::text[]) ORDER BY customer_id"
@@ -373,7 +284,7 @@ async def load_scores(conn: AsyncConnection, *, ids: Iterable[str]) -> dict[str,
     wanted = list(set(ids))
     if not wanted:
         return {}
-    rows = await _rows(
+    rows = await fetch(
         conn,
         f"SELECT customer_id, {', '.join(_SCORE_COLUMNS)} FROM segmenter.profiles "
         "WHERE customer_id = ANY($1::text[])",
@@ -405,7 +316,7 @@ async def upsert_profiles(
 async def _upsert_whole(conn: AsyncConnection, rows: Sequence[WorkingProfile]) -> dict[str, int]:
     """``GREATEST`` keeps a version from going back should a concurrent writer have
     created the row after this transaction found none."""
-    stored = await _rows(
+    stored = await fetch(
         conn,
         """
         INSERT INTO segmenter.profiles AS p
@@ -425,8 +336,8 @@ async def _upsert_whole(conn: AsyncConnection, rows: Sequence[WorkingProfile]) -
         RETURNING customer_id, version
         """,
         [p.customer_id for p in rows],
-        [_json_text(p.traits) for p in rows],
-        [_json_text(p.trait_times) for p in rows],
+        [json_text(p.traits) for p in rows],
+        [json_text(p.trait_times) for p in rows],
         [p.first_seen_at for p in rows],
         [p.last_seen_at for p in rows],
         [p.timezone for p in rows],
@@ -438,7 +349,7 @@ async def _upsert_whole(conn: AsyncConnection, rows: Sequence[WorkingProfile]) -
 
 async def _update_activity(conn: AsyncConnection, rows: Sequence[WorkingProfile]) -> dict[str, int]:
     """First and last seen, and the version, of stored profiles (locked by the caller)."""
-    stored = await _rows(
+    stored = await fetch(
         conn,
         """
         UPDATE segmenter.profiles AS p SET
@@ -463,7 +374,7 @@ async def bump_versions(conn: AsyncConnection, *, ids: Sequence[str]) -> dict[st
     """Give each profile a new version (one per published update); return them."""
     if not ids:
         return {}
-    rows = await _rows(
+    rows = await fetch(
         conn,
         "UPDATE segmenter.profiles SET version = version + 1 "
         "WHERE customer_id = ANY($1::text[]) RETURNING customer_id, version",
@@ -490,7 +401,7 @@ async def add_event_stats(conn: AsyncConnection, *, profiles_: Iterable[WorkingP
             lasts.append(d.last_at)
     if not customer_ids:
         return
-    await _run(
+    await execute(
         conn,
         """
         INSERT INTO segmenter.event_stats AS s
@@ -520,7 +431,7 @@ async def add_rollups(conn: AsyncConnection, *, profiles_: Iterable[WorkingProfi
             sums.append(totals[1])
     if not customer_ids:
         return
-    await _run(
+    await execute(
         conn,
         """
         INSERT INTO segmenter.event_rollups AS r
@@ -544,7 +455,7 @@ async def load_event_stats(
     found: dict[str, dict[str, EventStatView]] = defaultdict(dict)
     if not wanted or not names:
         return found
-    rows = await _rows(
+    rows = await fetch(
         conn,
         "SELECT customer_id, event_name, count, value_sum, first_at, last_at "
         "FROM segmenter.event_stats "
@@ -571,7 +482,7 @@ async def load_rollups(
     if not wanted or not pairs:
         return found
     ordered = sorted(pairs)
-    rows = await _rows(
+    rows = await fetch(
         conn,
         """
         SELECT r.customer_id, r.event_name, r.dimension, r.day, r.count, r.value_sum
@@ -600,7 +511,7 @@ async def load_memberships(conn: AsyncConnection, *, ids: Iterable[str]) -> dict
     found: dict[str, set[str]] = defaultdict(set)
     if not wanted:
         return found
-    rows = await _rows(
+    rows = await fetch(
         conn,
         "SELECT customer_id, segment_id FROM segmenter.memberships "
         "WHERE customer_id = ANY($1::text[])",
@@ -622,7 +533,7 @@ async def add_memberships(
     segment_ids, customer_ids, versions, entered = (
         list(column) for column in zip(*rows, strict=True)
     )
-    inserted = await _rows(
+    inserted = await fetch(
         conn,
         """
         INSERT INTO segmenter.memberships (segment_id, customer_id, segment_version, entered_at)
@@ -644,7 +555,7 @@ async def remove_memberships(
     """Delete ``(segment_id, customer_id)`` rows; return the pairs really deleted."""
     if not rows:
         return set()
-    deleted = await _rows(
+    deleted = await fetch(
         conn,
         """
         DELETE FROM segmenter.memberships m
@@ -660,26 +571,14 @@ async def remove_memberships(
 
 async def set_timers(conn: AsyncConnection, *, due: Mapping[str, datetime | None]) -> None:
     """Store each customer's next re-evaluation instant; None removes the timer."""
-    to_set = [(c, at) for c, at in due.items() if at is not None]
-    to_clear = [c for c, at in due.items() if at is None]
-    if to_set:
-        await _run(
-            conn,
-            """
-            INSERT INTO segmenter.membership_timers AS t (customer_id, due_at)
-            SELECT * FROM unnest($1::text[], $2::timestamptz[])
-            ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at
-            WHERE t.due_at IS DISTINCT FROM excluded.due_at
-            """,
-            [c for c, _ in to_set],
-            [at for _, at in to_set],
-        )
-    if to_clear:
-        await _run(
-            conn,
-            "DELETE FROM segmenter.membership_timers WHERE customer_id = ANY($1::text[])",
-            to_clear,
-        )
+    await durable_timers.schedule(
+        conn,
+        table=membership_timers,
+        rows=[(c, at) for c, at in due.items() if at is not None],
+    )
+    await durable_timers.cancel(
+        conn, table=membership_timers, keys=[c for c, at in due.items() if at is None]
+    )
 
 
 # --- the outbox ----------------------------------------------------------------------------
@@ -775,10 +674,7 @@ async def record_backfill_progress(
 
 async def lock_segment(conn: AsyncConnection, *, segment_id: str) -> None:
     """The segment's transaction-scoped lock: backfills and deletion take turns."""
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"tenure.segmenter.segment:{segment_id}"},
-    )
+    await xact_lock(conn, lock_name("segmenter", "segment", item=segment_id))
 
 
 async def segments_stamp(conn: AsyncConnection) -> tuple[Any, ...]:
@@ -831,7 +727,7 @@ async def event_stats_of(conn: AsyncConnection, *, customer_id: str) -> list[Any
 
 #: held shared by each backfill transaction, exclusively by an erasure (see
 #: :func:`hold_off_erasures`)
-ERASURE_LOCK_KEY = zlib.crc32(b"tenure.segmenter.erasure")
+ERASURE_LOCK = lock_name("segmenter", "erasure")
 
 
 async def hold_off_erasures(conn: AsyncConnection) -> None:
@@ -842,7 +738,7 @@ async def hold_off_erasures(conn: AsyncConnection) -> None:
     memberships before the backfill's insert of one commits. Erasures are rare and
     short; one waits at most for the backfill of one segment.
     """
-    await conn.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": ERASURE_LOCK_KEY})
+    await xact_lock(conn, ERASURE_LOCK, shared=True)
 
 
 async def erase_customer(
@@ -853,14 +749,14 @@ async def erase_customer(
     Returns the erased ids, the ``(segment_id, customer_id)`` memberships that ended
     and the version the deletion message should carry.
     """
-    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ERASURE_LOCK_KEY})
+    await xact_lock(conn, ERASURE_LOCK)
     ids = [customer_id, *await aliases_of(conn, customer_id=customer_id)]
     # The profile rows first: a batch writing them (its stats, rollups, memberships
     # too) commits before the deletes below look, or waits and then finds them gone.
     # Then the timers: a sweep that claimed one commits its memberships first, and
     # a later sweep skips the locked row.
     await load_profiles(conn, ids=ids)
-    await conn.execute(delete(timers).where(timers.c.customer_id.in_(ids)))
+    await durable_timers.cancel(conn, table=membership_timers, keys=ids)
     version_row = (
         await conn.execute(
             select(func.max(profiles.c.version)).where(profiles.c.customer_id.in_(ids))

@@ -15,11 +15,9 @@ risk moved materially get a new ``profiles`` message.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-import zlib
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +38,7 @@ from services.segmenter.scoring.churn_sql import churn_snapshots
 from services.segmenter.scoring.refit import RefitOptions, compute_refit
 from services.segmenter.settings import SegmenterGroup
 from shared.db.engine import driver_connection
+from shared.db.locks import lock_name, session_lock
 from shared.db.outbox import enqueue
 from shared.db.tables import table_of
 
@@ -49,30 +48,16 @@ DAY_S = 86_400.0
 MATERIAL_CHURN_CHANGE = 0.1
 #: the refit's reads only (one refit at a time): a million customers' groups fit in it
 READ_WORK_MEM = "256MB"
-REFIT_LOCK_KEY = zlib.crc32(b"tenure.segmenter.refit")
+REFIT_LOCK = lock_name("segmenter", "refit")
 profiles = table_of(Profile)
 
 
-@contextlib.asynccontextmanager
-async def refit_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
+def refit_lock(engine: AsyncEngine) -> AbstractAsyncContextManager[bool]:
     """Whether this process may refit now: one refit at a time across replicas and
     worker processes (each runs the refit as a :class:`shared.stopping.PeriodicJob`).
-
-    A session advisory lock on a connection of its own, held for the whole refit
-    (which commits several transactions); the lock outlives the commit that follows
-    taking it, so the connection does not sit idle in a transaction.
-    """
-    async with engine.connect() as conn:
-        held = bool(
-            await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": REFIT_LOCK_KEY})
-        )
-        await conn.commit()
-        try:
-            yield held
-        finally:
-            if held:
-                await conn.scalar(text("SELECT pg_advisory_unlock(:key)"), {"key": REFIT_LOCK_KEY})
-                await conn.commit()
+    A session lock on a connection of its own, held for the whole refit (which
+    commits several transactions)."""
+    return session_lock(engine, REFIT_LOCK)
 
 
 async def last_fit_at(engine: AsyncEngine) -> datetime | None:

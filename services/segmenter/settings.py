@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, Field
 
+from services.segmenter.scoring.refit import DEFAULT_ENGAGEMENT_EVENTS
 from shared.settings import ServiceSettings
 
 DEFAULT_PORT = 8002
@@ -35,7 +36,7 @@ class SegmenterGroup(BaseModel):
     churn_horizon_days: int = Field(default=90, ge=1, le=3650)
     #: events whose counts over the last churn_horizon_days feed the learned churn model
     churn_engagement_events: list[str] = Field(
-        default=["Application Opened", "Email Opened", "Email Link Clicked"], max_length=20
+        default=list(DEFAULT_ENGAGEMENT_EVENTS), max_length=20
     )
     #: predicted LTV: expected purchases over this many days x expected spend
     ltv_horizon_days: float = Field(default=365.0, gt=0, le=3650)

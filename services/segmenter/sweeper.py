@@ -1,75 +1,44 @@
 """Time passing: re-evaluate customers whose membership timers are due.
 
-Each loop (``workers`` of them) claims up to ``chunk`` due timers with
-``FOR UPDATE SKIP LOCKED`` (so loops and replicas share the work and none fires a
-timer twice), applies every time-dependent segment to them set-based, in
-dependency order, and sets their next timers — all in one transaction (see
-:func:`membership_sql.apply_segments`).
-A restart loses nothing: timers are rows.
+The timers are a :mod:`shared.db.timers` table, one row per customer, swept by a
+:class:`~shared.db.timers.TimerSweep` (``workers`` loops per replica). A round
+here claims up to ``chunk`` due timers into the temp table ``scope`` (their row
+addresses kept, see :func:`membership_sql.claim_due_timers`), applies every
+time-dependent segment to them set-based, in dependency order, and sets their next
+timers — all in one transaction (see :func:`membership_sql.apply_segments`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.segmenter import membership_sql as msql
-from services.segmenter import repository as repo
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.metrics import MEMBERSHIP_CHANGES, SWEEP_SECONDS, SWEPT_CUSTOMERS
-from shared.stopping import StoppableLoop
-
-log = logging.getLogger(__name__)
+from shared.db.timers import TimerSweep
 
 
-class TimerSweeper(StoppableLoop):
+class MembershipSweep:
+    """One round of the sweep, :meth:`sweep_once`."""
+
     def __init__(
         self,
         *,
         engine: AsyncEngine,
         catalogs: CatalogCache,
         clock: Callable[[], datetime],
-        interval_s: float = 1.0,
         chunk: int = 50_000,
-        workers: int = 1,
-        dedup_retention: timedelta = timedelta(days=7),
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self._engine = engine
         self._catalogs = catalogs
         self._clock = clock
-        self._interval_s = interval_s
-        self._chunk = chunk
-        self._workers = workers
-        self._dedup_retention = dedup_retention
+        self.chunk = chunk
         self._on_commit = on_commit
-        super().__init__()
-
-    async def run(self) -> None:
-        """Sweep until shutdown, ``workers`` loops at once: each chunk is a transaction of
-        its own and ``SKIP LOCKED`` splits the due timers between the loops, as it does
-        between replicas, so a large wave of due timers (windows move at UTC midnight)
-        uses more than one core of PostgreSQL."""
-        await asyncio.gather(*(self._loop(cleans=index == 0) for index in range(self._workers)))
-
-    async def _loop(self, *, cleans: bool) -> None:
-        last_cleanup = 0.0
-        while not self._stopping.is_set():
-            try:
-                swept = await self.sweep_once()
-                if cleans and time.monotonic() - last_cleanup > 600:
-                    await self.forget_old_message_ids()
-                    last_cleanup = time.monotonic()
-            except Exception:
-                log.exception("timer sweep failed; retrying")
-                swept = 0
-            if swept < self._chunk:
-                await self._pause(self._interval_s)
 
     async def sweep_once(self) -> int:
         """Re-evaluate one chunk of due customers; return how many."""
@@ -79,7 +48,7 @@ class TimerSweeper(StoppableLoop):
         async with self._engine.begin() as conn:
             await msql.bound_plans_to_the_scope(conn)
             await msql.create_scope(conn)
-            claimed = await msql.claim_due_timers(conn, now=now, limit=self._chunk)
+            claimed = await msql.claim_due_timers(conn, now=now, limit=self.chunk)
             if not claimed:
                 return 0
             await msql.analyze_scope(conn)
@@ -91,8 +60,25 @@ class TimerSweeper(StoppableLoop):
         SWEEP_SECONDS.observe(time.perf_counter() - started)
         return claimed
 
-    async def forget_old_message_ids(self) -> int:
-        async with self._engine.begin() as conn:
-            return await repo.forget_processed_before(
-                conn, before=self._clock() - self._dedup_retention
-            )
+
+def membership_sweep(
+    *,
+    engine: AsyncEngine,
+    catalogs: CatalogCache,
+    clock: Callable[[], datetime],
+    interval_s: float = 1.0,
+    chunk: int = 50_000,
+    workers: int = 1,
+    on_commit: Callable[[], None] = lambda: None,
+) -> TimerSweep:
+    """The sweep loop: ``workers`` loops of :class:`MembershipSweep` rounds."""
+    rounds = MembershipSweep(
+        engine=engine, catalogs=catalogs, clock=clock, chunk=chunk, on_commit=on_commit
+    )
+    return TimerSweep(
+        rounds.sweep_once,
+        chunk=chunk,
+        workers=workers,
+        interval_s=interval_s,
+        name="membership timer sweep",
+    )

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import zlib
 from collections.abc import Sequence
 
 import orjson
@@ -38,15 +37,15 @@ from sqlalchemy import (
     Text,
     false,
     func,
-    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from shared.db.engine import driver_connection
+from shared.db.locks import lock_name, try_xact_lock
 from shared.db.outbox_pack import PACK_MESSAGES, pack, unpack
-from shared.errors import PublishError
 from shared.kafka.producer import EventPublisher, Headers, Message
+from shared.retry import retrying
 from shared.stopping import StoppableLoop
 
 log = logging.getLogger(__name__)
@@ -129,7 +128,7 @@ class OutboxRelay(StoppableLoop):
         self._idle_poll_s = idle_poll_s
         super().__init__()
         self._wakeup = asyncio.Event()
-        self._lock_key = zlib.crc32(f"tenure.outbox:{outbox.fullname}".encode())
+        self._lock_name = lock_name("outbox", item=outbox.fullname)
 
     def signal_shutdown(self) -> None:
         super().signal_shutdown()
@@ -140,33 +139,30 @@ class OutboxRelay(StoppableLoop):
         self._wakeup.set()
 
     async def run(self) -> None:
-        delay = self._idle_poll_s
+        """Relay until shutdown; a failed pass (broker or database away) is retried with
+        backoff (:func:`shared.retry.retrying`), the rows staying in the outbox."""
+        retry = retrying(
+            what=f"relaying {self._outbox.fullname}",
+            first_s=0.1,
+            max_s=5.0,
+            stopping=self._stopping,
+            logger=log,
+        )
         while not self._stopping.is_set():
             try:
-                relayed = await self.relay_once()
-            except (PublishError, OSError) as exc:
-                log.warning("outbox relay could not publish: %r", exc)
-                relayed = 0
-                delay = min(max(delay * 2, 0.1), 5.0)
+                relayed: int = await retry(self.relay_once)
             except Exception:
-                log.exception("outbox relay failed")
-                relayed = 0
-                delay = min(max(delay * 2, 0.1), 5.0)
-            else:
-                delay = self._idle_poll_s
+                return  # only once shutdown stopped the retries
             if relayed < self._batch_size:
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._idle_poll_s)
 
     async def relay_once(self) -> int:
         """Publish and delete up to one batch of rows; return how many."""
         outbox = self._outbox
         async with self._engine.begin() as conn:
-            got_lock = await conn.scalar(
-                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": self._lock_key}
-            )
-            if not got_lock:
+            if not await try_xact_lock(conn, self._lock_name):
                 return 0
             driver = await driver_connection(conn)
             # the oldest rows while they hold fewer than batch_size messages, and one more

@@ -27,10 +27,12 @@ from typing import Any, Generic, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
+from tenacity import AsyncRetrying
 
 from shared.events.base import EventModel
 from shared.kafka.dlq import DeadLetter, DeadLetterPolicy
 from shared.kafka.metrics import BATCH_SECONDS, CONSUMED, CONSUMER_LAG, DEAD_LETTERED
+from shared.retry import retrying
 from shared.settings import KafkaSettings
 from shared.stopping import StoppableLoop
 
@@ -111,6 +113,7 @@ class ConsumerRunner(StoppableLoop):
         super().__init__()
         self._batch_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
+        self._retry_batch: AsyncRetrying | None = None
         self.started = asyncio.Event()
 
     @property
@@ -140,32 +143,43 @@ class ConsumerRunner(StoppableLoop):
             log.info("consumer %s stopped", self._group_id)
 
     async def _start_consumer(self) -> AIOKafkaConsumer | None:
-        delay = 0.2
-        while not self._stopping.is_set():
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._settings.bootstrap_servers,
-                client_id=f"{self._settings.client_id}-{self._group_id}",
-                group_id=self._group_id,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                session_timeout_ms=self._settings.session_timeout_ms,
-                heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
-                max_poll_records=self._max_records,
+        """A started, subscribed consumer; retried with backoff while the broker is away;
+        None when shutdown came first."""
+        if self._stopping.is_set():
+            return None
+        try:
+            return await retrying(
+                what=f"starting consumer {self._group_id}",
+                retry_on=_is_kafka_error,
+                first_s=0.2,
+                max_s=5.0,
+                stopping=self._stopping,
+                logger=log,
+            )(self._try_start)
+        except KafkaError:
+            return None  # shutdown while the broker was away
+
+    async def _try_start(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.bootstrap_servers,
+            client_id=f"{self._settings.client_id}-{self._group_id}",
+            group_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self._settings.session_timeout_ms,
+            heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
+            max_poll_records=self._max_records,
+        )
+        try:
+            await consumer.start()
+            consumer.subscribe(
+                list(self._decoders), listener=_WaitForBatchOnRevoke(self._batch_lock)
             )
-            try:
-                await consumer.start()
-                consumer.subscribe(
-                    list(self._decoders), listener=_WaitForBatchOnRevoke(self._batch_lock)
-                )
-            except KafkaError as exc:
-                log.warning("consumer %s cannot reach the broker: %r", self._group_id, exc)
-                with contextlib.suppress(KafkaError):
-                    await consumer.stop()
-                await self._sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            return consumer
-        return None
+        except KafkaError:
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
+            raise
+        return consumer
 
     async def _process(
         self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, list[ConsumerRecord]]
@@ -253,22 +267,26 @@ class ConsumerRunner(StoppableLoop):
         return letters
 
     async def _apply_with_retry(self, records: list[Record[Any]]) -> None:
-        delay = 0.1
-        while True:
-            try:
-                await self._handler(records)
-                return
-            except Exception as exc:
-                if not self._is_transient(exc):
-                    raise
-                if self._stopping.is_set():
-                    raise _BatchAbandoned from exc
-                log.warning("transient error, retrying batch in %.1fs: %r", delay, exc)
-                await self._sleep(delay)
-                delay = min(delay * 2, self._max_retry_delay_s)
+        """The handler, retried with backoff while it fails transiently; a shutdown
+        during the retries abandons the batch (uncommitted, it is redelivered)."""
+        self._retry_batch = self._retry_batch or retrying(
+            what=f"batch of {self._group_id}",
+            retry_on=self._is_transient,
+            first_s=0.1,
+            max_s=self._max_retry_delay_s,
+            stopping=self._stopping,
+            logger=log,
+        )
+        try:
+            await self._retry_batch(self._handler, records)
+        except Exception as exc:
+            if self._stopping.is_set() and self._is_transient(exc):
+                raise _BatchAbandoned from exc
+            raise
 
-    async def _sleep(self, seconds: float) -> None:
-        await self._pause(seconds)
+
+def _is_kafka_error(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaError)
 
 
 def _letter_of(record: Record[Any], reason: str) -> DeadLetter:

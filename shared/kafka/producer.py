@@ -37,6 +37,7 @@ from aiokafka.partitioner import murmur2
 
 from shared.errors import BrokerUnavailable, PublishError
 from shared.kafka.metrics import PUBLISH_BATCH_SIZE, PUBLISH_FAILED, PUBLISHED
+from shared.retry import retrying
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -189,38 +190,38 @@ class EventPublisher:
     # the owner task ----------------------------------------------------------
 
     async def _connect_forever(self) -> None:
-        delay = 0.2
-        while not self._connected.is_set():
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._settings.bootstrap_servers,
-                client_id=self._client_id,
-                acks="all",
-                enable_idempotence=self._settings.enable_idempotence,
-                # Default 0: the owner task hands over complete batches (nothing else
-                # appends to them), so lingering would only delay every publish. Batching
-                # comes from the queue filling while the previous request is in flight.
-                linger_ms=self._settings.linger_ms,
-                max_batch_size=self._settings.max_batch_bytes,
-                max_request_size=self._settings.max_batch_bytes,
-                request_timeout_ms=self._settings.request_timeout_ms,
-            )
-            try:
-                await producer.start()
-            except KafkaError as exc:
-                log.warning(
-                    "broker not reachable at %s: %r; retrying in %.1fs",
-                    self._settings.bootstrap_servers,
-                    exc,
-                    delay,
-                )
-                with contextlib.suppress(KafkaError):
-                    await producer.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            self._producer = producer
-            self._connected.set()
-            log.info("connected to broker at %s", self._settings.bootstrap_servers)
+        """Connect, retrying with backoff while the broker is away (``stop`` cancels)."""
+        self._producer = await retrying(
+            what=f"connecting to the broker at {self._settings.bootstrap_servers}",
+            retry_on=lambda exc: isinstance(exc, KafkaError),
+            first_s=0.2,
+            max_s=5.0,
+            logger=log,
+        )(self._connect)
+        self._connected.set()
+        log.info("connected to broker at %s", self._settings.bootstrap_servers)
+
+    async def _connect(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.bootstrap_servers,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=self._settings.enable_idempotence,
+            # Default 0: the owner task hands over complete batches (nothing else
+            # appends to them), so lingering would only delay every publish. Batching
+            # comes from the queue filling while the previous request is in flight.
+            linger_ms=self._settings.linger_ms,
+            max_batch_size=self._settings.max_batch_bytes,
+            max_request_size=self._settings.max_batch_bytes,
+            request_timeout_ms=self._settings.request_timeout_ms,
+        )
+        try:
+            await producer.start()
+        except KafkaError:
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
+            raise
+        return producer
 
     async def _flush_forever(self) -> None:
         await self._connected.wait()

@@ -14,7 +14,7 @@ afterwards), with an embedded broker unless ``TENURE_BENCH_BOOTSTRAP_SERVERS``:
    event into a scratch table.
 2. **sweep**: ``sweep_profiles`` profiles made set-based in SQL, five
    time-dependent segments backfilled, then every timer made due one day later
-   and ``TimerSweeper.sweep_once`` called until nothing is due. Figure: seconds.
+   and ``MembershipSweep.sweep_once`` called until nothing is due. Figure: seconds.
    Baseline: COPY of the same profile rows into a copy of ``profiles``.
 3. **memory**: the RSS of this process (where the first replica runs), sampled
    during a soak of ``soak_s`` seconds fed by a producer process at a steady rate.
@@ -53,7 +53,7 @@ from services.segmenter.backfill import backfill
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.rules.ast import dump_rule, parse_rule
 from services.segmenter.settings import SegmenterGroup
-from services.segmenter.sweeper import TimerSweeper
+from services.segmenter.sweeper import MembershipSweep
 from shared.collector import tuned_for_throughput
 from shared.db.engine import create_engine
 from shared.db.migrations import upgrade
@@ -723,7 +723,9 @@ class SegmenterBench:
 
         async def sweep_until_done() -> None:
             nonlocal swept, rounds
-            sweeper = TimerSweeper(engine=engine, catalogs=catalogs, clock=lambda: now, chunk=chunk)
+            sweeper = MembershipSweep(
+                engine=engine, catalogs=catalogs, clock=lambda: now, chunk=chunk
+            )
             while True:
                 claimed = await sweeper.sweep_once()
                 rounds += 1

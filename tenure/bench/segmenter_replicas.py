@@ -33,7 +33,7 @@ from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import EventBatchHandler, is_transient, utc_now
 from services.segmenter.models import outbox
 from services.segmenter.settings import SegmenterGroup
-from services.segmenter.sweeper import TimerSweeper
+from services.segmenter.sweeper import membership_sweep
 from shared.collector import tuned_for_throughput
 from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
@@ -91,7 +91,7 @@ class ConsumerReplica:
             is_transient=is_transient,
             max_records=group.max_batch_records,
         )
-        self.sweeper = TimerSweeper(
+        self.sweeper = membership_sweep(
             engine=self.engine,
             catalogs=catalogs,
             clock=utc_now,

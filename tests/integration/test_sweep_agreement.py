@@ -28,7 +28,7 @@ from services.segmenter.catalog import ActiveSegment, SegmentCatalog
 from services.segmenter.consumer import load_snapshots
 from services.segmenter.evaluate import evaluate_customer
 from services.segmenter.fold import WorkingProfile
-from services.segmenter.models import Membership, MembershipTimer
+from services.segmenter.models import Membership, membership_timers
 from services.segmenter.rules import Node, ProfileSnapshot, dump_rule
 from shared.db.tables import table_of
 from tests.integration.test_rules_sql_agreement import (
@@ -42,7 +42,7 @@ from tests.integration.test_rules_sql_agreement import (
 __all__ = ["database"]  # the fixture, imported for this module's tests
 
 memberships = table_of(Membership)
-timers = table_of(MembershipTimer)
+timers = membership_timers
 
 
 def _catalog(rules: list[Node]) -> SegmentCatalog:

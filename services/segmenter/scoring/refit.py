@@ -34,10 +34,18 @@ from services.segmenter.scoring.errors import FitError
 from services.segmenter.scoring.gamma_gamma import fit_gamma_gamma
 from services.segmenter.scoring.model import FittedModels, ScoringResult, score_population
 from services.segmenter.scoring.summary import CustomerSummary
+from shared.events import engagement
 
-#: Segment's e-mail and mobile specs: the engagement events whose counts feed the model
-#: when they exist (all zeros otherwise, which costs nothing)
-DEFAULT_ENGAGEMENT_EVENTS = ("Application Opened", "Email Opened", "Email Link Clicked")
+#: the engagement events whose counts feed the model when they exist (all zeros otherwise,
+#: which costs nothing): app sessions (Segment's mobile spec) and the dispatcher's opens
+#: and clicks (:mod:`shared.events.engagement`)
+DEFAULT_ENGAGEMENT_EVENTS = (
+    "Application Opened",
+    engagement.EMAIL_OPENED,
+    engagement.PUSH_OPENED,
+    engagement.EMAIL_LINK_CLICKED,
+    engagement.MESSAGE_CLICKED,
+)
 ScoreRow = tuple[Any, ...]
 #: buyers the LTV models are fitted on at most (a random sample beyond)
 LTV_MAX_FIT_ROWS = 50_000

@@ -11,8 +11,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.segmenter import repository as repo
-from services.segmenter.models import Base
+from services.segmenter.models import Base, processed_messages
+from shared.db.claims import claim_messages
 from shared.db.engine import async_url
 from shared.db.migrations import alembic_config, upgrade
 from tenure.services import SERVICES
@@ -67,8 +67,12 @@ async def test_message_ids_processed_before_the_key_migration_stay_processed(
             )
         await asyncio.to_thread(upgrade, script_location=MIGRATIONS, database_url=url)
         async with engine.begin() as conn:
-            fresh = await repo.claim_messages(conn, message_ids=["m-before", "m-after"])
-            again = await repo.claim_messages(conn, message_ids=["m-after", "m-later"])
+            fresh = await claim_messages(
+                conn, table=processed_messages, message_ids=["m-before", "m-after"]
+            )
+            again = await claim_messages(
+                conn, table=processed_messages, message_ids=["m-after", "m-later"]
+            )
     finally:
         await engine.dispose()
     assert (fresh, again) == ({"m-after"}, {"m-later"})

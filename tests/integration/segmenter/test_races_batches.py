@@ -14,7 +14,7 @@ from datetime import timedelta
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import EventBatchHandler
 from services.segmenter.metrics import BATCHES_RERUN
-from services.segmenter.sweeper import TimerSweeper
+from services.segmenter.sweeper import MembershipSweep
 from shared.events.customer_events import CustomerEvent
 from shared.kafka.consumer import Record
 from tests.integration.segmenter.events import event, run_id
@@ -105,7 +105,7 @@ async def test_a_sweep_and_a_batch_of_the_same_customer_do_not_deadlock(
     later = NOW + timedelta(days=2)  # no longer new, 8 days inactive
     engine = replicas.engines[1]
     handler = EventBatchHandler(engine=engine, catalogs=CatalogCache(engine), clock=lambda: later)
-    sweeper = TimerSweeper(
+    sweeper = MembershipSweep(
         engine=replicas.engines[0], catalogs=CatalogCache(replicas.engines[0]), clock=lambda: later
     )
     await Gate.member(replicas.url, "new-customers", customer).interleave(

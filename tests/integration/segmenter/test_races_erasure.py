@@ -10,7 +10,7 @@ from datetime import timedelta
 from services.segmenter.backfill import backfill
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.metrics import BATCHES_RERUN
-from services.segmenter.sweeper import TimerSweeper
+from services.segmenter.sweeper import MembershipSweep
 from shared.events.customer_events import CustomerEvent
 from shared.kafka.consumer import Record
 from tests.integration.segmenter.events import event, run_id
@@ -76,7 +76,7 @@ async def test_an_erasure_during_an_uncommitted_sweep_of_the_customer(
     assert await replicas.memberships(customer) == ["new-customers"]
     engine = replicas.engines[1]
     later = NOW + timedelta(days=2)  # 8 days without activity: inactive-7d
-    sweeper = TimerSweeper(engine=engine, catalogs=CatalogCache(engine), clock=lambda: later)
+    sweeper = MembershipSweep(engine=engine, catalogs=CatalogCache(engine), clock=lambda: later)
     swept, _ = await Gate.membership(replicas.url, "inactive-7d", customer).interleave(
         sweeper.sweep_once(), erase(replicas, customer, suppress=False)
     )

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import text
-
 from services.segmenter.scoring import summarise_customer
-from services.segmenter.scoring_job import REFIT_LOCK_KEY, purchase_summaries
+from services.segmenter.scoring_job import REFIT_LOCK, purchase_summaries
+from shared.db.locks import release_session_lock, take_session_lock
 from tests.integration.segmenter.conftest import ADMIN, Stack
 from tests.integration.segmenter.events import event, run_id
 from tests.integration.segmenter.test_segments import create, eventually_members, tagged
@@ -86,14 +85,12 @@ async def test_one_refit_at_a_time_across_segmenter_processes(stack: Stack) -> N
     others' schedule skips a fit that just happened, and the API answers 409 meanwhile."""
     runtime = stack.runtime
     async with runtime.engine.connect() as other_process:
-        await other_process.scalar(text("SELECT pg_advisory_lock(:k)"), {"k": REFIT_LOCK_KEY})
-        await other_process.commit()
+        assert await take_session_lock(other_process, REFIT_LOCK)
         busy = await stack.client.post("/v1/scores/refit", headers=ADMIN)
         assert busy.status_code == 409, busy.text
         assert "another segmenter process" in busy.json()["detail"]
         assert await runtime.scheduled_refit() is None
-        await other_process.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": REFIT_LOCK_KEY})
-        await other_process.commit()
+        await release_session_lock(other_process, REFIT_LOCK)
 
     done = await stack.client.post("/v1/scores/refit", headers=ADMIN)
     assert done.status_code == 200, done.text

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from services.segmenter import repository as repo
 from services.segmenter.catalog_cache import CatalogCache
-from services.segmenter.sweeper import TimerSweeper
+from services.segmenter.sweeper import membership_sweep
 from shared.db.engine import create_engine
 from shared.db.migrations import upgrade
 from shared.settings import DatabaseSettings
@@ -65,7 +65,7 @@ async def test_concurrent_sweep_loops_change_each_member_once(
                     "SELECT customer_id, first_seen_at + interval '1 day' FROM segmenter.profiles"
                 )
             )
-        sweeper = TimerSweeper(
+        sweeper = membership_sweep(
             engine=engine,
             catalogs=CatalogCache(engine),
             clock=lambda: NOW,
@@ -82,7 +82,7 @@ async def test_concurrent_sweep_loops_change_each_member_once(
                 swept_by.append(claimed)
             return claimed
 
-        sweeper.sweep_once = counted  # type: ignore[method-assign]
+        sweeper.sweep_once = counted
         running = asyncio.create_task(sweeper.run())
         async with engine.connect() as conn:
             for _ in range(200):

@@ -1,0 +1,183 @@
+"""A service's own copy of the customer profiles, kept from the ``profiles`` topic.
+
+The journey (branches on traits and scores) and the dispatcher (contacts, timezone,
+personalisation) each keep one in their own schema, so neither reads the segmenter's
+tables nor calls it on the event path. The highest ``version`` wins, whatever order
+redeliveries come in. An erased profile (``deleted``) keeps only a tombstone, its
+id and version, with every personal field dropped, so that a stale update that
+arrives later cannot bring the data back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    MetaData,
+    Table,
+    Text,
+    false,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.db.engine import driver_connection
+from shared.events.profiles import ProfileUpdate
+
+Timestamp = DateTime(timezone=True)
+
+
+def profile_projection_table(metadata: MetaData, name: str = "profiles") -> Table:
+    """The projection table in the metadata's schema."""
+    return Table(
+        name,
+        metadata,
+        Column("customer_id", Text(collation="C"), primary_key=True),
+        Column("version", BigInteger, nullable=False),
+        Column("deleted", Boolean, nullable=False, server_default=false()),
+        Column("traits", JSONB, nullable=False, server_default="{}"),
+        Column("email", Text),
+        Column("phone", Text),
+        Column("timezone", Text),
+        Column("locale", Text),
+        #: churn_risk, predicted_ltv, rfm_tier, score_method (absent when unknown)
+        Column("computed", JSONB, nullable=False, server_default="{}"),
+        Column("first_seen_at", Timestamp),
+        Column("last_seen_at", Timestamp),
+        Column("updated_at", Timestamp, nullable=False),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectedProfile:
+    customer_id: str
+    version: int
+    traits: dict[str, Any] = field(default_factory=dict)
+    email: str | None = None
+    phone: str | None = None
+    timezone: str | None = None
+    locale: str | None = None
+    computed: dict[str, Any] = field(default_factory=dict)
+    first_seen_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionChanges:
+    """What a batch of updates changed: ids now holding newer data, and ids erased."""
+
+    updated: frozenset[str]
+    erased: frozenset[str]
+
+
+def _latest(updates: Iterable[ProfileUpdate]) -> list[ProfileUpdate]:
+    newest: dict[str, ProfileUpdate] = {}
+    for update in updates:
+        held = newest.get(update.customer_id)
+        if held is None or update.version > held.version:
+            newest[update.customer_id] = update
+    return list(newest.values())
+
+
+async def apply_profile_updates(
+    conn: AsyncConnection, *, table: Table, updates: Sequence[ProfileUpdate]
+) -> ProjectionChanges:
+    """Upsert a batch of ``profiles`` messages in one statement, within the caller's
+    transaction; a row changes only for a higher version than it holds."""
+    rows = _latest(updates)
+    if not rows:
+        return ProjectionChanges(frozenset(), frozenset())
+
+    def column(value: Callable[[ProfileUpdate], Any], erased: Any = None) -> list[Any]:
+        """A column of the batch; an erased profile's personal fields are dropped."""
+        return [erased if row.deleted else value(row) for row in rows]
+
+    driver = await driver_connection(conn)
+    changed = await driver.fetch(
+        f"""
+        INSERT INTO {table.fullname} AS p (customer_id, version, deleted, traits, email, phone,
+            timezone, locale, computed, first_seen_at, last_seen_at, updated_at)
+        SELECT u.customer_id, u.version, u.deleted, u.traits::jsonb, u.email, u.phone,
+            u.timezone, u.locale, u.computed::jsonb, u.first_seen_at, u.last_seen_at,
+            u.updated_at
+        FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[],
+            $12::timestamptz[])
+            AS u(customer_id, version, deleted, traits, email, phone, timezone, locale,
+                 computed, first_seen_at, last_seen_at, updated_at)
+        ON CONFLICT (customer_id) DO UPDATE SET
+            version = EXCLUDED.version, deleted = EXCLUDED.deleted, traits = EXCLUDED.traits,
+            email = EXCLUDED.email, phone = EXCLUDED.phone, timezone = EXCLUDED.timezone,
+            locale = EXCLUDED.locale, computed = EXCLUDED.computed,
+            first_seen_at = EXCLUDED.first_seen_at, last_seen_at = EXCLUDED.last_seen_at,
+            updated_at = EXCLUDED.updated_at
+        WHERE p.version < EXCLUDED.version
+        RETURNING customer_id, deleted
+        """,
+        [row.customer_id for row in rows],
+        [row.version for row in rows],
+        [row.deleted for row in rows],
+        column(lambda row: orjson.dumps(row.traits).decode(), erased="{}"),
+        column(lambda row: row.email),
+        column(lambda row: row.phone),
+        column(lambda row: row.timezone),
+        column(lambda row: row.locale),
+        column(
+            lambda row: orjson.dumps(
+                row.computed.model_dump(exclude_none=True, by_alias=False)
+            ).decode(),
+            erased="{}",
+        ),
+        column(lambda row: row.first_seen_at),
+        column(lambda row: row.last_seen_at),
+        [row.updated_at for row in rows],
+    )
+    return ProjectionChanges(
+        updated=frozenset(r["customer_id"] for r in changed if not r["deleted"]),
+        erased=frozenset(r["customer_id"] for r in changed if r["deleted"]),
+    )
+
+
+async def load_profiles(
+    conn: AsyncConnection, *, table: Table, ids: Iterable[str]
+) -> dict[str, ProjectedProfile]:
+    """The live (not erased) profiles among ``ids``; unknown and erased ids are absent."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(
+        f"""
+        SELECT customer_id, version, traits::text AS traits, email, phone, timezone, locale,
+               computed::text AS computed, first_seen_at, last_seen_at, updated_at
+        FROM {table.fullname}
+        WHERE customer_id = ANY($1::text[]) AND NOT deleted
+        """,
+        wanted,
+    )
+    return {row["customer_id"]: _profile(row) for row in rows}
+
+
+def _profile(row: Mapping[str, Any]) -> ProjectedProfile:
+    return ProjectedProfile(
+        customer_id=row["customer_id"],
+        version=row["version"],
+        traits=orjson.loads(row["traits"]),
+        email=row["email"],
+        phone=row["phone"],
+        timezone=row["timezone"],
+        locale=row["locale"],
+        computed=orjson.loads(row["computed"]),
+        first_seen_at=row["first_seen_at"],
+        last_seen_at=row["last_seen_at"],
+        updated_at=row["updated_at"],
+    )
