@@ -159,8 +159,9 @@ class FitReport(BaseModel):
     #: ``bgnbd_gamma_gamma``, or ``inactivity_fallback`` (too few buyers: no LTV)
     ltv_method: str | None = None
     ltv_reason: str | None = None
-    #: seconds: reading the summaries and snapshots, fitting and scoring (a worker
-    #: thread), writing scores and profile messages, recomputing score segments
+    #: seconds: reading the summaries and snapshots (``read_summaries`` of it the
+    #: summaries), fitting and scoring in a worker thread (``fit_churn``, ``fit_rfm_ltv``,
+    #: ``fit_rows`` of it), writing scores and profile messages, recomputing score segments
     phases: dict[str, float] = Field(default_factory=dict)
 
 

@@ -165,6 +165,7 @@ async def refit_scores(
         # both reads group the rollups by customer: in memory, not in sorted runs on disk
         await conn.execute(text(f"SET LOCAL work_mem = '{READ_WORK_MEM}'"))
         summaries = await purchase_summaries(conn, purchase_event=options.purchase_event, now=now)
+        summaries_s = time.perf_counter() - started
         training, current = await churn_snapshots(
             conn,
             event=definition.event,
@@ -227,7 +228,9 @@ async def refit_scores(
         ltv_reason=result.reason,
         phases={
             "read": read_s,
+            "read_summaries": summaries_s,
             "fit": fit_s,
+            **{f"fit_{k}": v for k, v in outcome.seconds.items()},
             "write": write_s,
             "segments": seconds - read_s - fit_s - write_s,
         },

@@ -130,7 +130,7 @@ async def _copy_baseline(url: str) -> tuple[float, int]:
 
 
 def _line(report: FitReport, label: str, copy_s: float) -> str:
-    phases = "  ".join(f"{k} {v:6.1f}" for k, v in report.phases.items())
+    phases = "  ".join(f"{k} {v:.1f}" for k, v in report.phases.items())
     return (
         f"{label:<22} {report.seconds:7.1f} s  x{report.seconds / copy_s:5.1f} COPY   {phases}"
         f"   churn {report.method}"

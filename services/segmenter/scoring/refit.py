@@ -13,6 +13,7 @@ LTV for buyers, merged into one score row per profile (pure; the job reads and w
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -78,6 +79,8 @@ class RefitOutcome:
     rows: list[ScoreRow]
     buyers: int
     non_buyers: int
+    #: seconds: the churn model (backtest and scoring), RFM and LTV, the score rows
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def compute_refit(
@@ -88,6 +91,7 @@ def compute_refit(
     now: datetime,
 ) -> RefitOutcome:
     """CPU-bound: call it with ``asyncio.to_thread``. ``current`` holds every profile."""
+    started = time.perf_counter()
     churn = fit_churn(
         training,
         current,
@@ -96,6 +100,7 @@ def compute_refit(
         min_class=options.min_class,
         seed=options.seed,
     )
+    churn_s = time.perf_counter() - started
     models, sampled = _sampled_ltv_models(summaries, options.seed)
     population = score_population(
         summaries,
@@ -106,8 +111,16 @@ def compute_refit(
     )
     if models is not None:
         population = replace(population, reason=sampled)
+    population_s = time.perf_counter() - started - churn_s
     rows = _rows(population, churn, current, now)
-    return RefitOutcome(population, churn, rows, len(summaries), len(rows) - len(summaries))
+    seconds = {
+        "churn": churn_s,
+        "rfm_ltv": population_s,
+        "rows": time.perf_counter() - started - churn_s - population_s,
+    }
+    return RefitOutcome(
+        population, churn, rows, len(summaries), len(rows) - len(summaries), seconds
+    )
 
 
 def _sampled_ltv_models(
