@@ -191,10 +191,7 @@ def _rows(
             rows.append((customer_id, risk, None, None, None, None, None, method, explanation, now))
             continue
         given = score.explanation
-        for key in _BUYER_KEYS:
-            value = given.get(key)
-            if value is not None:
-                explanation[key] = round(value, 4) if isinstance(value, float) else value
+        explanation.update({key: given[key] for key in _BUYER_KEYS if key in given})
         explanation["ltv_method"] = population.method
         rfm = score.rfm
         rows.append(
