@@ -98,3 +98,11 @@ def test_a_history_without_a_single_stayer_uses_the_heuristic(population: Popula
     fit = fit_churn(all_churned, current, DEFINITION)
     assert fit.method == HEURISTIC
     assert "0 stayed" in fit.reason
+
+
+def test_no_customers_at_all_is_the_heuristic_over_nobody(population: Population) -> None:
+    training, _ = snapshot(population, NOW - H, H, labelled=True)
+    nobody = training.take(np.arange(0))
+    fit = fit_churn(nobody, nobody, DEFINITION)
+    assert (fit.method, fit.risk.size) == (HEURISTIC, 0)
+    assert "0 customers" in fit.reason
