@@ -115,7 +115,10 @@ async def purchase_summaries(
             """
             WITH occasions AS (
                 SELECT customer_id, count(*) AS occasions, sum(value_sum) AS total,
-                       (array_agg(value_sum ORDER BY day))[1] AS first_value
+                       -- the first day's value without sorting each group: arrays
+                       -- compare element by element, so the least is the first day's
+                       (min(ARRAY[(day - DATE '2000-01-01')::float8, value_sum]))[2]
+                           AS first_value
                 FROM segmenter.event_rollups
                 WHERE event_name = :event AND dimension = '' AND day <= :today
                 GROUP BY customer_id
