@@ -6,10 +6,20 @@ from functools import lru_cache
 
 from pydantic import BaseModel, Field
 
-from services.segmenter.scoring.refit import DEFAULT_ENGAGEMENT_EVENTS
+from shared.events import engagement
 from shared.settings import ServiceSettings
 
 DEFAULT_PORT = 8002
+#: the engagement events whose counts feed the learned churn model when they exist (all
+#: zeros otherwise, which costs nothing): app sessions (Segment's mobile spec) and the
+#: dispatcher's opens and clicks (:mod:`shared.events.engagement`)
+DEFAULT_ENGAGEMENT_EVENTS = (
+    "Application Opened",
+    engagement.EMAIL_OPENED,
+    engagement.PUSH_OPENED,
+    engagement.EMAIL_LINK_CLICKED,
+    engagement.MESSAGE_CLICKED,
+)
 
 
 class SegmenterGroup(BaseModel):

@@ -35,18 +35,7 @@ from services.segmenter.scoring.errors import FitError
 from services.segmenter.scoring.gamma_gamma import fit_gamma_gamma
 from services.segmenter.scoring.model import FittedModels, ScoringResult, score_population
 from services.segmenter.scoring.summary import CustomerSummary
-from shared.events import engagement
 
-#: the engagement events whose counts feed the model when they exist (all zeros otherwise,
-#: which costs nothing): app sessions (Segment's mobile spec) and the dispatcher's opens
-#: and clicks (:mod:`shared.events.engagement`)
-DEFAULT_ENGAGEMENT_EVENTS = (
-    "Application Opened",
-    engagement.EMAIL_OPENED,
-    engagement.PUSH_OPENED,
-    engagement.EMAIL_LINK_CLICKED,
-    engagement.MESSAGE_CLICKED,
-)
 ScoreRow = tuple[Any, ...]
 #: buyers the LTV models are fitted on at most (a random sample beyond)
 LTV_MAX_FIT_ROWS = 50_000
@@ -60,7 +49,9 @@ class RefitOptions:
     #: the churn event: "no <churn_event> within churn_horizon_days"; None = purchase_event
     churn_event: str | None = None
     churn_horizon_days: int = DEFAULT_HORIZON_DAYS
-    engagement_events: tuple[str, ...] = DEFAULT_ENGAGEMENT_EVENTS
+    #: events whose counts over the last H days are features (the service's setting
+    #: ``churn_engagement_events``)
+    engagement_events: tuple[str, ...] = ()
     ltv_horizon_days: float = 365.0
     ltv_annual_discount_rate: float = 0.0
     min_customers: int = DEFAULT_MIN_CUSTOMERS
