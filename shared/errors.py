@@ -1,7 +1,6 @@
 """Errors that cross module boundaries, carrying the data a handler needs.
 
 TenureError
-├── InvalidMessage        a consumed payload cannot be decoded → DLQ, carry on
 ├── DeadLetterLimitExceeded  too many invalid messages → the consumer stops
 └── PublishError          the broker did not acknowledge a message
     └── BrokerUnavailable the broker cannot be reached (HTTP 503)
@@ -12,15 +11,6 @@ from __future__ import annotations
 
 class TenureError(Exception):
     """Base of Tenure's own errors."""
-
-
-class InvalidMessage(TenureError):
-    def __init__(self, *, topic: str, partition: int, offset: int, reason: str) -> None:
-        super().__init__(f"{topic}[{partition}]@{offset}: {reason}")
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.reason = reason
 
 
 class DeadLetterLimitExceeded(TenureError):

@@ -102,6 +102,11 @@ class ServiceRuntime:
 
     # running -----------------------------------------------------------------------
 
+    @property
+    def tasks(self) -> dict[str, asyncio.Task[None]]:
+        """The task of each part, by name, once started (for a watcher of its own)."""
+        return dict(self._tasks)
+
     async def start(self) -> None:
         if self.publisher is not None:
             await self.publisher.start()

@@ -26,6 +26,7 @@ from shared.auth import hash_token
 from shared.events import ALL_TOPICS
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import KafkaSettings
+from tenure.dev_providers import LocalProviders, dispatcher_environment, start_local_providers
 from tenure.embedded import (
     EmbeddedBroker,
     EmbeddedPostgres,
@@ -70,6 +71,7 @@ class DevStack:
         self.postgres: EmbeddedPostgres | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
+        self.providers: LocalProviders | None = None
 
     # --- bring-up -------------------------------------------------------------
 
@@ -96,10 +98,32 @@ class DevStack:
         self.env["TENURE_SEGMENTER_ADMIN_TOKEN_HASHES"] = _joined(
             self.env.get("TENURE_SEGMENTER_ADMIN_TOKEN_HASHES"), hash_token(self.admin_token)
         )
+        if "dispatcher" in self.ports:
+            self._start_local_providers(state)
         self.env.setdefault("TENURE_LOG_FORMAT", "text")
         for name in SERVICES:
             self._start_service(name)
         self._wait_ready()
+
+    def _start_local_providers(self, state: Path) -> None:
+        """A local SMTP server (Maildir) and provider endpoint for the dispatcher."""
+        self.providers = start_local_providers(state)
+        self.env["TENURE_DISPATCHER_ADMIN_TOKEN_HASHES"] = _joined(
+            self.env.get("TENURE_DISPATCHER_ADMIN_TOKEN_HASHES"), hash_token(self.admin_token)
+        )
+        self.env.setdefault(
+            "TENURE_DISPATCHER_LINK_SECRET",
+            _secret(state, "link-secret", "TENURE_DEV_LINK_SECRET"),
+        )
+        self.env.setdefault(
+            "TENURE_DISPATCHER_PUBLIC_BASE_URL", f"http://127.0.0.1:{self.ports['dispatcher']}"
+        )
+        for name, value in dispatcher_environment(state, self.providers).items():
+            self.env.setdefault(name, value)
+        _say(
+            f"local SMTP server on 127.0.0.1:{self.providers.smtp.port}, "
+            f"mail kept in {self.providers.maildir}"
+        )
 
     def _start_broker(self, state: Path) -> None:
         if self.env.get("TENURE_KAFKA_BOOTSTRAP_SERVERS"):
@@ -154,6 +178,12 @@ class DevStack:
             f"  {name:<11} http://127.0.0.1:{port}   (API docs: /docs, metrics: /metrics)"
             for name, port in self.ports.items()
         ]
+        if self.providers is not None:
+            lines += [
+                f"  mail        {self.providers.maildir}   (every email sent; "
+                f"`mutt -f {self.providers.maildir}`)",
+                f"  push/social {self.providers.requests_log}   (every provider request)",
+            ]
         lines += [
             f"  broker      {self.env['TENURE_KAFKA_BOOTSTRAP_SERVERS']}",
             "",
@@ -198,6 +228,8 @@ class DevStack:
                 _say(f"the {name} service did not stop in time; killing it")
                 process.kill()
                 process.wait()
+        if self.providers is not None:
+            self.providers.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.postgres is not None:

@@ -7,8 +7,10 @@ scope of customers (those in the temp table ``scope``, or every profile):
 1. ``matched``: the scope's customers (or, for a backfill, those of a range of
    customer ids: :class:`KeyRange`) for whom the segment's SQL predicate holds;
 2. insert the missing memberships and delete those no longer matched, each
-   with ``RETURNING``, and put exactly those changes in the outbox, encoded as
-   :class:`shared.events.segment_changes.SegmentChange` in JSON;
+   with ``RETURNING``, and put exactly those changes in the outbox
+   (:func:`shared.db.outbox.insert_messages_sql`), encoded as
+   :class:`shared.events.segment_changes.SegmentChange` in JSON by
+   :func:`messages.change_json_sql`;
 3. timers: a backfill gives every profile the segment's next flip where it is
    earlier than its timer (:func:`add_earlier_timers`, ``next_flip_sql``).
 
@@ -55,11 +57,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import UserDefinedType
 
 from services.segmenter.catalog import ActiveSegment
-from services.segmenter.models import Membership, Profile, membership_timers
+from services.segmenter.messages import change_json_sql
+from services.segmenter.models import Membership, Profile, membership_timers, outbox
 from services.segmenter.rules.next_flip import next_flip_sql
 from services.segmenter.rules.sql_lookups import SharedLookups
 from services.segmenter.rules.sql_predicate import compile_sql
 from shared.db import timers as durable_timers
+from shared.db.outbox import insert_messages_sql
 from shared.db.tables import table_of
 from shared.events import segment_changes
 
@@ -143,21 +147,6 @@ class KeyRange:
         return {name: value for name, value in named.items() if value is not None}
 
 
-def _change_json(*, sid: str, version: str, change: str, epoch_ms: str, at: str, cause: str) -> str:
-    """The SQL expression of one ``SegmentChange`` as JSON text (see ``messages.change_id``)."""
-    return f"""
-        convert_to(jsonb_build_object(
-            'schemaVersion', 1,
-            'changeId', concat_ws(':', {sid}, customer_id, {version}, {change}, {epoch_ms}),
-            'customerId', customer_id,
-            'segmentId', {sid},
-            'segmentVersion', CAST({version} AS integer),
-            'change', {change},
-            'at', {at},
-            'cause', {cause}
-        )::text, 'UTF8')"""
-
-
 async def bound_plans_to_the_scope(conn: AsyncConnection) -> None:
     """Make this transaction's joins index lookups per scoped customer.
 
@@ -220,26 +209,6 @@ async def claim_due_timers(conn: AsyncConnection, *, now: datetime, limit: int) 
     return result.rowcount or 0
 
 
-async def claim_customers(conn: AsyncConnection, *, ids: Sequence[str]) -> None:
-    """Put ``ids`` in the scope with their timers locked, as :func:`claim_due_timers` does
-    with due ones: a sweep of chosen customers, due or not."""
-    await conn.execute(
-        text(
-            """
-            WITH given AS (SELECT DISTINCT unnest(CAST(:ids AS text[])) AS customer_id),
-            locked AS (
-                SELECT customer_id, ctid FROM segmenter.membership_timers
-                WHERE customer_id IN (SELECT customer_id FROM given)
-                FOR UPDATE
-            )
-            INSERT INTO scope (customer_id, timer)
-            SELECT given.customer_id, locked.ctid FROM given LEFT JOIN locked USING (customer_id)
-            """
-        ),
-        {"ids": list(ids)},
-    )
-
-
 async def apply_segment(
     conn: AsyncConnection,
     segment: ActiveSegment,
@@ -277,13 +246,10 @@ async def apply_segment(
     params = _change_params(now, cause) | {"sid": segment.id, "version": segment.version}
     if over is not None:
         params |= over.params()
-    change_json = _change_json(
+    queue_changes = _queue_changes_sql(
         sid="CAST(:sid AS text)",
         version="CAST(:version AS text)",
-        change="change",
-        epoch_ms="CAST(:epoch_ms AS text)",
-        at="CAST(:at AS text)",
-        cause="CAST(:cause AS text)",
+        source="changes ORDER BY customer_id",
     )
     row = (
         await conn.execute(
@@ -304,12 +270,7 @@ async def apply_segment(
                     SELECT customer_id, 'entered' AS change FROM entered
                     UNION ALL
                     SELECT customer_id, 'exited' AS change FROM exited
-                ), queued AS (
-                    INSERT INTO segmenter.outbox (topic, key, value)
-                    SELECT :topic, convert_to(customer_id, 'UTF8'), {change_json}
-                    FROM changes ORDER BY customer_id
-                    RETURNING 1
-                )
+                ), queued AS ({queue_changes} RETURNING 1)
                 SELECT (SELECT count(*) FROM entered), (SELECT count(*) FROM exited)
                 """
             ),
@@ -326,6 +287,25 @@ async def apply_segment(
             {"sid": segment.id, "version": segment.version} | over.params(),
         )
     return Applied(entered=row[0], exited=row[1])
+
+
+def _queue_changes_sql(*, sid: str, version: str, source: str) -> str:
+    """The outbox ``INSERT`` of one ``segment.changes`` message per row of ``source``
+    (its ``customer_id`` and ``change``), with the parameters of :func:`_change_params`."""
+    return insert_messages_sql(
+        outbox,
+        topic="CAST(:topic AS text)",
+        key="convert_to(customer_id, 'UTF8')",
+        value=change_json_sql(
+            sid=sid,
+            version=version,
+            change="change",
+            epoch_ms="CAST(:epoch_ms AS text)",
+            at="CAST(:at AS text)",
+            cause="CAST(:cause AS text)",
+        ),
+        source=source,
+    )
 
 
 def _change_params(now: datetime, cause: str) -> dict[str, object]:
@@ -382,25 +362,12 @@ async def apply_segments(
         level_entered, level_exited = await _apply_level(conn, segments, level, now=now)
         entered += level_entered
         exited += level_exited
-    await conn.execute(
-        text(
-            f"""
-            INSERT INTO segmenter.outbox (topic, key, value)
-            SELECT :topic, convert_to(customer_id, 'UTF8'), {
-                _change_json(
-                    sid="segment_id",
-                    version="CAST(version AS text)",
-                    change="change",
-                    epoch_ms="CAST(:epoch_ms AS text)",
-                    at="CAST(:at AS text)",
-                    cause="CAST(:cause AS text)",
-                )
-            }
-            FROM sweep_changes ORDER BY position, customer_id
-            """
-        ),
-        _change_params(now, cause),
+    queue_changes = _queue_changes_sql(
+        sid="segment_id",
+        version="CAST(version AS text)",
+        source="sweep_changes ORDER BY position, customer_id",
     )
+    await conn.execute(text(queue_changes), _change_params(now, cause))
     return Applied(entered=entered, exited=exited)
 
 

@@ -3,8 +3,10 @@
 Thousands are built per consumed batch from values the segmenter already holds in
 the models' types (ids, aware UTC datetimes, JSON traits), so they are encoded
 without building the models (``encode_change``, ``encode_profile_update``, each
-tested to write the model's bytes); a test reads every kind back through the
-validating model.
+tested to write the model's bytes); changes made set-based in SQL are encoded by
+:func:`change_json_sql`. A test reads every message the segmenter queues, whoever
+wrote it, back through the topic's model
+(``tests/integration/segmenter/test_outbox_formats.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,27 @@ def change_message(
         cause=cause,
     )
     return Message(segment_changes.TOPIC, customer_id.encode(), value)
+
+
+def change_json_sql(
+    *, sid: str, version: str, change: str, epoch_ms: str, at: str, cause: str
+) -> str:
+    """The SQL expression (``bytea``) of one ``SegmentChange`` as UTF-8 JSON, from SQL
+    expressions of its values, for the set-based writers (:mod:`membership_sql`); the
+    same bytes as :func:`change_message` up to key order (the JSON of ``jsonb``), its
+    ``changeId`` made as :func:`change_id` makes it. A test decodes what every writer
+    puts in the outbox with the topic's model."""
+    return f"""
+        convert_to(jsonb_build_object(
+            'schemaVersion', 1,
+            'changeId', concat_ws(':', {sid}, customer_id, {version}, {change}, {epoch_ms}),
+            'customerId', customer_id,
+            'segmentId', {sid},
+            'segmentVersion', CAST({version} AS integer),
+            'change', {change},
+            'at', {at},
+            'cause', {cause}
+        )::text, 'UTF8')"""
 
 
 def profile_message(

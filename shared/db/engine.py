@@ -1,4 +1,4 @@
-"""Async engine and session factory from a database URL in any usual spelling."""
+"""Async engine from a database URL in any usual spelling, snapshot reads, the driver."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 
@@ -48,10 +46,6 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         echo=settings.echo,
         connect_args={"server_settings": {"jit": "on" if settings.jit else "off"}},
     )
-
-
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
 
 
 @asynccontextmanager

@@ -13,7 +13,7 @@ of the work they guard.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
@@ -33,6 +33,22 @@ async def xact_lock(conn: AsyncConnection, name: str, *, shared: bool = False) -
     shared holders, excluding an exclusive one)."""
     function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     await conn.execute(text(f"SELECT {function}({_KEY})"), {"name": name})
+
+
+async def xact_locks(conn: AsyncConnection, names: Iterable[str]) -> None:
+    """Wait for every lock of ``names``, taken in sorted order in one statement (two
+    callers locking overlapping sets never deadlock), held until the caller's
+    transaction ends. For a batch that locks each of its customers."""
+    ordered = sorted(set(names))
+    if not ordered:
+        return
+    await conn.execute(
+        text(
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(name, 0))) "
+            "FROM (SELECT unnest(CAST(:names AS text[])) AS name ORDER BY 1) AS wanted"
+        ),
+        {"names": ordered},
+    )
 
 
 async def try_xact_lock(conn: AsyncConnection, name: str) -> bool:

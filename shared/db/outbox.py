@@ -4,7 +4,8 @@ A service inserts outbox rows in the same transaction as its state change
 (:func:`enqueue`); :class:`OutboxRelay` publishes them to Kafka and deletes them
 once the broker acknowledged. Delivery is at-least-once; consumers dedupe.
 :func:`enqueue` writes the consecutive messages of one topic as one row, a pack
-(:mod:`shared.db.outbox_pack`); a row written by SQL holds one message.
+(:mod:`shared.db.outbox_pack`); a row written by SQL (:func:`insert_messages_sql`)
+holds one message.
 
 Ordering: a transaction advisory lock per outbox lets one relay at a time publish
 a given outbox, in ``id`` order — two replicas can never reorder one customer's
@@ -95,6 +96,22 @@ async def enqueue(
         [topic for topic, _ in packs],
         [pack(group) for _, group in packs],
         [len(group) for _, group in packs],
+    )
+
+
+def insert_messages_sql(outbox: Table, *, topic: str, key: str, value: str, source: str) -> str:
+    """The ``INSERT`` that queues one message per row of ``source``, for messages made
+    set-based in SQL (a sweep's or a backfill's membership changes).
+
+    ``topic``, ``key`` and ``value`` are SQL expressions (``text``, ``bytea`` or NULL,
+    ``bytea``) over ``source``, a ``FROM`` clause with its conditions and its
+    ``ORDER BY`` (the messages' order). Each row holds one message, not a pack; the
+    relay publishes them in ``id`` order among the packs. Append ``RETURNING`` to use
+    it in a ``WITH``.
+    """
+    return (
+        f"INSERT INTO {outbox.fullname} (topic, key, value) "
+        f"SELECT {topic}, {key}, {value} FROM {source}"
     )
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -29,7 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db.engine import driver_connection
+from shared.db.driver import fetch
+from shared.db.jsonb import json_object, json_text
 from shared.events.profiles import ProfileUpdate
 
 Timestamp = DateTime(timezone=True)
@@ -101,8 +101,8 @@ async def apply_profile_updates(
         """A column of the batch; an erased profile's personal fields are dropped."""
         return [erased if row.deleted else value(row) for row in rows]
 
-    driver = await driver_connection(conn)
-    changed = await driver.fetch(
+    changed = await fetch(
+        conn,
         f"""
         INSERT INTO {table.fullname} AS p (customer_id, version, deleted, traits, email, phone,
             timezone, locale, computed, first_seen_at, last_seen_at, updated_at)
@@ -126,15 +126,13 @@ async def apply_profile_updates(
         [row.customer_id for row in rows],
         [row.version for row in rows],
         [row.deleted for row in rows],
-        column(lambda row: orjson.dumps(row.traits).decode(), erased="{}"),
+        column(lambda row: json_text(row.traits), erased="{}"),
         column(lambda row: row.email),
         column(lambda row: row.phone),
         column(lambda row: row.timezone),
         column(lambda row: row.locale),
         column(
-            lambda row: orjson.dumps(
-                row.computed.model_dump(exclude_none=True, by_alias=False)
-            ).decode(),
+            lambda row: json_text(row.computed.model_dump(exclude_none=True, by_alias=False)),
             erased="{}",
         ),
         column(lambda row: row.first_seen_at),
@@ -154,8 +152,8 @@ async def load_profiles(
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return {}
-    driver = await driver_connection(conn)
-    rows = await driver.fetch(
+    rows = await fetch(
+        conn,
         f"""
         SELECT customer_id, version, traits::text AS traits, email, phone, timezone, locale,
                computed::text AS computed, first_seen_at, last_seen_at, updated_at
@@ -171,12 +169,12 @@ def _profile(row: Mapping[str, Any]) -> ProjectedProfile:
     return ProjectedProfile(
         customer_id=row["customer_id"],
         version=row["version"],
-        traits=orjson.loads(row["traits"]),
+        traits=json_object(row["traits"]),
         email=row["email"],
         phone=row["phone"],
         timezone=row["timezone"],
         locale=row["locale"],
-        computed=orjson.loads(row["computed"]),
+        computed=json_object(row["computed"]),
         first_seen_at=row["first_seen_at"],
         last_seen_at=row["last_seen_at"],
         updated_at=row["updated_at"],

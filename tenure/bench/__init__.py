@@ -16,6 +16,7 @@ import sys
 TARGETS = {
     "ingest": "tenure.bench.ingest:ingest_bench",
     "segmenter": "tenure.bench.segmenter:segmenter_bench",
+    "dispatcher": "tenure.bench.dispatcher:dispatcher_bench",
     "scoring": "tenure.bench.scoring:scoring_bench",
 }
 

@@ -1,4 +1,5 @@
-"""CPU time of process trees and of the whole machine, from ``/proc`` (Linux).
+"""CPU time of process trees and of the whole machine, and a process's resident
+memory, from ``/proc`` (Linux).
 
 On a shared 2-core machine a rate alone cannot tell a slower server from a busier
 neighbour; the CPU each side used over the measured window can. Elsewhere than
@@ -8,12 +9,13 @@ Linux every figure is None.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 _PROC = Path("/proc")
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +27,11 @@ class CpuSample:
     machine: float
 
 
-def sample(at: float, groups: Mapping[str, tuple[int, ...]]) -> CpuSample | None:
-    """CPU seconds so far of each group (its processes and their descendants)."""
+def sample(
+    at: float, groups: Mapping[str, Collection[int]], *, alone: Collection[int] = ()
+) -> CpuSample | None:
+    """CPU seconds so far of each group (its processes and their descendants; those in
+    ``alone`` without theirs: a bench process whose children are the embedded servers)."""
     if not _PROC.is_dir():
         return None
     stats = _process_stats()
@@ -41,7 +46,8 @@ def sample(at: float, groups: Mapping[str, tuple[int, ...]]) -> CpuSample | None
             pid = todo.pop()
             if pid not in seen:
                 seen.add(pid)
-                todo.extend(children.get(pid, ()))
+                if pid not in alone:
+                    todo.extend(children.get(pid, ()))
         totals[name] = sum(stats[pid][1] for pid in seen)
     return CpuSample(at, totals, _machine_busy())
 
@@ -55,6 +61,15 @@ def cores_used(first: CpuSample | None, last: CpuSample | None) -> dict[str, flo
     used["machine"] = (last.machine - first.machine) / span
     used["other"] = max(0.0, used["machine"] - sum(v for k, v in used.items() if k != "machine"))
     return used
+
+
+def resident_mb(pid: int | None = None) -> float | None:
+    """The resident set size of a process (this one by default), in MB."""
+    try:
+        pages = int((_PROC / str(pid or "self") / "statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * _PAGE / 2**20
 
 
 def _process_stats() -> dict[int, tuple[int, float]]:

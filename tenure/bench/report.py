@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -116,30 +117,44 @@ _COLUMNS = (
 )
 
 
+#: a table's columns: heading, alignment (``<`` or ``>``), width
+Columns = Sequence[tuple[str, str, int]]
+
+
+def format_columns(columns: Columns, rows: Iterable[Sequence[str]]) -> str:
+    """A plain-text table: the headings, a rule, then one line per row of cells."""
+
+    def line(cells: Sequence[str]) -> str:
+        pairs = zip(cells, columns, strict=True)
+        return "  ".join(f"{cell:{align}{width}}" for cell, (_, align, width) in pairs).rstrip()
+
+    lines = [line([name for name, _, _ in columns]), line(["-" * w for _, _, w in columns])]
+    return "\n".join([*lines, *(line(cells) for cells in rows)])
+
+
 def format_table(rows: list[Row]) -> str:
-    lines = [_line([name for name, _, _ in _COLUMNS]), _line(["-" * w for _, _, w in _COLUMNS])]
-    for row in rows:
-        lines.append(
-            _line(
-                [
-                    row.scenario,
-                    _int(row.connections),
-                    f"{row.events_per_s:,.0f}",
-                    "-" if row.requests_per_s is None else f"{row.requests_per_s:,.0f}",
-                    _ms(row.p50_ms),
-                    _ms(row.p99_ms),
-                    str(row.timeouts),
-                    str(row.non_2xx),
-                    str(row.errors),
-                    _number(row.server_us_per_event),
-                    "-" if not row.cores else f"{row.cores.get('other', 0.0):.2f}",
-                    "-" if row.ratio is None else f"{row.ratio:.2f}x",
-                    row.target.describe() if row.target is not None else "(baseline)",
-                    row.verdict,
-                ]
-            )
-        )
-    return "\n".join(line.rstrip() for line in lines)
+    return format_columns(
+        _COLUMNS,
+        (
+            [
+                row.scenario,
+                _int(row.connections),
+                f"{row.events_per_s:,.0f}",
+                "-" if row.requests_per_s is None else f"{row.requests_per_s:,.0f}",
+                _ms(row.p50_ms),
+                _ms(row.p99_ms),
+                str(row.timeouts),
+                str(row.non_2xx),
+                str(row.errors),
+                _number(row.server_us_per_event),
+                "-" if not row.cores else f"{row.cores.get('other', 0.0):.2f}",
+                "-" if row.ratio is None else f"{row.ratio:.2f}x",
+                row.target.describe() if row.target is not None else "(baseline)",
+                row.verdict,
+            ]
+            for row in rows
+        ),
+    )
 
 
 def format_legend(rows: list[Row]) -> str:
@@ -158,12 +173,6 @@ def format_legend(rows: list[Row]) -> str:
 
 def format_misses(rows: list[Row]) -> str:
     return "\n".join(f"MISS {row.scenario}: {', '.join(row.misses)}" for row in rows if row.misses)
-
-
-def _line(cells: list[str]) -> str:
-    return "  ".join(
-        f"{cell:{align}{width}}" for cell, (_, align, width) in zip(cells, _COLUMNS, strict=True)
-    )
 
 
 def _int(value: int | None) -> str:

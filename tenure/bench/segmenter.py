@@ -44,7 +44,6 @@ from typing import Any
 
 import asyncpg
 import orjson
-import psutil
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -62,6 +61,8 @@ from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
 from shared.kafka.producer import EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import DatabaseSettings, KafkaSettings
+from tenure.bench import cpu
+from tenure.bench.report import format_columns
 from tenure.bench.segmenter_data import (
     CONSUMER_SEGMENTS,
     SWEEP_SEGMENTS,
@@ -228,17 +229,20 @@ _COLUMNS = (
 
 
 def format_table(figures: Sequence[Figure]) -> str:
-    def line(cells: list[str]) -> str:
-        pairs = zip(cells, _COLUMNS, strict=True)
-        return "  ".join(f"{cell:{align}{width}}" for cell, (_, align, width) in pairs).rstrip()
-
-    lines = [line([c for c, _, _ in _COLUMNS]), line(["-" * w for _, _, w in _COLUMNS])]
-    for f in figures:
-        value = f"{f.value:,.0f}" if abs(f.value) >= 1000 else f"{f.value:,.2f}"
-        ratio = "-" if f.ratio is None else f"{f.ratio:.3g}x"
-        lines.append(line([f.scenario, value, f.unit, f.baseline, ratio, f.target, f.verdict]))
+    rows = (
+        [
+            f.scenario,
+            f"{f.value:,.0f}" if abs(f.value) >= 1000 else f"{f.value:,.2f}",
+            f.unit,
+            f.baseline,
+            "-" if f.ratio is None else f"{f.ratio:.3g}x",
+            f.target,
+            f.verdict,
+        ]
+        for f in figures
+    )
     notes = [f"  {f.scenario}: {f.note}" for f in figures if f.note]
-    return "\n".join(lines + (["notes:", *notes] if notes else []))
+    return "\n".join([format_columns(_COLUMNS, rows), *(["notes:", *notes] if notes else [])])
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -753,7 +757,7 @@ class BatchMeter:
         self.batches = 0
         self.started_at: float | None = None
         self.last_at = 0.0
-        self._first_cpu: dict[str, float] | None = None
+        self._first_cpu: cpu.CpuSample | None = None
         self.cores: dict[str, float] | None = None
         self._changed = asyncio.Event()
 
@@ -761,7 +765,7 @@ class BatchMeter:
         """The window starts now (the replicas are let go on a backlog)."""
         self._cpu_groups = cpu_groups
         self.started_at = self.last_at = time.perf_counter()
-        self._first_cpu = _cpu_seconds(cpu_groups)
+        self._first_cpu = _cpu_sample(cpu_groups)
         if self._profile_path is not None:
             import cProfile
 
@@ -791,14 +795,7 @@ class BatchMeter:
                     f"the consumer committed nothing for {STALL_TIMEOUT_S:g}s "
                     f"({self.events:,} of {events:,} events)"
                 )
-        span = self.seconds
-        last_cpu = _cpu_seconds(self._cpu_groups)
-        if self._first_cpu is not None and span > 0:
-            self.cores = {
-                name: (last_cpu[name] - self._first_cpu[name]) / span
-                for name in last_cpu
-                if name in self._first_cpu
-            }
+        self.cores = cpu.cores_used(self._first_cpu, _cpu_sample(self._cpu_groups))
         if self._profiler is not None and self._profile_path is not None:
             self._profiler.disable()
             self._profiler.dump_stats(self._profile_path)
@@ -819,7 +816,6 @@ class RssSampler:
     while ``tracemalloc`` traces, the memory Python allocated since and still holds."""
 
     def __init__(self) -> None:
-        self._process = psutil.Process()
         self.samples: list[tuple[float, float]] = []
         self.heap_samples: list[tuple[float, float]] = []
         self._stopping = asyncio.Event()
@@ -830,33 +826,19 @@ class RssSampler:
     async def run(self) -> None:
         while not self._stopping.is_set():
             now = time.monotonic()
-            self.samples.append((now, self._process.memory_info().rss / 2**20))
+            rss = cpu.resident_mb()
+            if rss is not None:
+                self.samples.append((now, rss))
             if tracemalloc.is_tracing():
                 self.heap_samples.append((now, tracemalloc.get_traced_memory()[0] / 2**20))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=RSS_SAMPLE_S)
 
 
-def _cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
-    """CPU seconds of each group of processes (with their children, but for this process
-    itself, whose children are the embedded servers), and of the whole machine."""
-    found: dict[str, float] = {}
-    for name, pids in groups.items():
-        for pid in pids:
-            with contextlib.suppress(psutil.Error):
-                process = psutil.Process(pid)
-                times = process.cpu_times()
-                total = times.user + times.system
-                if pid != os.getpid():
-                    for child in process.children(recursive=True):
-                        with contextlib.suppress(psutil.Error):
-                            child_times = child.cpu_times()
-                            total += child_times.user + child_times.system
-                found[name] = found.get(name, 0.0) + total
-    machine = psutil.cpu_times()
-    found["machine"] = machine.user + machine.nice + machine.system + getattr(machine, "irq", 0.0)
-    found["machine"] += getattr(machine, "softirq", 0.0) + getattr(machine, "steal", 0.0)
-    return found
+def _cpu_sample(groups: dict[str, list[int]]) -> cpu.CpuSample | None:
+    """CPU seconds of each group of processes with their children, but for this process
+    itself, whose children are the embedded servers; and of the whole machine."""
+    return cpu.sample(time.perf_counter(), groups, alone=(os.getpid(),))
 
 
 def _slope_per_minute(samples: Sequence[tuple[float, float]]) -> float:

@@ -1,9 +1,10 @@
 """The segmenter's event path as ``tenure bench segmenter`` runs it: replicas.
 
 A replica is what one segmenter process runs beside its HTTP API (see
-``services.segmenter.app.Runtime``): the ``customer.events`` consumer, the outbox
-relay and the timer sweeper, on an engine and a producer of its own, and the heap
-trimmer every service process runs (``shared.memory``). The bench
+``services.segmenter.runtime.Runtime``): the ``customer.events`` consumer, the outbox
+relay and the timer sweep on a :class:`~shared.runtime.ServiceRuntime`, on an engine
+and a producer of its own, and the heap trimmer every service process runs
+(``shared.memory``). The bench
 runs one replica in its own process (where RSS is sampled and cProfile can
 look) and, when asked for more, the others in processes of their own
 (:func:`replica_process`), in the same consumer group, as ``TENURE_HTTP_WORKERS``
@@ -16,7 +17,6 @@ compare) through a queue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -43,6 +43,7 @@ from shared.kafka.consumer import ConsumerRunner, Record
 from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
 from shared.memory import HeapTrimmer
+from shared.runtime import ServiceRuntime
 from shared.settings import DEFAULT_MEMORY_TRIM_INTERVAL_S, DatabaseSettings, KafkaSettings
 
 BatchHandler = Callable[[Sequence[Record[CustomerEvent]]], Awaitable[None]]
@@ -91,17 +92,23 @@ class ConsumerReplica:
             is_transient=is_transient,
             max_records=group.max_batch_records,
         )
-        self.sweeper = membership_sweep(
-            engine=self.engine,
-            catalogs=catalogs,
-            clock=utc_now,
-            interval_s=group.sweep_interval_s,
-            chunk=group.sweep_chunk,
-            workers=group.sweep_workers,
-            on_commit=self.relay.notify,
+        self.service = ServiceRuntime(
+            "bench-segmenter", engine=self.engine, publisher=self.publisher, relay=self.relay
         )
-        self.trimmer = HeapTrimmer(DEFAULT_MEMORY_TRIM_INTERVAL_S)
-        self.tasks: list[asyncio.Task[None]] = []
+        self.service.consumer("consumer", self.runner)
+        self.service.loop(
+            "sweeper",
+            membership_sweep(
+                engine=self.engine,
+                catalogs=catalogs,
+                clock=utc_now,
+                interval_s=group.sweep_interval_s,
+                chunk=group.sweep_chunk,
+                workers=group.sweep_workers,
+                on_commit=self.relay.notify,
+            ),
+        )
+        self.service.loop("heap trimmer", HeapTrimmer(DEFAULT_MEMORY_TRIM_INTERVAL_S))
 
     @property
     def assigned(self) -> int:
@@ -110,29 +117,12 @@ class ConsumerReplica:
         return 0 if consumer is None else len(consumer.assignment())
 
     async def start(self) -> list[asyncio.Task[None]]:
-        await self.publisher.start()
-        self.tasks = [
-            asyncio.create_task(self.runner.run(), name="bench-consumer"),
-            asyncio.create_task(self.relay.run(), name="bench-relay"),
-            asyncio.create_task(self.sweeper.run(), name="bench-sweeper"),
-            asyncio.create_task(self.trimmer.run(), name="bench-heap-trimmer"),
-        ]
-        return self.tasks
+        await self.service.start()
+        return list(self.service.tasks.values())
 
     async def stop(self) -> None:
         """The consumer and sweeper finish their transactions, then the relay drains."""
-        self.runner.signal_shutdown()
-        self.sweeper.signal_shutdown()
-        self.trimmer.signal_shutdown()
-        for task in self.tasks[:1] + self.tasks[2:]:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, timeout=30)
-        self.relay.signal_shutdown()
-        if len(self.tasks) > 1:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.tasks[1], timeout=30)
-        await self.publisher.stop()
-        await self.engine.dispose()
+        await self.service.stop()
 
 
 def replica_process(

@@ -16,6 +16,7 @@ import pytest
 
 from shared.events.customer_events import TOPIC
 from tenure.embedded import free_port
+from tenure.services import SERVICES
 from tests.support.kafka import TopicTail, json_value
 
 pytestmark = pytest.mark.slow
@@ -56,14 +57,15 @@ def _wait_for_banner(process: subprocess.Popen[str], timeout_s: float = 90) -> s
 
 
 def _base_port() -> int:
-    """Two consecutive free ports for ingest and segmenter."""
+    """Consecutive free ports for every service."""
     for _ in range(50):
         port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
+        try:
+            for offset in range(1, len(SERVICES)):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
         return port
     raise AssertionError("no two consecutive free ports")
 

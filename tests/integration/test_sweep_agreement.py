@@ -30,6 +30,7 @@ from services.segmenter.evaluate import evaluate_customer
 from services.segmenter.fold import WorkingProfile
 from services.segmenter.models import Membership, membership_timers
 from services.segmenter.rules import Node, ProfileSnapshot, dump_rule
+from shared.db import timers as durable_timers
 from shared.db.tables import table_of
 from tests.integration.test_rules_sql_agreement import (
     Database,
@@ -75,7 +76,12 @@ async def _sweep(
             loaded = await _event_path_snapshots(conn, catalog, population, now)
             await msql.bound_plans_to_the_scope(conn)  # as the sweeper does
             await msql.create_scope(conn)
-            await msql.claim_customers(conn, ids=[p.customer_id for p in population])
+            # every customer due now, so that the sweep claims them all
+            await durable_timers.schedule(
+                conn, table=timers, rows=[(p.customer_id, now) for p in population]
+            )
+            claimed = await msql.claim_due_timers(conn, now=now, limit=len(population))
+            assert claimed == len(population)
             await msql.analyze_scope(conn)
             await msql.apply_segments(conn, catalog.segments, now=now, cause="time")
             found: dict[str, set[str]] = {p.customer_id: set() for p in population}

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.segmenter.app import Runtime, create_app
+from services.segmenter.app import create_app
+from services.segmenter.runtime import Runtime
 from services.segmenter.settings import SegmenterGroup, SegmenterSettings
 from shared.auth import hash_token
 from shared.db.migrations import upgrade

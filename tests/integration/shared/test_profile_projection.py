@@ -96,3 +96,9 @@ async def test_erasure_drops_the_data_and_a_stale_update_cannot_bring_it_back(
     async with projection.engine.connect() as conn:
         row = (await conn.execute(select(projection.table))).one()
     assert row.deleted and row.email is None and row.traits == {}
+
+
+async def test_traits_keep_integers_beyond_64_bits(projection: Projection) -> None:
+    """The segmenter publishes such a trait as it came (``json.dumps`` writes it)."""
+    await projection.apply(update("ada", 1, traits={"id": 2**70, "ok": True}))
+    assert (await projection.load("ada"))["ada"].traits == {"id": 2**70, "ok": True}

@@ -1,0 +1,1 @@
+"""The providers a message goes out through, one small interface (:class:`Provider`)."""

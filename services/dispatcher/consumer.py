@@ -1,0 +1,53 @@
+"""The dispatcher's consumer: ``profiles`` into the contacts projection, and
+``dispatch.requests`` through :class:`~services.dispatcher.dispatching.Dispatcher`.
+
+A batch applies its profiles first (one transaction; an erased customer's
+preferences, engagement and stored request contexts are dropped with them), then
+decides its requests (one transaction). The runner commits the offsets once both
+are durable; the batch's sends and their records go on meanwhile (a redelivered
+request finds its delivery row and sends nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.dispatcher import repository as repo
+from services.dispatcher.dispatching import Dispatcher
+from services.dispatcher.models import profiles
+from shared.db.profile_projection import apply_profile_updates
+from shared.db.transient import is_transient_db_error
+from shared.events.dispatch_requests import DispatchRequest
+from shared.events.profiles import ProfileUpdate
+from shared.kafka.consumer import Record
+
+
+def is_transient(exc: BaseException) -> bool:
+    return is_transient_db_error(exc)
+
+
+class DispatcherBatchHandler:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        dispatcher: Dispatcher,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._engine = engine
+        self._dispatcher = dispatcher
+        self._on_commit = on_commit
+
+    async def __call__(self, records: Sequence[Record[Any]]) -> None:
+        updates = [r.value for r in records if isinstance(r.value, ProfileUpdate)]
+        requests = [r.value for r in records if isinstance(r.value, DispatchRequest)]
+        if updates:
+            async with self._engine.begin() as conn:
+                changes = await apply_profile_updates(conn, table=profiles, updates=updates)
+                await repo.erase_requests(conn, customer_ids=changes.erased)
+        if requests:
+            # the sends go on while the next batch is decided (their rows are durable)
+            await self._dispatcher.handle_requests(requests, wait=False)

@@ -1,0 +1,68 @@
+"""Dispatcher metrics, declared once; labels are channels, statuses and reasons,
+never customers or templates."""
+
+from prometheus_client import Counter, Histogram
+
+OUTCOMES = Counter(
+    "outcomes",
+    "Outcomes published on dispatch.outcomes, by status and reason.",
+    ["status", "reason"],
+    namespace="tenure",
+    subsystem="dispatcher",
+)
+SENT = Counter(
+    "messages_sent",
+    "Messages a provider accepted, by channel.",
+    ["channel"],
+    namespace="tenure",
+    subsystem="dispatcher",
+)
+PROVIDER_ERRORS = Counter(
+    "provider_failures",
+    "Messages that failed for good at a provider, by channel and kind (permanent, transient).",
+    ["channel", "kind"],
+    namespace="tenure",
+    subsystem="dispatcher",
+)
+SEND_SECONDS = Histogram(
+    "provider_call_seconds",
+    "Time of one provider call, by channel.",
+    ["channel"],
+    namespace="tenure",
+    subsystem="dispatcher",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+REQUESTS_DUPLICATE = Counter(
+    "requests_duplicate",
+    "Dispatch requests dropped because their dispatch id was already held.",
+    namespace="tenure",
+    subsystem="dispatcher",
+)
+DEAD_LETTERS = Counter(
+    "dead_letters",
+    "Requests written to dispatch.requests.dlq (failed for good).",
+    namespace="tenure",
+    subsystem="dispatcher",
+)
+TRACKED = Counter(
+    "tracking_events",
+    "Engagement events recorded by the public endpoints, by event.",
+    ["event"],
+    namespace="tenure",
+    subsystem="dispatcher",
+)
+LINKS_REFUSED = Counter(
+    "links_refused",
+    "Tracking links refused (tampered or expired), by purpose.",
+    ["purpose"],
+    namespace="tenure",
+    subsystem="dispatcher",
+)
+REQUEST_TO_HANDOFF_SECONDS = Histogram(
+    "request_to_handoff_seconds",
+    "From a request's requestedAt to the provider's acceptance (send time now; a "
+    "deferral's wait included).",
+    namespace="tenure",
+    subsystem="dispatcher",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)

@@ -1,0 +1,393 @@
+"""Reads and writes of the dispatcher's tables, many rows at a time, within the
+caller's transaction. Statements on the event path run on the asyncpg connection
+(:func:`~shared.db.engine.driver_connection`) with whole columns as arrays."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.dispatcher.contacts import Contact
+from services.dispatcher.models import (
+    deliveries,
+    engagement_hours,
+    outcomes,
+    policy,
+    preferences,
+    profiles,
+    subscription_topics,
+    template_versions,
+    templates,
+)
+from services.dispatcher.policy import Preferences, SendPolicy, Sent
+from services.dispatcher.templates import TemplateDefinition
+from shared.db.engine import driver_connection
+from shared.db.profile_projection import load_profiles
+from shared.events.channels import Channel
+from shared.events.dispatch_outcomes import DispatchOutcome
+from shared.events.dispatch_requests import DispatchRequest
+
+# --- deliveries ----------------------------------------------------------------------
+
+
+async def claim_new(
+    conn: AsyncConnection, *, requests: Sequence[DispatchRequest], now: datetime
+) -> list[DispatchRequest]:
+    """Insert a delivery row per request not held yet; return those (the others were
+    consumed before: a redelivery, a duplicate publication)."""
+    unique = list({r.dispatch_id: r for r in reversed(requests)}.values())[::-1]
+    if not unique:
+        return []
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(
+        f"""
+        INSERT INTO {deliveries.fullname} (dispatch_id, customer_id, status, template_id,
+            template_version, priority, request, created_at, updated_at)
+        SELECT d, c, 'pending', t, v, p, r::jsonb, $8, $8
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::smallint[], $6::text[],
+                    $7::int[]) AS u(d, c, t, v, p, r, position)
+        ORDER BY position
+        ON CONFLICT (dispatch_id) DO NOTHING
+        RETURNING dispatch_id
+        """,
+        [r.dispatch_id for r in unique],
+        [r.customer_id for r in unique],
+        [r.template_id for r in unique],
+        [r.template_version for r in unique],
+        [r.priority.rank for r in unique],
+        [r.to_bytes().decode() for r in unique],
+        list(range(len(unique))),
+        now,
+    )
+    fresh = {row["dispatch_id"] for row in rows}
+    return [r for r in unique if r.dispatch_id in fresh]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRequest:
+    """A delivery waiting for its deferral to end."""
+
+    request: DispatchRequest
+    not_before: datetime | None
+    #: the template version decided on arrival (a deferral sends what it would have)
+    template_version: int | None = None
+
+
+async def deferred_requests(
+    conn: AsyncConnection, *, dispatch_ids: Sequence[str]
+) -> list[HeldRequest]:
+    """The requests of these deliveries that are still deferred, locked for the caller."""
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(
+        f"SELECT request::text AS request, not_before, template_version "
+        f"FROM {deliveries.fullname} "
+        "WHERE dispatch_id = ANY($1::text[]) AND status = 'deferred' "
+        "ORDER BY dispatch_id FOR UPDATE",
+        list(dispatch_ids),
+    )
+    return [
+        HeldRequest(
+            DispatchRequest.model_validate_json(row["request"]),
+            row["not_before"],
+            row["template_version"],
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryUpdate:
+    dispatch_id: str
+    status: str
+    channel: str | None = None
+    template_version: int | None = None
+    reason: str | None = None
+    not_before: datetime | None = None
+    deferred_until: datetime | None = None
+    sent_at: datetime | None = None
+    provider_message_id: str | None = None
+    attempts: int = 0
+
+
+async def update_deliveries(
+    conn: AsyncConnection, *, updates: Sequence[DeliveryUpdate], now: datetime
+) -> None:
+    """Set each delivery's new state; ``None`` leaves a column as it was (``sent_at``,
+    ``not_before``, ``template_version``, ``provider_message_id``)."""
+    if not updates:
+        return
+    driver = await driver_connection(conn)
+    await driver.execute(
+        f"""
+        UPDATE {deliveries.fullname} AS d SET
+            status = u.status,
+            channel = coalesce(u.channel, d.channel),
+            template_version = coalesce(u.template_version, d.template_version),
+            reason = u.reason,
+            not_before = coalesce(u.not_before, d.not_before),
+            deferred_until = u.deferred_until,
+            sent_at = coalesce(u.sent_at, d.sent_at),
+            provider_message_id = coalesce(u.provider_message_id, d.provider_message_id),
+            attempts = d.attempts + u.attempts,
+            updated_at = $11
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[],
+                    $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[],
+                    $10::int[])
+            AS u(dispatch_id, status, channel, template_version, reason, not_before,
+                 deferred_until, sent_at, provider_message_id, attempts)
+        WHERE d.dispatch_id = u.dispatch_id
+        """,
+        [u.dispatch_id for u in updates],
+        [u.status for u in updates],
+        [u.channel for u in updates],
+        [u.template_version for u in updates],
+        [u.reason for u in updates],
+        [u.not_before for u in updates],
+        [u.deferred_until for u in updates],
+        [u.sent_at for u in updates],
+        [u.provider_message_id for u in updates],
+        [u.attempts for u in updates],
+        now,
+    )
+
+
+async def erase_requests(conn: AsyncConnection, *, customer_ids: Iterable[str]) -> None:
+    """An erased customer: drop the context (personal data) of their stored requests,
+    their preferences and their engagement hours; the delivery keys stay."""
+    ids = list(customer_ids)
+    if not ids:
+        return
+    driver = await driver_connection(conn)
+    await driver.execute(
+        f"UPDATE {deliveries.fullname} SET request = jsonb_set(request, '{{context}}', '{{}}') "
+        "WHERE customer_id = ANY($1::text[]) AND request ? 'context'",
+        ids,
+    )
+    await driver.execute(
+        f"DELETE FROM {preferences.fullname} WHERE customer_id = ANY($1::text[])", ids
+    )
+    await driver.execute(
+        f"DELETE FROM {engagement_hours.fullname} WHERE customer_id = ANY($1::text[])", ids
+    )
+
+
+async def stale_sending(
+    conn: AsyncConnection, *, older_than: datetime, limit: int = 1_000
+) -> list[tuple[str, str]]:
+    """Deliveries claimed for sending but never recorded (the process died meanwhile)."""
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(
+        f"SELECT dispatch_id, request::text AS request FROM {deliveries.fullname} "
+        "WHERE status = 'sending' AND updated_at < $1 "
+        "ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        older_than,
+        limit,
+    )
+    return [(row["dispatch_id"], row["request"]) for row in rows]
+
+
+# --- what a decision reads ----------------------------------------------------------
+
+
+async def load_contacts(conn: AsyncConnection, *, ids: Iterable[str]) -> dict[str, Contact]:
+    """Contacts by customer id; an erased customer is a tombstone contact."""
+    wanted = list(dict.fromkeys(ids))
+    found = await load_profiles(conn, table=profiles, ids=wanted)
+    contacts = {
+        cid: Contact(
+            customer_id=cid,
+            email=p.email,
+            phone=p.phone,
+            timezone=p.timezone,
+            locale=p.locale,
+            traits=p.traits,
+            churn_risk=p.computed.get("churn_risk"),
+            predicted_ltv=p.computed.get("predicted_ltv"),
+            rfm_tier=p.computed.get("rfm_tier"),
+        )
+        for cid, p in found.items()
+    }
+    missing = [cid for cid in wanted if cid not in contacts]
+    if missing:
+        driver = await driver_connection(conn)
+        rows = await driver.fetch(
+            f"SELECT customer_id FROM {profiles.fullname} "
+            "WHERE customer_id = ANY($1::text[]) AND deleted",
+            missing,
+        )
+        for row in rows:
+            contacts[row["customer_id"]] = Contact(row["customer_id"], erased=True)
+    return contacts
+
+
+async def load_preferences(conn: AsyncConnection, *, ids: Iterable[str]) -> dict[str, Preferences]:
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(
+        f"SELECT customer_id, unsubscribed, channels::text AS channels, topics::text AS topics "
+        f"FROM {preferences.fullname} WHERE customer_id = ANY($1::text[])",
+        list(dict.fromkeys(ids)),
+    )
+    return {
+        row["customer_id"]: Preferences(
+            unsubscribed=row["unsubscribed"],
+            channels=orjson.loads(row["channels"]),
+            topics=orjson.loads(row["topics"]),
+        )
+        for row in rows
+    }
+
+
+async def recent_sends(
+    conn: AsyncConnection, *, ids: Iterable[str], since: datetime
+) -> dict[str, list[Sent]]:
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(
+        f"SELECT customer_id, channel, sent_at FROM {deliveries.fullname} "
+        "WHERE customer_id = ANY($1::text[]) AND sent_at > $2 "
+        "AND status IN ('sending', 'sent')",
+        list(dict.fromkeys(ids)),
+        since,
+    )
+    found: dict[str, list[Sent]] = defaultdict(list)
+    for row in rows:
+        found[row["customer_id"]].append(Sent(Channel(row["channel"]), row["sent_at"]))
+    return found
+
+
+async def load_engagement(
+    conn: AsyncConnection, *, ids: Iterable[str]
+) -> dict[str, dict[int, int]]:
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(
+        f"SELECT customer_id, hour, count FROM {engagement_hours.fullname} "
+        "WHERE customer_id = ANY($1::text[])",
+        list(dict.fromkeys(ids)),
+    )
+    found: dict[str, dict[int, int]] = defaultdict(dict)
+    for row in rows:
+        found[row["customer_id"]][row["hour"]] = row["count"]
+    return found
+
+
+async def add_engagement(conn: AsyncConnection, *, customer_id: str, hour: int) -> None:
+    driver = await driver_connection(conn)
+    await driver.execute(
+        f"INSERT INTO {engagement_hours.fullname} (customer_id, hour, count) VALUES ($1, $2, 1) "
+        "ON CONFLICT (customer_id, hour) DO UPDATE SET count = "
+        f"{engagement_hours.name}.count + 1",
+        customer_id,
+        hour,
+    )
+
+
+async def topic_defaults(conn: AsyncConnection) -> dict[str, bool]:
+    rows = await conn.execute(
+        select(subscription_topics.c.topic, subscription_topics.c.default_subscribed)
+    )
+    return {str(topic): bool(default) for topic, default in rows.all()}
+
+
+async def load_policy(conn: AsyncConnection) -> SendPolicy:
+    document = await conn.scalar(select(policy.c.document).where(policy.c.id == 1))
+    return SendPolicy() if document is None else SendPolicy.model_validate(document)
+
+
+async def save_policy(conn: AsyncConnection, *, document: SendPolicy, now: datetime) -> None:
+    from sqlalchemy.dialects.postgresql import insert
+
+    values = {"id": 1, "document": document.model_dump(mode="json"), "updated_at": now}
+    await conn.execute(
+        insert(policy).values(values).on_conflict_do_update(index_elements=["id"], set_=values)
+    )
+
+
+# --- templates ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateHead:
+    template_id: str
+    latest_version: int
+    archived: bool
+
+
+async def template_heads(conn: AsyncConnection, *, ids: Iterable[str]) -> dict[str, TemplateHead]:
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(
+        f"SELECT template_id, latest_version, archived FROM {templates.fullname} "
+        "WHERE template_id = ANY($1::text[])",
+        list(dict.fromkeys(ids)),
+    )
+    return {
+        row["template_id"]: TemplateHead(row["template_id"], row["latest_version"], row["archived"])
+        for row in rows
+    }
+
+
+async def template_definitions(
+    conn: AsyncConnection, *, keys: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], TemplateDefinition]:
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return {}
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(
+        f"SELECT v.template_id, v.version, v.definition::text AS definition "
+        f"FROM {template_versions.fullname} AS v "
+        "JOIN unnest($1::text[], $2::int[]) AS k(template_id, version) "
+        "ON v.template_id = k.template_id AND v.version = k.version",
+        [k[0] for k in wanted],
+        [k[1] for k in wanted],
+    )
+    return {
+        (row["template_id"], row["version"]): TemplateDefinition.model_validate_json(
+            row["definition"]
+        )
+        for row in rows
+    }
+
+
+# --- outcomes -------------------------------------------------------------------------
+
+
+async def insert_outcomes(conn: AsyncConnection, *, rows: Sequence[DispatchOutcome]) -> None:
+    if not rows:
+        return
+    driver = await driver_connection(conn)
+    await driver.execute(
+        f"""
+        INSERT INTO {outcomes.fullname} (outcome_id, dispatch_id, customer_id, status, reason,
+            channel, at, deferred_until, provider_message_id)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+            $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[])
+        ON CONFLICT (outcome_id) DO NOTHING
+        """,
+        [o.outcome_id for o in rows],
+        [o.dispatch_id for o in rows],
+        [o.customer_id for o in rows],
+        [o.status.value for o in rows],
+        [o.reason for o in rows],
+        [o.channel.value if o.channel else None for o in rows],
+        [o.at for o in rows],
+        [o.deferred_until for o in rows],
+        [o.provider_message_id for o in rows],
+    )
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def preferences_row(found: Mapping[str, Any] | None) -> Preferences:
+    if found is None:
+        return Preferences()
+    return Preferences(
+        unsubscribed=found["unsubscribed"], channels=found["channels"], topics=found["topics"]
+    )

@@ -1,0 +1,68 @@
+"""Dispatcher settings: ``TENURE_DISPATCHER_*`` and one group per provider
+(``TENURE_SMTP_*``, ``TENURE_FCM_*``, ``TENURE_WEBPUSH_*``, ``TENURE_WHATSAPP_*``,
+``TENURE_MESSENGER_*``, ``TENURE_WEBHOOK_*``) beside the shared ones."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, Field, SecretStr
+
+from services.dispatcher.channels.email import SmtpSettings
+from services.dispatcher.channels.http import (
+    FcmSettings,
+    MessengerSettings,
+    WebhookSettings,
+    WebPushSettings,
+    WhatsAppSettings,
+)
+from shared.settings import ServiceSettings
+
+DEFAULT_PORT = 8004
+
+
+class DispatcherGroup(BaseModel):
+    #: SHA-256 hex digests of the admin bearer tokens, comma-separated.
+    admin_token_hashes: str = ""
+    consumer_group: str = "tenure-dispatcher"
+    max_batch_records: int = Field(default=1_000, ge=1)
+    #: where the public tracking endpoints are reached from a customer's mail client
+    public_base_url: str = "http://127.0.0.1:8004"
+    #: signs tracking links (at least 16 characters; every replica the same)
+    link_secret: SecretStr = SecretStr("")
+    #: provider calls in flight at once per process
+    send_concurrency: int = Field(default=256, ge=1, le=10_000)
+    #: consumed batches whose sends may be in flight at once (the next batch is decided
+    #: while one is being sent)
+    batches_sending: int = Field(default=2, ge=1, le=16)
+    #: HTTP connections kept open to each push / social provider
+    http_connections: int = Field(default=32, ge=1, le=1_000)
+    #: tries of a provider call on transient errors, with exponential backoff and jitter
+    retry_attempts: int = Field(default=4, ge=1, le=20)
+    retry_initial_s: float = Field(default=0.2, gt=0)
+    retry_max_s: float = Field(default=5.0, gt=0)
+    #: a send still unrecorded after this long was cut short by a crash: failed, not resent
+    sending_lease_s: float = Field(default=600.0, gt=0)
+    #: how often due deferrals are looked for
+    sweep_interval_s: float = Field(default=1.0, gt=0)
+    sweep_workers: int = Field(default=1, ge=1, le=16)
+    sweep_chunk: int = Field(default=500, ge=1)
+
+    @property
+    def admin_token_digests(self) -> list[str]:
+        return self.admin_token_hashes.split(",")
+
+
+class DispatcherSettings(ServiceSettings):
+    dispatcher: DispatcherGroup = DispatcherGroup()
+    smtp: SmtpSettings = SmtpSettings()
+    fcm: FcmSettings = FcmSettings()
+    webpush: WebPushSettings = WebPushSettings()
+    whatsapp: WhatsAppSettings = WhatsAppSettings()
+    messenger: MessengerSettings = MessengerSettings()
+    webhook: WebhookSettings = WebhookSettings()
+
+
+@lru_cache
+def get_settings() -> DispatcherSettings:
+    return DispatcherSettings()

@@ -1,0 +1,39 @@
+"""``/v1/profiles``: a customer's profile, and erasure."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from services.segmenter.admin import profiles
+from services.segmenter.api.deps import ADMIN, RuntimeDep
+from services.segmenter.schemas import ErasurePublic, ProfilePublic
+
+router = APIRouter(prefix="/v1/profiles", tags=["profiles"], dependencies=ADMIN)
+
+
+@router.get("/{customer_id}", response_model=ProfilePublic)
+async def get_profile(customer_id: str, runtime: RuntimeDep) -> ProfilePublic:
+    """A customer's profile with memberships, scores and event statistics.
+
+    An anonymous id merged into a known customer answers with that customer.
+    """
+    return await profiles.get_profile(runtime, customer_id)
+
+
+@router.delete("/{customer_id}", response_model=ErasurePublic)
+async def erase_profile(
+    customer_id: str,
+    runtime: RuntimeDep,
+    suppress: Annotated[
+        bool, Query(description="also drop every later event of the erased ids")
+    ] = False,
+) -> ErasurePublic:
+    """Erase a customer (GDPR): profile, rollups, statistics, memberships, merged ids.
+
+    Each membership ends with an exit change, and a ``deleted`` profile message
+    tells other services to drop what they hold. Without ``suppress``, a later event
+    of the customer starts a new profile; with it, the erased ids are suppressed.
+    """
+    return await profiles.erase_profile(runtime, customer_id, suppress=suppress)

@@ -1,0 +1,76 @@
+"""``/v1/segments``: definitions, versions, members, previews."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from services.segmenter.admin import segments
+from services.segmenter.api.deps import ADMIN, RuntimeDep
+from services.segmenter.schemas import (
+    MembersPublic,
+    PreviewPublic,
+    PreviewRequest,
+    SegmentCreate,
+    SegmentPublic,
+    SegmentUpdate,
+    SegmentVersionPublic,
+)
+
+router = APIRouter(prefix="/v1/segments", tags=["segments"], dependencies=ADMIN)
+Wait = Annotated[bool, Query(description="answer after the backfill")]
+
+
+@router.post("", status_code=201, response_model=SegmentPublic)
+async def create_segment(
+    body: SegmentCreate, runtime: RuntimeDep, wait: Wait = False
+) -> SegmentPublic:
+    """Create a segment; its members are computed over every profile (the backfill)."""
+    return await segments.create_segment(runtime, body, wait=wait)
+
+
+@router.get("", response_model=list[SegmentPublic])
+async def list_segments(runtime: RuntimeDep) -> list[SegmentPublic]:
+    return await segments.list_segments(runtime)
+
+
+@router.get("/{segment_id}", response_model=SegmentPublic)
+async def get_segment(segment_id: str, runtime: RuntimeDep) -> SegmentPublic:
+    return await segments.get_segment(runtime, segment_id)
+
+
+@router.get("/{segment_id}/versions", response_model=list[SegmentVersionPublic])
+async def segment_versions(segment_id: str, runtime: RuntimeDep) -> list[SegmentVersionPublic]:
+    return await segments.segment_versions(runtime, segment_id)
+
+
+@router.put("/{segment_id}", response_model=SegmentPublic)
+async def update_segment(
+    segment_id: str, body: SegmentUpdate, runtime: RuntimeDep, wait: Wait = False
+) -> SegmentPublic:
+    """Save a new version; members are recomputed, with the segments that read this one."""
+    return await segments.update_segment(runtime, segment_id, body, wait=wait)
+
+
+@router.delete("/{segment_id}", status_code=204)
+async def delete_segment(segment_id: str, runtime: RuntimeDep) -> Response:
+    """Retire the segment: every member leaves (an exit each). Refused while others read it."""
+    await segments.delete_segment(runtime, segment_id)
+    return Response(status_code=204)
+
+
+@router.get("/{segment_id}/members", response_model=MembersPublic)
+async def segment_members(
+    segment_id: str,
+    runtime: RuntimeDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
+) -> MembersPublic:
+    return await segments.segment_members(runtime, segment_id, after=after, limit=limit)
+
+
+@router.post("/preview", response_model=PreviewPublic)
+async def preview_segment(body: PreviewRequest, runtime: RuntimeDep) -> PreviewPublic:
+    """How many profiles match a rule now, with a sample; computed in SQL, nothing saved."""
+    return await segments.preview_segment(runtime, body)
