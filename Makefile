@@ -37,6 +37,7 @@ bench: install
 	$(VENV)/bin/tenure bench journey
 	$(VENV)/bin/tenure bench dispatcher
 	$(VENV)/bin/tenure bench metrics
+	$(VENV)/bin/tenure bench scoring
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .tenure

@@ -10,6 +10,9 @@ What counts as activity (``last_seen_at``, event statistics): track, page
 create the profile and set traits (a ``null`` trait removes it); group sets the
 ``group_id`` trait. ``context.timezone`` / ``context.locale`` are kept too,
 last-write-wins like traits.
+
+Rollup days are UTC days: an event at ``22:00-05:00`` counts on the next UTC day,
+whatever offset the client sent (ingest keeps it when there is no ``sentAt``).
 """
 
 from __future__ import annotations
@@ -185,7 +188,7 @@ def apply_event(profile: WorkingProfile, event: CustomerEvent, tracked: TrackedD
     if stat is None:  # (not setdefault: it would build a StatDelta for every event)
         stat = profile.stats[name] = StatDelta()
     stat.add(at, value)
-    day = at.date()
+    day = at.astimezone(UTC).date()  # the UTC day, whatever offset the client sent
     for dimension in tracked.dimensions_of(name, event.properties):
         totals = profile.rollups.setdefault((name, dimension, day), [0, 0.0])
         totals[0] += 1

@@ -19,7 +19,7 @@ from services.segmenter.consumer import Clock, EventBatchHandler, is_transient
 from services.segmenter.errors import RefitRunning
 from services.segmenter.models import outbox, processed_messages
 from services.segmenter.schemas import FitReport
-from services.segmenter.scoring_job import last_fit_at, refit_lock, refit_scores
+from services.segmenter.scoring_job import last_fit_at, refit_lock, refit_options, refit_scores
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.sweeper import membership_sweep
 from shared.db.claims import claims_cleanup
@@ -142,8 +142,7 @@ class Runtime:
             self.engine,
             catalog,
             now=self.clock(),
-            purchase_event=group.purchase_event,
-            horizon_days=group.ltv_horizon_days,
+            options=refit_options(group),
             backfill_chunk=group.backfill_chunk,
         )
         self.relay.notify()

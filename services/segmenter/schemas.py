@@ -150,11 +150,13 @@ class SuppressionsPublic(BaseModel):
 
 
 class FitReport(BaseModel):
-    """What a refit did: the method that scored the buyers, why, and on how many."""
+    """What a refit did: the churn method that scored every customer and why (``churn``:
+    the definition and each candidate's backtest), the LTV model of the buyers, counts."""
 
     model_config = ConfigDict(frozen=True)
 
     fitted_at: datetime
+    #: the churn method: ``learned``, ``recency``, ``bgnbd`` or ``recency_heuristic``
     method: str
     reason: str
     buyers: int
@@ -162,6 +164,26 @@ class FitReport(BaseModel):
     non_buyers: int
     params: dict[str, Any]
     seconds: float
+    #: definition, method, reason, and per candidate AUC, Brier score and sample sizes
+    churn: dict[str, Any] = Field(default_factory=dict)
+    #: ``bgnbd_gamma_gamma``, or ``inactivity_fallback`` (too few buyers: no LTV)
+    ltv_method: str | None = None
+    ltv_reason: str | None = None
+    #: seconds: reading the summaries and snapshots (``read_summaries`` of it the
+    #: summaries), fitting and scoring in a worker thread (``fit_churn``, ``fit_rfm_ltv``,
+    #: ``fit_rows`` of it), writing scores and profile messages, recomputing score segments
+    phases: dict[str, float] = Field(default_factory=dict)
+
+
+class LastFitPublic(BaseModel):
+    """The latest refit as stored (``GET /v1/scores/fit``)."""
+
+    fitted_at: datetime
+    method: str
+    buyers: int
+    repeat_buyers: int
+    churn: dict[str, Any]
+    params: dict[str, Any]
 
 
 class Problem(BaseModel):

@@ -19,6 +19,7 @@ TARGETS = {
     "journey": "tenure.bench.journey:journey_bench",
     "dispatcher": "tenure.bench.dispatcher:dispatcher_bench",
     "metrics": "tenure.bench.metrics:metrics_bench",
+    "scoring": "tenure.bench.scoring:scoring_bench",
 }
 
 
