@@ -34,6 +34,10 @@ lint: install
 bench: install
 	$(VENV)/bin/tenure bench ingest
 	$(VENV)/bin/tenure bench segmenter
+	$(VENV)/bin/tenure bench journey
+	$(VENV)/bin/tenure bench dispatcher
+	$(VENV)/bin/tenure bench metrics
+	$(VENV)/bin/tenure bench scoring
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .tenure

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import time
+from collections.abc import Callable
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -24,10 +26,52 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+class RepeatFilter(logging.Filter):
+    """Lets a repeated message through once per ``interval_s``, saying how many it held back.
+
+    Only records of loggers under ``prefixes`` are considered (by default the
+    Kafka client's: while the broker is down aiokafka logs a connection error
+    per attempt, hundreds a minute). A message is the same when its logger,
+    level and formatted text are; the first one always passes.
+    """
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...] = ("aiokafka", "shared.kafka"),
+        interval_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+        self._interval_s = interval_s
+        self._clock = clock
+        #: message key -> (when it last passed, how many were held back since)
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefixes):
+            return True
+        key = (record.name, record.levelno, record.getMessage())
+        now = self._clock()
+        passed = self._seen.get(key)
+        if passed is not None and now - passed[0] < self._interval_s:
+            self._seen[key] = (passed[0], passed[1] + 1)
+            return False
+        if len(self._seen) >= 1024:  # many distinct messages: forget the old ones
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        if passed is not None and passed[1]:
+            record.msg = f"{record.getMessage()} ({passed[1]} more like it in the last "
+            record.msg += f"{now - passed[0]:.0f} s were not logged)"
+            record.args = None
+        return True
+
+
 def configure_logging(*, service: str, level: str = "INFO", fmt: str = "json") -> None:
     """Send every log record to stderr, as one JSON object a line unless ``fmt='text'``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ContextFilter(service))
+    handler.addFilter(RepeatFilter())
     if fmt == "json":
         handler.setFormatter(
             JsonFormatter(

@@ -20,7 +20,9 @@ commit it, the loops finish their round (each waited for up to
 and stops, the publisher sends what is queued and closes, the ``closing``
 callbacks run (last registered first), and the engine is disposed last.
 
-Health: ``/readyz`` gets ``broker`` (the publisher answers), ``database``,
+Health: ``/readyz`` gets ``broker`` (the publisher answers, and the broker has
+the ``topics`` the service was given: one that restarted without them would
+let a producer auto-create them with its own partition count), ``database``,
 ``consumer`` (every consumer task still runs) and ``loops`` (every loop and the
 relay still run: a part that ended before shutdown was asked for is a fault).
 """
@@ -29,8 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Protocol, TypeVar
 
 from fastapi import FastAPI
@@ -66,9 +69,11 @@ class ServiceRuntime:
         engine: AsyncEngine,
         publisher: EventPublisher | None = None,
         relay: OutboxRelay | None = None,
+        topics: Iterable[str] = (),
         stop_timeout_s: float = 30.0,
     ) -> None:
         self.name = name
+        self.topics = tuple(topics)
         self.engine = engine
         self.publisher = publisher
         self.relay = relay
@@ -172,7 +177,7 @@ class ServiceRuntime:
     def readiness_checks(self) -> dict[str, ReadinessCheck]:
         checks: dict[str, ReadinessCheck] = {}
         if self.publisher is not None:
-            checks["broker"] = self.publisher.check_ready
+            checks["broker"] = functools.partial(self.publisher.check_ready, self.topics)
         checks["database"] = lambda: check_database(self.engine)
         if self._consumers:
             checks["consumer"] = self.check_consumers

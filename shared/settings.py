@@ -45,6 +45,8 @@ class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int | None = Field(default=None, ge=1, le=65535, description="default: the service's")
     workers: int = Field(default=1, ge=1)
+    #: largest request body a service's FastAPI routes read (shared/http/body_limit.py)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
 
 DEFAULT_MEMORY_TRIM_INTERVAL_S = 30.0

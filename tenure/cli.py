@@ -42,7 +42,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=sorted(SERVICES))
 
     sub.add_parser("migrate", help="apply every service's database migrations")
-    sub.add_parser("topics", help="create the Kafka topics (and their DLQs)")
+    topics = sub.add_parser(
+        "topics",
+        help="create the Kafka topics (and their DLQs); report partition counts that differ",
+    )
+    topics.add_argument(
+        "--fix",
+        action="store_true",
+        help="add partitions to a topic that has fewer than TENURE_KAFKA_PARTITIONS",
+    )
+    topics.add_argument(
+        "--recreate",
+        action="store_true",
+        help="with --fix, where the broker cannot add partitions (the embedded one), "
+        "delete the topic and its messages and create it anew",
+    )
 
     bench = sub.add_parser("bench", help="run a benchmark and print ratios to its baselines")
     bench.add_argument("target", choices=sorted(BENCH_TARGETS))
@@ -85,13 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"migrated: {', '.join(migrate_all(url)) or 'nothing to migrate'}")
         return 0
     if args.command == "topics":
-        from shared.events import ALL_TOPICS
-        from shared.kafka.topics import ensure_topics, with_dead_letters
-        from shared.settings import ServiceSettings
+        from tenure.topics import run_topics
 
-        created = asyncio.run(ensure_topics(ServiceSettings().kafka, with_dead_letters(ALL_TOPICS)))
-        print(f"created: {', '.join(created) or 'none (all exist)'}")
-        return 0
+        return asyncio.run(run_topics(fix=args.fix, recreate=args.recreate))
     if args.command == "bench":
         from tenure.bench import run_bench
 

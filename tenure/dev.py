@@ -5,6 +5,11 @@ and PostgreSQL (unless ``DATABASE_URL`` / ``TENURE_DATABASE_URL`` is set),
 migrates, creates the topics, makes a development write key and admin token on
 first run (kept in the state directory), starts every service as its own
 process, prints how to use it, and stops everything on Ctrl-C.
+
+A service that dies is restarted with backoff (1, 2, 4 … s), at most five times
+in five minutes (:class:`~tenure.supervise.RestartPolicy`); the broker, whose
+topics and unconsumed events live only in its memory, and the other services
+keep running meanwhile, and the console says what happened.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,8 +43,11 @@ from tenure.embedded import (
 )
 from tenure.migrate import migrate_all
 from tenure.services import SERVICES
+from tenure.supervise import RestartPolicy
 
 READY_TIMEOUT_S = 60.0
+PROMETHEUS_PORT = 9090
+ALERT_RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yml"
 
 
 @dataclass
@@ -71,6 +80,10 @@ class DevStack:
         self.postgres: EmbeddedPostgres | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
+        self.prometheus: subprocess.Popen[bytes] | None = None
+        self.prometheus_url: str | None = None
+        self.started_at: dict[str, float] = {}
+        self.policies: dict[str, RestartPolicy] = {name: RestartPolicy() for name in SERVICES}
         self.providers: LocalProviders | None = None
 
     # --- bring-up -------------------------------------------------------------
@@ -95,15 +108,19 @@ class DevStack:
         self.env["TENURE_INGEST_WRITE_KEY_HASHES"] = _joined(
             self.env.get("TENURE_INGEST_WRITE_KEY_HASHES"), hash_token(self.write_key)
         )
-        self.env["TENURE_SEGMENTER_ADMIN_TOKEN_HASHES"] = _joined(
-            self.env.get("TENURE_SEGMENTER_ADMIN_TOKEN_HASHES"), hash_token(self.admin_token)
-        )
+        for variable in (
+            "TENURE_SEGMENTER_ADMIN_TOKEN_HASHES",
+            "TENURE_JOURNEY_ADMIN_TOKEN_HASHES",
+            "TENURE_METRICS_ADMIN_TOKEN_HASHES",
+        ):
+            self.env[variable] = _joined(self.env.get(variable), hash_token(self.admin_token))
         if "dispatcher" in self.ports:
             self._start_local_providers(state)
         self.env.setdefault("TENURE_LOG_FORMAT", "text")
         for name in SERVICES:
             self._start_service(name)
         self._wait_ready()
+        self._start_prometheus(state)
 
     def _start_local_providers(self, state: Path) -> None:
         """A local SMTP server (Maildir) and provider endpoint for the dispatcher."""
@@ -149,6 +166,50 @@ class DevStack:
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "tenure", "serve", name], env=env
         )
+        self.started_at[name] = time.monotonic()
+
+    def _start_prometheus(self, state: Path) -> None:
+        """A local Prometheus scraping every service, when the binary is installed."""
+        binary = shutil.which("prometheus")
+        if binary is None:
+            _say("prometheus is not installed: no local Prometheus (apt-get install prometheus)")
+            return
+        base = self.options.base_port
+        port = PROMETHEUS_PORT if base is None else base + len(SERVICES)
+        try:
+            ensure_port_free(port, "Prometheus")
+        except PortTaken as exc:
+            _say(f"no local Prometheus: {exc}")
+            return
+        folder = state / "prometheus"
+        folder.mkdir(parents=True, exist_ok=True)
+        jobs = "".join(
+            f"  - job_name: {name}\n    static_configs:\n"
+            f'      - targets: ["127.0.0.1:{service_port}"]\n'
+            for name, service_port in self.ports.items()
+        )
+        (folder / "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
+            f"rule_files:\n  - {ALERT_RULES}\n"
+            f"scrape_configs:\n{jobs}"
+        )
+        (state / "logs").mkdir(parents=True, exist_ok=True)
+        log = (state / "logs" / "prometheus.log").open("ab")
+        self.prometheus = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        self.prometheus_url = f"http://127.0.0.1:{port}"
+        _say(
+            f"local Prometheus on {self.prometheus_url} (scrapes every service, alert rules loaded)"
+        )
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -178,6 +239,12 @@ class DevStack:
             f"  {name:<11} http://127.0.0.1:{port}   (API docs: /docs, metrics: /metrics)"
             for name, port in self.ports.items()
         ]
+        if "metrics" in self.ports:
+            lines.append(
+                f"  report      http://127.0.0.1:{self.ports['metrics']}/report#token={self.admin_token}"
+            )
+        if self.prometheus_url:
+            lines.append(f"  prometheus  {self.prometheus_url}")
         if self.providers is not None:
             lines += [
                 f"  mail        {self.providers.maildir}   (every email sent; "
@@ -201,7 +268,7 @@ class DevStack:
         return "\n".join(lines)
 
     def wait(self) -> int:
-        """Block until a signal or a service exits; return the exit code to use."""
+        """Block until a signal, restarting services that die; return the exit code to use."""
         stop = {"signal": False}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -209,11 +276,37 @@ class DevStack:
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+        #: service -> when to restart it
+        due: dict[str, float] = {}
+        given_up: set[str] = set()
         while not stop["signal"]:
+            now = time.monotonic()
             for name, process in self.processes.items():
-                if process.poll() is not None:
-                    _say(f"the {name} service exited with {process.returncode}; stopping")
-                    return 1
+                if name in due or name in given_up or process.poll() is None:
+                    continue
+                ran_for = now - self.started_at[name]
+                delay = self.policies[name].next_delay(now=now, ran_for_s=ran_for)
+                if delay is None:
+                    given_up.add(name)
+                    _say(
+                        f"the {name} service exited with {process.returncode} again; it died "
+                        f"{self.policies[name].max_restarts + 1} times within "
+                        f"{self.policies[name].window_s:.0f} s, so it stays down. "
+                        "The broker and the other services keep running; Ctrl-C stops all."
+                    )
+                    continue
+                due[name] = now + delay
+                _say(
+                    f"the {name} service exited with {process.returncode}; restarting it in "
+                    f"{delay:.0f} s (restart {self.policies[name].restarts_in_window} of at most "
+                    f"{self.policies[name].max_restarts} in {self.policies[name].window_s:.0f} s). "
+                    "The broker and the other services keep running."
+                )
+            for name, when in list(due.items()):
+                if when <= now:
+                    del due[name]
+                    self._start_service(name)
+                    _say(f"restarted the {name} service (pid {self.processes[name].pid})")
             time.sleep(0.3)
         return 0
 
@@ -228,6 +321,13 @@ class DevStack:
                 _say(f"the {name} service did not stop in time; killing it")
                 process.kill()
                 process.wait()
+        if self.prometheus is not None and self.prometheus.poll() is None:
+            self.prometheus.terminate()
+            try:
+                self.prometheus.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.prometheus.kill()
+                self.prometheus.wait()
         if self.providers is not None:
             self.providers.stop()
         if self.broker is not None:

@@ -28,6 +28,8 @@ SERVICES: dict[str, ServiceSpec] = {
     for spec in (
         ServiceSpec("ingest", 8001, has_migrations=False),
         ServiceSpec("segmenter", 8002, has_migrations=True),
+        ServiceSpec("journey", 8003, has_migrations=True),
         ServiceSpec("dispatcher", 8004, has_migrations=True),
+        ServiceSpec("metrics", 8005, has_migrations=True),
     )
 }

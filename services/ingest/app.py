@@ -7,21 +7,30 @@ every accepted event is stored in ``customer.events`` with ``acks=all``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from services.ingest.auth import key_from_authorization
-from services.ingest.body import MalformedJson, PayloadTooLarge, parse_json, read_limited
-from services.ingest.metrics import EVENTS_RECEIVED, EVENTS_REJECTED, PUBLISH_SECONDS
+from services.ingest.body import Body, BodyError, call_headers, parse_json, read_limited
+from services.ingest.metrics import (
+    EVENTS_RECEIVED,
+    EVENTS_REJECTED,
+    PUBLISH_SECONDS,
+    RATE_LIMITED,
+)
 from services.ingest.normalize import InvalidEvent, normalize
+from services.ingest.openapi import documented_openapi
+from services.ingest.ratelimit import RateLimiter
 from services.ingest.settings import IngestSettings, get_settings
-from shared.auth import TokenDigests
+from shared.auth import TokenDigests, hash_token
 from shared.collector import tuned_for_throughput
 from shared.errors import PublishError
 from shared.events.customer_events import TOPIC, CustomerEvent, EventType
@@ -46,7 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     publisher = EventPublisher(settings.kafka, client_id="tenure-ingest")
     await publisher.start()
     app.state.publisher = publisher
-    add_readiness_check(app, "broker", publisher.check_ready)
+    add_readiness_check(app, "broker", partial(publisher.check_ready, (TOPIC,)))
     try:
         with tuned_for_throughput():
             yield
@@ -71,22 +80,21 @@ _TYPES = frozenset(t.value for t in EventType)
 _RECEIVED = {t: EVENTS_RECEIVED.labels(t.value) for t in EventType}
 
 
-async def _read_authorized_call(request: Request, limit: int) -> dict[str, Any] | Any:
+async def _read_authorized_call(request: Request, limit: int) -> tuple[Body, str]:
+    """The parsed body and the write key that authorised it."""
     keys: TokenDigests = request.app.state.write_keys
-    header_key = key_from_authorization(request.headers.get("authorization"))
+    headers = call_headers(request)
+    header_key = key_from_authorization(headers.authorization)
     if header_key is not None and not keys.accepts(header_key):
         raise _unauthorized("the write key is not valid")
     try:
-        body = parse_json(await read_limited(request, limit))
-    except PayloadTooLarge as exc:
-        raise IngestError(
-            413,
-            "payload_too_large",
-            f"the request body exceeds the limit of {exc.limit} bytes",
-            limit_bytes=exc.limit,
-        ) from None
-    except MalformedJson as exc:
-        raise IngestError(400, "invalid_json", str(exc)) from None
+        parsed = parse_json(await read_limited(request, limit, headers))
+    except BodyError as exc:
+        error = IngestError(exc.status, exc.error, exc.detail, **exc.extra)
+        if exc.error == "unsupported_encoding":
+            error.headers["Accept-Encoding"] = exc.extra["accepted"]
+        raise error from None
+    body = parsed.value
     if header_key is None:
         body_key = body.get("writeKey") if isinstance(body, dict) else None
         if body_key is None:
@@ -94,9 +102,31 @@ async def _read_authorized_call(request: Request, limit: int) -> dict[str, Any] 
                 "send the write key as the HTTP Basic username "
                 "(empty password) or as writeKey in the body"
             )
-        if not keys.accepts(body_key if isinstance(body_key, str) else None):
+        if not isinstance(body_key, str) or not keys.accepts(body_key):
             raise _unauthorized("the write key is not valid")
-    return body
+        return parsed, body_key
+    return parsed, header_key
+
+
+def _admit(request: Request, write_key: str, events: int) -> None:
+    """Take ``events`` tokens from the key's bucket, or answer 429 with Retry-After."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    if not limiter.enabled:
+        return
+    digest = hash_token(write_key)
+    wait_s = limiter.take(digest, events)
+    if wait_s is None:
+        return
+    RATE_LIMITED.labels(digest[:8]).inc()
+    retry_after = max(1, math.ceil(wait_s))
+    error = IngestError(
+        429,
+        "rate_limited",
+        f"this write key's rate limit is exhausted; retry in {retry_after} s",
+        retry_after_s=retry_after,
+    )
+    error.headers["Retry-After"] = str(retry_after)
+    raise error
 
 
 def _unauthorized(detail: str) -> IngestError:
@@ -138,9 +168,15 @@ def _count_types(events: list[CustomerEvent]) -> dict[EventType, int]:
 def _single_call_route(call_type: EventType) -> Any:
     async def handle(request: Request) -> Response:
         limits = get_ingest_settings(request).ingest
-        raw = await _read_authorized_call(request, limits.max_event_bytes)
+        body, write_key = await _read_authorized_call(request, limits.max_event_bytes)
+        _admit(request, write_key, 1)
         try:
-            event = normalize(raw, call_type=call_type, received_at=datetime.now(UTC))
+            event = normalize(
+                body.value,
+                call_type=call_type,
+                received_at=datetime.now(UTC),
+                may_contain_nul=body.may_contain_nul,
+            )
         except InvalidEvent as exc:
             EVENTS_REJECTED.labels(call_type.value, exc.reason).inc()
             raise IngestError(400, exc.reason, str(exc), errors=exc.as_dict()) from None
@@ -170,7 +206,8 @@ async def batch(request: Request) -> Response:
     ``rejected`` listing each bad index, or 400 when no event was valid.
     """
     limits = get_ingest_settings(request).ingest
-    body = await _read_authorized_call(request, limits.max_batch_bytes)
+    parsed, write_key = await _read_authorized_call(request, limits.max_batch_bytes)
+    body = parsed.value
     calls = body.get("batch") if isinstance(body, dict) else None
     if not isinstance(calls, list) or not calls:
         raise IngestError(
@@ -179,6 +216,7 @@ async def batch(request: Request) -> Response:
             "send a non-empty list of calls in `batch`",
             errors=[{"field": "batch", "message": "must be a non-empty list"}],
         )
+    _admit(request, write_key, len(calls))
     received_at = datetime.now(UTC)
     sent_at = body.get("sentAt")
     max_event_bytes = limits.max_event_bytes
@@ -189,7 +227,13 @@ async def batch(request: Request) -> Response:
             if len(orjson.dumps(raw)) > max_event_bytes:
                 raise InvalidEvent("too_large", [])
             accepted.append(
-                normalize(raw, call_type=None, received_at=received_at, batch_sent_at=sent_at)
+                normalize(
+                    raw,
+                    call_type=None,
+                    received_at=received_at,
+                    batch_sent_at=sent_at,
+                    may_contain_nul=parsed.may_contain_nul,
+                )
             )
         except InvalidEvent as exc:
             call = raw.get("type") if isinstance(raw, dict) else None
@@ -226,6 +270,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.write_keys = TokenDigests(settings.ingest.write_key_digests)
+    app.state.rate_limiter = settings.ingest.rate_limiter()
+    app.state.max_body_bytes = None  # the routes read bodies under limits of their own
     app.add_exception_handler(IngestError, _ingest_error)
     app.include_router(router)
+    app.openapi = partial(documented_openapi, app)  # type: ignore[method-assign]
     return app

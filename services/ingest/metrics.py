@@ -23,3 +23,11 @@ PUBLISH_SECONDS = Histogram(
     subsystem="ingest",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+RATE_LIMITED = Counter(
+    "rate_limited_requests",
+    "Requests refused with 429 by a write key's rate limit, by the first 8 hex digits "
+    "of the key's SHA-256 digest (never the key).",
+    ["key_digest"],
+    namespace="tenure",
+    subsystem="ingest",
+)

@@ -5,6 +5,12 @@ What ingest adds, as Segment does: a ``messageId`` when the client sent none,
 ``timestamp = receivedAt - (sentAt - originalTimestamp)`` when the client sent
 both, ``receivedAt`` when it sent no timestamp. Numeric ids are taken as strings.
 
+What it refuses beyond the model's own checks: a ``timestamp`` or ``sentAt``
+outside [:data:`EARLIEST_TIMESTAMP`, :data:`LATEST_TIMESTAMP`), or whose skew
+correction lands outside it (``invalid_timestamp``); a NUL character in any key or
+string (``invalid_character``): PostgreSQL's text and jsonb cannot hold one, so
+the edge refuses it rather than the segmenter dead-lettering it later.
+
 This runs once per event on ingest's hot path, so it validates each event once,
 and the client's timestamp once: the skew correction is applied to the freshly
 validated model rather than to a copy of it, and the free-form objects
@@ -19,12 +25,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from services.ingest.body import find_nul
 from shared.events.customer_events import CustomerEvent, EventType
+
+#: the accepted range of client times (timestamp, sentAt) and of corrected timestamps
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
+#: strictly between these years a time is in range whatever its UTC offset
+_EARLIEST_YEAR = EARLIEST_TIMESTAMP.year
+_LATEST_YEAR = LATEST_TIMESTAMP.year - 1
 
 _ID_FIELDS = ("userId", "anonymousId", "groupId", "previousId", "messageId")
 #: free-form JSON objects, stored as sent (their aliases are their names)
@@ -55,10 +69,20 @@ def normalize(
     call_type: EventType | None,
     received_at: datetime,
     batch_sent_at: Any = None,
+    may_contain_nul: bool = True,
 ) -> CustomerEvent:
-    """Validate one call. ``call_type`` is the endpoint's; None inside a batch."""
+    """Validate one call. ``call_type`` is the endpoint's; None inside a batch.
+
+    ``may_contain_nul=False`` skips the search for NUL characters: the caller
+    knows the JSON text had no ``\\u0000`` escape.
+    """
     if not isinstance(raw, dict):
         raise InvalidEvent("not_an_object", [FieldError("body", "an event must be a JSON object")])
+    if may_contain_nul:
+        where = find_nul(raw)
+        if where is not None:
+            message = "contains a NUL character (\\u0000), which cannot be stored"
+            raise InvalidEvent("invalid_character", [FieldError(where, message)])
     data = dict(raw)
     if call_type is not None:
         data["type"] = call_type.value
@@ -98,10 +122,31 @@ def normalize(
         fields.update(objects)
         event.__pydantic_fields_set__.update(objects)
     original = event.original_timestamp
+    sent_at = event.sent_at
+    if sent_at is not None:
+        _check_range("sentAt", sent_at)
     if original is not None:
-        sent_at = event.sent_at
-        fields["timestamp"] = original if sent_at is None else received_at - (sent_at - original)
+        _check_range("timestamp", original)
+        if sent_at is not None:
+            corrected = received_at - (sent_at - original)
+            _check_range("timestamp", corrected, " once corrected for the clock skew of sentAt")
+            fields["timestamp"] = corrected
+        else:
+            fields["timestamp"] = original
     return event
+
+
+def _check_range(field: str, value: datetime, how: str = "") -> None:
+    # both bounds hold before any arithmetic, so the skew correction cannot overflow;
+    # the year alone settles almost every value (comparing aware datetimes costs more)
+    if _EARLIEST_YEAR < value.year < _LATEST_YEAR:
+        return
+    if not EARLIEST_TIMESTAMP <= value < LATEST_TIMESTAMP:
+        message = (
+            f"must be from {EARLIEST_TIMESTAMP.isoformat()} to before "
+            f"{LATEST_TIMESTAMP.isoformat()}{how}"
+        )
+        raise InvalidEvent("invalid_timestamp", [FieldError(field, message)])
 
 
 _TYPES = frozenset(t.value for t in EventType)

@@ -368,7 +368,7 @@ async def load_snapshots(
     statistics and rollup rows some active segment reads."""
     ids = list(working)
     stats = await repo.load_event_stats(conn, ids=ids, events=catalog.stat_events)
-    since = (now - timedelta(days=catalog.rollup_days + 1)).date()
+    since = (now - timedelta(days=catalog.rollup_days + 1)).astimezone(UTC).date()
     rollups = await repo.load_rollups(conn, ids=ids, pairs=catalog.tracked.pairs, since=since)
     members = await repo.load_memberships(conn, ids=ids)
     snapshots = {}

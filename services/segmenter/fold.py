@@ -10,6 +10,9 @@ What counts as activity (``last_seen_at``, event statistics): track, page
 create the profile and set traits (a ``null`` trait removes it); group sets the
 ``group_id`` trait. ``context.timezone`` / ``context.locale`` are kept too,
 last-write-wins like traits.
+
+Rollup days are UTC days: an event at ``22:00-05:00`` counts on the next UTC day,
+whatever offset the client sent (ingest keeps it when there is no ``sentAt``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -29,6 +32,11 @@ from shared.events.engagement import NOT_ACTIVITY
 PAGE_EVENT = "Page Viewed"
 SCREEN_EVENT = "Screen Viewed"
 _TZ_KEY = "$timezone"
+#: asyncpg writes exactly datetime.min / max (UTC) as PostgreSQL's -infinity / infinity
+#: and reads those back as *naive* datetime.min / max, which later events then fail to
+#: compare with; an event time is kept one microsecond inside them, aware end to end
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(microseconds=1)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(microseconds=1)
 _LOCALE_KEY = "$locale"
 
 
@@ -106,7 +114,13 @@ class WorkingProfile:
             self.traits[name] = value
 
 
+def storable_time(at: datetime) -> datetime:
+    """``at``, or the nearest instant PostgreSQL and asyncpg keep finite and aware."""
+    return _LATEST if at > _LATEST else _EARLIEST if at < _EARLIEST else at
+
+
 def new_profile(customer_id: str, at: datetime) -> WorkingProfile:
+    at = storable_time(at)
     return WorkingProfile(
         customer_id, first_seen_at=at, last_seen_at=at, changed=True, traits_written=True
     )
@@ -154,7 +168,7 @@ class TrackedDimensions:
 
 def apply_event(profile: WorkingProfile, event: CustomerEvent, tracked: TrackedDimensions) -> None:
     """Fold one event into the customer's working state."""
-    at = event.timestamp
+    at = storable_time(event.timestamp)
     name = event_name(event)
     # what the platform says about a customer (``Coupon Issued``) is counted, but does
     # not make them active: a win-back offer must not end the inactivity that sent it
@@ -177,7 +191,7 @@ def apply_event(profile: WorkingProfile, event: CustomerEvent, tracked: TrackedD
     if stat is None:  # (not setdefault: it would build a StatDelta for every event)
         stat = profile.stats[name] = StatDelta()
     stat.add(at, value)
-    day = at.date()
+    day = at.astimezone(UTC).date()  # the UTC day, whatever offset the client sent
     for dimension in tracked.dimensions_of(name, event.properties):
         totals = profile.rollups.setdefault((name, dimension, day), [0, 0.0])
         totals[0] += 1

@@ -22,12 +22,13 @@ from services.segmenter.loyalty.store import program_cache
 from services.segmenter.models import outbox, processed_messages
 from services.segmenter.recommend.job import scheduled_recompute
 from services.segmenter.schemas import FitReport
-from services.segmenter.scoring_job import last_fit_at, refit_lock, refit_scores
+from services.segmenter.scoring_job import last_fit_at, refit_lock, refit_options, refit_scores
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.sweeper import membership_sweep
 from shared.db.claims import claims_cleanup
 from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
+from shared.events import profiles, segment_changes
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
 from shared.events.customer_events import CustomerEvent
 from shared.kafka.consumer import ConsumerRunner
@@ -51,7 +52,11 @@ class Runtime:
         self.catalogs = CatalogCache(self.engine)
         self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
         self.service = ServiceRuntime(
-            "segmenter", engine=self.engine, publisher=self.publisher, relay=self.relay
+            "segmenter",
+            engine=self.engine,
+            publisher=self.publisher,
+            relay=self.relay,
+            topics=(CUSTOMER_EVENTS, segment_changes.TOPIC, profiles.TOPIC),
         )
         group = settings.segmenter
         self.loyalty = program_cache(self.engine)
@@ -160,8 +165,7 @@ class Runtime:
             self.engine,
             catalog,
             now=self.clock(),
-            purchase_event=group.purchase_event,
-            horizon_days=group.ltv_horizon_days,
+            options=refit_options(group),
             backfill_chunk=group.backfill_chunk,
         )
         self.relay.notify()

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.segmenter.rules.ast import Rule
 
 SEGMENT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+def _no_nul(text: str | None) -> str | None:
+    if text is not None and "\x00" in text:
+        raise ValueError("must not contain NUL characters (PostgreSQL cannot store them)")
+    return text
+
+
+#: free text stored in PostgreSQL, which cannot hold a NUL character
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 class SegmentCreate(BaseModel):
@@ -20,8 +30,8 @@ class SegmentCreate(BaseModel):
         pattern=SEGMENT_ID_PATTERN,
         description="a slug; generated from the name when absent",
     )
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=2_000)
+    name: Text = Field(min_length=1, max_length=200)
+    description: Text = Field(default="", max_length=2_000)
     rule: Rule
 
 
@@ -30,8 +40,8 @@ class SegmentUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=2_000)
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    description: Text | None = Field(default=None, max_length=2_000)
     rule: Rule | None = None
 
 
@@ -124,7 +134,7 @@ class ErasurePublic(BaseModel):
 class SuppressionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(default="requested", min_length=1, max_length=200)
+    reason: Text = Field(default="requested", min_length=1, max_length=200)
 
 
 class SuppressionPublic(BaseModel):
@@ -140,11 +150,13 @@ class SuppressionsPublic(BaseModel):
 
 
 class FitReport(BaseModel):
-    """What a refit did: the method that scored the buyers, why, and on how many."""
+    """What a refit did: the churn method that scored every customer and why (``churn``:
+    the definition and each candidate's backtest), the LTV model of the buyers, counts."""
 
     model_config = ConfigDict(frozen=True)
 
     fitted_at: datetime
+    #: the churn method: ``learned``, ``recency``, ``bgnbd`` or ``recency_heuristic``
     method: str
     reason: str
     buyers: int
@@ -152,3 +164,29 @@ class FitReport(BaseModel):
     non_buyers: int
     params: dict[str, Any]
     seconds: float
+    #: definition, method, reason, and per candidate AUC, Brier score and sample sizes
+    churn: dict[str, Any] = Field(default_factory=dict)
+    #: ``bgnbd_gamma_gamma``, or ``inactivity_fallback`` (too few buyers: no LTV)
+    ltv_method: str | None = None
+    ltv_reason: str | None = None
+    #: seconds: reading the summaries and snapshots (``read_summaries`` of it the
+    #: summaries), fitting and scoring in a worker thread (``fit_churn``, ``fit_rfm_ltv``,
+    #: ``fit_rows`` of it), writing scores and profile messages, recomputing score segments
+    phases: dict[str, float] = Field(default_factory=dict)
+
+
+class LastFitPublic(BaseModel):
+    """The latest refit as stored (``GET /v1/scores/fit``)."""
+
+    fitted_at: datetime
+    method: str
+    buyers: int
+    repeat_buyers: int
+    churn: dict[str, Any]
+    params: dict[str, Any]
+
+
+class Problem(BaseModel):
+    """What a 404 or a 409 answers."""
+
+    detail: str

@@ -3,20 +3,22 @@
 Each buyer's BG/NBD and Gamma-Gamma summary comes from the ``purchase_event``'s
 daily rollups and statistics (:func:`purchase_summaries`): one occasion per UTC day
 with purchases, frequency = repeat occasions, recency = last - first purchase,
-T = now - first, monetary = mean value of the repeat occasions.
-Buyers get the probabilistic models when there are enough of them (else the
-inactivity fallback, and the method says so); customers who never bought get
-the inactivity score alone. Scores are written set-based (COPY + UPDATE);
+T = now - first, monetary = mean value of the repeat occasions. The churn model's
+snapshots (as of H days ago, labelled, and as of today) come from one more pass over
+the rollups (:mod:`.scoring.churn_sql`). The fit runs in a worker thread
+(:mod:`.scoring.refit`): ``churn_risk`` for every profile from the candidate that won
+the backtest, RFM and LTV for buyers. Scores are written set-based (COPY + UPDATE);
 segments that read scores are recomputed after; customers whose tier or churn
 risk moved materially get a new ``profiles`` message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -28,17 +30,14 @@ from services.segmenter import repository as repo
 from services.segmenter.backfill import DEFAULT_CHUNK, backfill, with_dependents
 from services.segmenter.catalog import SegmentCatalog
 from services.segmenter.messages import profile_message
-from services.segmenter.metrics import SCORE_FIT_SECONDS, SCORED_CUSTOMERS
+from services.segmenter.metrics import SCORE_FIT_SECONDS, record_churn_metrics
 from services.segmenter.models import Profile, ScoreFit, outbox
 from services.segmenter.recommend import store as recommend_store
-from services.segmenter.schemas import FitReport
-from services.segmenter.scoring import (
-    FALLBACK_METHOD,
-    CustomerSummary,
-    ScoringResult,
-    inactivity_churn_risk,
-    score_population,
-)
+from services.segmenter.schemas import FitReport, LastFitPublic
+from services.segmenter.scoring import CustomerSummary, ScoringResult
+from services.segmenter.scoring.churn_sql import churn_snapshots
+from services.segmenter.scoring.refit import RefitOptions, compute_refit
+from services.segmenter.settings import SegmenterGroup
 from shared.db.engine import driver_connection
 from shared.db.locks import lock_name, session_lock
 from shared.db.outbox import enqueue
@@ -48,6 +47,8 @@ log = logging.getLogger(__name__)
 
 DAY_S = 86_400.0
 MATERIAL_CHURN_CHANGE = 0.1
+#: the refit's reads only (one refit at a time): a million customers' groups fit in it
+READ_WORK_MEM = "256MB"
 REFIT_LOCK = lock_name("segmenter", "refit")
 profiles = table_of(Profile)
 
@@ -68,6 +69,38 @@ async def last_fit_at(engine: AsyncEngine) -> datetime | None:
         return fitted
 
 
+async def last_fit(engine: AsyncEngine) -> LastFitPublic | None:
+    fits = table_of(ScoreFit)
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(fits).order_by(fits.c.fitted_at.desc(), fits.c.id.desc()).limit(1)
+            )
+        ).first()
+    if row is None:
+        return None
+    params = dict(row.params)
+    return LastFitPublic(
+        fitted_at=row.fitted_at,
+        method=row.method,
+        buyers=row.customers,
+        repeat_buyers=row.repeat_buyers,
+        churn=params.pop("churn", {}),
+        params=params,
+    )
+
+
+def refit_options(group: SegmenterGroup) -> RefitOptions:
+    return RefitOptions(
+        purchase_event=group.purchase_event,
+        churn_event=group.churn_event or None,
+        churn_horizon_days=group.churn_horizon_days,
+        engagement_events=tuple(group.churn_engagement_events),
+        ltv_horizon_days=group.ltv_horizon_days,
+        ltv_annual_discount_rate=group.ltv_annual_discount_rate,
+    )
+
+
 async def purchase_summaries(
     conn: AsyncConnection, *, purchase_event: str, now: datetime
 ) -> list[CustomerSummary]:
@@ -83,7 +116,10 @@ async def purchase_summaries(
             """
             WITH occasions AS (
                 SELECT customer_id, count(*) AS occasions, sum(value_sum) AS total,
-                       (array_agg(value_sum ORDER BY day))[1] AS first_value
+                       -- the first day's value without sorting each group: arrays
+                       -- compare element by element, so the least is the first day's
+                       (min(ARRAY[(day - DATE '2000-01-01')::float8, value_sum]))[2]
+                           AS first_value
                 FROM segmenter.event_rollups
                 WHERE event_name = :event AND dimension = '' AND day <= :today
                 GROUP BY customer_id
@@ -96,7 +132,7 @@ async def purchase_summaries(
             WHERE s.event_name = :event AND s.first_at <= :now
             """
         ),
-        {"event": purchase_event, "now": now, "today": now.date()},
+        {"event": purchase_event, "now": now, "today": now.astimezone(UTC).date()},
     )
     summaries = []
     for customer_id, occasions, total, first_value, first, last_at, last_seen_at in rows:
@@ -122,29 +158,45 @@ async def refit_scores(
     catalog: SegmentCatalog,
     *,
     now: datetime,
-    purchase_event: str,
-    horizon_days: float,
+    options: RefitOptions,
     backfill_chunk: int = DEFAULT_CHUNK,
 ) -> FitReport:
+    """Read the summaries and the churn snapshots (set-based), fit and score in a worker
+    thread, write every profile's scores, then recompute the segments that read them."""
     started = time.perf_counter()
+    definition = options.churn_definition
     async with engine.connect() as conn:
-        summaries = await purchase_summaries(conn, purchase_event=purchase_event, now=now)
-    result = score_population(summaries, now=now, horizon_days=horizon_days)
+        # both reads group the rollups by customer: in memory, not in sorted runs on disk
+        await conn.execute(text(f"SET LOCAL work_mem = '{READ_WORK_MEM}'"))
+        summaries = await purchase_summaries(conn, purchase_event=options.purchase_event, now=now)
+        summaries_s = time.perf_counter() - started
+        training, current = await churn_snapshots(
+            conn,
+            event=definition.event,
+            horizon_days=definition.horizon_days,
+            engagement_events=options.engagement_events,
+            now=now,
+        )
+    read_s = time.perf_counter() - started
+    outcome = await asyncio.to_thread(compute_refit, summaries, training, current, options, now)
+    fit_s = time.perf_counter() - started - read_s
+    result, churn = outcome.population, outcome.churn
     async with engine.begin() as conn:
-        buyers = _buyer_rows(result, now)
-        non_buyers = await _non_buyer_rows(conn, {s.customer_id for s in summaries}, now)
-        changed = await _write_scores(conn, buyers + non_buyers)
+        write_started = time.perf_counter()
+        changed = await _write_scores(conn, outcome.rows)
         await _publish_changed_profiles(conn, changed, now)
-        params = _params(result)
+        params = _params(result, options)
+        params["churn"] = churn.report()
         await conn.execute(
             insert(table_of(ScoreFit)).values(
                 fitted_at=now,
-                method=result.method,
+                method=churn.method,
                 customers=len(summaries),
                 repeat_buyers=sum(1 for s in summaries if s.frequency > 0),
-                params=params,
+                params=_json_safe(params),
             )
         )
+    write_s = time.perf_counter() - write_started
     readers = [s for s in catalog.segments if s.reads_scores]
     if readers:
         await backfill(
@@ -157,22 +209,45 @@ async def refit_scores(
         )
     seconds = time.perf_counter() - started
     SCORE_FIT_SECONDS.observe(seconds)
-    SCORED_CUSTOMERS.labels(result.method).set(len(buyers))
-    SCORED_CUSTOMERS.labels(FALLBACK_METHOD + "_non_buyers").set(len(non_buyers))
+    record_churn_metrics(churn, customers=len(outcome.rows))
+    log.info(
+        "refit: %d profiles in %.1f s (read %.1f s, fit %.1f s); churn %s",
+        len(outcome.rows),
+        seconds,
+        read_s,
+        fit_s,
+        churn.reason,
+    )
     return FitReport(
         fitted_at=now,
-        method=result.method,
-        reason=result.reason,
-        buyers=len(summaries),
+        method=churn.method,
+        reason=churn.reason,
+        buyers=outcome.buyers,
         repeat_buyers=sum(1 for s in summaries if s.frequency > 0),
-        non_buyers=len(non_buyers),
-        params=params,
+        non_buyers=outcome.non_buyers,
+        params=_json_safe(params),
         seconds=seconds,
+        churn=_json_safe(churn.report()),
+        ltv_method=result.method,
+        ltv_reason=result.reason,
+        phases={
+            "read": read_s,
+            "read_summaries": summaries_s,
+            "fit": fit_s,
+            **{f"fit_{k}": v for k, v in outcome.seconds.items()},
+            "write": write_s,
+            "segments": seconds - read_s - fit_s - write_s,
+        },
     )
 
 
-def _params(result: ScoringResult) -> dict[str, Any]:
-    params: dict[str, Any] = {"reason": result.reason, "horizon_days": result.horizon_days}
+def _params(result: ScoringResult, options: RefitOptions) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "reason": result.reason,
+        "ltv_method": result.method,
+        "horizon_days": result.horizon_days,
+        "annual_discount_rate": options.ltv_annual_discount_rate,
+    }
     if result.models is not None:
         params["bgnbd"] = _floats(result.models.bgnbd)
         params["gamma_gamma"] = _floats(result.models.gamma_gamma)
@@ -188,54 +263,6 @@ def _floats(params: object) -> dict[str, float]:
             for k in params.__slots__  # type: ignore[attr-defined]
         }
     )
-
-
-def _buyer_rows(result: ScoringResult, now: datetime) -> list[tuple[Any, ...]]:
-    return [
-        (
-            s.customer_id,
-            float(s.churn_risk),
-            None if s.predicted_ltv is None else float(s.predicted_ltv),
-            s.rfm.recency,
-            s.rfm.frequency,
-            s.rfm.monetary,
-            str(s.rfm.tier),
-            str(s.method),
-            _json_safe(s.explanation),
-            now,
-        )
-        for s in result.scores
-    ]
-
-
-async def _non_buyer_rows(
-    conn: AsyncConnection, buyers: set[str], now: datetime
-) -> list[tuple[Any, ...]]:
-    rows = (await conn.execute(select(profiles.c.customer_id, profiles.c.last_seen_at))).all()
-    rows = [r for r in rows if r.customer_id not in buyers]
-    if not rows:
-        return []
-    days = np.array([max((now - r.last_seen_at).total_seconds(), 0.0) / DAY_S for r in rows])
-    risks = inactivity_churn_risk(days)
-    return [
-        (
-            r.customer_id,
-            float(risk),
-            None,
-            None,
-            None,
-            None,
-            None,
-            FALLBACK_METHOD,
-            {
-                "method": FALLBACK_METHOD,
-                "reason": "no purchase yet",
-                "days_since_last_seen": round(float(d), 2),
-            },
-            now,
-        )
-        for r, risk, d in zip(rows, risks, days, strict=True)
-    ]
 
 
 def _json_safe(value: Any) -> Any:

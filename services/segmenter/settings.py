@@ -7,9 +7,20 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from shared.events import engagement
 from shared.settings import ServiceSettings
 
 DEFAULT_PORT = 8002
+#: the engagement events whose counts feed the learned churn model when they exist (all
+#: zeros otherwise, which costs nothing): app sessions (Segment's mobile spec) and the
+#: dispatcher's opens and clicks (:mod:`shared.events.engagement`)
+DEFAULT_ENGAGEMENT_EVENTS = (
+    "Application Opened",
+    engagement.EMAIL_OPENED,
+    engagement.PUSH_OPENED,
+    engagement.EMAIL_LINK_CLICKED,
+    engagement.MESSAGE_CLICKED,
+)
 
 
 class SegmenterGroup(BaseModel):
@@ -31,7 +42,17 @@ class SegmenterGroup(BaseModel):
     backfill_chunk: int = Field(default=50_000, ge=100)
     #: how often to look for segments whose backfill never finished (0: only at start)
     backfill_resume_interval_s: float = Field(default=300.0, ge=0)
-    ltv_horizon_days: float = Field(default=365.0, gt=0)
+    #: churn is "no <churn_event> within churn_horizon_days days"; empty: the purchase event
+    churn_event: str = ""
+    churn_horizon_days: int = Field(default=90, ge=1, le=3650)
+    #: events whose counts over the last churn_horizon_days feed the learned churn model
+    churn_engagement_events: list[str] = Field(
+        default=list(DEFAULT_ENGAGEMENT_EVENTS), max_length=20
+    )
+    #: predicted LTV: expected purchases over this many days x expected spend
+    ltv_horizon_days: float = Field(default=365.0, gt=0, le=3650)
+    #: yearly rate each 30-day step of LTV is discounted at (0: undiscounted)
+    ltv_annual_discount_rate: float = Field(default=0.0, ge=0, lt=1)
     #: processed messageIds are kept this long for deduplication
     dedup_retention_days: int = Field(default=7, ge=1)
 

@@ -11,21 +11,22 @@ with :func:`add_readiness_check`. Beside the service's own lifespan, a
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 
+from shared.http.body_limit import BodyLimitMiddleware
 from shared.http.metrics import render_metrics
 from shared.http.middleware import RequestContextMiddleware
+from shared.http.nul import RefuseNulMiddleware
+from shared.http.openapi import with_shared_answers
 from shared.http.responses import json_response
-from shared.logging import request_id_var
 from shared.memory import HeapTrimmer
 from shared.settings import DEFAULT_MEMORY_TRIM_INTERVAL_S
-
-log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
@@ -44,16 +45,22 @@ def create_service_app(
         description=description,
         version=version,
         lifespan=_with_heap_trimmer(lifespan),
+        # FastAPI's native OpenTelemetry looks up the global providers on every request
+        # (~8 us) to find none configured: services export Prometheus metrics instead
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         **kwargs,
     )
     app.state.readiness_checks = {}
+    app.add_middleware(BodyLimitMiddleware)  # inside the request context: 413s get ids
+    app.add_middleware(RefuseNulMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.openapi = with_shared_answers(app.openapi)  # type: ignore[method-assign]
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["operations"])
     app.add_api_route(
         "/metrics", metrics, methods=["GET"], tags=["operations"], response_class=Response
     )
-    app.add_exception_handler(Exception, _unhandled)
     return app
 
 
@@ -102,13 +109,8 @@ async def metrics() -> Response:
     return Response(body, media_type=content_type)
 
 
-async def _unhandled(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return json_response(
-        {
-            "error": "internal_error",
-            "detail": "an unexpected error occurred",
-            "request_id": request_id_var.get(),
-        },
-        status_code=500,
-    )
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422, serialised with orjson: an echoed NaN or Infinity (which Python's
+    JSON parser reads) becomes null instead of failing the answer with a 500."""
+    assert isinstance(exc, RequestValidationError)
+    return json_response({"detail": jsonable_encoder(exc.errors())}, status_code=422)

@@ -1,4 +1,12 @@
-"""Request ids, access logs and latency metrics as one pure ASGI middleware."""
+"""Request ids, access logs, latency metrics and the 500 answer, as one pure ASGI middleware.
+
+An unhandled exception is answered here, inside the request's context, rather
+than by Starlette's ``ServerErrorMiddleware``: that one runs outside every user
+middleware (so the request id is gone by then) and re-raises after answering,
+which makes uvicorn close the keep-alive connection under the client's next
+request. Here the 500 carries the request id, the exception is logged once, and
+the connection stays usable.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import logging
 import time
 import uuid
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.http.metrics import REQUEST_SECONDS
@@ -30,10 +39,12 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+        started_response = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
+                started_response = True
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
@@ -41,6 +52,24 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if started_response:
+                raise  # too late to answer: the server ends the response its own way
+            status = 500
+            body = orjson.dumps(
+                {
+                    "error": "internal_error",
+                    "detail": "an unexpected error occurred",
+                    "request_id": request_id,
+                }
+            )
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await send_with_id({"type": "http.response.start", "status": 500, "headers": headers})
+            await send_with_id({"type": "http.response.body", "body": body})
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")

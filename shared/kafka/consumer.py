@@ -100,6 +100,7 @@ class ConsumerRunner(StoppableLoop):
         max_records: int = 2_000,
         poll_timeout_ms: int = 200,
         max_retry_delay_s: float = 10.0,
+        fetch_max_wait_ms: int = 500,
     ) -> None:
         self._settings = settings
         self._group_id = group_id
@@ -110,6 +111,9 @@ class ConsumerRunner(StoppableLoop):
         self._max_records = max_records
         self._poll_timeout_ms = poll_timeout_ms
         self._max_retry_delay_s = max_retry_delay_s
+        #: how long the broker may hold a fetch for data; a consumer on a latency path
+        #: (journey triggers to dispatch requests) asks for less than aiokafka's 500 ms
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         super().__init__()
         self._batch_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
@@ -169,6 +173,7 @@ class ConsumerRunner(StoppableLoop):
             session_timeout_ms=self._settings.session_timeout_ms,
             heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
             max_poll_records=self._max_records,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
         try:
             await consumer.start()

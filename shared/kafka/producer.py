@@ -150,14 +150,23 @@ class EventPublisher:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    async def check_ready(self) -> None:
-        """Raise unless the broker answers a metadata request now."""
+    async def check_ready(self, topics: Iterable[str] = ()) -> None:
+        """Raise unless the broker answers a metadata request now and has ``topics``.
+
+        A broker that restarted without its topics (the embedded one is in memory)
+        answers, yet publishing would auto-create them with its default count.
+        """
         if self._producer is None or not self._connected.is_set():
             raise BrokerUnavailable("not connected to the broker yet")
         try:
-            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=3)
+            cluster = await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=3)
         except (TimeoutError, *_UNAVAILABLE) as exc:
             raise BrokerUnavailable(f"broker did not answer: {exc!r}") from exc
+        missing = sorted(set(topics) - cluster.topics())
+        if missing:
+            raise BrokerUnavailable(
+                f"topics missing on the broker: {', '.join(missing)} (run `tenure topics`)"
+            )
 
     # publishing --------------------------------------------------------------
 

@@ -17,7 +17,10 @@ TARGETS = {
     "ingest": "tenure.bench.ingest:ingest_bench",
     "recommend": "tenure.bench.recommend:recommend_bench",
     "segmenter": "tenure.bench.segmenter:segmenter_bench",
+    "journey": "tenure.bench.journey:journey_bench",
     "dispatcher": "tenure.bench.dispatcher:dispatcher_bench",
+    "metrics": "tenure.bench.metrics:metrics_bench",
+    "scoring": "tenure.bench.scoring:scoring_bench",
 }
 
 

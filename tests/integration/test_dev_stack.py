@@ -4,6 +4,8 @@ Ctrl-C stops it cleanly, and a taken port is named instead of a crash."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -57,17 +59,17 @@ def _wait_for_banner(process: subprocess.Popen[str], timeout_s: float = 90) -> s
 
 
 def _base_port() -> int:
-    """Consecutive free ports for every service."""
+    """Consecutive free ports for every service and the local Prometheus."""
     for _ in range(50):
         port = free_port()
         try:
-            for offset in range(1, len(SERVICES)):
+            for offset in range(1, len(SERVICES) + 1):
                 with socket.socket() as probe:
                     probe.bind(("127.0.0.1", port + offset))
         except OSError:
             continue
         return port
-    raise AssertionError("no two consecutive free ports")
+    raise AssertionError("no consecutive free ports")
 
 
 async def test_dev_stack_takes_an_event_end_to_end(tmp_path: Path) -> None:
@@ -109,11 +111,95 @@ async def test_dev_stack_takes_an_event_end_to_end(tmp_path: Path) -> None:
                 await asyncio.sleep(0.1)
             assert profile.status_code == 200, profile.text
             assert profile.json()["events"][0]["value_sum"] == 42
+
+            metrics = f"http://127.0.0.1:{base + list(SERVICES).index('metrics')}"
+            for _ in range(100):
+                value = await client.get(
+                    f"{metrics}/v1/kpis/customers", headers={"Authorization": f"Bearer {admin}"}
+                )
+                if value.status_code == 200 and value.json()["revenue"] == 42:
+                    break
+                await asyncio.sleep(0.1)
+            assert value.json()["orders"] == 1, value.text
+            assert (await client.get(f"{metrics}/report")).status_code == 200
+            if shutil.which("prometheus"):
+                assert "prometheus  http://127.0.0.1:" in banner
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = await asyncio.to_thread(process.communicate, timeout=60)
     assert process.returncode == 0, output
     assert "stopping" in output
+
+
+def _child_serving(parent: int, service: str) -> int:
+    """The pid of the ``tenure serve SERVICE`` child of ``parent``."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    for child in children:
+        command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if command[-3:-1] == [b"serve", service.encode()]:
+            return int(child)
+    raise AssertionError(f"no child serves {service}: {children}")
+
+
+async def test_a_killed_service_is_restarted_and_the_broker_keeps_its_events(
+    tmp_path: Path,
+) -> None:
+    kafka_port, base = free_port(), _base_port()
+    process = _start(tmp_path / "state", kafka_port, base)
+    output: list[str] = []
+    try:
+        output.append(await asyncio.to_thread(_wait_for_banner, process))
+        write_key = (tmp_path / "state" / "write-key").read_text().strip()
+        async with httpx.AsyncClient(timeout=10) as client:
+            before = await client.post(
+                f"http://127.0.0.1:{base}/v1/track",
+                auth=(write_key, ""),
+                json={"userId": "survivor", "event": "Before The Crash"},
+            )
+            assert before.status_code == 200, before.text
+            killed = _child_serving(process.pid, "ingest")
+            segmenter = _child_serving(process.pid, "segmenter")
+            os.kill(killed, signal.SIGKILL)
+
+            assert process.stdout is not None
+            line = ""
+            while "restarted the ingest service" not in line:
+                line = await asyncio.to_thread(process.stdout.readline)
+                assert line, "tenure dev ended:\n" + "".join(output)
+                output.append(line)
+            said = "".join(output)
+            assert "the ingest service exited with -9; restarting it in 1 s" in said
+            assert "The broker and the other services keep running." in said
+            assert process.poll() is None
+            assert _child_serving(process.pid, "segmenter") == segmenter
+            assert _child_serving(process.pid, "ingest") != killed
+
+            for _ in range(900):  # a busy machine: up to 90 s to start again
+                try:
+                    ready = await client.get(f"http://127.0.0.1:{base}/readyz")
+                    if ready.status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            after = await client.post(
+                f"http://127.0.0.1:{base}/v1/track",
+                auth=(write_key, ""),
+                json={"userId": "survivor", "event": "After The Crash"},
+            )
+            assert after.status_code == 200, after.text
+
+        tail = await TopicTail(f"127.0.0.1:{kafka_port}", TOPIC).start()
+        try:
+            for message in (before, after):
+                message_id = message.json()["messageId"]
+                await tail.wait_for(lambda r, m=message_id: m.encode() in r.value, 30)
+        finally:
+            await tail.stop()
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.to_thread(process.communicate, timeout=60)
+    assert process.returncode == 0, "".join(output) + rest
 
 
 def test_a_taken_port_is_named(tmp_path: Path) -> None:

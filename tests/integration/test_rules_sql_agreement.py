@@ -26,6 +26,7 @@ from sqlalchemy import Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.segmenter.models import Base, EventRollup, EventStat, Membership, Profile
+from services.segmenter.offloop import execute_off_loop
 from services.segmenter.rules import (
     SQL_FUNCTIONS_DDL,
     EventCountRule,
@@ -507,6 +508,14 @@ async def _evaluate_in_sql(
                 values = {customer_id: value for customer_id, value, _ in per_row}
                 flips = {customer_id: flip for customer_id, _, flip in per_row}
                 correlated.append((matched, values, flips))
+                # built and compiled in a thread, run as SQL text (as the admin API does)
+                off_loop = await execute_off_loop(
+                    conn,
+                    lambda rule=rule: select(profiles.c.customer_id).where(
+                        compile_sql(rule, now=now)
+                    ),
+                )
+                assert set(off_loop.scalars()) == matched, rule
             return correlated, await _evaluate_shared(conn, rules, now)
         finally:
             await conn.rollback()

@@ -72,13 +72,22 @@ async def get_profile(runtime: Runtime, customer_id: str) -> ProfilePublic:
 async def erase_profile(runtime: Runtime, customer_id: str, *, suppress: bool) -> ErasurePublic:
     """Erase a customer and the ids merged into them, in one transaction: each membership
     ends with an exit change, a ``deleted`` profile message tells other services to drop
-    what they hold, and with ``suppress`` the erased ids' later events are dropped."""
+    what they hold, and with ``suppress`` the erased ids' later events are dropped.
+
+    An id without a profile is :class:`NotFound`, unless ``suppress``: then it is
+    suppressed all the same (nothing erased), so that its future events are dropped."""
     now = runtime.clock()
     catalog = await runtime.catalogs.current()
     async with runtime.engine.begin() as conn:
         target = (await repo.resolve_aliases(conn, ids=[customer_id])).get(customer_id, customer_id)
         if await repo.profile_row(conn, customer_id=target) is None:
-            raise NotFound(f"no profile {customer_id!r}")
+            if not suppress:
+                raise NotFound(f"no profile {customer_id!r}")
+            # nothing to erase, yet the point is to stop future events: suppress anyway
+            await repo.suppress(conn, ids=[target], at=now, reason="erased")
+            return ErasurePublic(
+                customer_id=target, erased_ids=[], exited_segments=[], suppressed=True
+            )
         ids, exited, version = await repo.erase_customer(conn, customer_id=target)
         messages = [
             change_message(s, _version(catalog, s), c, Change.EXITED, now, "customer_deleted")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from typing import Any
@@ -136,9 +137,11 @@ async def preview_segment(runtime: Runtime, body: PreviewRequest) -> PreviewPubl
     catalog = await runtime.catalogs.current()
     _check_known(catalog, body.rule)
     now = runtime.clock()
+    # up to a second for the largest rule: in a thread, so the loop keeps answering
+    predicate = await asyncio.to_thread(compile_sql, body.rule, now=now)
     async with snapshot(runtime.engine) as conn:
         count, sample = await repo.matching_profiles(
-            conn, predicate=compile_sql(body.rule, now=now), sample_size=body.sample_size
+            conn, predicate=predicate, sample_size=body.sample_size
         )
     return PreviewPublic(count=count, sample=sample, evaluated_at=now)
 

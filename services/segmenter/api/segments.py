@@ -12,6 +12,7 @@ from services.segmenter.schemas import (
     MembersPublic,
     PreviewPublic,
     PreviewRequest,
+    Problem,
     SegmentCreate,
     SegmentPublic,
     SegmentUpdate,
@@ -22,7 +23,12 @@ router = APIRouter(prefix="/v1/segments", tags=["segments"], dependencies=ADMIN)
 Wait = Annotated[bool, Query(description="answer after the backfill")]
 
 
-@router.post("", status_code=201, response_model=SegmentPublic)
+@router.post(
+    "",
+    status_code=201,
+    response_model=SegmentPublic,
+    responses={409: {"description": "a segment has (or had) this id", "model": Problem}},
+)
 async def create_segment(
     body: SegmentCreate, runtime: RuntimeDep, wait: Wait = False
 ) -> SegmentPublic:
@@ -53,7 +59,11 @@ async def update_segment(
     return await segments.update_segment(runtime, segment_id, body, wait=wait)
 
 
-@router.delete("/{segment_id}", status_code=204)
+@router.delete(
+    "/{segment_id}",
+    status_code=204,
+    responses={409: {"description": "other segments read this one", "model": Problem}},
+)
 async def delete_segment(segment_id: str, runtime: RuntimeDep) -> Response:
     """Retire the segment: every member leaves (an exit each). Refused while others read it."""
     await segments.delete_segment(runtime, segment_id)

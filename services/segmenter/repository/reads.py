@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
+from services.segmenter.offloop import execute_off_loop
 from services.segmenter.repository.tables import (
     aliases,
     event_stats,
@@ -55,12 +56,20 @@ async def event_stats_of(conn: AsyncConnection, *, customer_id: str) -> list[Any
 async def matching_profiles(
     conn: AsyncConnection, *, predicate: ColumnElement[bool], sample_size: int
 ) -> tuple[int, list[str]]:
-    """How many profiles match ``predicate``, and the first ``sample_size`` ids of them."""
-    count = await conn.scalar(select(func.count()).select_from(profiles).where(predicate))
-    sample = await conn.scalars(
-        select(profiles.c.customer_id)
-        .where(predicate)
-        .order_by(profiles.c.customer_id)
-        .limit(sample_size)
+    """How many profiles match ``predicate``, and the first ``sample_size`` ids of them.
+
+    A rule's SQL can be large (thousands of bind parameters): it is compiled in a
+    thread, not on the event loop."""
+    count = await execute_off_loop(
+        conn, lambda: select(func.count()).select_from(profiles).where(predicate)
     )
-    return count or 0, list(sample)
+    sample = await execute_off_loop(
+        conn,
+        lambda: (
+            select(profiles.c.customer_id)
+            .where(predicate)
+            .order_by(profiles.c.customer_id)
+            .limit(sample_size)
+        ),
+    )
+    return count.scalar() or 0, list(sample.scalars())

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     JsonValue,
     PlainValidator,
     Strict,
@@ -26,11 +27,17 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 MAX_DEPTH = 10
 """Deepest allowed nesting; a lone leaf has depth 1, ``all[leaf]`` depth 2."""
 MAX_CHILDREN = 100
 """Most children of one ``all`` / ``any``."""
+MAX_RULE_SIZE = 2000
+"""Most nodes plus listed values (``in`` values, tiers) in one rule: each becomes a few
+bind parameters of the SQL that evaluates it (asyncpg allows 32,767 a statement) and
+costs compile time (about 0.6 ms a leaf)."""
 MAX_WINDOW_DAYS = 3650
 """Longest ``within_days``; rollups must be kept at least this long for the longest window."""
 MAX_DURATION_DAYS = 36500
@@ -157,6 +164,12 @@ class _Composite(_Node):
         depth = rule_depth(self)  # type: ignore[arg-type]
         if depth > MAX_DEPTH:
             raise ValueError(f"rules nest {depth} levels deep; at most {MAX_DEPTH} are allowed")
+        size = rule_size(self)  # type: ignore[arg-type]
+        if size > MAX_RULE_SIZE:
+            raise ValueError(
+                f"the rule has {size} nodes and listed values; at most {MAX_RULE_SIZE} "
+                "are allowed (split it into segments that refer to each other)"
+            )
         return self
 
 
@@ -420,6 +433,28 @@ class LoyaltyTierRule(_Node):
     )
 
 
+class _PlainMapping:
+    """Drops the JSON schema's ``kind`` discriminator when its mapping is not all references.
+
+    Pydantic writes the nested union of ``trait`` leaves (discriminated on ``op``)
+    as an object inside the ``kind`` mapping, which OpenAPI forbids (mapping
+    values are schema references), so ``/openapi.json`` failed to build. The
+    ``oneOf`` left says the same (each branch fixes its ``kind``, each trait leaf
+    its ``op``); validation is unchanged.
+    """
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(core_schema)
+        target = handler.resolve_ref_schema(json_schema)
+        mapping = target.get("discriminator", {}).get("mapping", {})
+        if not all(isinstance(ref, str) for ref in mapping.values()):
+            del target["discriminator"]
+        return json_schema
+
+
 Rule = Annotated[
     Union[  # noqa: UP007
         AllRule,
@@ -436,6 +471,7 @@ Rule = Annotated[
         LoyaltyTierRule,
     ],
     Field(discriminator="kind"),
+    _PlainMapping,
 ]
 """Any rule node."""
 
@@ -506,6 +542,18 @@ def rule_depth(rule: Node) -> int:
     """Nesting depth: 1 for a leaf."""
     kids = children(rule)
     return 1 + max(map(rule_depth, kids)) if kids else 1
+
+
+def rule_size(rule: Node) -> int:
+    """Nodes plus the values listed in ``in`` leaves and ``rfm_tier`` tiers."""
+    size = 0
+    for node in walk(rule):
+        size += 1
+        if isinstance(node, TraitIn):
+            size += len(node.value)
+        elif isinstance(node, RfmTierRule | LoyaltyTierRule):
+            size += len(node.tiers)
+    return size
 
 
 def referenced_segments(rule: Node) -> frozenset[str]:

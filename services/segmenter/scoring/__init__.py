@@ -36,7 +36,15 @@ from services.segmenter.scoring.model import (
     ScoringResult,
     score_population,
 )
-from services.segmenter.scoring.rfm import RfmScore, Tier, quintile_scores, rfm_scores, rfm_tier
+from services.segmenter.scoring.rfm import (
+    FREQUENCY_THRESHOLDS,
+    RfmScore,
+    Tier,
+    frequency_scores,
+    quintile_scores,
+    rfm_scores,
+    rfm_tier,
+)
 from services.segmenter.scoring.summary import (
     CustomerSummary,
     Purchase,
@@ -48,6 +56,7 @@ __all__ = [
     "DEFAULT_INACTIVITY_HORIZON_DAYS",
     "DEFAULT_MIN_CUSTOMERS",
     "DEFAULT_MIN_REPEATERS",
+    "FREQUENCY_THRESHOLDS",
     "FALLBACK_METHOD",
     "MODEL_METHOD",
     "BgNbdParams",
@@ -67,6 +76,7 @@ __all__ = [
     "expected_purchases",
     "fit_bgnbd",
     "fit_gamma_gamma",
+    "frequency_scores",
     "gamma_gamma_log_likelihood",
     "inactivity_churn_risk",
     "p_alive",

@@ -1,16 +1,32 @@
-"""RFM quintile scores (1..5) and a tier name per customer.
+"""RFM scores (1..5) and a tier name per customer, that hold on ties.
 
-Scores come from mid-ranks, not from quantile cut points, so ties and small populations
-behave: a customer's score is ``1 + floor(5 * (midrank - 0.5) / n)`` where ``midrank`` is
-the average 1-based rank of its value (``scipy.stats.rankdata(method="average")``). Hence
+**Recency and monetary: quintiles over distinct values.** A value's score is
+``1 + floor(5 * (rank - 0.5) / k)`` where ``rank`` is its rank among the ``k`` distinct
+values of the population (1 = smallest). Hence
 
 - equal values always get equal scores, and scores never decrease as the value grows;
-- a population of one, or one where everybody ties, scores 3 (the middle) throughout;
-- with n = 5 distinct values the scores are exactly 1, 2, 3, 4, 5; with more, each score
-  holds about a fifth of the customers (fewer at the ends when big ties straddle a border).
+- with at least five distinct values every score 1..5 occurs, however the customers pile
+  up on a few values (60 % at one price is one score, not a hole in the scale);
+- a population with one distinct value scores 3 (the middle) throughout.
 
-Recency is scored on days since the last purchase, fewer days = higher score; frequency
-and monetary on their values, higher = higher score.
+Each score holds a fifth of the distinct values, not of the customers. Recency is scored
+on days since the last purchase, fewer days = higher score; monetary on the mean value
+per occasion, higher = higher.
+
+**Frequency: fixed thresholds** on repeat occasions (purchase days after the first),
+because most customers buy once and quantiles of a count with a few values collapse:
+
+=========  ===================================  ==================
+F score    repeat occasions (occasions in all)  typically
+=========  ===================================  ==================
+1          0 (bought once)                      the majority
+2          1 (two occasions)
+3          2 (three)
+4          3 to 5 (four to six)
+5          6 or more (seven or more)
+=========  ===================================  ==================
+
+``FREQUENCY_THRESHOLDS`` holds the lower bounds of scores 2..5.
 """
 
 from __future__ import annotations
@@ -20,9 +36,11 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import rankdata
 
 IntArray = npt.NDArray[np.int64]
+
+#: lowest repeat occasions of frequency scores 2, 3, 4 and 5
+FREQUENCY_THRESHOLDS = (1, 2, 3, 6)
 
 Tier = Literal["champions", "loyal", "new", "needs_attention", "at_risk", "hibernating", "lost"]
 
@@ -38,7 +56,8 @@ class RfmScore:
 
 
 def quintile_scores(values: Any) -> IntArray:
-    """Scores 1..5 for a 1-D array of finite values, higher value = higher score (mid-ranks).
+    """Scores 1..5 for a 1-D array of finite values, higher value = higher score, from the
+    value's rank among the distinct values (see the module docstring).
 
     An empty input gives an empty output; non-finite values raise ValueError.
     """
@@ -47,23 +66,38 @@ def quintile_scores(values: Any) -> IntArray:
         return np.zeros(0, dtype=np.int64)
     if not np.all(np.isfinite(arr)):
         raise ValueError("RFM values must be finite")
-    midranks = rankdata(arr, method="average")
-    scores = 1 + np.floor(5.0 * (midranks - 0.5) / arr.size).astype(np.int64)
+    distinct, rank0 = np.unique(arr, return_inverse=True)
+    scores = 1 + np.floor(5.0 * (rank0.ravel() + 0.5) / distinct.size).astype(np.int64)
     return np.asarray(np.clip(scores, 1, 5), dtype=np.int64)
+
+
+def frequency_scores(repeat_occasions: Any) -> IntArray:
+    """Scores 1..5 from repeat occasions by the fixed thresholds of the module docstring."""
+    arr = np.asarray(repeat_occasions, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError("repeat occasions must be finite and non-negative")
+    return np.asarray(
+        1 + np.searchsorted(np.asarray(FREQUENCY_THRESHOLDS, dtype=np.float64), arr, "right"),
+        dtype=np.int64,
+    )
 
 
 def rfm_tier(recency: int, frequency: int, monetary: int) -> Tier:
     """Tier from the three scores; the first matching row wins.
 
-    ====================  ==========================================
-    champions             R >= 4 and F >= 4 and M >= 3
-    loyal                 R >= 3 and F >= 3
-    new                   R >= 4 (and F <= 2): bought recently, rarely
-    needs_attention       R == 3 (and F <= 2)
-    at_risk               R <= 2 and F >= 3: used to buy often, not lately
-    hibernating           R == 2 (and F <= 2)
-    lost                  R == 1 (and F <= 2)
-    ====================  ==========================================
+    ====================  ==========================================  =========================
+    champions             R >= 4 and F >= 4 and M >= 3                recent, 4+ occasions,
+                                                                      spend in the upper 3/5
+    loyal                 R >= 3 and F >= 3                           3+ occasions, not lapsed
+    new                   R >= 4 (and F <= 2)                         recent, 1-2 occasions
+    needs_attention       R == 3 (and F <= 2)                         middling recency, 1-2
+    at_risk               R <= 2 and F >= 3                           3+ occasions, not lately
+    hibernating           R == 2 (and F <= 2)                         1-2 occasions, a while ago
+    lost                  R == 1 (and F <= 2)                         1-2 occasions, long ago
+    ====================  ==========================================  =========================
+
+    With the fixed frequency thresholds F >= 3 means three or more purchase days, so a
+    one-time or single-repeat buyer is never ``champions``, ``loyal`` or ``at_risk``.
     """
     for name, score in (("recency", recency), ("frequency", frequency), ("monetary", monetary)):
         if not 1 <= score <= 5:
@@ -82,14 +116,15 @@ def rfm_tier(recency: int, frequency: int, monetary: int) -> Tier:
 
 
 def rfm_scores(days_since_last_purchase: Any, frequency: Any, monetary: Any) -> list[RfmScore]:
-    """RFM scores and tiers for a population, in input order (arrays of equal length)."""
+    """RFM scores and tiers for a population, in input order (arrays of equal length);
+    ``frequency`` is repeat occasions."""
     days = np.asarray(days_since_last_purchase, dtype=np.float64).ravel()
     freq = np.asarray(frequency, dtype=np.float64).ravel()
     money = np.asarray(monetary, dtype=np.float64).ravel()
     if not days.size == freq.size == money.size:
         raise ValueError("recency, frequency and monetary must have the same length")
     r_scores = quintile_scores(-days)
-    f_scores = quintile_scores(freq)
+    f_scores = frequency_scores(freq)
     m_scores = quintile_scores(money)
     return [
         RfmScore(recency=r, frequency=f, monetary=m, tier=rfm_tier(r, f, m))

@@ -76,3 +76,58 @@ async def test_message_ids_processed_before_the_key_migration_stay_processed(
     finally:
         await engine.dispose()
     assert (fresh, again) == ({"m-after"}, {"m-later"})
+
+
+async def test_0008_moves_rollups_filed_on_a_local_day_to_the_utc_day(
+    new_database: NewDatabase,
+) -> None:
+    """A one-day history is moved (merged with a row already on the UTC day); a history
+    spread over several UTC days cannot be placed exactly and stays."""
+    url = await new_database()
+    await asyncio.to_thread(upgrade, script_location=MIGRATIONS, database_url=url, revision="0007")
+    engine = create_async_engine(async_url(url))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO segmenter.event_stats
+                        (customer_id, event_name, count, value_sum, first_at, last_at)
+                    VALUES ('one-day', 'Order Completed', 2, 30,
+                            '2026-11-12T22:00-05:00', '2026-11-13T10:00Z'),
+                           ('spread', 'Order Completed', 2, 30,
+                            '2026-11-10T22:00-05:00', '2026-11-13T10:00Z')
+                    """
+                )
+            )
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO segmenter.event_rollups
+                        (customer_id, event_name, day, dimension, count, value_sum)
+                    VALUES ('one-day', 'Order Completed', '2026-11-12', '', 1, 5),
+                           ('one-day', 'Order Completed', '2026-11-13', '', 1, 25),
+                           ('one-day', 'Order Completed', '2026-11-12', 'sku="a"', 1, 5),
+                           ('spread', 'Order Completed', '2026-11-10', '', 1, 5),
+                           ('spread', 'Order Completed', '2026-11-13', '', 1, 25)
+                    """
+                )
+            )
+        await asyncio.to_thread(upgrade, script_location=MIGRATIONS, database_url=url)
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT customer_id, day::text, dimension, count, value_sum "
+                        "FROM segmenter.event_rollups ORDER BY 1, 2, 3"
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("one-day", "2026-11-13", "", 2, 30.0),
+        ("one-day", "2026-11-13", 'sku="a"', 1, 5.0),
+        ("spread", "2026-11-10", "", 1, 5.0),
+        ("spread", "2026-11-13", "", 1, 25.0),
+    ]

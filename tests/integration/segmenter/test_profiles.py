@@ -252,6 +252,27 @@ async def test_erasure_with_suppression_drops_later_events_until_lifted(stack: S
     assert back["traits"] == {"plan": "pro"}  # a new profile: nothing from before the erasure
 
 
+async def test_erasing_an_unknown_id_with_suppression_still_suppresses(stack: Stack) -> None:
+    customer = f"never-seen-{run_id()}"
+    assert (await stack.client.delete(f"/v1/profiles/{customer}", headers=ADMIN)).status_code == 404
+    answer = await stack.client.delete(f"/v1/profiles/{customer}?suppress=true", headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "customer_id": customer,
+        "erased_ids": [],
+        "exited_segments": [],
+        "suppressed": True,
+    }
+    listed = await stack.client.get("/v1/suppressions", headers=ADMIN)
+    reasons = {s["customer_id"]: s["reason"] for s in listed.json()["suppressions"]}
+    assert reasons.get(customer) == "erased"
+
+    dropped_before = EVENTS_SUPPRESSED._value.get()
+    await stack.send(event("identify", customer, START, traits={"email": "late@example.com"}))
+    await _suppressed_events_after(dropped_before, 1)
+    assert (await stack.client.get(f"/v1/profiles/{customer}", headers=ADMIN)).status_code == 404
+
+
 async def test_suppressing_without_erasure_freezes_the_profile(stack: Stack) -> None:
     customer = f"c-{run_id()}"
     await stack.send(

@@ -53,19 +53,29 @@ async def test_refit_scores_every_customer_and_feeds_segments(stack: Stack) -> N
     fit = await stack.client.post("/v1/scores/refit", headers=ADMIN)
     assert fit.status_code == 200, fit.text
     report = fit.json()
-    assert report["method"] == "inactivity_fallback"  # a handful of buyers is too few to fit
-    assert "too few" in report["reason"] or "fewer" in report["reason"]
+    # a handful of customers is too little history to learn churn from: the recency
+    # heuristic, and the report says so; too few buyers for the LTV models too
+    assert report["method"] == "recency_heuristic"
+    assert "too little history" in report["reason"]
+    assert report["churn"]["definition"] == "no 'Order Completed' within 90 days"
+    assert report["churn"]["candidates"] == []
+    assert report["ltv_method"] == "inactivity_fallback"
 
     scores = {c: (await stack.profile(c))["scores"] for c in (loyal, lapsed, browser)}
     for customer, score in scores.items():
         assert 0.0 <= score["churn_risk"] <= 1.0, customer
-        assert score["method"] == "inactivity_fallback"
-        assert score["explanation"]
-    assert scores[loyal]["churn_risk"] < scores[lapsed]["churn_risk"]
+        assert score["method"] == "recency_heuristic"
+        assert score["explanation"]["churn_definition"] == report["churn"]["definition"]
+    assert scores[loyal]["churn_risk"] < 0.1 < 0.9 < scores[lapsed]["churn_risk"]
     assert scores[loyal]["rfm_tier"] is not None
-    assert scores[browser]["rfm_tier"] is None  # never bought: inactivity score alone
+    assert scores[browser]["rfm_tier"] is None  # never bought: no RFM
+    # never bought in 400 days: very likely not to buy in the next 90 either
+    assert scores[browser]["churn_risk"] > 0.9
 
-    await eventually_members(stack, at_risk, {lapsed})
+    await eventually_members(stack, at_risk, {lapsed, browser})
+    latest = await stack.client.get("/v1/scores/fit", headers=ADMIN)
+    assert latest.status_code == 200, latest.text
+    assert (latest.json()["method"], latest.json()["churn"]) == (report["method"], report["churn"])
     change = (await stack.changes_of(lapsed, 1))[0]
     assert (change["segmentId"], change["cause"]) == (at_risk, "score")
 

@@ -10,26 +10,34 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ingest.normalize import InvalidEvent, normalize
+from services.ingest.normalize import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    InvalidEvent,
+    normalize,
+)
 from shared.events.customer_events import CustomerEvent, EventType
 
 RECEIVED = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
+#: strings ingest stores: any text but NUL, which PostgreSQL cannot hold (refused at the edge)
+storable = st.characters(codec="utf-8", exclude_characters="\x00")
 json_scalars = (
     st.none()
     | st.booleans()
     | st.integers(-(10**9), 10**9)
-    | st.text(max_size=20)
+    | st.text(storable, max_size=20)
     | st.floats(allow_nan=False, allow_infinity=False)
 )
 json_values = st.recursive(
     json_scalars,
     lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(storable, max_size=8), children, max_size=3)
     ),
     max_leaves=8,
 )
-ids = st.text(min_size=1, max_size=40).filter(lambda s: s.strip() == s and s != "")
+ids = st.text(storable, min_size=1, max_size=40).filter(lambda s: s.strip() == s and s != "")
 # hypothesis takes naive bounds and adds the time zone itself
 instants = st.datetimes(
     min_value=datetime(2000, 1, 1),  # noqa: DTZ001
@@ -59,8 +67,10 @@ def valid_calls(draw: st.DrawFn) -> tuple[EventType, dict[str, Any]]:
         body["timestamp"] = draw(instants).isoformat()
         if draw(st.booleans()):
             body["sentAt"] = draw(instants).isoformat()
-    body["properties"] = draw(st.dictionaries(st.text(max_size=10), json_values, max_size=4))
-    body["context"] = draw(st.dictionaries(st.text(max_size=10), json_values, max_size=3))
+    body["properties"] = draw(
+        st.dictionaries(st.text(storable, max_size=10), json_values, max_size=4)
+    )
+    body["context"] = draw(st.dictionaries(st.text(storable, max_size=10), json_values, max_size=3))
     return call_type, body
 
 
@@ -148,3 +158,39 @@ def test_naive_timestamps_are_utc() -> None:
     )
     assert event.timestamp == datetime(2026, 1, 1, 10, tzinfo=UTC)
     assert event.timestamp.utcoffset() == timedelta(0)
+
+
+any_instant = st.datetimes(timezones=st.just(UTC))
+
+
+@given(any_instant, st.none() | any_instant)
+@settings(max_examples=300)
+def test_any_client_time_is_accepted_in_range_or_refused_never_a_crash(
+    timestamp: datetime, sent_at: datetime | None
+) -> None:
+    body: dict[str, Any] = {"userId": "u", "event": "E", "timestamp": timestamp.isoformat()}
+    if sent_at is not None:
+        body["sentAt"] = sent_at.isoformat()
+    try:
+        event = normalize(body, call_type=EventType.TRACK, received_at=RECEIVED)
+    except InvalidEvent as exc:
+        assert exc.reason == "invalid_timestamp"
+        assert exc.errors[0].field in ("timestamp", "sentAt")
+    else:
+        assert EARLIEST_TIMESTAMP <= event.timestamp < LATEST_TIMESTAMP
+
+
+@given(valid_calls(), st.sampled_from(["userId", "event", "properties", "context"]))
+@settings(max_examples=100)
+def test_a_nul_anywhere_is_refused(call: tuple[EventType, dict[str, Any]], where: str) -> None:
+    call_type, body = call
+    if where in ("properties", "context"):
+        body[where] = {**body[where], "nul": "a\x00b"}
+    else:
+        body[where] = "a\x00b"
+    try:
+        normalize(body, call_type=call_type, received_at=RECEIVED)
+    except InvalidEvent as exc:
+        assert exc.reason == "invalid_character"
+    else:
+        raise AssertionError("a NUL was accepted")

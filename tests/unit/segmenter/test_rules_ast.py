@@ -297,3 +297,44 @@ def test_referenced_statistics_are_the_all_time_and_last_event_leaves() -> None:
         }
     )
     assert referenced_statistics(rule) == {"Signed In", "Order Completed", "Refund Issued"}
+
+
+def _grid(groups: int, leaves: int) -> dict[str, Any]:
+    leaf = {"kind": "event_count", "op": "gte", "count": 1, "within_days": 7}
+    return {
+        "kind": "any",
+        "rules": [
+            {"kind": "all", "rules": [{**leaf, "event": f"e{i}-{j}"} for j in range(leaves)]}
+            for i in range(groups)
+        ],
+    }
+
+
+def test_the_total_size_of_a_rule_is_capped() -> None:
+    from services.segmenter.rules.ast import MAX_RULE_SIZE, rule_size
+
+    # 100 x 100 leaves passes the depth and fan-out limits, not the size cap
+    assert _errors(_grid(100, 100)) == [(("any",), "value_error")]
+    fits = parse_rule(_grid(19, 100))
+    assert rule_size(fits) == 1 + 19 * 101 <= MAX_RULE_SIZE
+    # listed values count: an `in` of 1,000 values is 1,001
+    many = {"kind": "trait", "trait": "t", "op": "in", "value": list(range(1000))}
+    assert rule_size(parse_rule(many)) == 1001
+    assert _errors({"kind": "any", "rules": [many, many]}) == [(("any",), "value_error")]
+
+
+def test_every_json_schema_discriminator_maps_to_references() -> None:
+    """OpenAPI allows only references in a discriminator's mapping (``/openapi.json``)."""
+
+    def discriminators(node: Any) -> list[dict[str, Any]]:
+        if isinstance(node, dict):
+            found = [node["discriminator"]] if "discriminator" in node else []
+            return found + [d for value in node.values() for d in discriminators(value)]
+        if isinstance(node, list):
+            return [d for value in node for d in discriminators(value)]
+        return []
+
+    found = discriminators(SegmentDefinition.json_schema())
+    assert found, "the trait leaves keep their discriminator"
+    for discriminator in found:
+        assert all(isinstance(ref, str) for ref in discriminator.get("mapping", {}).values())

@@ -2,7 +2,7 @@
 and ledger; the loyalty tier and points on profiles
 
 Revision ID: 0009
-Revises: 0007 (rechain onto 0008 when the scoring branch's migration is on main)
+Revises: 0008
 Create Date: 2026-12-02 17:50:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,156 @@
+"""Applying inputs to runs inside one database transaction, for every caller.
+
+The consumer, the timer sweep and the API (stop, archive) all do the same: lock
+the runs concerned, read the facts their branches need from this service's
+projections, call the pure machine, then write the runs, their timers, the step
+counts and every emitted message (to the outbox) in the same transaction.
+:class:`Work` collects the transitions; :meth:`Work.write` persists them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.journey import repository as repo
+from services.journey.catalog import Catalog
+from services.journey.definition import JourneyDefinition
+from services.journey.machine import Facts, Input, Output, Run, Stop, Transition, apply
+from services.journey.metrics import MESSAGES_EMITTED, RUN_EVENTS
+from services.journey.models import outbox, profiles
+from shared.db.outbox import enqueue
+from shared.db.profile_projection import load_profiles
+from shared.events import customer_events, dispatch_requests, journey_runs
+from shared.events.customer_events import CustomerEvent
+from shared.events.dispatch_requests import DispatchRequest
+from shared.events.journey_runs import ExitReason, JourneyRunEvent
+from shared.kafka.producer import Message
+
+
+class UnknownVersion(Exception):
+    """A run names a journey version the catalog does not hold."""
+
+
+_RUN_EVENT_KEYS = tuple(
+    (name, field.alias or name) for name, field in JourneyRunEvent.model_fields.items()
+)
+
+
+def encode_run_event(event: JourneyRunEvent) -> bytes:
+    """``event.to_bytes()``, written by orjson from the model's values: about 3× faster
+    for the four or five of them each transition makes (a property test shows equal
+    bytes)."""
+    values = event.__dict__
+    return orjson.dumps(
+        {key: values[name] for name, key in _RUN_EVENT_KEYS if values[name] is not None},
+        option=orjson.OPT_UTC_Z,
+    )
+
+
+def message_of(output: Output) -> Message:
+    if isinstance(output, JourneyRunEvent):
+        return Message(journey_runs.TOPIC, output.customer_id.encode(), encode_run_event(output))
+    if isinstance(output, DispatchRequest):
+        return Message(dispatch_requests.TOPIC, output.key, output.to_bytes())
+    return Message(customer_events.TOPIC, output.key, output.to_bytes())
+
+
+async def load_facts(
+    conn: AsyncConnection, catalog: Catalog, customer_ids: Iterable[str]
+) -> dict[str, Facts]:
+    """Each customer's profile and memberships as this service's projections hold them."""
+    ids = sorted(set(customer_ids))
+    found = await load_profiles(conn, table=profiles, ids=ids)
+    members = await repo.load_memberships(conn, customer_ids=ids)
+    facts = {}
+    for customer_id in ids:
+        profile = found.get(customer_id)
+        computed = profile.computed if profile is not None else {}
+        facts[customer_id] = Facts(
+            traits=profile.traits if profile is not None else {},
+            memberships=members.get(customer_id, frozenset()),
+            churn_risk=computed.get("churn_risk"),
+            predicted_ltv=computed.get("predicted_ltv"),
+            rfm_tier=computed.get("rfm_tier"),
+            timezone=profile.timezone if profile is not None else None,
+        )
+    return facts
+
+
+class Work:
+    """The transitions of one transaction."""
+
+    def __init__(self, catalog: Catalog, now: datetime) -> None:
+        self.catalog = catalog
+        self.now = now
+        self.runs: dict[str, Run] = {}
+        #: runs entered in this transaction (inserted, not updated)
+        self.new: set[str] = set()
+        self.outputs: list[Output] = []
+
+    def definition(self, run: Run) -> JourneyDefinition:
+        definition = self.catalog.definitions.get((run.journey_id, run.version))
+        if definition is None:
+            raise UnknownVersion(f"journey {run.journey_id!r} version {run.version}")
+        return definition
+
+    def facts_for(self, facts: Facts, journey_id: str, version: int) -> Facts:
+        chosen = self.catalog.winners.get((journey_id, version))
+        if not chosen:
+            return facts
+        return Facts(
+            traits=facts.traits,
+            memberships=facts.memberships,
+            churn_risk=facts.churn_risk,
+            predicted_ltv=facts.predicted_ltv,
+            rfm_tier=facts.rfm_tier,
+            timezone=facts.timezone,
+            winners=chosen,
+        )
+
+    def apply(self, run: Run, given: Input, facts: Facts) -> Run:
+        if run.journey_id in self.catalog.archived and not isinstance(given, Stop):
+            given = Stop(ExitReason.ARCHIVED)
+        transition = apply(
+            self.definition(run),
+            run,
+            given,
+            self.now,
+            self.facts_for(facts, run.journey_id, run.version),
+        )
+        return self.took(transition)
+
+    def took(self, transition: Transition, *, new: bool = False) -> Run:
+        """Keep a transition's run and outputs; ``new``: it entered the run."""
+        if new:
+            self.new.add(transition.run.run_id)
+        if transition.outputs:
+            self.runs[transition.run.run_id] = transition.run
+            self.outputs += transition.outputs
+        return transition.run
+
+    async def write(self, conn: AsyncConnection) -> None:
+        if not self.runs:
+            return
+        await repo.save_runs(conn, changed=list(self.runs.values()), now=self.now, new=self.new)
+        events = [o for o in self.outputs if isinstance(o, JourneyRunEvent)]
+        await repo.count_steps(conn, events=events)
+        # one topic after another (each in order): fewer outbox rows, same per-topic order
+        messages = sorted((message_of(o) for o in self.outputs), key=lambda m: _ORDER[m.topic])
+        await enqueue(session=conn, outbox=outbox, messages=messages)
+        for kind, count in Counter(event.kind.value for event in events).items():
+            RUN_EVENTS.labels(kind).inc(count)
+        requests = sum(isinstance(o, DispatchRequest) for o in self.outputs)
+        traits = sum(isinstance(o, CustomerEvent) for o in self.outputs)
+        if requests:
+            MESSAGES_EMITTED.labels(dispatch_requests.TOPIC).inc(requests)
+        if traits:
+            MESSAGES_EMITTED.labels(customer_events.TOPIC).inc(traits)
+        MESSAGES_EMITTED.labels(journey_runs.TOPIC).inc(len(events))
+
+
+_ORDER = {journey_runs.TOPIC: 0, dispatch_requests.TOPIC: 1, customer_events.TOPIC: 2}

@@ -1,0 +1,93 @@
+"""The journey service's parts on a :class:`~shared.runtime.ServiceRuntime`: the
+consumer of five topics, the run timer sweep, the claims cleanup and the outbox
+relay; and the one operation the API runs on runs (stopping them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.journey import repository as repo
+from services.journey.catalog import CatalogCache
+from services.journey.consumer import DECODERS, JourneyBatchHandler, is_transient
+from services.journey.machine import Facts, Run, Stop
+from services.journey.models import outbox, processed_messages
+from services.journey.processing import Work
+from services.journey.settings import JourneySettings
+from services.journey.timers import timer_sweep
+from shared.db.claims import claims_cleanup
+from shared.db.engine import create_engine
+from shared.db.outbox import OutboxRelay
+from shared.kafka.consumer import ConsumerRunner
+from shared.kafka.dlq import DeadLetterPolicy
+from shared.kafka.producer import EventPublisher
+from shared.runtime import ServiceRuntime
+
+Clock = Callable[[], datetime]
+
+
+class Runtime:
+    """What the lifespan builds and the routes use."""
+
+    def __init__(self, settings: JourneySettings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        group = settings.journey
+        self.engine: AsyncEngine = create_engine(settings.database)
+        self.publisher = EventPublisher(settings.kafka, client_id="tenure-journey")
+        self.catalogs = CatalogCache(self.engine, poll_s=group.catalog_poll_s)
+        self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
+        self.service = ServiceRuntime(
+            "journey", engine=self.engine, publisher=self.publisher, relay=self.relay
+        )
+        self.handler = JourneyBatchHandler(
+            engine=self.engine, catalogs=self.catalogs, clock=clock, on_commit=self.relay.notify
+        )
+        self.runner = self.service.consumer(
+            "consumer",
+            ConsumerRunner(
+                settings=settings.kafka,
+                group_id=group.consumer_group,
+                decoders=DECODERS,
+                handler=self.handler,
+                dead_letters=DeadLetterPolicy(self.publisher),
+                is_transient=is_transient,
+                max_records=group.max_batch_records,
+                fetch_max_wait_ms=group.fetch_max_wait_ms,
+            ),
+        )
+        self.sweep = self.service.loop(
+            "timers",
+            timer_sweep(
+                engine=self.engine,
+                catalogs=self.catalogs,
+                clock=clock,
+                chunk=group.sweep_chunk,
+                workers=group.sweep_workers,
+                interval_s=group.sweep_interval_s,
+                on_commit=self.relay.notify,
+            ),
+        )
+        self.service.loop(
+            "claims cleanup",
+            claims_cleanup(
+                engine=self.engine,
+                table=processed_messages,
+                clock=clock,
+                retention=timedelta(days=group.dedup_retention_days),
+            ),
+        )
+
+    async def apply_to_runs(self, run_ids: list[str], stop: Stop) -> list[Run]:
+        """Stop runs (the API's stop and archive): lock, apply, write, in one transaction."""
+        catalog = await self.catalogs.current()
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            locked = await repo.lock_runs(conn, run_ids=run_ids)
+            work = Work(catalog, now)
+            stopped = [work.apply(run, stop, Facts()) for run in locked]
+            await work.write(conn)
+        self.relay.notify()
+        return stopped

@@ -1,0 +1,46 @@
+"""Journey settings: ``TENURE_JOURNEY_*`` beside the shared ones."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, Field
+
+from shared.settings import ServiceSettings
+
+DEFAULT_PORT = 8003
+
+
+class JourneyGroup(BaseModel):
+    #: SHA-256 hex digests of the admin bearer tokens, comma-separated.
+    admin_token_hashes: str = ""
+    consumer_group: str = "tenure-journey"
+    max_batch_records: int = Field(default=2_000, ge=1)
+    #: how long the broker may hold a fetch while it has no data: the latency a trigger
+    #: can wait before the consumer sees it (aiokafka's default is 500 ms)
+    fetch_max_wait_ms: int = Field(default=50, ge=1, le=500)
+    #: how often the timer sweep looks for due timers when the last round was not full
+    sweep_interval_s: float = Field(default=0.2, gt=0)
+    #: timers per sweep transaction
+    sweep_chunk: int = Field(default=1_000, ge=1)
+    #: sweep loops per process, each on a database connection of its own
+    sweep_workers: int = Field(default=2, ge=1, le=16)
+    #: how often other replicas' journey edits are looked for
+    catalog_poll_s: float = Field(default=1.0, gt=0)
+    #: claimed message ids are kept this long for deduplication
+    dedup_retention_days: int = Field(default=7, ge=1)
+    #: the most a simulation may walk (virtual days after the first input)
+    simulate_max_days: int = Field(default=400, ge=1)
+
+    @property
+    def admin_token_digests(self) -> list[str]:
+        return self.admin_token_hashes.split(",")
+
+
+class JourneySettings(ServiceSettings):
+    journey: JourneyGroup = JourneyGroup()
+
+
+@lru_cache
+def get_settings() -> JourneySettings:
+    return JourneySettings()

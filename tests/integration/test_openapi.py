@@ -1,0 +1,157 @@
+"""Every service's OpenAPI document loads, validates, and tells the truth (Schemathesis).
+
+Parametrised over ``tenure.services.SERVICES``: a service added later is covered
+without a change here. Schemathesis sends a bounded number of generated requests
+per operation (``TENURE_SCHEMATHESIS_EXAMPLES``, default 12) with the write key
+(HTTP Basic) or the admin token (Bearer), as each service's security scheme says,
+and checks that no answer is a 5xx and that every status code, header and body
+is the one the document declares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from openapi_spec_validator import validate
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from shared.db.migrations import upgrade
+from shared.events import ALL_TOPICS
+from shared.kafka.topics import ensure_topics, with_dead_letters
+from shared.settings import KafkaSettings
+from tenure.embedded import uri_for_database
+from tenure.services import SERVICES
+from tests.support.services import (
+    ADMIN_TOKEN,
+    WRITE_KEY,
+    build_app,
+    environment,
+    serve_in_thread,
+    service_env,
+)
+
+EXAMPLES = int(os.environ.get("TENURE_SCHEMATHESIS_EXAMPLES", "12"))
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+async def test_the_openapi_document_loads_and_validates(name: str) -> None:
+    # no lifespan runs: the servers named are never reached
+    env = service_env(name, bootstrap_servers="127.0.0.1:9", database_url="postgresql://x@/x")
+    with environment(env):
+        app = build_app(name)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        answer = await client.get("/openapi.json")
+        assert answer.status_code == 200, answer.text
+        validate(answer.json())
+        assert (await client.get("/docs")).status_code == 200
+
+
+def _database(admin_url: str, name: str) -> str:
+    database = f"c_{name}_{os.urandom(5).hex()}"
+
+    async def create() -> None:
+        dsn = admin_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return uri_for_database(admin_url, database)
+
+
+@pytest.fixture
+def running(
+    request: pytest.FixtureRequest, kafka_settings: KafkaSettings, postgres_admin_url: str
+) -> Iterator[str]:
+    name: str = request.param
+    asyncio.run(ensure_topics(kafka_settings, with_dead_letters(ALL_TOPICS)))
+    url = _database(postgres_admin_url, name)
+    if SERVICES[name].has_migrations:
+        upgrade(script_location=SERVICES[name].migrations_dir, database_url=url)
+    env = service_env(name, bootstrap_servers=kafka_settings.bootstrap_servers, database_url=url)
+    with environment(env), serve_in_thread(build_app(name)) as base_url:
+        yield base_url
+
+
+def _auth(document: dict[str, Any]) -> dict[str, str]:
+    schemes = document.get("components", {}).get("securitySchemes", {}).values()
+    for scheme in schemes:
+        if scheme.get("scheme", "").lower() == "bearer":
+            return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        if scheme.get("scheme", "").lower() == "basic":
+            token = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+            return {"Authorization": f"Basic {token}"}
+    return {}
+
+
+#: what Schemathesis found in a service and is not fixed yet; a service listed here still
+#: runs, and passes once fixed (then remove it)
+KNOWN_FINDINGS = {
+    "dispatcher": (
+        "5xx on PUT /v1/topics/{topic}, PATCH /v1/customers/{customer_id}/preferences and "
+        "POST /v1/test-sends; POST /v1/feedback/email answers an undocumented 404 and a 422 "
+        "whose detail is a string, not the documented list; /v1/policy's times are not "
+        'OpenAPI "time" strings'
+    ),
+}
+
+
+@pytest.mark.slow
+# Schemathesis's strategies use the `random` module, which Hypothesis deprecates
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
+@pytest.mark.parametrize(
+    "running",
+    [
+        pytest.param(
+            name,
+            marks=[pytest.mark.xfail(reason=KNOWN_FINDINGS[name], strict=False)]
+            if name in KNOWN_FINDINGS
+            else [],
+        )
+        for name in sorted(SERVICES)
+    ],
+    indirect=True,
+)
+def test_schemathesis_finds_no_5xx_and_nothing_undocumented(running: str) -> None:
+    schema = schemathesis.openapi.from_url(f"{running}/openapi.json")
+    headers = _auth(schema.raw_schema)
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,  # the same requests every run: a failure is reproducible
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy())
+        def check(case: schemathesis.Case) -> None:
+            case.call_and_validate(base_url=running, headers=headers, checks=CHECKS)
+
+        check()
