@@ -17,6 +17,7 @@ from services.segmenter.loyalty import store
 from services.segmenter.loyalty.job import refresh_all
 from services.segmenter.loyalty.rules import Program, standing
 from services.segmenter.recommend.job import publish_profiles
+from services.segmenter.schemas import Problem
 from shared.db.driver import fetch
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
@@ -53,6 +54,11 @@ class RedemptionIn(_Camel):
     points: int = Field(ge=1, le=100_000_000)
 
 
+NO_PROGRAM: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no loyalty program yet", "model": Problem}
+}
+
+
 def build_router(dependencies: Sequence[Depends]) -> APIRouter:
     router = APIRouter(prefix="/v1/loyalty", tags=["loyalty"], dependencies=list(dependencies))
 
@@ -62,7 +68,7 @@ def build_router(dependencies: Sequence[Depends]) -> APIRouter:
             raise HTTPException(404, detail="no loyalty program: PUT /v1/loyalty/program first")
         return program
 
-    @router.get("/program", response_model=Program)
+    @router.get("/program", response_model=Program, responses=NO_PROGRAM)
     async def get_program(request: Request) -> Program:
         async with request.app.state.runtime.engine.connect() as conn:
             return await program_or_404(conn)
@@ -85,7 +91,7 @@ def build_router(dependencies: Sequence[Depends]) -> APIRouter:
         runtime.relay.notify()
         return {"changed": changed}
 
-    @router.get("/{customer_id}", response_model=StandingPublic)
+    @router.get("/{customer_id}", response_model=StandingPublic, responses=NO_PROGRAM)
     async def get_standing(customer_id: CustomerId, request: Request) -> StandingPublic:
         """Balance, tier, the way to the next tier, and the ledger (newest first)."""
         runtime = request.app.state.runtime
@@ -119,7 +125,8 @@ def build_router(dependencies: Sequence[Depends]) -> APIRouter:
         status_code=201,
         responses={
             200: {"description": "this redemption id was already applied"},
-            409: {"description": "not enough points"},
+            409: {"description": "not enough points", "model": Problem},
+            **NO_PROGRAM,
         },
     )
     async def redeem(customer_id: CustomerId, body: RedemptionIn, request: Request) -> Any:

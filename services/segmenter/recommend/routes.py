@@ -19,6 +19,7 @@ from services.segmenter.recommend.job import (
     report_json,
 )
 from services.segmenter.recommend.model import PURCHASE
+from services.segmenter.schemas import Problem
 from shared.db.driver import fetch
 
 KINDS = {0: "purchase", 1: "view"}
@@ -72,7 +73,11 @@ class RecommendationsPublic(_Camel):
 def build_router(dependencies: Sequence[Depends]) -> APIRouter:
     router = APIRouter(tags=["recommendations"], dependencies=list(dependencies))
 
-    @router.get("/v1/recommendations/{customer_id}", response_model=RecommendationsPublic)
+    @router.get(
+        "/v1/recommendations/{customer_id}",
+        response_model=RecommendationsPublic,
+        responses={404: {"description": "no purchases, views or list", "model": Problem}},
+    )
     async def get_recommendations(
         customer_id: ProductId, request: Request
     ) -> RecommendationsPublic:
@@ -128,7 +133,7 @@ def build_router(dependencies: Sequence[Depends]) -> APIRouter:
 
     @router.post(
         "/v1/recommendations/recompute",
-        responses={409: {"description": "another process is recomputing now"}},
+        responses={409: {"description": "another process is recomputing now", "model": Problem}},
     )
     async def recompute(request: Request) -> dict[str, Any]:
         """Refit the item model and recompute every customer's list now."""
@@ -163,7 +168,11 @@ def build_router(dependencies: Sequence[Depends]) -> APIRouter:
         assert row is not None  # just written
         return ProductPublic(product_id=row[0], category=row[1], consumable=row[2], name=row[3])
 
-    @router.get("/v1/products/{product_id}", response_model=ProductPublic)
+    @router.get(
+        "/v1/products/{product_id}",
+        response_model=ProductPublic,
+        responses={404: {"description": "no such product", "model": Problem}},
+    )
     async def get_product(product_id: ProductId, request: Request) -> ProductPublic:
         async with request.app.state.runtime.engine.connect() as conn:
             row = await store.get_product(conn, product_id=product_id)
