@@ -25,12 +25,12 @@ from services.dispatcher.models import (
     template_versions,
     templates,
 )
-from services.dispatcher.nul import NulFree, nul_message, nul_path
 from services.dispatcher.policy import Action, Decision, SendPolicy
 from services.dispatcher.templates import TemplateDefinition, TemplateError, check_compiles
 from services.dispatcher.tracking import _set_preferences
 from shared.events.channels import Channel
 from shared.events.dispatch_requests import DispatchRequest, Priority
+from shared.http.nul_body import NulFree, nul_message, nul_path
 
 router = APIRouter(dependencies=[Depends(require_admin)])
 

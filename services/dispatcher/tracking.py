@@ -37,11 +37,11 @@ from services.dispatcher.auth import require_admin
 from services.dispatcher.links import LinkPayload, LinkRefused, Purpose
 from services.dispatcher.messages import attribution, engagement_event, outcome_message
 from services.dispatcher.models import deliveries, outbox, preferences, subscription_topics
-from services.dispatcher.nul import NulFree
 from shared.db.outbox import enqueue
 from shared.events import engagement
 from shared.events.channels import Channel
 from shared.events.dispatch_outcomes import DispatchOutcome, Reason, Status
+from shared.http.nul_body import NulFree
 
 router = APIRouter(tags=["tracking"])
 

@@ -47,6 +47,7 @@ from shared.db.engine import create_engine, driver_connection, snapshot
 from shared.db.outbox import OutboxRelay
 from shared.db.transient import is_transient_db_error
 from shared.http.app import create_service_app
+from shared.http.nul_body import NulFree
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
@@ -361,7 +362,7 @@ async def segments(
 # --- experiments -------------------------------------------------------------------------
 
 
-class ExperimentUpdate(BaseModel):
+class ExperimentUpdate(NulFree):
     #: the variant the others are compared with (default: control, else a, else first)
     control: str = Field(min_length=1)
 

@@ -202,3 +202,23 @@ async def test_an_objective_over_millennia_is_refused(stack: Stack) -> None:
         )
         assert answer.status_code == 422, answer.text
         assert answer.json()["detail"][0]["loc"] == ["body", field]
+
+
+async def test_a_nul_character_in_a_body_is_a_422_not_a_500(stack: Stack) -> None:
+    """Schemathesis found a NUL (which PostgreSQL cannot store) in an experiment's
+    control failing in asyncpg with a 500; an objective stores its strings too."""
+    answer = await stack.client.patch(
+        "/v1/experiments/j/1/s", json={"control": "z\x00"}, headers=ADMIN
+    )
+    assert answer.status_code == 422, answer.text
+    assert "`control` contains a NUL character" in answer.json()["detail"][0]["msg"]
+    objective = {
+        "name": "N\x00",
+        "metric": "revenue",
+        "target": 1.0,
+        "start": "2025-01-01",
+        "deadline": "2025-06-01",
+    }
+    answer = await stack.client.post("/v1/objectives", json=objective, headers=ADMIN)
+    assert answer.status_code == 422, answer.text
+    assert "`name` contains a NUL character" in answer.json()["detail"][0]["msg"]

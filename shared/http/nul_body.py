@@ -1,8 +1,10 @@
 """Refuse a NUL character anywhere in a request body with a 422.
 
-PostgreSQL stores no NUL, in ``text`` nor in ``jsonb``: a body holding one (a
-customer id, a topic's name, a preference key, a test send's context) failed in
-asyncpg with a 500. ``shared.http.nul`` refuses NUL in the URL; this does the body.
+PostgreSQL stores no NUL, in ``text`` nor in ``jsonb``: a body holding one (the
+dispatcher's customer ids, topic names, preference keys, test-send contexts; the
+metrics' experiment control, objectives) failed in asyncpg with a 500 (found by
+Schemathesis). :mod:`shared.http.nul` refuses NUL in the URL; a body model that
+derives from :class:`NulFree` refuses it in the body.
 """
 
 from __future__ import annotations
