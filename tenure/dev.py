@@ -190,7 +190,7 @@ class DevStack:
         )
         (folder / "prometheus.yml").write_text(
             "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
-            f"rule_files:\n  - {ALERT_RULES}\n"
+            f"rule_files:\n  - {ALERT_RULES}\n  - {ALERT_RULES.parent / 'rules' / '*.yml'}\n"
             f"scrape_configs:\n{jobs}"
         )
         (state / "logs").mkdir(parents=True, exist_ok=True)

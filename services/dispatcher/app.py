@@ -17,6 +17,7 @@ from services.dispatcher.consumer import DispatcherBatchHandler, is_transient
 from services.dispatcher.dispatching import Dispatcher, RetryPolicy, SendsInFlight, utc_now
 from services.dispatcher.links import LinkSigner
 from services.dispatcher.models import outbox
+from services.dispatcher.offers.api import router as offers_router
 from services.dispatcher.providers import build_providers
 from services.dispatcher.settings import DispatcherSettings, get_settings
 from services.dispatcher.tracking import router as tracking_router
@@ -77,6 +78,8 @@ class Runtime:
             retry=RetryPolicy(group.retry_attempts, group.retry_initial_s, group.retry_max_s),
             webhook_default=settings.webhook.url,
             batches_sending=group.batches_sending,
+            offer_keys=group.offer_key_map,
+            offer_key_id=group.offer_key_id,
         )
         self.services = ServiceRuntime(
             "dispatcher", engine=self.engine, publisher=self.publisher, relay=self.relay
@@ -155,4 +158,5 @@ def create_app(
     app.state.admin_tokens = TokenDigests(settings.dispatcher.admin_token_digests)
     app.include_router(tracking_router)
     app.include_router(admin_router)
+    app.include_router(offers_router)
     return app

@@ -64,6 +64,10 @@ class Contact:
     churn_risk: float | None = None
     predicted_ltv: float | None = None
     rfm_tier: str | None = None
+    loyalty_tier: str | None = None
+    loyalty_points: int | None = None
+    #: the segmenter's recommendations, best first ({product_id, score, because, source})
+    recommendations: tuple[Mapping[str, Any], ...] = ()
 
     def address(self, channel: Channel, *, webhook_default: str | None = None) -> Address | None:
         """Where a message on ``channel`` goes, or ``None`` when the customer has no
@@ -107,6 +111,9 @@ class Contact:
             "churn_risk": self.churn_risk,
             "predicted_ltv": self.predicted_ltv,
             "rfm_tier": self.rfm_tier,
+            "loyalty_tier": self.loyalty_tier,
+            "loyalty_points": self.loyalty_points,
+            "recommendations": [dict(r) for r in self.recommendations],
         }
 
 

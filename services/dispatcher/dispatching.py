@@ -49,6 +49,8 @@ from services.dispatcher.contacts import Contact
 from services.dispatcher.links import LinkSigner
 from services.dispatcher.messages import dead_letter, outcome, outcome_message
 from services.dispatcher.models import deferrals, outbox
+from services.dispatcher.offers.issue import coupon_issued_messages, draw_for
+from services.dispatcher.offers.template import OfferFunctions
 from services.dispatcher.policy import (
     Action,
     Decision,
@@ -140,6 +142,8 @@ class Dispatcher:
         webhook_default: str | None = None,
         stopping: asyncio.Event | None = None,
         batches_sending: int = 2,
+        offer_keys: Mapping[int, bytes] | None = None,
+        offer_key_id: int = 0,
     ) -> None:
         self._engine = engine
         self._providers = dict(providers)
@@ -153,6 +157,8 @@ class Dispatcher:
         self._batches_sending = max(1, batches_sending)
         self._sending: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._offer_keys = dict(offer_keys or {})
+        self._offer_key_id = offer_key_id
         #: template versions never change once written: kept by (id, version)
         self._definitions: dict[tuple[str, int], TemplateDefinition] = {}
 
@@ -238,6 +244,7 @@ class Dispatcher:
         definitions = await self._templates(conn, held)
 
         effects = _Effects()
+        decided: list[Any] = []
         # the customer's most urgent first, where a cap leaves room for fewer than wait
         ordered = sorted(
             held,
@@ -269,9 +276,13 @@ class Dispatcher:
                 webhook_default=self._webhook_default,
             )
             decision = decide(request, situation, policy, now)
-            self._apply(effects, item, decision, when, version, definition, contact, now)
+            decided.append((item, decision, when, version, definition, contact))
             if decision.action is Action.SEND and decision.channel is not None:
                 recent.setdefault(request.customer_id, []).append(Sent(decision.channel, now))
+        # codes of the coupon pools the messages being sent draw from, keyed by dispatch
+        drawn = await draw_for(conn, decided, now=now)
+        for item, decision, when, version, definition, contact in decided:
+            self._apply(effects, item, decision, when, version, definition, contact, now, drawn)
         await repo.update_deliveries(conn, updates=effects.updates, now=now)
         await repo.insert_outcomes(conn, rows=effects.outcomes)
         await schedule(conn, table=deferrals, rows=effects.timers)
@@ -288,6 +299,7 @@ class Dispatcher:
         definition: TemplateDefinition,
         contact: Contact | None,
         now: datetime,
+        drawn: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         request = item.request
         channel = decision.channel.value if decision.channel else None
@@ -345,11 +357,13 @@ class Dispatcher:
             self._fail(effects, request, now, decision.reason or Reason.TEMPLATE_ERROR, version)
             return
         assert decision.channel is not None and decision.address is not None
+        offers = self.offers_for(request, drawn or {}, now)
         try:
-            outgoing = self.compose(request, decision, definition, contact)
+            outgoing = self.compose(request, decision, definition, contact, offers)
         except TemplateError as exc:
             self._fail(effects, request, now, f"{Reason.TEMPLATE_ERROR}: {exc}", version)
             return
+        effects.messages.extend(coupon_issued_messages(request, decision, offers, now))
         effects.updates.append(
             DeliveryUpdate(
                 request.dispatch_id,
@@ -417,9 +431,10 @@ class Dispatcher:
         decision: Decision,
         definition: TemplateDefinition,
         contact: Contact | None,
+        offers: OfferFunctions | None = None,
     ) -> Outgoing:
         """The message rendered for the customer, its links signed; :class:`TemplateError`
-        when the template does not render."""
+        when the template does not render (an offer it cannot have included)."""
         assert decision.channel is not None and decision.address is not None
         channel = decision.channel
         dispatch_id = request.dispatch_id
@@ -443,6 +458,9 @@ class Dispatcher:
             "link": lambda url: signer.click(dispatch_id, str(url)),
             "survey_url": lambda kind, score: signer.survey(dispatch_id, str(kind), int(score)),
         }
+        if offers is None:
+            offers = self.offers_for(request, {}, self._clock())
+        context.update(offers.context())
         rendered = render_variant(variant, context)
         if channel is Channel.EMAIL and rendered.html is not None:
             html = rewrite_links(
@@ -472,6 +490,18 @@ class Dispatcher:
                 "variant": request.variant,
                 "context": request.context,
             },
+        )
+
+    def offers_for(
+        self, request: DispatchRequest, drawn: Mapping[tuple[str, str], str], now: datetime
+    ) -> OfferFunctions:
+        """``coupon()`` and ``offer_code()`` for one dispatch's rendering."""
+        return OfferFunctions(
+            dispatch_id=request.dispatch_id,
+            today=now.date(),
+            drawn={pool: code for (pool, d), code in drawn.items() if d == request.dispatch_id},
+            keys=self._offer_keys,
+            key_id=self._offer_key_id,
         )
 
     # --- sending and recording ---------------------------------------------------------

@@ -1,7 +1,7 @@
 """Dispatcher metrics, declared once; labels are channels, statuses and reasons,
 never customers or templates."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 OUTCOMES = Counter(
     "outcomes",
@@ -65,4 +65,25 @@ REQUEST_TO_HANDOFF_SECONDS = Histogram(
     namespace="tenure",
     subsystem="dispatcher",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+# Offers: the pool label is an admin-created pool id (a handful), never a customer.
+COUPONS_AVAILABLE = Gauge(
+    "coupons_available",
+    "Codes of a coupon pool not drawn yet (alert: deploy/prometheus/rules/offers.yml).",
+    ["pool"],
+    namespace="tenure",
+    subsystem="dispatcher",
+)
+COUPON_LOW_WATER = Gauge(
+    "coupon_pool_low_water",
+    "A coupon pool's low-water mark: below it, TenureCouponPoolLow fires.",
+    ["pool"],
+    namespace="tenure",
+    subsystem="dispatcher",
+)
+COUPONS_ISSUED = Counter(
+    "coupons_drawn",
+    "Pool codes drawn for messages (a retried dispatch finds its code: not counted twice).",
+    namespace="tenure",
+    subsystem="dispatcher",
 )

@@ -156,3 +156,6 @@ engagement_hours = Table(
     Column("hour", SmallInteger, primary_key=True),
     Column("count", Integer, nullable=False),
 )
+
+# the offers tables live with their code; imported here so the metadata holds them
+from services.dispatcher.offers import tables as _offer_tables  # noqa: E402, F401

@@ -211,6 +211,9 @@ async def load_contacts(conn: AsyncConnection, *, ids: Iterable[str]) -> dict[st
             churn_risk=p.computed.get("churn_risk"),
             predicted_ltv=p.computed.get("predicted_ltv"),
             rfm_tier=p.computed.get("rfm_tier"),
+            loyalty_tier=p.computed.get("loyalty_tier"),
+            loyalty_points=p.computed.get("loyalty_points"),
+            recommendations=tuple(p.computed.get("recommendations") or ()),
         )
         for cid, p in found.items()
     }

@@ -47,6 +47,21 @@ class DispatcherGroup(BaseModel):
     sweep_interval_s: float = Field(default=1.0, gt=0)
     sweep_workers: int = Field(default=1, ge=1, le=16)
     sweep_chunk: int = Field(default=500, ge=1)
+    #: keys of signed offer codes, ``<id>:<secret>`` comma-separated (ids 0–7; verifiers
+    #: hold every key still in use), and the id new codes are signed with
+    offer_keys: SecretStr = SecretStr("")
+    offer_key_id: int = Field(default=0, ge=0, le=7)
+
+    @property
+    def offer_key_map(self) -> dict[int, bytes]:
+        keys: dict[int, bytes] = {}
+        for part in self.offer_keys.get_secret_value().split(","):
+            if part.strip():
+                key_id, _, secret = part.strip().partition(":")
+                if not key_id.isdigit() or not 0 <= int(key_id) <= 7 or len(secret) < 16:
+                    raise ValueError("offer keys are <id 0-7>:<secret of 16+ characters>")
+                keys[int(key_id)] = secret.encode()
+        return keys
 
     @property
     def admin_token_digests(self) -> list[str]:

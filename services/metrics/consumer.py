@@ -125,7 +125,17 @@ class MetricsBatchHandler:
     async def _apply(self, driver: Any, delta: Delta) -> None:
         await repo.apply_activity(driver, delta)
         await repo.insert_touches(driver, delta.touches)
-        for day, who in await repo.attribute_goals(driver, goals=delta.goals, window=self._window):
+        await repo.record_coupon_issues(driver, delta.coupon_issues)
+        redeemed, converted_by_coupon, credited = await repo.attribute_redemptions(
+            driver, delta.redemptions
+        )
+        for metric, sends in (("redeemed", redeemed), ("converted", converted_by_coupon)):
+            for day, who in sends:
+                delta.funnel[
+                    (day, who.journey_id, who.step_id, who.variant, who.channel, metric, "")
+                ] += 1
+        goals = [g for g in delta.goals if g not in credited]
+        for day, who in await repo.attribute_goals(driver, goals=goals, window=self._window):
             delta.funnel[
                 (day, who.journey_id, who.step_id, who.variant, who.channel, "converted", "")
             ] += 1

@@ -30,7 +30,12 @@ ENGAGEMENT_METRICS: dict[str, str] = {
 }
 #: the dispatcher's events, which are not the customer using the product
 NOT_ACTIVITY = frozenset(
-    {*ENGAGEMENT_METRICS, engagement.EMAIL_BOUNCED, engagement.SURVEY_ANSWERED}
+    {
+        *ENGAGEMENT_METRICS,
+        engagement.EMAIL_BOUNCED,
+        engagement.SURVEY_ANSWERED,
+        engagement.COUPON_ISSUED,
+    }
 )
 ACTIVITY_TYPES = frozenset({EventType.TRACK, EventType.PAGE, EventType.SCREEN})
 SPLIT_STEP_TYPES = frozenset({"split"})
@@ -102,6 +107,10 @@ class Delta:
     exposures: list[Exposure] = field(default_factory=list)
     #: (run_id, at) of ``converted`` run events
     conversions: list[tuple[str, datetime]] = field(default_factory=list)
+    #: (code, dispatch_id) of ``Coupon Issued`` events
+    coupon_issues: list[tuple[str, str]] = field(default_factory=list)
+    #: (code, customer, at) of redemptions: ``Coupon Applied``, a purchase with ``coupon``
+    redemptions: list[tuple[str, str, datetime]] = field(default_factory=list)
 
 
 def _text(value: Any) -> str:
@@ -154,6 +163,16 @@ def fold_customer_events(
                 journey = _text(properties.get(engagement.JOURNEY_ID))
                 delta.surveys[(day, kind, journey, round(score))] += 1
             continue
+        if event.type is EventType.TRACK and name == engagement.COUPON_ISSUED:
+            code = _text(properties.get(engagement.COUPON))
+            dispatch_id = _text(properties.get(engagement.DISPATCH_ID))
+            if code and dispatch_id:
+                delta.coupon_issues.append((code, dispatch_id))
+            continue
+        if event.type is EventType.TRACK and name in (engagement.COUPON_APPLIED, purchase_event):
+            code = _text(properties.get(engagement.COUPON)).strip()
+            if code:
+                delta.redemptions.append((code, event.customer_id, event.timestamp))
         if event.type not in ACTIVITY_TYPES or name in NOT_ACTIVITY:
             continue
         row = delta.activity.setdefault((event.customer_id, day), [0, 0, 0.0])

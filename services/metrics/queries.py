@@ -28,6 +28,7 @@ FUNNEL_METRICS = (
     "unsubscribed",
     "complained",
     "converted",
+    "redeemed",
 )
 FUNNEL_DIMENSIONS = ("day", "journey_id", "step_id", "variant", "channel")
 #: runs per arm above which the retention uplift is measured on a sample
@@ -324,6 +325,7 @@ async def funnel(
             "click_to_open_rate": _ratio(group["clicked"], group["opened"]),
             "unsubscribe_rate": _ratio(group["unsubscribed"], sent),
             "conversion_rate": _ratio(group["converted"], sent),
+            "redemption_rate": _ratio(group["redeemed"], sent),
         }
     return list(groups.values())
 

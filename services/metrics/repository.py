@@ -288,6 +288,79 @@ async def attribute_goals(
     return [(r[0].date(), Attribution(r[1], r[2], r[3], r[4])) for r in rows]
 
 
+async def record_coupon_issues(driver: Driver, issues: Sequence[tuple[str, str]]) -> None:
+    if not issues:
+        return
+    await driver.execute(
+        """
+        INSERT INTO metrics.coupon_issues (code, dispatch_id)
+        SELECT DISTINCT * FROM unnest($1::text[], $2::text[]) ORDER BY 1
+        ON CONFLICT DO NOTHING
+        """,
+        [code for code, _ in issues],
+        [dispatch_id for _, dispatch_id in issues],
+    )
+
+
+async def attribute_redemptions(
+    driver: Driver, redemptions: Sequence[tuple[str, str, datetime]]
+) -> tuple[
+    list[tuple[date, Attribution]], list[tuple[date, Attribution]], set[tuple[str, datetime]]
+]:
+    """Tie each redeemed code to the dispatch it was issued for: the first redemption per
+    message counts ``redeemed``, and converts the message (direct attribution, so the
+    redeeming purchase is no longer credited to the last touch). Returns the
+    ``redeemed`` and ``converted`` sends (day, attribution) and the (customer, at) of the
+    redemptions credited."""
+    if not redemptions:
+        return [], [], set()
+    matched = await driver.fetch(
+        """
+        SELECT r.customer_id, r.at, c.dispatch_id
+        FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS r(code, customer_id, at)
+        JOIN metrics.coupon_issues c ON c.code = r.code
+        JOIN metrics.touches t ON t.dispatch_id = c.dispatch_id AND t.at <= r.at
+        ORDER BY c.dispatch_id, r.at
+        """,
+        [code for code, _, _ in redemptions],
+        [customer for _, customer, _ in redemptions],
+        [at for _, _, at in redemptions],
+    )
+    if not matched:
+        return [], [], set()
+    first_at: dict[str, datetime] = {}
+    for row in matched:
+        first_at.setdefault(row[2], row[1])
+    dispatches = sorted(first_at)
+    redeemed = await driver.fetch(
+        """
+        WITH fresh AS (
+            INSERT INTO metrics.engagements (dispatch_id, kind)
+            SELECT d, 'redeemed' FROM unnest($1::text[]) AS d ORDER BY 1
+            ON CONFLICT DO NOTHING RETURNING dispatch_id
+        )
+        SELECT t.at, t.journey_id, t.step_id, t.variant, t.channel
+        FROM fresh JOIN metrics.touches t USING (dispatch_id)
+        """,
+        dispatches,
+    )
+    converted = await driver.fetch(
+        """
+        UPDATE metrics.touches t SET converted_at = r.at
+        FROM unnest($1::text[], $2::timestamptz[]) AS r(dispatch_id, at)
+        WHERE t.dispatch_id = r.dispatch_id AND t.converted_at IS NULL
+        RETURNING t.at, t.journey_id, t.step_id, t.variant, t.channel
+        """,
+        dispatches,
+        [first_at[d] for d in dispatches],
+    )
+
+    def sends(rows: Sequence[Any]) -> list[tuple[date, Attribution]]:
+        return [(r[0].date(), Attribution(r[1], r[2], r[3], r[4])) for r in rows]
+
+    return sends(redeemed), sends(converted), {(row[0], row[1]) for row in matched}
+
+
 async def first_engagements(driver: Driver, engagements: Sequence[Engagement]) -> list[Engagement]:
     """The engagements that are the first of their kind for their message (an email
     opened five times is one open); those without a dispatch id all count."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from services.segmenter.fold import TrackedDimensions
 from services.segmenter.rules.ast import (
+    LoyaltyTierRule,
     Node,
     RfmTierRule,
     ScoreRule,
@@ -59,7 +60,9 @@ class ActiveSegment:
             predicate=compile_predicate(rule),
             depends_on=referenced_segments(rule),
             time_dependent=is_time_dependent(rule),
-            reads_scores=any(isinstance(n, ScoreRule | RfmTierRule) for n in walk(rule)),
+            reads_scores=any(
+                isinstance(n, ScoreRule | RfmTierRule | LoyaltyTierRule) for n in walk(rule)
+            ),
         )
 
 

@@ -40,6 +40,8 @@ from services.segmenter.catalog import SegmentCatalog
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.evaluate import evaluate_customer
 from services.segmenter.fold import WorkingProfile, apply_event, merge_profiles, new_profile
+from services.segmenter.loyalty import store as loyalty_store
+from services.segmenter.loyalty.rules import Program
 from services.segmenter.messages import (
     change_message,
     deleted_profile_messages,
@@ -53,8 +55,11 @@ from services.segmenter.metrics import (
     MEMBERSHIP_CHANGES,
 )
 from services.segmenter.models import processed_messages
+from services.segmenter.recommend import store as recommend_store
+from services.segmenter.recommend.fold import PRODUCT_VIEWED, fold_interactions
 from services.segmenter.rules.snapshot import ProfileSnapshot
 from shared.db.claims import claim_messages
+from shared.db.stamped import StampedCache
 from shared.db.transient import is_transient_db_error
 from shared.events.customer_events import CustomerEvent, EventType
 from shared.events.segment_changes import Change
@@ -102,11 +107,17 @@ class EventBatchHandler:
         catalogs: CatalogCache,
         clock: Clock = utc_now,
         on_commit: Callable[[], None] = lambda: None,
+        purchase_event: str = "Order Completed",
+        view_event: str = PRODUCT_VIEWED,
+        loyalty: StampedCache[Program | None] | None = None,
     ) -> None:
         self._engine = engine
         self._catalogs = catalogs
         self._clock = clock
         self._on_commit = on_commit
+        self._purchase_event = purchase_event
+        self._view_event = view_event
+        self._loyalty = loyalty
 
     async def __call__(self, records: Sequence[Record[CustomerEvent]]) -> None:
         for run in range(1, BATCH_RUNS + 1):
@@ -122,11 +133,12 @@ class EventBatchHandler:
 
     async def _run_once(self, records: Sequence[Record[CustomerEvent]]) -> None:
         catalog = await self._catalogs.current()
+        program = await self._loyalty.current() if self._loyalty is not None else None
         now = self._clock()
         async with self._engine.begin() as conn:
             events = await self._drop_suppressed(conn, await self._claim(conn, records))
             if events:
-                await self._apply(conn, catalog, events, now)
+                await self._apply(conn, catalog, events, now, program)
 
     async def _claim(
         self, conn: AsyncConnection, records: Sequence[Record[CustomerEvent]]
@@ -158,6 +170,7 @@ class EventBatchHandler:
         catalog: SegmentCatalog,
         events: list[CustomerEvent],
         now: datetime,
+        program: Program | None = None,
     ) -> None:
         exits: list[tuple[str, str]] = []
         merged: set[str] = set()
@@ -196,6 +209,16 @@ class EventBatchHandler:
             raise BatchOutdated(moved, suppressed)
         await repo.add_event_stats(conn, profiles_=working.values())
         await repo.add_rollups(conn, profiles_=working.values())
+        await recommend_store.add_interactions(
+            conn,
+            batch=fold_interactions(
+                ((c, e) for c, evs in by_customer.items() for e in evs),
+                purchase_event=self._purchase_event,
+                view_event=self._view_event,
+            ),
+        )
+        if program is not None:
+            await self._apply_loyalty(conn, program, by_customer, working, versions, scores, now)
         EVENTS_APPLIED.inc(len(events))
 
         removed = await repo.remove_memberships(conn, rows=exits)
@@ -204,6 +227,38 @@ class EventBatchHandler:
         await repo.enqueue(conn, messages=membership_change_messages(changes, catalog, now))
         changed = [p for p in working.values() if p.changed]
         await self._publish_profiles(conn, changed, versions, scores, now)
+
+    async def _apply_loyalty(
+        self,
+        conn: AsyncConnection,
+        program: Program,
+        by_customer: Mapping[str, Sequence[CustomerEvent]],
+        working: dict[str, WorkingProfile],
+        versions: dict[str, int],
+        scores: dict[str, dict[str, Any]],
+        now: datetime,
+    ) -> None:
+        """Points the batch's events earn; a customer whose balance or tier moved gets a
+        new profile version (and message), and the segments see the new tier."""
+        standings = await loyalty_store.apply_loyalty(
+            conn,
+            program=program,
+            by_customer=by_customer,
+            tiers={c: scores.get(c, {}).get("loyalty_tier") for c in by_customer},
+            now=now,
+        )
+        if not standings:
+            return
+        for customer, held in standings.items():
+            scores.setdefault(customer, {}).update(
+                loyalty_points=held.points, loyalty_tier=held.tier
+            )
+        unpublished = sorted(c for c in standings if c in working and not working[c].changed)
+        if unpublished:
+            versions.update(await repo.bump_versions(conn, ids=unpublished))
+        for customer in standings:
+            if customer in working:
+                working[customer].changed = True
 
     async def _merge_alias(
         self, conn: AsyncConnection, alias: CustomerEvent
@@ -221,6 +276,8 @@ class EventBatchHandler:
         loaded = await repo.load_profiles(conn, ids=[old, new])
         stored = {i: p for i, p in loaded.items() if i not in reserved}
         await repo.move_activity(conn, from_id=old, to_id=new)
+        await recommend_store.move_interactions(conn, from_id=old, to_id=new)
+        await loyalty_store.move_ledger(conn, from_id=old, to_id=new)
         if old in stored:
             target = stored.get(new) or new_profile(new, stored[old].first_seen_at)
             target.version = max(target.version, stored[old].version)
@@ -279,9 +336,21 @@ class EventBatchHandler:
     ) -> None:
         """Queue the ``profiles`` messages with the versions the upsert stored; ``scores``
         were read under the profiles' row locks, so they are still current (only a refit
-        writes them)."""
+        writes them); so are the recommendations (the job writes them under a key-share
+        lock of the profile rows)."""
+        if not changed:
+            return
+        lists = await recommend_store.load_recommendations(
+            conn, ids=[p.customer_id for p in changed]
+        )
         messages = [
-            profile_message(p, versions[p.customer_id], scores.get(p.customer_id, {}), now)
+            profile_message(
+                p,
+                versions[p.customer_id],
+                scores.get(p.customer_id, {}),
+                now,
+                recommendations=lists.get(p.customer_id),
+            )
             for p in changed
         ]
         await repo.enqueue(conn, messages=messages)
@@ -319,6 +388,7 @@ async def load_snapshots(
             rfm_frequency=score.get("rfm_frequency"),
             rfm_monetary=score.get("rfm_monetary"),
             rfm_tier=score.get("rfm_tier"),
+            loyalty_tier=score.get("loyalty_tier"),
         )
     return snapshots
 

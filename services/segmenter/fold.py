@@ -27,6 +27,7 @@ import orjson
 
 from services.segmenter.rules.ast import dimension_key
 from shared.events.customer_events import CustomerEvent, EventType
+from shared.events.engagement import NOT_ACTIVITY
 
 PAGE_EVENT = "Page Viewed"
 SCREEN_EVENT = "Screen Viewed"
@@ -169,7 +170,9 @@ def apply_event(profile: WorkingProfile, event: CustomerEvent, tracked: TrackedD
     """Fold one event into the customer's working state."""
     at = storable_time(event.timestamp)
     name = event_name(event)
-    profile.touch(at, activity=name is not None)
+    # what the platform says about a customer (``Coupon Issued``) is counted, but does
+    # not make them active: a win-back offer must not end the inactivity that sent it
+    profile.touch(at, activity=name is not None and name not in NOT_ACTIVITY)
     if event.type is EventType.IDENTIFY:
         for trait, value in event.traits.items():
             profile.set_trait(trait, value, at)

@@ -11,7 +11,7 @@ wrote it, back through the topic's model
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -65,9 +65,15 @@ def change_json_sql(
 
 
 def profile_message(
-    profile: WorkingProfile, version: int, scores: Mapping[str, Any], now: datetime
+    profile: WorkingProfile,
+    version: int,
+    scores: Mapping[str, Any],
+    now: datetime,
+    recommendations: Sequence[Mapping[str, Any]] | None = None,
 ) -> Message:
-    """The ``profiles`` message of a customer: traits, contact fields, locale, scores."""
+    """The ``profiles`` message of a customer: traits, contact fields, locale, scores,
+    and their recommendations when they have some (every writer passes them: each
+    message replaces the whole profile in the consumers' projections)."""
     traits = profile.traits
     fields: dict[str, Any] = {
         "customer_id": profile.customer_id,
@@ -83,10 +89,14 @@ def profile_message(
     }
     computed = {name: scores.get(name) for name in _COMPUTED}
     try:
-        value = encode_profile_update(**fields, computed=computed)
+        value = encode_profile_update(**fields, computed=computed, recommendations=recommendations)
     except TypeError:  # what only pydantic writes (an integer beyond 64 bits in a trait)
-        value = ProfileUpdate.model_construct(
-            **fields, computed=ComputedFields.model_construct(**computed)
+        value = ProfileUpdate.model_validate(
+            {
+                **fields,
+                "computed": computed,
+                "recommendations": recommendations,
+            }
         ).to_bytes()
     return Message(profiles_topic.TOPIC, profile.customer_id.encode(), value)
 

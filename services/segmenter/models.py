@@ -78,6 +78,9 @@ class Profile(Base):
     rfm_tier: Mapped[str | None] = mapped_column(Text)
     score_method: Mapped[str | None] = mapped_column(Text)
     score_explanation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # the loyalty program's balance and tier (services/segmenter/loyalty); null outside it
+    loyalty_points: Mapped[int | None] = mapped_column(Integer)
+    loyalty_tier: Mapped[str | None] = mapped_column(Text)
     scored_at: Mapped[datetime | None] = mapped_column(Timestamp)
     version: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
@@ -182,3 +185,7 @@ outbox = outbox_table(Base.metadata)
 processed_messages = processed_messages_table(Base.metadata)
 #: each customer's next re-evaluation (see :mod:`shared.db.timers`)
 membership_timers = timer_table(Base.metadata, "membership_timers", Column("customer_id", Key))
+
+# the recommendation and loyalty tables live with their code; imported here so the
+# metadata (and the migration check) holds them
+from services.segmenter.recommend import tables as _personalisation_tables  # noqa: E402, F401

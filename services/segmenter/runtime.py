@@ -17,7 +17,10 @@ from services.segmenter.backfill import backfill, resume_unfinished, with_depend
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import Clock, EventBatchHandler, is_transient
 from services.segmenter.errors import RefitRunning
+from services.segmenter.loyalty.job import scheduled_refresh
+from services.segmenter.loyalty.store import program_cache
 from services.segmenter.models import outbox, processed_messages
+from services.segmenter.recommend.job import scheduled_recompute
 from services.segmenter.schemas import FitReport
 from services.segmenter.scoring_job import last_fit_at, refit_lock, refit_options, refit_scores
 from services.segmenter.settings import SegmenterSettings
@@ -56,6 +59,7 @@ class Runtime:
             topics=(CUSTOMER_EVENTS, segment_changes.TOPIC, profiles.TOPIC),
         )
         group = settings.segmenter
+        self.loyalty = program_cache(self.engine)
         self.runner = self.service.consumer(
             "consumer",
             ConsumerRunner(
@@ -67,6 +71,9 @@ class Runtime:
                     catalogs=self.catalogs,
                     clock=clock,
                     on_commit=self.relay.notify,
+                    purchase_event=group.purchase_event,
+                    view_event=group.recommend_view_event,
+                    loyalty=self.loyalty,
                 ),
                 dead_letters=DeadLetterPolicy(self.publisher),
                 is_transient=is_transient,
@@ -98,6 +105,22 @@ class Runtime:
             "refit",
             PeriodicJob(
                 self.scheduled_refit, name="score refit", interval_s=group.refit_interval_s
+            ),
+        )
+        self.service.loop(
+            "recommendations",
+            scheduled_recompute(
+                engine=self.engine, group=group, clock=clock, on_commit=self.relay.notify
+            ),
+        )
+        self.service.loop(
+            "loyalty",
+            scheduled_refresh(
+                engine=self.engine,
+                catalogs=self.catalogs,
+                clock=clock,
+                interval_s=group.loyalty_refresh_interval_s,
+                on_commit=self.relay.notify,
             ),
         )
         self.service.loop(

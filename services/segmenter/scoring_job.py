@@ -32,6 +32,7 @@ from services.segmenter.catalog import SegmentCatalog
 from services.segmenter.messages import profile_message
 from services.segmenter.metrics import SCORE_FIT_SECONDS, record_churn_metrics
 from services.segmenter.models import Profile, ScoreFit, outbox
+from services.segmenter.recommend import store as recommend_store
 from services.segmenter.schemas import FitReport, LastFitPublic
 from services.segmenter.scoring import CustomerSummary, ScoringResult
 from services.segmenter.scoring.churn_sql import churn_snapshots
@@ -330,8 +331,15 @@ async def _publish_changed_profiles(
         versions = await repo.bump_versions(conn, ids=part)
         working = await repo.load_profiles(conn, ids=part, lock=False)
         scores = await repo.load_scores(conn, ids=part)
+        lists = await recommend_store.load_recommendations(conn, ids=part)
         messages = [
-            profile_message(profile, versions[customer_id], scores.get(customer_id, {}), now)
+            profile_message(
+                profile,
+                versions[customer_id],
+                scores.get(customer_id, {}),
+                now,
+                recommendations=lists.get(customer_id),
+            )
             for customer_id, profile in working.items()
         ]
         await enqueue(session=conn, outbox=outbox, messages=messages)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -54,6 +55,16 @@ class SegmenterGroup(BaseModel):
     ltv_annual_discount_rate: float = Field(default=0.0, ge=0, lt=1)
     #: processed messageIds are kept this long for deduplication
     dedup_retention_days: int = Field(default=7, ge=1)
+
+    #: recommendations: how often they are recomputed (0: only on demand), how many per
+    #: customer, the similarity (cosine or lift), the half-life of an interaction's weight
+    recommend_interval_s: float = Field(default=24 * 3600, ge=0)
+    recommend_top_n: int = Field(default=10, ge=1, le=50)
+    recommend_similarity: Literal["cosine", "lift"] = "cosine"
+    recommend_half_life_days: float = Field(default=90.0, gt=0, le=3650)
+    recommend_view_event: str = "Product Viewed"
+    #: how often every loyalty balance and tier is recomputed (expiries; 0: on demand)
+    loyalty_refresh_interval_s: float = Field(default=24 * 3600, ge=0)
 
     @property
     def admin_token_digests(self) -> list[str]:

@@ -48,7 +48,9 @@ def profile_projection_table(metadata: MetaData, name: str = "profiles") -> Tabl
         Column("phone", Text),
         Column("timezone", Text),
         Column("locale", Text),
-        #: churn_risk, predicted_ltv, rfm_tier, score_method (absent when unknown)
+        #: churn_risk, predicted_ltv, rfm_tier, score_method, loyalty_tier, loyalty_points
+        #: (absent when unknown), and the profile's ``recommendations`` (a list of
+        #: {product_id, score, because, source}) when it has some
         Column("computed", JSONB, nullable=False, server_default="{}"),
         Column("first_seen_at", Timestamp),
         Column("last_seen_at", Timestamp),
@@ -131,10 +133,7 @@ async def apply_profile_updates(
         column(lambda row: row.phone),
         column(lambda row: row.timezone),
         column(lambda row: row.locale),
-        column(
-            lambda row: json_text(row.computed.model_dump(exclude_none=True, by_alias=False)),
-            erased="{}",
-        ),
+        column(_computed_json, erased="{}"),
         column(lambda row: row.first_seen_at),
         column(lambda row: row.last_seen_at),
         [row.updated_at for row in rows],
@@ -179,3 +178,12 @@ def _profile(row: Mapping[str, Any]) -> ProjectedProfile:
         last_seen_at=row["last_seen_at"],
         updated_at=row["updated_at"],
     )
+
+
+def _computed_json(row: ProfileUpdate) -> str:
+    """The computed fields as stored, with the recommendations beside them: templates
+    read both from the projection without a column of their own."""
+    computed: dict[str, Any] = row.computed.model_dump(exclude_none=True, by_alias=False)
+    if row.recommendations is not None:
+        computed["recommendations"] = [r.model_dump(by_alias=False) for r in row.recommendations]
+    return json_text(computed)

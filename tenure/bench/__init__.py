@@ -15,6 +15,7 @@ import sys
 #: target -> "module:function"
 TARGETS = {
     "ingest": "tenure.bench.ingest:ingest_bench",
+    "recommend": "tenure.bench.recommend:recommend_bench",
     "segmenter": "tenure.bench.segmenter:segmenter_bench",
     "journey": "tenure.bench.journey:journey_bench",
     "dispatcher": "tenure.bench.dispatcher:dispatcher_bench",

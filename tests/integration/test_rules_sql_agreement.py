@@ -120,6 +120,7 @@ EVENTS = ["Order Completed", "Viewed"]
 WHERE_VALUES: list[Any] = ["shoes", "hats", 1, True]
 SEGMENTS = ["vip", "churned"]
 TIERS = ["champions", "loyal", "lost"]
+LOYALTY_TIERS = ["Member", "Gold"]
 TRAITS = ["plan", "age", "tags", "signed_up_at", "meta"]
 STRINGS = ["pro", "", "B", "é", "1", "2024-03-01"]
 NUMBERS: list[Any] = [0, 1, 1.0, -0.0, 2.5, 0.30000000000000004, 10**23, 1e23]
@@ -265,6 +266,10 @@ LEAVES: list[st.SearchStrategy[dict[str, Any]]] = [
         lambda tiers: {"kind": "rfm_tier", "in": tiers},
         st.lists(st.sampled_from(TIERS), min_size=1, max_size=2, unique=True),
     ),
+    st.builds(
+        lambda tiers: {"kind": "loyalty_tier", "in": tiers},
+        st.lists(st.sampled_from(LOYALTY_TIERS), min_size=1, max_size=2, unique=True),
+    ),
 ]
 leaves = weighted(*((1, leaf) for leaf in LEAVES))
 
@@ -393,6 +398,7 @@ def snapshots(now: datetime, hints: Hints) -> st.SearchStrategy[ProfileSnapshot]
         rollups=st.dictionaries(keys, days, max_size=3),
         memberships=st.frozensets(st.sampled_from(SEGMENTS)),
         rfm_tier=st.none() | st.sampled_from(TIERS),
+        loyalty_tier=st.none() | st.sampled_from(LOYALTY_TIERS),
         **{name: st.sampled_from(values) for name, values in SCORES.items()},
     )
 
@@ -415,7 +421,9 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 
 #: the snapshot's score fields, named as the ``profiles`` columns they mirror
 SCORE_COLUMNS = tuple(
-    f.name for f in fields(ProfileSnapshot) if f.name.startswith(("churn_", "predicted_", "rfm_"))
+    f.name
+    for f in fields(ProfileSnapshot)
+    if f.name.startswith(("churn_", "predicted_", "rfm_", "loyalty_"))
 )
 
 

@@ -6,10 +6,24 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.segmenter.api import profiles, scores, segments, suppressions
+from services.segmenter.api import (
+    loyalty,
+    profiles,
+    recommendations,
+    scores,
+    segments,
+    suppressions,
+)
 from services.segmenter.errors import Conflict, InvalidRule, NotFound, SegmenterError
 
-ROUTERS = (segments.router, profiles.router, suppressions.router, scores.router)
+ROUTERS = (
+    segments.router,
+    profiles.router,
+    suppressions.router,
+    scores.router,
+    recommendations.router,
+    loyalty.router,
+)
 
 
 def install(app: FastAPI) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.segmenter.models import membership_timers
+from services.segmenter.recommend import store as recommend_store
 from services.segmenter.repository.profiles import load_profiles
 from services.segmenter.repository.reads import aliases_of
 from services.segmenter.repository.tables import (
@@ -64,6 +65,7 @@ async def erase_customer(
         .returning(memberships.c.segment_id, memberships.c.customer_id)
     )
     exited = sorted((row.segment_id, row.customer_id) for row in ended)
+    await recommend_store.erase(conn, ids=ids)
     for table in (event_stats, event_rollups, profiles):
         await conn.execute(delete(table).where(table.c.customer_id.in_(ids)))
     await conn.execute(

@@ -33,6 +33,8 @@ _SCORE_COLUMNS = (
     "rfm_monetary",
     "rfm_tier",
     "score_method",
+    "loyalty_points",
+    "loyalty_tier",
 )
 
 

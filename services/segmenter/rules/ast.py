@@ -419,6 +419,20 @@ class RfmTierRule(_Node):
     )
 
 
+class LoyaltyTierRule(_Node):
+    """The customer's loyalty tier is one of ``in``; false outside the program. A tier
+    change is a segment change, so a journey can welcome a customer to Gold."""
+
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+    kind: Literal["loyalty_tier"] = "loyalty_tier"
+    tiers: Annotated[tuple[Name, ...], Field(max_length=20), AfterValidator(_non_empty)] = Field(
+        alias="in"
+    )
+
+
 class _PlainMapping:
     """Drops the JSON schema's ``kind`` discriminator when its mapping is not all references.
 
@@ -454,6 +468,7 @@ Rule = Annotated[
         SegmentRule,
         ScoreRule,
         RfmTierRule,
+        LoyaltyTierRule,
     ],
     Field(discriminator="kind"),
     _PlainMapping,
@@ -473,6 +488,7 @@ Node = (
     | SegmentRule
     | ScoreRule
     | RfmTierRule
+    | LoyaltyTierRule
 )
 """The same union as :data:`Rule`, for ``isinstance`` and annotations."""
 
@@ -535,7 +551,7 @@ def rule_size(rule: Node) -> int:
         size += 1
         if isinstance(node, TraitIn):
             size += len(node.value)
-        elif isinstance(node, RfmTierRule):
+        elif isinstance(node, RfmTierRule | LoyaltyTierRule):
             size += len(node.tiers)
     return size
 

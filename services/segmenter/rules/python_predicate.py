@@ -23,6 +23,7 @@ from services.segmenter.rules.ast import (
     EventValueRule,
     FirstSeenRule,
     LastEventRule,
+    LoyaltyTierRule,
     Node,
     NotRule,
     RfmTierRule,
@@ -384,6 +385,15 @@ def _score(rule: ScoreRule) -> Predicate:
     return score
 
 
+def _loyalty_tier(rule: LoyaltyTierRule) -> Predicate:
+    tiers = frozenset(rule.tiers)
+
+    def loyalty_tier(s: ProfileSnapshot, now: datetime) -> bool:
+        return s.loyalty_tier in tiers
+
+    return loyalty_tier
+
+
 def _rfm_tier(rule: RfmTierRule) -> Predicate:
     tiers = frozenset(rule.tiers)
 
@@ -410,4 +420,5 @@ _COMPILERS: dict[type, Callable[[Any], Predicate]] = {
     SegmentRule: _segment,
     ScoreRule: _score,
     RfmTierRule: _rfm_tier,
+    LoyaltyTierRule: _loyalty_tier,
 }

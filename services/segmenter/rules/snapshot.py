@@ -46,3 +46,4 @@ class ProfileSnapshot:
     rfm_frequency: int | None = None
     rfm_monetary: int | None = None
     rfm_tier: str | None = None
+    loyalty_tier: str | None = None

@@ -44,6 +44,7 @@ from services.segmenter.rules.ast import (
     EventValueRule,
     FirstSeenRule,
     LastEventRule,
+    LoyaltyTierRule,
     Node,
     NotRule,
     RfmTierRule,
@@ -253,6 +254,9 @@ class _Compiler:
     def _ScoreRule(self, rule: ScoreRule) -> SqlBool:  # noqa: N802
         column = profiles.c[rule.score]
         return _true_or_false(COMPARE[rule.op](column, literal(float(rule.value), Double)))
+
+    def _LoyaltyTierRule(self, rule: LoyaltyTierRule) -> SqlBool:  # noqa: N802
+        return _true_or_false(profiles.c.loyalty_tier.in_(list(rule.tiers)))
 
     def _RfmTierRule(self, rule: RfmTierRule) -> SqlBool:  # noqa: N802
         return _true_or_false(profiles.c.rfm_tier.in_(list(rule.tiers)))

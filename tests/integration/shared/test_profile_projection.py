@@ -102,3 +102,33 @@ async def test_traits_keep_integers_beyond_64_bits(projection: Projection) -> No
     """The segmenter publishes such a trait as it came (``json.dumps`` writes it)."""
     await projection.apply(update("ada", 1, traits={"id": 2**70, "ok": True}))
     assert (await projection.load("ada"))["ada"].traits == {"id": 2**70, "ok": True}
+
+
+async def test_recommendations_and_loyalty_are_kept_beside_the_scores(
+    projection: Projection,
+) -> None:
+    recs = [
+        {"productId": "sku-2", "score": 0.5, "because": ["sku-1"], "source": "similar"},
+        {"productId": "sku-9", "score": 0.1, "source": "popular"},
+    ]
+    await projection.apply(
+        update(
+            "c-recs",
+            1,
+            computed={"churn_risk": 0.7, "loyalty_tier": "Gold", "loyalty_points": 2400},
+            recommendations=recs,
+        )
+    )
+    loaded = (await projection.load("c-recs"))["c-recs"]
+    assert loaded.computed == {
+        "churn_risk": 0.7,
+        "loyalty_tier": "Gold",
+        "loyalty_points": 2400,
+        "recommendations": [
+            {"product_id": "sku-2", "score": 0.5, "because": ["sku-1"], "source": "similar"},
+            {"product_id": "sku-9", "score": 0.1, "because": [], "source": "popular"},
+        ],
+    }
+    # a later profile without recommendations (none computed any more) drops them
+    await projection.apply(update("c-recs", 2, computed={"churn_risk": 0.2}))
+    assert (await projection.load("c-recs"))["c-recs"].computed == {"churn_risk": 0.2}

@@ -9,7 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.events.profiles import ComputedFields, ProfileUpdate, encode_profile_update
+from shared.events.profiles import (
+    ComputedFields,
+    ProfileUpdate,
+    Recommendation,
+    encode_profile_update,
+)
 from shared.events.segment_changes import Change, SegmentChange, encode_change
 
 ids = st.text(min_size=1, max_size=12)
@@ -58,14 +63,41 @@ def test_encode_change_writes_the_models_bytes(**fields: Any) -> None:
             "predicted_ltv": maybe_float,
             "rfm_tier": maybe_text,
             "score_method": maybe_text,
+            "loyalty_tier": maybe_text,
+            "loyalty_points": st.none() | st.integers(min_value=0, max_value=2**40),
         }
+    ),
+    recommendations=st.none()
+    | st.lists(
+        st.builds(
+            lambda product, score, because, source: {
+                "productId": product,
+                "score": score,
+                "because": because,
+                "source": source,
+            },
+            ids,
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.lists(ids, max_size=3),
+            st.sampled_from(["similar", "popular"]),
+        ),
+        max_size=4,
     ),
 )
 def test_encode_profile_update_writes_the_models_bytes(
-    computed: dict[str, Any], **fields: Any
+    computed: dict[str, Any], recommendations: list[dict[str, Any]] | None, **fields: Any
 ) -> None:
-    model = ProfileUpdate(**fields, computed=ComputedFields(**computed))
-    assert encode_profile_update(**fields, computed=computed) == model.to_bytes()
+    model = ProfileUpdate(
+        **fields,
+        computed=ComputedFields(**computed),
+        recommendations=(
+            None
+            if recommendations is None
+            else [Recommendation.model_validate(r) for r in recommendations]
+        ),
+    )
+    encoded = encode_profile_update(**fields, computed=computed, recommendations=recommendations)
+    assert encoded == model.to_bytes()
 
 
 def test_encode_profile_update_refuses_what_only_pydantic_writes() -> None:

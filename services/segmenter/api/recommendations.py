@@ -1,0 +1,8 @@
+"""``/v1/recommendations`` and ``/v1/products``: see :mod:`services.segmenter.recommend.routes`."""
+
+from __future__ import annotations
+
+from services.segmenter.api.deps import ADMIN
+from services.segmenter.recommend.routes import build_router
+
+router = build_router(ADMIN)
