@@ -9,8 +9,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -29,6 +30,7 @@ from services.dispatcher.templates import TemplateDefinition, TemplateError, che
 from services.dispatcher.tracking import _set_preferences
 from shared.events.channels import Channel
 from shared.events.dispatch_requests import DispatchRequest, Priority
+from shared.http.nul_body import NulFree, nul_message, nul_path
 
 router = APIRouter(dependencies=[Depends(require_admin)])
 
@@ -37,7 +39,11 @@ def _runtime(request: Request) -> Any:
     return request.app.state.runtime
 
 
-class Model(BaseModel):
+#: the largest template version PostgreSQL's ``integer`` holds
+MAX_VERSION = 2**31 - 1
+
+
+class Model(NulFree):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -59,7 +65,8 @@ class TemplatePublic(Model):
 
 
 def _check(definition: TemplateDefinition) -> None:
-    problems = check_compiles(definition)
+    where = nul_path(definition)
+    problems = [nul_message(where)] if where is not None else check_compiles(definition)
     if problems:
         raise HTTPException(
             422,
@@ -75,7 +82,19 @@ def _slug(name: str) -> str:
     return f"{slug or 'template'}-{uuid.uuid4().hex[:6]}"
 
 
-@router.post("/v1/templates", status_code=201, response_model=TemplatePublic, tags=["templates"])
+class Problem(BaseModel):
+    """What a 404 or a 409 answers."""
+
+    detail: str
+
+
+@router.post(
+    "/v1/templates",
+    status_code=201,
+    response_model=TemplatePublic,
+    tags=["templates"],
+    responses={409: {"description": "a template has this id", "model": Problem}},
+)
 async def create_template(body: TemplateCreate, request: Request) -> TemplatePublic:
     _check(body.definition)
     template_id = body.id or _slug(body.definition.name)
@@ -142,7 +161,9 @@ async def list_templates(request: Request) -> list[TemplatePublic]:
 
 @router.get("/v1/templates/{template_id}", response_model=TemplatePublic, tags=["templates"])
 async def get_template(
-    template_id: str, request: Request, version: int | None = None
+    template_id: str,
+    request: Request,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> TemplatePublic:
     async with _runtime(request).engine.connect() as conn:
         head = (
@@ -190,7 +211,7 @@ async def archive_template(template_id: str, request: Request) -> Response:
 class PreviewRequest(Model):
     customer_id: str = Field(min_length=1, max_length=256)
     channel: Channel = Channel.EMAIL
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
     context: dict[str, JsonValue] = Field(default_factory=dict)
 
 
@@ -230,7 +251,16 @@ async def preview_template(
         requested_at=runtime.clock(),
     )
     if found.definition.variant(body.channel, contact.locale) is None:
-        raise HTTPException(422, detail=f"the template has no {body.channel} variant")
+        raise HTTPException(
+            422,
+            detail=[
+                {
+                    "loc": ["body", "channel"],
+                    "msg": f"the template has no {body.channel} variant",
+                    "type": "template_error",
+                }
+            ],
+        )
     try:
         outgoing = runtime.dispatcher.compose(
             preview,
@@ -289,7 +319,7 @@ async def list_topics(request: Request) -> list[TopicPublic]:
 
 @router.put("/v1/topics/{topic}", response_model=TopicPublic, tags=["topics"])
 async def put_topic(
-    topic: Annotated[str, Field(max_length=128)], body: TopicBody, request: Request
+    topic: Annotated[str, Path(max_length=128)], body: TopicBody, request: Request
 ) -> TopicPublic:
     values = body.model_dump()
     async with _runtime(request).engine.begin() as conn:
@@ -468,8 +498,10 @@ async def customer_deliveries(
 class TestSend(Model):
     customer_id: str = Field(min_length=1, max_length=256)
     template_id: str = Field(min_length=1, max_length=256)
-    template_version: int | None = Field(default=None, ge=1)
-    channels: list[Channel] = Field(default_factory=lambda: [Channel.EMAIL], min_length=1)
+    template_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
+    channels: list[Channel] = Field(
+        default_factory=lambda: [Channel.EMAIL], min_length=1, max_length=len(Channel)
+    )
     context: dict[str, JsonValue] = Field(default_factory=dict)
     #: ``critical`` (default) skips caps and quiet hours; consent always applies
     priority: Priority = Priority.CRITICAL
@@ -480,16 +512,20 @@ async def test_send(body: TestSend, request: Request) -> DeliveryPublic:
     """Send a template to a customer now, through every check, and answer with the
     delivery and its outcomes."""
     runtime = _runtime(request)
-    dispatch = DispatchRequest(
-        dispatch_id=f"test-{uuid.uuid4()}",
-        customer_id=body.customer_id,
-        channels=body.channels,
-        template_id=body.template_id,
-        template_version=body.template_version,
-        priority=body.priority,
-        context=body.context,
-        requested_at=runtime.clock(),
-    )
+    try:
+        dispatch = DispatchRequest(
+            dispatch_id=f"test-{uuid.uuid4()}",
+            customer_id=body.customer_id,
+            channels=body.channels,
+            template_id=body.template_id,
+            template_version=body.template_version,
+            priority=body.priority,
+            context=body.context,
+            requested_at=runtime.clock(),
+        )
+    except ValidationError as exc:  # what the topic's schema refuses, as a 422
+        errors = exc.errors(include_url=False, include_context=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
     await runtime.dispatcher.handle_requests([dispatch])
     found = await customer_deliveries(body.customer_id, request, limit=1_000)
     for delivery in found:

@@ -31,7 +31,14 @@ from enum import StrEnum
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from services.dispatcher.contacts import Address, Contact
 from shared.events.channels import Channel
@@ -54,6 +61,28 @@ class Cap(BaseModel):
     window_hours: float = Field(gt=0, le=24 * 366)
 
 
+def _local(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("a local time has no offset: the customer's timezone applies")
+    return value
+
+
+#: a wall-clock time; documented by its pattern, since OpenAPI's ``format: time`` is
+#: RFC 3339's, which needs an offset ("21:00:00Z") that a local time has not
+LocalTime = Annotated[
+    time,
+    AfterValidator(_local),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$",
+            "description": "a local time, HH:MM[:SS[.ffffff]]",
+            "examples": ["21:00"],
+        }
+    ),
+]
+
+
 class QuietHours(BaseModel):
     """No message between ``start`` and ``end`` in the customer's timezone (the window
     wraps midnight when ``start`` > ``end``)."""
@@ -61,8 +90,8 @@ class QuietHours(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     enabled: bool = True
-    start: time = time(21, 0)
-    end: time = time(9, 0)
+    start: LocalTime = time(21, 0)
+    end: LocalTime = time(9, 0)
 
 
 class SendPolicy(BaseModel):

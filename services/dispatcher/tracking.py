@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -40,6 +41,7 @@ from shared.db.outbox import enqueue
 from shared.events import engagement
 from shared.events.channels import Channel
 from shared.events.dispatch_outcomes import DispatchOutcome, Reason, Status
+from shared.http.nul_body import NulFree
 
 router = APIRouter(tags=["tracking"])
 
@@ -403,7 +405,7 @@ async def survey_answer(
 # --- bounces and complaints ---------------------------------------------------------------
 
 
-class EmailFeedback(BaseModel):
+class EmailFeedback(NulFree):
     """A bounce or complaint, as an email provider's webhook (or a relay of it) reports
     it: the ``X-Tenure-Dispatch-Id`` header of the message, or its ``Message-ID``."""
 
@@ -414,14 +416,34 @@ class EmailFeedback(BaseModel):
     detail: str | None = Field(default=None, max_length=1_000)
 
 
-@router.post("/v1/feedback/email", status_code=202, dependencies=[Depends(require_admin)])
+class Problem(BaseModel):
+    """What a 404 answers."""
+
+    detail: str
+
+
+@router.post(
+    "/v1/feedback/email",
+    status_code=202,
+    dependencies=[Depends(require_admin)],
+    responses={404: {"description": "no delivery has that id (any more)", "model": Problem}},
+)
 async def email_feedback(body: EmailFeedback, request: Request) -> dict[str, str]:
     """A hard bounce turns the customer's email channel off; a complaint unsubscribes
     them; both give an event (``Email Bounced`` / ``Email Marked as Spam``), and a
     bounce an outcome ``bounced``."""
     dispatch_id = body.dispatch_id or _dispatch_of(body.message_id)
     if not dispatch_id:
-        raise HTTPException(422, detail="give dispatch_id or message_id")
+        raise RequestValidationError(
+            [
+                {
+                    "type": "missing",
+                    "loc": ("body", "dispatch_id"),
+                    "msg": "give dispatch_id or message_id",
+                    "input": body.model_dump(),
+                }
+            ]
+        )
     runtime = _runtime(request)
     now: datetime = runtime.clock()
     async with runtime.engine.begin() as conn:

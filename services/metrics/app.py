@@ -18,7 +18,9 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -45,6 +47,7 @@ from shared.db.engine import create_engine, driver_connection, snapshot
 from shared.db.outbox import OutboxRelay
 from shared.db.transient import is_transient_db_error
 from shared.http.app import create_service_app
+from shared.http.nul_body import NulFree
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
@@ -56,6 +59,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 STATIC = Path(__file__).parent / "static"
 MAX_DAYS = 3_700
+#: an objective's progress is measured from the period before its start
+MIN_OBJECTIVE_START = date(1900, 1, 1)
 
 
 def utc_now() -> datetime:
@@ -183,6 +188,8 @@ def require_admin(
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+#: a journey version, as the events carry it (``ge=1``) and Postgres stores it (int4)
+VersionP = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 FromQ = Annotated[date | None, Query(alias="from", description="first day (UTC), inclusive")]
 ToQ = Annotated[date | None, Query(alias="to", description="last day (UTC), inclusive")]
 kpis = APIRouter(prefix="/v1/kpis", tags=["kpis"], dependencies=[Depends(require_admin)])
@@ -197,15 +204,26 @@ report_router = APIRouter(
 )
 
 
+class Problem(BaseModel):
+    """What a 404 or a 409 answers."""
+
+    detail: str
+
+
+def _invalid(loc: tuple[str, ...], msg: str, value: Any) -> RequestValidationError:
+    """A 422 shaped like FastAPI's own (the ``HTTPValidationError`` the document declares)."""
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": msg, "input": value}])
+
+
 def _range(
     runtime: Runtime, start: date | None, end: date | None, default_days: int
 ) -> tuple[date, date]:
     end = end or runtime.clock().date()
     start = start or end - timedelta(days=default_days)
     if start > end:
-        raise HTTPException(422, detail=f"`from` ({start}) is after `to` ({end})")
+        raise _invalid(("query", "from"), f"`from` ({start}) is after `to` ({end})", str(start))
     if (end - start).days > MAX_DAYS:
-        raise HTTPException(422, detail=f"the range may span at most {MAX_DAYS} days")
+        raise _invalid(("query", "to"), f"the range may span at most {MAX_DAYS} days", str(end))
     return start, end
 
 
@@ -272,7 +290,7 @@ async def customer_value(
     """Repeat-purchase rate, revenue and LTV per customer, overall and per cohort
     (cohorts first seen between ``from`` and ``to``; all when omitted)."""
     if start and end and start > end:
-        raise HTTPException(422, detail=f"`from` ({start}) is after `to` ({end})")
+        raise _invalid(("query", "from"), f"`from` ({start}) is after `to` ({end})", str(start))
     async with _reading(runtime) as driver:
         return await queries.customer_value(driver, kind=cohort, start=start, end=end)
 
@@ -307,10 +325,11 @@ async def funnel(
     dims = [d.strip() for d in group_by.split(",") if d.strip()]
     unknown = sorted(set(dims) - set(queries.FUNNEL_DIMENSIONS))
     if unknown:
-        raise HTTPException(
-            422,
-            detail=f"cannot group by {', '.join(unknown)}; "
+        raise _invalid(
+            ("query", "group_by"),
+            f"cannot group by {', '.join(unknown)}; "
             f"choose among {', '.join(queries.FUNNEL_DIMENSIONS)}",
+            group_by,
         )
     filters = {"journey_id": journey_id, "step_id": step_id, "variant": variant, "channel": channel}
     async with _reading(runtime) as driver:
@@ -343,7 +362,7 @@ async def segments(
 # --- experiments -------------------------------------------------------------------------
 
 
-class ExperimentUpdate(BaseModel):
+class ExperimentUpdate(NulFree):
     #: the variant the others are compared with (default: control, else a, else first)
     control: str = Field(min_length=1)
 
@@ -393,7 +412,7 @@ async def evaluate_now(runtime: RuntimeDep) -> dict[str, int]:
 
 @experiments_router.get("/{journey_id}/{journey_version}/{step_id}")
 async def get_experiment(
-    journey_id: str, journey_version: int, step_id: str, runtime: RuntimeDep
+    journey_id: str, journey_version: VersionP, step_id: str, runtime: RuntimeDep
 ) -> dict[str, Any]:
     async with _reading(runtime) as driver:
         row = await driver.fetchrow(
@@ -413,7 +432,7 @@ async def get_experiment(
 @experiments_router.patch("/{journey_id}/{journey_version}/{step_id}")
 async def update_experiment(
     journey_id: str,
-    journey_version: int,
+    journey_version: VersionP,
     step_id: str,
     body: ExperimentUpdate,
     runtime: RuntimeDep,
@@ -431,7 +450,9 @@ async def update_experiment(
             body.control,
         )
         if not known:
-            raise HTTPException(422, detail=f"no variant {body.control!r} in this experiment")
+            raise _invalid(
+                ("body", "control"), f"no variant {body.control!r} in this experiment", body.control
+            )
         updated = await driver.fetchval(
             """
             UPDATE metrics.experiments SET control = $4, min_p_values = CASE
@@ -473,9 +494,21 @@ async def _with_progress(
     return {**doc.model_dump(mode="json"), **goals.progress(doc, values, baseline)}
 
 
-@objectives_router.post("", status_code=201)
+@objectives_router.post(
+    "",
+    status_code=201,
+    responses={409: {"description": "an objective has this id", "model": Problem}},
+)
 async def create_objective(body: goals.ObjectiveCreate, runtime: RuntimeDep) -> dict[str, Any]:
     """Store a SMART objective; answers with its progress."""
+    if body.start < MIN_OBJECTIVE_START:
+        raise _invalid(
+            ("body", "start"), f"an objective starts on {MIN_OBJECTIVE_START} or later", body.start
+        )
+    if (body.deadline - body.start).days > MAX_DAYS:
+        raise _invalid(
+            ("body", "deadline"), f"an objective may span at most {MAX_DAYS} days", body.deadline
+        )
     doc = body.model_copy(update={"id": body.id or _slug(body.name)})
     async with runtime.engine.begin() as conn:
         driver = await driver_connection(conn)
@@ -591,6 +624,15 @@ def create_app(settings: MetricsSettings | None = None, *, clock: Clock = utc_no
     app.state.admin_tokens = TokenDigests(settings.metrics.admin_token_digests)
     for router in (kpis, experiments_router, objectives_router, report_router):
         app.include_router(router)
-    app.add_api_route("/report", report_page, methods=["GET"], tags=["report"])
-    app.add_api_route("/static/{name}", static_file, methods=["GET"], tags=["report"])
+    app.add_api_route(
+        "/report", report_page, methods=["GET"], tags=["report"], response_class=HTMLResponse
+    )
+    app.add_api_route(
+        "/static/{name}",
+        static_file,
+        methods=["GET"],
+        tags=["report"],
+        response_class=Response,
+        responses={200: {"content": {"text/javascript": {"schema": {"type": "string"}}}}},
+    )
     return app

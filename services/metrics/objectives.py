@@ -8,10 +8,11 @@ from datetime import date
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from services.metrics import queries
 from services.metrics.periods import shift_period
+from shared.http.nul_body import NulFree
 
 ObjectiveMetric = Literal[
     "churn_rate",
@@ -27,7 +28,7 @@ ObjectiveMetric = Literal[
 JOURNEY_METRICS = frozenset({"conversion_rate", "nps", "csat"})
 
 
-class ObjectiveCreate(BaseModel):
+class ObjectiveCreate(NulFree):
     id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
     name: str = Field(min_length=1, max_length=200)
     metric: ObjectiveMetric

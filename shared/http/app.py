@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -111,6 +112,12 @@ async def metrics() -> Response:
 
 async def _invalid_request(request: Request, exc: Exception) -> Response:
     """FastAPI's 422, serialised with orjson: an echoed NaN or Infinity (which Python's
-    JSON parser reads) becomes null instead of failing the answer with a 500."""
+    JSON parser reads) becomes null instead of failing the answer with a 500; an echo
+    orjson cannot write (an integer over 64 bits) is left out."""
     assert isinstance(exc, RequestValidationError)
-    return json_response({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+    errors = jsonable_encoder(exc.errors())
+    try:
+        return json_response({"detail": errors}, status_code=422)
+    except orjson.JSONEncodeError:
+        echoless = [{k: v for k, v in e.items() if k != "input"} for e in errors]
+        return json_response({"detail": echoless}, status_code=422)

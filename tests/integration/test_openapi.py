@@ -111,14 +111,7 @@ def _auth(document: dict[str, Any]) -> dict[str, str]:
 
 #: what Schemathesis found in a service and is not fixed yet; a service listed here still
 #: runs, and passes once fixed (then remove it)
-KNOWN_FINDINGS = {
-    "dispatcher": (
-        "5xx on PUT /v1/topics/{topic}, PATCH /v1/customers/{customer_id}/preferences and "
-        "POST /v1/test-sends; POST /v1/feedback/email answers an undocumented 404 and a 422 "
-        "whose detail is a string, not the documented list; /v1/policy's times are not "
-        'OpenAPI "time" strings'
-    ),
-}
+KNOWN_FINDINGS: dict[str, str] = {}
 
 
 @pytest.mark.slow

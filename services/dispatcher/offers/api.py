@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.dispatcher import metrics
 from services.dispatcher.auth import require_admin
 from services.dispatcher.offers import pools
+from shared.http.nul_body import NulFree
 from shared.offers import InvalidCode, normalise, verify
 
 router = APIRouter(dependencies=[Depends(require_admin)], tags=["offers"])
@@ -20,7 +21,7 @@ PoolId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-class _Model(BaseModel):
+class _Model(NulFree):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -28,7 +29,7 @@ class PoolCreate(_Model):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     name: str = Field(min_length=1, max_length=200)
     #: below this many free codes the pool alerts (TenureCouponPoolLow)
-    low_water: int = Field(default=100, ge=0)
+    low_water: int = Field(default=100, ge=0, le=2**31 - 1)  # PostgreSQL integer
 
 
 class PoolPublic(_Model):
@@ -61,7 +62,18 @@ def _public(stats: pools.PoolStats) -> PoolPublic:
     )
 
 
-@router.post("/v1/coupon-pools", status_code=201, response_model=PoolPublic)
+class Problem(BaseModel):
+    """What a 404 or a 409 answers."""
+
+    detail: str
+
+
+@router.post(
+    "/v1/coupon-pools",
+    status_code=201,
+    response_model=PoolPublic,
+    responses={409: {"description": "a pool has this id", "model": Problem}},
+)
 async def create_pool(body: PoolCreate, request: Request) -> PoolPublic:
     runtime = request.app.state.runtime
     async with runtime.engine.begin() as conn:

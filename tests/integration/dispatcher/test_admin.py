@@ -160,3 +160,64 @@ async def test_topics_policy_deliveries_test_sends_and_feedback(stack: Stack) ->
         "/v1/feedback/email", json={"dispatch_id": "nope", "kind": "complaint"}, headers=ADMIN
     )
     assert unknown.status_code == 404
+
+
+async def test_a_nul_character_in_a_body_is_a_422_not_a_500(stack: Stack) -> None:
+    """Schemathesis found NUL characters (which PostgreSQL cannot store, in text nor
+    jsonb) failing these operations in asyncpg with a 500."""
+    refused = [
+        ("PUT", "/v1/topics/nul", {"name": "N\x00ws"}, "name"),
+        ("PATCH", "/v1/customers/ann/preferences", {"topics": {"n\x00": True}}, "topics"),
+        ("POST", "/v1/test-sends", {"customer_id": "a\x00", "template_id": "t"}, "customer_id"),
+        (
+            "POST",
+            "/v1/test-sends",
+            {"customer_id": "ann", "template_id": "t", "context": {"k": ["\x00"]}},
+            "context.k.0",
+        ),
+        (
+            "POST",
+            "/v1/feedback/email",
+            {"dispatch_id": "d\x00", "kind": "complaint"},
+            "dispatch_id",
+        ),
+    ]
+    for method, path, body, where in refused:
+        answer = await stack.client.request(method, path, json=body, headers=ADMIN)
+        assert answer.status_code == 422, (path, answer.text)
+        [error] = answer.json()["detail"]
+        assert f"`{where}` contains a NUL character" in error["msg"], error
+    topics = (await stack.client.get("/v1/topics", headers=ADMIN)).json()
+    assert "nul" not in [t["topic"] for t in topics]
+
+
+async def test_a_test_send_the_request_topic_refuses_is_a_422_not_a_500(stack: Stack) -> None:
+    """Schemathesis found a test send with more channels than exist, or one channel
+    twice, failing as a ``dispatch.requests`` event with a 500."""
+    for channels in (["email", "push", "email", "sms", "push", "email"], ["email", "email"]):
+        answer = await stack.client.post(
+            "/v1/test-sends",
+            json={"customer_id": "ann", "template_id": "t", "channels": channels},
+            headers=ADMIN,
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"][0]["loc"][0] == "body"
+    huge = {"customer_id": "ann", "template_id": "t", "template_version": 2**40}
+    answer = await stack.client.post("/v1/test-sends", json=huge, headers=ADMIN)
+    assert answer.status_code == 422, answer.text
+    answer = await stack.client.get(f"/v1/templates/t?version={2**40}", headers=ADMIN)
+    assert answer.status_code == 422, answer.text
+
+
+async def test_feedback_without_an_id_and_the_policy_answer_as_documented(stack: Stack) -> None:
+    answer = await stack.client.post("/v1/feedback/email", json={"kind": "bounce"}, headers=ADMIN)
+    assert answer.status_code == 422
+    [error] = answer.json()["detail"]  # a list, as HTTPValidationError says
+    assert error["loc"] == ["body", "dispatch_id"] and "message_id" in error["msg"]
+    policy = (await stack.client.get("/v1/policy", headers=ADMIN)).json()
+    policy["quiet_hours"] = {"enabled": True, "start": "22:30", "end": "07:00"}
+    saved = await stack.client.put("/v1/policy", json=policy, headers=ADMIN)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["quiet_hours"] == {"enabled": True, "start": "22:30:00", "end": "07:00:00"}
+    policy["quiet_hours"]["start"] = "22:30:00Z"  # a local time has no offset
+    assert (await stack.client.put("/v1/policy", json=policy, headers=ADMIN)).status_code == 422

@@ -188,3 +188,14 @@ async def test_offers_in_a_message(stack: Stack) -> None:
     metrics_text = (await stack.client.get("/metrics")).text
     assert 'tenure_dispatcher_coupons_available{pool="spring"} 0.0' in metrics_text
     assert 'tenure_dispatcher_coupon_pool_low_water{pool="spring"} 1.0' in metrics_text
+
+
+async def test_bad_pools_and_codes_are_4xx_as_documented(stack: Stack) -> None:
+    """Schemathesis found a low-water mark over int4 and a NUL in a name or a code
+    failing in asyncpg with a 500."""
+    huge = {"id": "big", "name": "Big", "low_water": 29718988267761816863235511905419264}
+    for body in (huge, {"id": "nul", "name": "N\x00"}):
+        answer = await stack.client.post("/v1/coupon-pools", json=body, headers=ADMIN)
+        assert answer.status_code == 422, answer.text
+    answer = await stack.client.post("/v1/offers/verify", json={"code": "A\x00"}, headers=ADMIN)
+    assert answer.status_code == 422, answer.text

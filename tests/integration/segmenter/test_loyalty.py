@@ -140,3 +140,12 @@ async def test_an_alias_brings_the_anonymous_points(stack: Stack) -> None:
     moved = await standing(stack, known, until=lambda s: len(s["history"]) == 1)
     assert [(e["ruleId"], e["points"]) for e in moved["history"]] == [("review", 25)]
     assert (await standing(stack, anonymous))["history"] == []
+
+
+async def test_a_nul_character_in_the_program_is_a_422_not_a_500(stack: Stack) -> None:
+    """Schemathesis found a NUL (which jsonb cannot hold) in a rule's event failing in
+    asyncpg with a 500."""
+    program = {"rules": [{"id": "r", "kind": "per_event", "points": 1, "event": "\x00"}]}
+    answer = await stack.client.put("/v1/loyalty/program", headers=ADMIN, json=program)
+    assert answer.status_code == 422, answer.text
+    assert "`rules.0.event` contains a NUL character" in answer.json()["detail"][0]["msg"]

@@ -91,3 +91,14 @@ async def test_bodies_under_the_cap_are_read(client: httpx.AsyncClient) -> None:
     answer = await client.post("/things", json={"value": 2.5, "note": "x" * 3000})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"value": 2.5}
+
+
+async def test_an_integer_over_64_bits_in_a_refused_body_gets_a_422(
+    client: httpx.AsyncClient,
+) -> None:
+    """Schemathesis found the echo of such an integer failing orjson with a 500."""
+    big = b"123456789012345678901234567890"
+    answer = await client.post("/things", content=b"[" + big + b"]", headers=JSON)
+    assert answer.status_code == 422, answer.text
+    (error,) = answer.json()["detail"]
+    assert error["loc"] == ["body"] and "input" not in error
