@@ -16,7 +16,6 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from services.dispatcher import repository as repo
-from services.dispatcher.auth import require_admin
 from services.dispatcher.models import (
     deliveries,
     outcomes,
@@ -30,6 +29,7 @@ from services.dispatcher.templates import TemplateDefinition, TemplateError, che
 from services.dispatcher.tracking import _set_preferences
 from shared.events.channels import Channel
 from shared.events.dispatch_requests import DispatchRequest, Priority
+from shared.http.admin import require_admin
 from shared.http.nul_body import NulFree, nul_message, nul_path
 
 router = APIRouter(dependencies=[Depends(require_admin)])

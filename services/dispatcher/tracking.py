@@ -33,7 +33,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.dispatcher import metrics
 from services.dispatcher import repository as repo
-from services.dispatcher.auth import require_admin
 from services.dispatcher.links import LinkPayload, LinkRefused, Purpose
 from services.dispatcher.messages import attribution, engagement_event, outcome_message
 from services.dispatcher.models import deliveries, outbox, preferences, subscription_topics
@@ -41,6 +40,7 @@ from shared.db.outbox import enqueue
 from shared.events import engagement
 from shared.events.channels import Channel
 from shared.events.dispatch_outcomes import DispatchOutcome, Reason, Status
+from shared.http.admin import require_admin
 from shared.http.nul_body import NulFree
 
 router = APIRouter(tags=["tracking"])

@@ -21,7 +21,6 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -46,6 +45,7 @@ from shared.db.claims import claims_cleanup
 from shared.db.engine import create_engine, driver_connection, snapshot
 from shared.db.outbox import OutboxRelay
 from shared.db.transient import is_transient_db_error
+from shared.http.admin import require_admin
 from shared.http.app import create_service_app
 from shared.http.nul_body import NulFree
 from shared.kafka.consumer import ConsumerRunner
@@ -165,26 +165,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 # --- dependencies ----------------------------------------------------------------------
 
-_bearer = HTTPBearer(auto_error=False)
-
 
 def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
-
-
-def require_admin(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    tokens: TokenDigests = request.app.state.admin_tokens
-    if credentials is None or not tokens.accepts(credentials.credentials):
-        raise HTTPException(
-            401,
-            detail="send an admin token as `Authorization: Bearer <token>`"
-            if credentials is None
-            else "the admin token is not valid",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.dispatcher import metrics
-from services.dispatcher.auth import require_admin
 from services.dispatcher.offers import pools
+from shared.http.admin import require_admin
 from shared.http.nul_body import NulFree
 from shared.offers import InvalidCode, normalise, verify
 

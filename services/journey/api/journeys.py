@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import insert
 
 from services.journey import repository as repo
-from services.journey.api.deps import ADMIN, RuntimeDep
+from services.journey.api.deps import RuntimeDep
 from services.journey.definition import JourneyDefinition
 from services.journey.diagram import mermaid
 from services.journey.machine import Facts, Run, Stop
@@ -34,6 +34,7 @@ from services.journey.schemas import (
 from services.journey.simulate import describe, simulate
 from shared.db.engine import snapshot
 from shared.events.journey_runs import ExitReason
+from shared.http.admin import ADMIN
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=ADMIN)
 

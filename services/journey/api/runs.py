@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from services.journey import repository as repo
-from services.journey.api.deps import ADMIN, RuntimeDep
+from services.journey.api.deps import RuntimeDep
 from services.journey.api.journeys import run_public
 from services.journey.machine import Stop
 from services.journey.schemas import (
@@ -17,6 +17,7 @@ from services.journey.schemas import (
 )
 from shared.db.engine import snapshot
 from shared.events.journey_runs import ExitReason
+from shared.http.admin import ADMIN
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=ADMIN)
 customers_router = APIRouter(prefix="/v1/customers", tags=["runs"], dependencies=ADMIN)

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from services.segmenter.admin import profiles
-from services.segmenter.api.deps import ADMIN, RuntimeDep
+from services.segmenter.api.deps import RuntimeDep
 from services.segmenter.schemas import ErasurePublic, ProfilePublic
+from shared.http.admin import ADMIN
 
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"], dependencies=ADMIN)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.segmenter.api.deps import ADMIN
 from services.segmenter.recommend.routes import build_router
+from shared.http.admin import ADMIN
 
 router = build_router(ADMIN)

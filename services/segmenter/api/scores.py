@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from services.segmenter.api.deps import ADMIN, RuntimeDep
+from services.segmenter.api.deps import RuntimeDep
 from services.segmenter.schemas import FitReport, LastFitPublic, Problem
 from services.segmenter.scoring_job import last_fit
+from shared.http.admin import ADMIN
 
 router = APIRouter(prefix="/v1/scores", tags=["scores"], dependencies=ADMIN)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from services.segmenter.admin import segments
-from services.segmenter.api.deps import ADMIN, RuntimeDep
+from services.segmenter.api.deps import RuntimeDep
 from services.segmenter.schemas import (
     MembersPublic,
     PreviewPublic,
@@ -18,6 +18,7 @@ from services.segmenter.schemas import (
     SegmentUpdate,
     SegmentVersionPublic,
 )
+from shared.http.admin import ADMIN
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"], dependencies=ADMIN)
 Wait = Annotated[bool, Query(description="answer after the backfill")]

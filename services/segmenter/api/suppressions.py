@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from services.segmenter.admin import suppressions
-from services.segmenter.api.deps import ADMIN, RuntimeDep
+from services.segmenter.api.deps import RuntimeDep
 from services.segmenter.schemas import SuppressionPublic, SuppressionRequest, SuppressionsPublic
+from shared.http.admin import ADMIN
 
 router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"], dependencies=ADMIN)
 

@@ -1,10 +1,16 @@
-"""The admin bearer token, as the segmenter checks it."""
+"""The admin bearer token every service's admin API asks for.
+
+A service puts its accepted tokens (``TokenDigests``) in ``app.state.admin_tokens``
+and declares its admin routes with ``dependencies=ADMIN``; a missing or wrong token
+is a 401 that says which it was.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.params import Depends as DependsParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.auth import TokenDigests
@@ -25,3 +31,7 @@ def require_admin(
             else "the admin token is not valid",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+#: ``dependencies=ADMIN`` on a router or route
+ADMIN: list[DependsParam] = [Depends(require_admin)]
