@@ -36,7 +36,7 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self._sink = sink
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content: bytes = envelope.original_content or envelope.content
         recipients = list(envelope.rcpt_tos)
         reply = self._sink.reply(recipients, content) if self._sink.reply else None

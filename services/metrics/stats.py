@@ -218,7 +218,7 @@ def decide(
     arms: Sequence[Arm],
     *,
     control: str,
-    policy: Policy = Policy(),  # noqa: B008 - immutable
+    policy: Policy = Policy(),
     previous_p_values: dict[str, float] | None = None,
 ) -> Decision:
     """The verdict on an experiment at this look.

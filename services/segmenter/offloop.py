@@ -24,7 +24,7 @@ def compile_for_driver(statement: Any, dialect: Dialect) -> tuple[str, tuple[Any
     """The SQL text and positional parameters asyncpg takes for ``statement``."""
     compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.construct_params()
-    processors = compiled._bind_processors  # noqa: SLF001 (what execute applies too)
+    processors = compiled._bind_processors
     values = tuple(
         processors[name](params[name]) if name in processors else params[name]
         for name in compiled.positiontup or ()

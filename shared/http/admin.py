@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.auth import TokenDigests
+from shared.http.problems import Unauthorized
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -24,12 +25,10 @@ def require_admin(
 ) -> None:
     tokens: TokenDigests = request.app.state.admin_tokens
     if credentials is None or not tokens.accepts(credentials.credentials):
-        raise HTTPException(
-            401,
-            detail="send an admin token as `Authorization: Bearer <token>`"
+        raise Unauthorized(
+            "send an admin token as `Authorization: Bearer <token>`"
             if credentials is None
-            else "the admin token is not valid",
-            headers={"WWW-Authenticate": "Bearer"},
+            else "the admin token is not valid"
         )
 
 

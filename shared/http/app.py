@@ -15,16 +15,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request, Response
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 
 from shared.http.body_limit import BodyLimitMiddleware
 from shared.http.metrics import render_metrics
 from shared.http.middleware import RequestContextMiddleware
 from shared.http.nul import RefuseNulMiddleware
 from shared.http.openapi import with_shared_answers
+from shared.http.problems import install_problem_handlers
 from shared.http.responses import json_response
 from shared.memory import HeapTrimmer
 from shared.settings import DEFAULT_MEMORY_TRIM_INTERVAL_S
@@ -55,7 +53,7 @@ def create_service_app(
     app.add_middleware(BodyLimitMiddleware)  # inside the request context: 413s get ids
     app.add_middleware(RefuseNulMiddleware)
     app.add_middleware(RequestContextMiddleware)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
+    install_problem_handlers(app)
     app.openapi = with_shared_answers(app.openapi)  # type: ignore[method-assign]
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["operations"])
@@ -108,16 +106,3 @@ async def readyz(request: Request) -> Response:
 async def metrics() -> Response:
     body, content_type = render_metrics()
     return Response(body, media_type=content_type)
-
-
-async def _invalid_request(request: Request, exc: Exception) -> Response:
-    """FastAPI's 422, serialised with orjson: an echoed NaN or Infinity (which Python's
-    JSON parser reads) becomes null instead of failing the answer with a 500; an echo
-    orjson cannot write (an integer over 64 bits) is left out."""
-    assert isinstance(exc, RequestValidationError)
-    errors = jsonable_encoder(exc.errors())
-    try:
-        return json_response({"detail": errors}, status_code=422)
-    except orjson.JSONEncodeError:
-        echoless = [{k: v for k, v in e.items() if k != "input"} for e in errors]
-        return json_response({"detail": echoless}, status_code=422)

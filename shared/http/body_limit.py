@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.http.problems import asgi_problem_start, problem_body
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -49,18 +50,10 @@ class BodyLimitMiddleware:
             return
         declared = _declared_length(scope)
         if declared is not None and declared > limit:
-            body = orjson.dumps({"detail": _too_large(limit), "limit_bytes": limit})
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 413,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close"),
-                    ],
-                }
-            )
+            body = problem_body(413, _too_large(limit), limit_bytes=limit)
+            start = asgi_problem_start(413, body)
+            start["headers"].append((b"connection", b"close"))
+            await send(start)
             await send({"type": "http.response.body", "body": body})
             return
         received = 0

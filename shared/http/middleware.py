@@ -14,10 +14,10 @@ import logging
 import time
 import uuid
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.http.metrics import REQUEST_SECONDS
+from shared.http.problems import asgi_problem_start, problem_body
 from shared.logging import request_id_var
 
 log = logging.getLogger("tenure.access")
@@ -57,18 +57,8 @@ class RequestContextMiddleware:
             if started_response:
                 raise  # too late to answer: the server ends the response its own way
             status = 500
-            body = orjson.dumps(
-                {
-                    "error": "internal_error",
-                    "detail": "an unexpected error occurred",
-                    "request_id": request_id,
-                }
-            )
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ]
-            await send_with_id({"type": "http.response.start", "status": 500, "headers": headers})
+            body = problem_body(500, "an unexpected error occurred")
+            await send_with_id(asgi_problem_start(500, body))
             await send_with_id({"type": "http.response.body", "body": body})
         finally:
             elapsed = time.perf_counter() - started

@@ -7,8 +7,9 @@ it in events too), so such a request is answered 400 before any route sees it.
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shared.http.problems import asgi_problem_start, problem_body
 
 
 class RefuseNulMiddleware:
@@ -19,22 +20,12 @@ class RefuseNulMiddleware:
         if scope["type"] == "http" and (
             "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
         ):
-            body = orjson.dumps(
-                {
-                    "error": "invalid_character",
-                    "detail": "the URL contains a NUL character (%00), which no id may hold",
-                }
+            body = problem_body(
+                400,
+                "the URL contains a NUL character (%00), which no id may hold",
+                code="invalid_character",
             )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 400,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
+            await send(asgi_problem_start(400, body))
             await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send)

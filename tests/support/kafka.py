@@ -42,7 +42,7 @@ class TopicTail:
             partitions = self._consumer.partitions_for_topic(self.topic)
             if partitions:
                 return set(partitions)
-            await self._consumer._client.force_metadata_update()  # noqa: SLF001
+            await self._consumer._client.force_metadata_update()
             await asyncio.sleep(0.05)
         raise AssertionError(f"topic {self.topic} does not exist")
 

@@ -158,20 +158,20 @@ class _Compiler:
     def _cutoff(self, days: float) -> ColumnElement[datetime]:
         return instant(self.now - timedelta(days=days))
 
-    def _AllRule(self, rule: AllRule) -> SqlBool:  # noqa: N802
+    def _AllRule(self, rule: AllRule) -> SqlBool:
         return and_(*(self.compile(child) for child in rule.rules))
 
-    def _AnyRule(self, rule: AnyRule) -> SqlBool:  # noqa: N802
+    def _AnyRule(self, rule: AnyRule) -> SqlBool:
         return or_(*(self.compile(child) for child in rule.rules))
 
-    def _NotRule(self, rule: NotRule) -> SqlBool:  # noqa: N802
+    def _NotRule(self, rule: NotRule) -> SqlBool:
         return not_(self.compile(rule.rule))
 
-    def _TraitEquals(self, rule: TraitEquals) -> SqlBool:  # noqa: N802
+    def _TraitEquals(self, rule: TraitEquals) -> SqlBool:
         equal = _true_or_false(trait(rule.trait) == jsonb(rule.value))
         return equal if rule.op == "eq" else not_(equal)
 
-    def _TraitCompare(self, rule: TraitCompare) -> SqlBool:  # noqa: N802
+    def _TraitCompare(self, rule: TraitCompare) -> SqlBool:
         op = COMPARE[rule.op]
         if isinstance(rule.value, str):
             compared = and_(
@@ -184,11 +184,11 @@ class _Compiler:
             )
         return _true_or_false(compared)
 
-    def _TraitIn(self, rule: TraitIn) -> SqlBool:  # noqa: N802
+    def _TraitIn(self, rule: TraitIn) -> SqlBool:
         value = trait(rule.trait)
         return _true_or_false(or_(*(value == jsonb(item) for item in rule.value)))
 
-    def _TraitContains(self, rule: TraitContains) -> SqlBool:  # noqa: N802
+    def _TraitContains(self, rule: TraitContains) -> SqlBool:
         kind = trait_type(rule.trait)
         in_list = and_(kind == "array", trait(rule.trait).op("@>")(jsonb([rule.value])))
         if not isinstance(rule.value, str):
@@ -198,22 +198,22 @@ class _Compiler:
         )
         return _true_or_false(or_(in_text, in_list))
 
-    def _TraitExists(self, rule: TraitExists) -> SqlBool:  # noqa: N802
+    def _TraitExists(self, rule: TraitExists) -> SqlBool:
         present = _true_or_false(trait_type(rule.trait) != "null")
         return present if rule.value else not_(present)
 
-    def _TraitAge(self, rule: TraitAge) -> SqlBool:  # noqa: N802
+    def _TraitAge(self, rule: TraitAge) -> SqlBool:
         return self._age(trait_instant(rule.trait), rule.days, rule.op == "older_than")
 
     def _age(self, at: ColumnElement[datetime], days: float, older: bool) -> SqlBool:
         cutoff = self._cutoff(days)
         return _true_or_false(at < cutoff if older else at >= cutoff)
 
-    def _EventCountRule(self, rule: EventCountRule) -> SqlBool:  # noqa: N802
+    def _EventCountRule(self, rule: EventCountRule) -> SqlBool:
         count, _ = self._event_totals(rule)
         return cast(SqlBool, COMPARE[rule.op](func.coalesce(count, 0), rule.count))
 
-    def _EventValueRule(self, rule: EventValueRule) -> SqlBool:  # noqa: N802
+    def _EventValueRule(self, rule: EventValueRule) -> SqlBool:
         count, value_sum = self._event_totals(rule)
         total = func.coalesce(value_sum, 0)
         op, threshold = COMPARE[rule.op], literal(threshold_amount(rule.value), Numeric)
@@ -233,15 +233,15 @@ class _Compiler:
             self.lookups.window_value_sum(rule.event, rule.dimension, after),
         )
 
-    def _LastEventRule(self, rule: LastEventRule) -> SqlBool:  # noqa: N802
+    def _LastEventRule(self, rule: LastEventRule) -> SqlBool:
         if rule.event is None:
             return self._age(profiles.c.last_seen_at, rule.days, rule.older)
         return self._age(self.lookups.stat_last_at(rule.event), rule.days, rule.older)
 
-    def _FirstSeenRule(self, rule: FirstSeenRule) -> SqlBool:  # noqa: N802
+    def _FirstSeenRule(self, rule: FirstSeenRule) -> SqlBool:
         return self._age(profiles.c.first_seen_at, rule.days, rule.older)
 
-    def _SegmentRule(self, rule: SegmentRule) -> SqlBool:  # noqa: N802
+    def _SegmentRule(self, rule: SegmentRule) -> SqlBool:
         return (
             exists()
             .where(
@@ -251,12 +251,12 @@ class _Compiler:
             .correlate(profiles)
         )
 
-    def _ScoreRule(self, rule: ScoreRule) -> SqlBool:  # noqa: N802
+    def _ScoreRule(self, rule: ScoreRule) -> SqlBool:
         column = profiles.c[rule.score]
         return _true_or_false(COMPARE[rule.op](column, literal(float(rule.value), Double)))
 
-    def _LoyaltyTierRule(self, rule: LoyaltyTierRule) -> SqlBool:  # noqa: N802
+    def _LoyaltyTierRule(self, rule: LoyaltyTierRule) -> SqlBool:
         return _true_or_false(profiles.c.loyalty_tier.in_(list(rule.tiers)))
 
-    def _RfmTierRule(self, rule: RfmTierRule) -> SqlBool:  # noqa: N802
+    def _RfmTierRule(self, rule: RfmTierRule) -> SqlBool:
         return _true_or_false(profiles.c.rfm_tier.in_(list(rule.tiers)))

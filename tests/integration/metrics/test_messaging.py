@@ -463,7 +463,7 @@ async def test_undecodable_messages_go_to_the_dead_letter_topic(stack: Stack) ->
     from shared.kafka.producer import Message
     from tests.support.kafka import TopicTail
 
-    tail = await TopicTail(stack.publisher._settings.bootstrap_servers, "journey.runs.dlq").start()  # noqa: SLF001
+    tail = await TopicTail(stack.publisher._settings.bootstrap_servers, "journey.runs.dlq").start()
     try:
         await stack.publisher.publish_many(
             [Message(journey_runs.TOPIC, b"k", b'{"kind": "entered"}')]

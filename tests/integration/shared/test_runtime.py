@@ -88,7 +88,7 @@ async def test_stop_finishes_consumers_and_loops_then_drains_the_relay_then_clos
     runtime.loop("sweep", Recorded("sweep", log))
 
     async def close(name: str) -> None:
-        assert not publisher.connected or publisher._closing  # noqa: SLF001
+        assert not publisher.connected or publisher._closing
         log.append(f"{name} closed")
 
     runtime.closing("client a", lambda: close("client a"))

@@ -192,7 +192,7 @@ def test_cap_free_at_is_the_first_instant_the_cap_holds(
 
 
 @given(
-    st.datetimes(min_value=_FIRST, max_value=_LAST),  # noqa: DTZ001
+    st.datetimes(min_value=_FIRST, max_value=_LAST),
     st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Pacific/Apia"]),
 )
 def test_a_deferral_never_ends_inside_quiet_hours(now_naive: datetime, zone: str) -> None:

@@ -1,0 +1,28 @@
+"""The typed runtime dependency every service's routes use.
+
+A service's lifespan puts its ``Runtime`` in ``app.state.runtime``; its ``api/deps.py``
+declares ``RuntimeDep = Annotated[Runtime, Depends(runtime_dependency(Runtime))]`` so
+that routes see the runtime's real type and mypy checks what they reach into.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from fastapi import Request
+
+T = TypeVar("T")
+
+
+def runtime_dependency(kind: type[T]) -> Callable[[Request], T]:
+    """A FastAPI dependency returning ``app.state.runtime``, checked to be a ``kind``."""
+
+    def get_runtime(request: Request) -> T:
+        runtime = getattr(request.app.state, "runtime", None)
+        if not isinstance(runtime, kind):
+            found = type(runtime).__name__
+            raise RuntimeError(f"app.state.runtime is {found}, not {kind.__name__}")
+        return runtime
+
+    return get_runtime
