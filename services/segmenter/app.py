@@ -8,17 +8,16 @@ Every endpoint but the operational ones needs ``Authorization: Bearer <admin tok
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 
 from fastapi import FastAPI
 
 from services.segmenter import api
-from services.segmenter.consumer import utc_now
 from services.segmenter.runtime import Runtime
 from services.segmenter.settings import SegmenterSettings, get_settings
 from shared.auth import TokenDigests
+from shared.clock import Clock, utc_now
 from shared.collector import tuned_for_throughput
 from shared.http.app import create_service_app
 
@@ -32,9 +31,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
 
 
-def create_app(
-    settings: SegmenterSettings | None = None, *, clock: Callable[[], datetime] = utc_now
-) -> FastAPI:
+def create_app(settings: SegmenterSettings | None = None, *, clock: Clock = utc_now) -> FastAPI:
     settings = settings or get_settings()
     app = create_service_app(
         title="Tenure segmenter",

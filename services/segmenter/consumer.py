@@ -40,8 +40,7 @@ from services.segmenter.catalog import SegmentCatalog
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.evaluate import evaluate_customer
 from services.segmenter.fold import WorkingProfile, apply_event, merge_profiles, new_profile
-from services.segmenter.loyalty import store as loyalty_store
-from services.segmenter.loyalty.rules import Program
+from services.segmenter.loyalty_rules import Program
 from services.segmenter.messages import (
     change_message,
     deleted_profile_messages,
@@ -55,9 +54,12 @@ from services.segmenter.metrics import (
     MEMBERSHIP_CHANGES,
 )
 from services.segmenter.models import processed_messages
-from services.segmenter.recommend import store as recommend_store
 from services.segmenter.recommend.fold import PRODUCT_VIEWED, fold_interactions
+from services.segmenter.repository import loyalty as loyalty_store
+from services.segmenter.repository import recommendations as recommend_store
 from services.segmenter.rules.snapshot import ProfileSnapshot
+from services.segmenter.settings import SegmenterGroup
+from shared.clock import Clock, utc_now
 from shared.db.claims import claim_messages
 from shared.db.stamped import StampedCache
 from shared.db.transient import is_transient_db_error
@@ -67,13 +69,6 @@ from shared.kafka.consumer import Record
 from shared.kafka.producer import Message
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
 
 #: runs of a batch outdated by merges or erasures before it is left to the runner's backoff
 BATCH_RUNS = 3
@@ -354,6 +349,29 @@ class EventBatchHandler:
             for p in changed
         ]
         await repo.enqueue(conn, messages=messages)
+
+
+def event_batch_handler(
+    group: SegmenterGroup,
+    *,
+    engine: AsyncEngine,
+    catalogs: CatalogCache,
+    loyalty: StampedCache[Program | None],
+    clock: Clock = utc_now,
+    on_commit: Callable[[], None] = lambda: None,
+) -> EventBatchHandler:
+    """The ``customer.events`` handler as a segmenter process runs it, from its settings
+    group (the purchase and view events, the loyalty program cache). The runtime and
+    ``tenure bench segmenter`` both build it here, so the bench measures what runs."""
+    return EventBatchHandler(
+        engine=engine,
+        catalogs=catalogs,
+        clock=clock,
+        on_commit=on_commit,
+        purchase_event=group.purchase_event,
+        view_event=group.recommend_view_event,
+        loyalty=loyalty,
+    )
 
 
 async def load_snapshots(

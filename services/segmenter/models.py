@@ -19,6 +19,14 @@
   earliest instant a time-dependent condition can next flip for a customer.
 - ``score_fits``: each fit of the churn / LTV models.
 - ``outbox``: ``segment.changes`` and ``profiles`` messages to relay.
+- ``products``: the catalogue as the events describe it (category, latest seen) and as
+  the API sets it (``consumable``: may be recommended again after a purchase); a small
+  integer ``product_key`` so interactions stay narrow and the job reads integers.
+- ``interactions``: per customer, product and kind (0 purchase, 1 view) a count and the
+  last time, folded per batch by the consumer (set-based upsert).
+- ``recommendations``: each customer's top N as published on ``profiles``.
+- ``loyalty_program``: the program document (one row); ``loyalty_ledger``: points earned
+  (keyed by the message that earned them and the rule) and spent.
 """
 
 from __future__ import annotations
@@ -28,14 +36,16 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
-    DateTime,
     Double,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     SmallInteger,
+    Table,
     Text,
     func,
 )
@@ -46,17 +56,13 @@ from shared.db.claims import processed_messages_table
 from shared.db.engine import service_metadata
 from shared.db.outbox import outbox_table
 from shared.db.timers import timer_table
+from shared.db.types import Key, Timestamp
 
 SCHEMA = "segmenter"
 
 
 class Base(DeclarativeBase):
     metadata = service_metadata(SCHEMA)
-
-
-Timestamp = DateTime(timezone=True)
-#: ids and names used as keys, compared byte by byte (migration 0006 says why)
-Key = Text(collation="C")
 
 
 class Profile(Base):
@@ -186,6 +192,55 @@ processed_messages = processed_messages_table(Base.metadata)
 #: each customer's next re-evaluation (see :mod:`shared.db.timers`)
 membership_timers = timer_table(Base.metadata, "membership_timers", Column("customer_id", Key))
 
-# the recommendation and loyalty tables live with their code; imported here so the
-# metadata (and the migration check) holds them
-from services.segmenter.recommend import tables as _personalisation_tables  # noqa: E402, F401
+# recommendations and loyalty, as Core tables (their SQL is hand-written in
+# repository/recommendations.py and repository/loyalty.py)
+products = Table(
+    "products",
+    Base.metadata,
+    Column("product_id", Key, primary_key=True),
+    Column("product_key", Integer, Identity(), nullable=False, unique=True),
+    Column("category", Text),
+    Column("consumable", Boolean, nullable=False, server_default="false"),
+    Column("name", Text),
+)
+
+interactions = Table(
+    "interactions",
+    Base.metadata,
+    Column("customer_id", Key, primary_key=True),
+    Column("product_key", Integer, primary_key=True),
+    Column("kind", SmallInteger, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("last_at", Timestamp, nullable=False),
+)
+
+recommendations = Table(
+    "recommendations",
+    Base.metadata,
+    Column("customer_id", Key, primary_key=True),
+    Column("items", JSONB, nullable=False),
+    Column("computed_at", Timestamp, nullable=False),
+)
+
+loyalty_program = Table(
+    "loyalty_program",
+    Base.metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("document", JSONB, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+loyalty_ledger = Table(
+    "loyalty_ledger",
+    Base.metadata,
+    Column("entry_id", BigInteger, Identity(), nullable=False, unique=True),
+    Column("customer_id", Key, primary_key=True),
+    # the messageId that earned it ("once" for a one-off bonus, "redeem:<id>" for a spend)
+    Column("source_id", Key, primary_key=True),
+    Column("rule_id", Key, primary_key=True),
+    Column("at", Timestamp, nullable=False),
+    Column("points", Integer, nullable=False),
+    Column("expires_at", Timestamp),
+    Column("event", Text),
+    Index("ix_loyalty_ledger_customer_at", "customer_id", "at"),
+)

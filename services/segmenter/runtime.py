@@ -15,16 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.segmenter.backfill import backfill, resume_unfinished, with_dependents
 from services.segmenter.catalog_cache import CatalogCache
-from services.segmenter.consumer import Clock, EventBatchHandler, is_transient
+from services.segmenter.consumer import event_batch_handler, is_transient
 from services.segmenter.errors import RefitRunning
-from services.segmenter.loyalty.job import scheduled_refresh
-from services.segmenter.loyalty.store import program_cache
+from services.segmenter.loyalty_job import scheduled_refresh
 from services.segmenter.models import outbox, processed_messages
-from services.segmenter.recommend.job import scheduled_recompute
+from services.segmenter.recommend_job import scheduled_recompute
+from services.segmenter.repository.loyalty import program_cache
 from services.segmenter.schemas import FitReport
 from services.segmenter.scoring_job import last_fit_at, refit_lock, refit_options, refit_scores
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.sweeper import membership_sweep
+from shared.clock import Clock
 from shared.db.claims import claims_cleanup
 from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
@@ -66,14 +67,13 @@ class Runtime:
                 settings=settings.kafka,
                 group_id=group.consumer_group,
                 decoders={CUSTOMER_EVENTS: CustomerEvent.from_bytes},
-                handler=EventBatchHandler(
+                handler=event_batch_handler(
+                    group,
                     engine=self.engine,
                     catalogs=self.catalogs,
+                    loyalty=self.loyalty,
                     clock=clock,
                     on_commit=self.relay.notify,
-                    purchase_event=group.purchase_event,
-                    view_event=group.recommend_view_event,
-                    loyalty=self.loyalty,
                 ),
                 dead_letters=DeadLetterPolicy(self.publisher),
                 is_transient=is_transient,

@@ -186,7 +186,108 @@ class LastFitPublic(BaseModel):
     params: dict[str, Any]
 
 
-class Problem(BaseModel):
-    """What a 404 or a 409 answers."""
+# --- /v1/loyalty --------------------------------------------------------------------
 
-    detail: str
+
+class LedgerEntryPublic(BaseModel):
+    """Points earned (``source_id``: the message that earned them) or spent
+    (``redeem:<id>``, negative points)."""
+
+    source_id: str
+    rule_id: str
+    at: datetime
+    points: int
+    expires_at: datetime | None
+    event: str | None
+
+
+class ExpiryPublic(BaseModel):
+    at: datetime
+    points: int
+
+
+class StandingPublic(BaseModel):
+    """A customer's balance, tier, way to the next tier, and ledger (newest first)."""
+
+    customer_id: str
+    points: int
+    tier: str
+    next_tier: str | None
+    points_to_next_tier: int | None
+    qualifying_points: int
+    expired: int
+    expiring_within_30_days: int
+    history: list[LedgerEntryPublic]
+    expiries: list[ExpiryPublic]
+
+
+class RedemptionCreate(BaseModel):
+    id: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00]+$")
+    points: int = Field(ge=1, le=100_000_000)
+
+
+class RedemptionPublic(BaseModel):
+    customer_id: str
+    redemption_id: str
+    #: the balance after the redemption
+    points: int
+
+
+class RefreshPublic(BaseModel):
+    #: standings that changed; -1 when another process is refreshing now
+    changed: int
+
+
+# --- /v1/recommendations, /v1/products ----------------------------------------------
+
+
+class ProductUpdate(BaseModel):
+    category: str | None = Field(default=None, min_length=1, max_length=200)
+    consumable: bool = False
+    name: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class ProductPublic(ProductUpdate):
+    product_id: str
+
+
+class BecausePublic(BaseModel):
+    product_id: str
+    kind: Literal["purchase", "view"]
+    count: int
+    last_at: datetime
+
+
+class RecommendationPublic(BaseModel):
+    product_id: str
+    score: float
+    source: str
+    because: list[BecausePublic]
+
+
+class InteractionPublic(BaseModel):
+    product_id: str
+    category: str | None
+    kind: Literal["purchase", "view"]
+    count: int
+    last_at: datetime
+
+
+class RecommendationsPublic(BaseModel):
+    customer_id: str
+    computed_at: datetime | None
+    items: list[RecommendationPublic]
+    #: what the list was computed from: the customer's purchases and views, newest first
+    history: list[InteractionPublic]
+
+
+class RecomputePublic(BaseModel):
+    """A recompute of every customer's recommendations (seconds per phase)."""
+
+    computed_at: datetime
+    customers: int
+    products: int
+    interactions: int
+    changed: int
+    seconds: float
+    phases: dict[str, float]

@@ -32,7 +32,7 @@ from services.segmenter.catalog import SegmentCatalog
 from services.segmenter.messages import profile_message
 from services.segmenter.metrics import SCORE_FIT_SECONDS, record_churn_metrics
 from services.segmenter.models import Profile, ScoreFit, outbox
-from services.segmenter.recommend import store as recommend_store
+from services.segmenter.repository import recommendations as recommend_store
 from services.segmenter.schemas import FitReport, LastFitPublic
 from services.segmenter.scoring import CustomerSummary, ScoringResult
 from services.segmenter.scoring.churn_sql import churn_snapshots

@@ -32,9 +32,9 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.segmenter.loyalty.rules import Program
-from services.segmenter.loyalty.store import apply_loyalty
-from services.segmenter.recommend.job import RecomputeReport, recompute_recommendations
+from services.segmenter.loyalty_rules import Program
+from services.segmenter.recommend_job import RecomputeReport, recompute_recommendations
+from services.segmenter.repository.loyalty import apply_loyalty
 from shared.db.engine import create_engine
 from shared.db.migrations import upgrade
 from shared.events.customer_events import CustomerEvent

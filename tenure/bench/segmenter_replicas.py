@@ -30,10 +30,12 @@ from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Any
 
 from services.segmenter.catalog_cache import CatalogCache
-from services.segmenter.consumer import EventBatchHandler, is_transient, utc_now
+from services.segmenter.consumer import event_batch_handler, is_transient
 from services.segmenter.models import outbox
+from services.segmenter.repository.loyalty import program_cache
 from services.segmenter.settings import SegmenterGroup
 from services.segmenter.sweeper import membership_sweep
+from shared.clock import utc_now
 from shared.collector import tuned_for_throughput
 from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
@@ -80,8 +82,14 @@ class ConsumerReplica:
         self.publisher = EventPublisher(kafka, client_id="bench-segmenter")
         catalogs = CatalogCache(self.engine)
         self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
-        handler = EventBatchHandler(
-            engine=self.engine, catalogs=catalogs, clock=utc_now, on_commit=self.relay.notify
+        # built as the segmenter's runtime builds it (purchases, views, loyalty included)
+        handler = event_batch_handler(
+            group,
+            engine=self.engine,
+            catalogs=catalogs,
+            loyalty=program_cache(self.engine),
+            clock=utc_now,
+            on_commit=self.relay.notify,
         )
         self.runner = ConsumerRunner(
             settings=kafka,

@@ -1,10 +1,10 @@
-"""The segmenter's admin HTTP API: one router per resource, the errors of the
-operations answered as JSON (``{"detail": …}``, as ``HTTPException`` answers)."""
+"""The segmenter's admin HTTP API: one router per resource, each route calling
+:mod:`..admin`. Errors are the shared problem details (:mod:`..errors`), answered by
+the handlers :func:`shared.http.app.create_service_app` installs."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from services.segmenter.api import (
     loyalty,
@@ -14,7 +14,6 @@ from services.segmenter.api import (
     segments,
     suppressions,
 )
-from services.segmenter.errors import Conflict, InvalidRule, NotFound, SegmenterError
 
 ROUTERS = (
     segments.router,
@@ -27,15 +26,5 @@ ROUTERS = (
 
 
 def install(app: FastAPI) -> None:
-    """Add the routers and the answers to :mod:`services.segmenter.errors`."""
     for router in ROUTERS:
         app.include_router(router)
-    app.add_exception_handler(SegmenterError, _answer)  # type: ignore[arg-type]
-
-
-async def _answer(request: Request, exc: SegmenterError) -> JSONResponse:
-    if isinstance(exc, InvalidRule):
-        detail = [{"loc": list(exc.loc), "msg": exc.detail, "type": "value_error"}]
-        return JSONResponse({"detail": detail}, status_code=422)
-    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 400
-    return JSONResponse({"detail": exc.detail}, status_code=status)

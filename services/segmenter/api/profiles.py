@@ -10,11 +10,12 @@ from services.segmenter.admin import profiles
 from services.segmenter.api.deps import RuntimeDep
 from services.segmenter.schemas import ErasurePublic, ProfilePublic
 from shared.http.admin import ADMIN
+from shared.http.problems import problems
 
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"], dependencies=ADMIN)
 
 
-@router.get("/{customer_id}", response_model=ProfilePublic)
+@router.get("/{customer_id}", response_model=ProfilePublic, responses=problems(404))
 async def get_profile(customer_id: str, runtime: RuntimeDep) -> ProfilePublic:
     """A customer's profile with memberships, scores and event statistics.
 
@@ -23,7 +24,7 @@ async def get_profile(customer_id: str, runtime: RuntimeDep) -> ProfilePublic:
     return await profiles.get_profile(runtime, customer_id)
 
 
-@router.delete("/{customer_id}", response_model=ErasurePublic)
+@router.delete("/{customer_id}", response_model=ErasurePublic, responses=problems(404))
 async def erase_profile(
     customer_id: str,
     runtime: RuntimeDep,

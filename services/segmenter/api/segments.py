@@ -12,13 +12,13 @@ from services.segmenter.schemas import (
     MembersPublic,
     PreviewPublic,
     PreviewRequest,
-    Problem,
     SegmentCreate,
     SegmentPublic,
     SegmentUpdate,
     SegmentVersionPublic,
 )
 from shared.http.admin import ADMIN
+from shared.http.problems import problems
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"], dependencies=ADMIN)
 Wait = Annotated[bool, Query(description="answer after the backfill")]
@@ -28,7 +28,7 @@ Wait = Annotated[bool, Query(description="answer after the backfill")]
     "",
     status_code=201,
     response_model=SegmentPublic,
-    responses={409: {"description": "a segment has (or had) this id", "model": Problem}},
+    responses=problems(409, 422),
 )
 async def create_segment(
     body: SegmentCreate, runtime: RuntimeDep, wait: Wait = False
@@ -42,17 +42,21 @@ async def list_segments(runtime: RuntimeDep) -> list[SegmentPublic]:
     return await segments.list_segments(runtime)
 
 
-@router.get("/{segment_id}", response_model=SegmentPublic)
+@router.get("/{segment_id}", response_model=SegmentPublic, responses=problems(404))
 async def get_segment(segment_id: str, runtime: RuntimeDep) -> SegmentPublic:
     return await segments.get_segment(runtime, segment_id)
 
 
-@router.get("/{segment_id}/versions", response_model=list[SegmentVersionPublic])
+@router.get(
+    "/{segment_id}/versions",
+    response_model=list[SegmentVersionPublic],
+    responses=problems(404),
+)
 async def segment_versions(segment_id: str, runtime: RuntimeDep) -> list[SegmentVersionPublic]:
     return await segments.segment_versions(runtime, segment_id)
 
 
-@router.put("/{segment_id}", response_model=SegmentPublic)
+@router.put("/{segment_id}", response_model=SegmentPublic, responses=problems(404, 422))
 async def update_segment(
     segment_id: str, body: SegmentUpdate, runtime: RuntimeDep, wait: Wait = False
 ) -> SegmentPublic:
@@ -63,7 +67,7 @@ async def update_segment(
 @router.delete(
     "/{segment_id}",
     status_code=204,
-    responses={409: {"description": "other segments read this one", "model": Problem}},
+    responses=problems(404, 409),
 )
 async def delete_segment(segment_id: str, runtime: RuntimeDep) -> Response:
     """Retire the segment: every member leaves (an exit each). Refused while others read it."""
@@ -71,7 +75,7 @@ async def delete_segment(segment_id: str, runtime: RuntimeDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/{segment_id}/members", response_model=MembersPublic)
+@router.get("/{segment_id}/members", response_model=MembersPublic, responses=problems(404))
 async def segment_members(
     segment_id: str,
     runtime: RuntimeDep,
@@ -81,7 +85,7 @@ async def segment_members(
     return await segments.segment_members(runtime, segment_id, after=after, limit=limit)
 
 
-@router.post("/preview", response_model=PreviewPublic)
+@router.post("/preview", response_model=PreviewPublic, responses=problems(422))
 async def preview_segment(body: PreviewRequest, runtime: RuntimeDep) -> PreviewPublic:
     """How many profiles match a rule now, with a sample; computed in SQL, nothing saved."""
     return await segments.preview_segment(runtime, body)

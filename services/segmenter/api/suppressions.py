@@ -10,6 +10,7 @@ from services.segmenter.admin import suppressions
 from services.segmenter.api.deps import RuntimeDep
 from services.segmenter.schemas import SuppressionPublic, SuppressionRequest, SuppressionsPublic
 from shared.http.admin import ADMIN
+from shared.http.problems import problems
 
 router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"], dependencies=ADMIN)
 
@@ -33,7 +34,7 @@ async def suppress_customer(
     return await suppressions.suppress_customer(runtime, customer_id, reason=reason)
 
 
-@router.delete("/{customer_id}", status_code=204)
+@router.delete("/{customer_id}", status_code=204, responses=problems(404))
 async def lift_suppression(customer_id: str, runtime: RuntimeDep) -> Response:
     """Accept this id's events again, from now on (dropped events are not replayed)."""
     await suppressions.lift_suppression(runtime, customer_id)

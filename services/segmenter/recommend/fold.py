@@ -1,5 +1,5 @@
 """What a batch of events adds to the interactions table, folded in Python before one
-set-based upsert (see :func:`services.segmenter.recommend.store.add_interactions`).
+set-based upsert (see :func:`services.segmenter.repository.recommendations.add_interactions`).
 
 The Segment e-commerce spec: a purchase (``Order Completed`` by default) lists its
 ``products[]``, each with ``product_id`` (``sku`` or ``id`` accepted), ``category`` and

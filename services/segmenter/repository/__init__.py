@@ -5,7 +5,9 @@ transaction (an ``AsyncConnection`` from ``engine.begin()``); none commits. Stat
 on the event path run once per consumed batch with thousands of rows: they pass whole
 columns as arrays straight to asyncpg (:mod:`shared.db.driver`).
 
-The functions are re-exported here: callers write ``repo.load_profiles(...)``.
+The functions are re-exported here: callers write ``repo.load_profiles(...)``; the
+recommendations' and loyalty's stores (:mod:`.recommendations`, :mod:`.loyalty`) are
+read as modules, their names being generic (``erase``, ``history``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from services.segmenter.repository.memberships import (
     remove_memberships,
     set_timers,
 )
-from services.segmenter.repository.outbox import enqueue
+from services.segmenter.repository.outbox import enqueue, publish_profiles
 from services.segmenter.repository.profiles import (
     add_event_stats,
     add_rollups,
@@ -107,6 +109,7 @@ __all__ = [
     "merged_or_suppressed",
     "move_activity",
     "profile_row",
+    "publish_profiles",
     "record_alias",
     "record_backfill_progress",
     "remove_memberships",

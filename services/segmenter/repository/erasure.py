@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.segmenter.models import membership_timers
-from services.segmenter.recommend import store as recommend_store
+from services.segmenter.repository import recommendations as recommend_store
 from services.segmenter.repository.profiles import load_profiles
 from services.segmenter.repository.reads import aliases_of
 from services.segmenter.repository.tables import (

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -26,25 +26,12 @@ from tenure.embedded import EmbeddedBroker, free_port
 from tenure.services import SERVICES
 from tests.conftest import NewDatabase
 from tests.integration.segmenter.replicas import Replicas, two_replicas
+from tests.support.clock import FakeClock
 from tests.support.kafka import TopicTail
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class FakeClock:
-    """The segmenter's ``now``; tests advance it by days instead of waiting."""
-
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
 
 
 @dataclass
@@ -122,7 +109,7 @@ async def stack(module_broker: EmbeddedBroker, new_database: NewDatabase) -> Asy
             refit_interval_s=0,
         ),
     )
-    clock = FakeClock()
+    clock = FakeClock(START)
     app = create_app(settings, clock=clock)
     publisher = EventPublisher(kafka, client_id="test-sender")
     await publisher.start()

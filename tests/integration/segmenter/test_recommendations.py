@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from services.segmenter.recommend.job import RECOMMEND_LOCK, recompute_recommendations
-from services.segmenter.recommend.store import customer_interactions
+from services.segmenter.recommend_job import RECOMMEND_LOCK, recompute_recommendations
+from services.segmenter.repository.recommendations import customer_interactions
 from shared.db.locks import release_session_lock, take_session_lock
 from shared.events.profiles import ProfileUpdate
 from tests.integration.segmenter.conftest import ADMIN, Stack

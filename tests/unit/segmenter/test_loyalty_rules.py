@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.segmenter.loyalty.rules import Entry, Program, earn, expiry_of, standing
+from services.segmenter.loyalty_rules import Entry, Program, earn, expiry_of, standing
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

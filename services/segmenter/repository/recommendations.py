@@ -208,6 +208,16 @@ async def load_recommendations(
     return {r[0]: orjson.loads(r[1]) for r in rows}
 
 
+async def computed_at(conn: AsyncConnection, *, customer_id: str) -> datetime | None:
+    """When the customer's stored list was computed (None: no list)."""
+    rows = await fetch(
+        conn,
+        "SELECT computed_at FROM segmenter.recommendations WHERE customer_id = $1",
+        customer_id,
+    )
+    return rows[0][0] if rows else None
+
+
 async def customer_interactions(conn: AsyncConnection, *, customer_id: str) -> list[Any]:
     return list(
         await fetch(

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.segmenter.backfill import backfill, with_dependents
 from services.segmenter.catalog_cache import CatalogCache
-from services.segmenter.loyalty import store
-from services.segmenter.recommend.job import publish_profiles
 from services.segmenter.repository import load_profiles
+from services.segmenter.repository import loyalty as store
+from services.segmenter.repository.outbox import publish_profiles
 from services.segmenter.rules import LoyaltyTierRule, walk
 from shared.db.locks import lock_name, session_lock
 from shared.stopping import PeriodicJob

@@ -20,11 +20,8 @@ from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.segmenter import repository as repo
-from services.segmenter.messages import profile_message
-from services.segmenter.recommend import store
 from services.segmenter.recommend.model import (
     SOURCE_NAMES,
     Catalogue,
@@ -35,6 +32,8 @@ from services.segmenter.recommend.model import (
     fit,
     recommend,
 )
+from services.segmenter.repository import recommendations as store
+from services.segmenter.repository.outbox import publish_profiles
 from shared.db.locks import lock_name, session_lock
 from shared.db.transient import is_transient_db_error
 from shared.retry import retrying
@@ -146,27 +145,6 @@ def items_json(
     return out
 
 
-async def publish_profiles(conn: AsyncConnection, *, ids: Sequence[str], now: datetime) -> None:
-    """A new ``profiles`` message for each customer, with their stored recommendations."""
-    if not ids:
-        return
-    versions = await repo.bump_versions(conn, ids=ids)
-    working = await repo.load_profiles(conn, ids=ids, lock=False)
-    scores = await repo.load_scores(conn, ids=ids)
-    lists = await store.load_recommendations(conn, ids=ids)
-    messages = [
-        profile_message(
-            profile,
-            versions[customer_id],
-            scores.get(customer_id, {}),
-            now,
-            recommendations=lists.get(customer_id),
-        )
-        for customer_id, profile in working.items()
-    ]
-    await repo.enqueue(conn, messages=messages)
-
-
 async def recompute_recommendations(
     engine: AsyncEngine,
     *,
@@ -254,18 +232,6 @@ async def _write_chunk(
         # customers erased or merged away since the read have no profile: no message
         await publish_profiles(conn, ids=ids, now=now)
     return ids
-
-
-def report_json(report: RecomputeReport) -> dict[str, Any]:
-    return {
-        "computedAt": report.computed_at.isoformat(),
-        "customers": report.customers,
-        "products": report.products,
-        "interactions": report.interactions,
-        "changed": report.changed,
-        "seconds": round(report.seconds, 3),
-        "phases": {k: round(v, 3) for k, v in report.phases.items()},
-    }
 
 
 def options_from(group: Any) -> RecomputeOptions:

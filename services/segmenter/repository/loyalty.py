@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.segmenter.loyalty.rules import Entry, Program, earn, expiry_of, standing
+from services.segmenter.loyalty_rules import Entry, Program, earn, expiry_of, standing
 from shared.db.driver import execute, fetch
 from shared.db.stamped import StampedCache
 from shared.events.customer_events import CustomerEvent
@@ -167,6 +167,14 @@ async def history(conn: AsyncConnection, *, customer_id: str, limit: int = 200) 
             customer_id,
             limit,
         )
+    )
+
+
+async def lock_profile(conn: AsyncConnection, *, customer_id: str) -> None:
+    """Lock the customer's profile row (if any): orders a redemption with the consumer's
+    batches for the customer, which lock it first too."""
+    await fetch(
+        conn, "SELECT 1 FROM segmenter.profiles WHERE customer_id = $1 FOR UPDATE", customer_id
     )
 
 
