@@ -27,7 +27,7 @@ LEAF = {"kind": "event_count", "op": "gte", "count": 1, "within_days": 7}
 async def test_a_nul_in_the_url_is_400(stack: Stack, method: str, path: str) -> None:
     answer = await stack.client.request(method, path, headers=ADMIN)
     assert answer.status_code == 400, answer.text
-    assert answer.json()["error"] == "invalid_character"
+    assert answer.json()["type"] == "urn:tenure:problem:invalid_character"
 
 
 @pytest.mark.parametrize("field", ["name", "description"])
@@ -35,7 +35,7 @@ async def test_a_nul_in_a_segment_text_is_422(stack: Stack, field: str) -> None:
     body = {"name": "ok", "rule": {**LEAF, "event": "e"}, field: "a\x00b"}
     answer = await stack.client.post("/v1/segments", json=body, headers=ADMIN)
     assert answer.status_code == 422, answer.text
-    assert answer.json()["detail"][0]["loc"] == ["body", field]
+    assert answer.json()["errors"][0]["loc"] == ["body", field]
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,8 @@ async def test_a_nul_in_a_segment_text_is_422(stack: Stack, field: str) -> None:
 async def test_nan_in_a_body_is_a_422_that_serialises(stack: Stack, raw: bytes) -> None:
     answer = await stack.client.post("/v1/segments", content=raw, headers=JSON)
     assert answer.status_code == 422, answer.text
-    assert answer.json()["detail"]
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["errors"]
 
 
 async def test_a_huge_rule_is_refused_quickly(stack: Stack) -> None:

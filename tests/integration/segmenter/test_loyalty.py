@@ -62,8 +62,8 @@ async def test_points_tiers_segments_redemptions_and_expiry(stack: Stack) -> Non
     )
     await stack.send(event("identify", ada, now - timedelta(days=3), traits={"run": run}), first)
     got = await standing(stack, ada, until=lambda s: s["points"] > 0)
-    assert (got["points"], got["tier"], got["nextTier"]) == (250, "Silver", "Gold")
-    assert got["pointsToNextTier"] == 250
+    assert (got["points"], got["tier"], got["next_tier"]) == (250, "Silver", "Gold")
+    assert got["points_to_next_tier"] == 250
 
     # a redelivered event earns nothing; a second order earns without a second bonus
     await stack.send(first)
@@ -78,7 +78,7 @@ async def test_points_tiers_segments_redemptions_and_expiry(stack: Stack) -> Non
     )
     got = await standing(stack, ada, until=lambda s: s["points"] != 250)
     assert (got["points"], got["tier"]) == (550, "Gold")
-    assert sorted(e["ruleId"] for e in got["history"]) == ["spend", "spend", "welcome"]
+    assert sorted(e["rule_id"] for e in got["history"]) == ["spend", "spend", "welcome"]
     await eventually_members(stack, gold, {ada})
     update = ProfileUpdate.from_bytes(
         (
@@ -101,7 +101,8 @@ async def test_points_tiers_segments_redemptions_and_expiry(stack: Stack) -> Non
     spend = await stack.client.post(
         f"/v1/loyalty/{ada}/redemptions", headers=ADMIN, json={"id": "r-1", "points": 100}
     )
-    assert (spend.status_code, spend.json()["points"]) == (201, 500), spend.text
+    assert spend.status_code == 201, spend.text
+    assert spend.json() == {"customer_id": ada, "redemption_id": "r-1", "points": 500}
     again = await stack.client.post(
         f"/v1/loyalty/{ada}/redemptions", headers=ADMIN, json={"id": "r-1", "points": 100}
     )
@@ -110,6 +111,7 @@ async def test_points_tiers_segments_redemptions_and_expiry(stack: Stack) -> Non
         f"/v1/loyalty/{ada}/redemptions", headers=ADMIN, json={"id": "r-2", "points": 10_000}
     )
     assert too_much.status_code == 409
+    assert too_much.json()["detail"] == f"{ada!r} has 500 points, 10000 asked"
     assert (await standing(stack, ada))["points"] == 500
 
     # 40 days later everything earned has expired and left the qualifying window
@@ -138,7 +140,7 @@ async def test_an_alias_brings_the_anonymous_points(stack: Stack) -> None:
     await standing(stack, anonymous, until=lambda s: s["points"] == 25)
     await stack.send(event("alias", known, now - timedelta(hours=1), previousId=anonymous))
     moved = await standing(stack, known, until=lambda s: len(s["history"]) == 1)
-    assert [(e["ruleId"], e["points"]) for e in moved["history"]] == [("review", 25)]
+    assert [(e["rule_id"], e["points"]) for e in moved["history"]] == [("review", 25)]
     assert (await standing(stack, anonymous))["history"] == []
 
 
@@ -148,4 +150,4 @@ async def test_a_nul_character_in_the_program_is_a_422_not_a_500(stack: Stack) -
     program = {"rules": [{"id": "r", "kind": "per_event", "points": 1, "event": "\x00"}]}
     answer = await stack.client.put("/v1/loyalty/program", headers=ADMIN, json=program)
     assert answer.status_code == 422, answer.text
-    assert "`rules.0.event` contains a NUL character" in answer.json()["detail"][0]["msg"]
+    assert "`rules.0.event` contains a NUL character" in answer.json()["errors"][0]["msg"]

@@ -283,7 +283,7 @@ async def test_suppressing_without_erasure_freezes_the_profile(stack: Stack) -> 
         f"/v1/suppressions/{customer}", headers=ADMIN, json={"reason": "", "extra": 1}
     )
     assert bad.status_code == 422
-    assert {tuple(e["loc"]) for e in bad.json()["detail"]} == {
+    assert {tuple(e["loc"]) for e in bad.json()["errors"]} == {
         ("body", "reason"),
         ("body", "extra"),
     }

@@ -94,13 +94,13 @@ async def test_purchases_become_recommendations_on_profiles(stack: Stack) -> Non
     body = answer.json()
     assert body["items"][0]["because"] == [
         {
-            "productId": tent,
+            "product_id": tent,
             "kind": "purchase",
             "count": 1,
-            "lastAt": body["items"][0]["because"][0]["lastAt"],
+            "last_at": body["items"][0]["because"][0]["last_at"],
         }
     ]
-    assert [h["productId"] for h in body["history"]] == [tent]
+    assert [h["product_id"] for h in body["history"]] == [tent]
 
     # a trait change later republishes the profile with the same recommendations
     await stack.send(event("identify", newcomer, now, traits={"plan": "pro"}))

@@ -67,7 +67,7 @@ async def test_a_bad_rule_is_422_naming_the_part(
         "/v1/segments", headers=ADMIN, json={"name": "bad", "rule": rule}
     )
     assert answer.status_code == 422
-    locations = [error["loc"] for error in answer.json()["detail"]]
+    locations = [error["loc"] for error in answer.json()["errors"]]
     assert any(loc[: len(location)] == location for loc in locations), locations
 
 
@@ -78,7 +78,11 @@ async def test_unknown_segment_reference_and_cycles_are_422(stack: Stack) -> Non
         json={"name": "x", "rule": {"kind": "segment", "segment_id": "does-not-exist"}},
     )
     assert answer.status_code == 422
-    assert "does-not-exist" in answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert "does-not-exist" in problem["detail"]
+    assert problem["type"] == "urn:tenure:problem:invalid"
+    assert [e["loc"] for e in problem["errors"]] == [["body", "rule"]]
     run = run_id()
     await create(
         stack,
