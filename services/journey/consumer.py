@@ -57,6 +57,7 @@ from shared.events import (
     customer_events,
     dispatch_outcomes,
     experiment_decisions,
+    registry,
     segment_changes,
 )
 from shared.events import profiles as profiles_topic
@@ -80,13 +81,13 @@ TOPICS = (
     experiment_decisions.TOPIC,
 )
 
-DECODERS: dict[str, Decoder[Any]] = {
-    customer_events.TOPIC: CustomerEvent.from_bytes,
-    segment_changes.TOPIC: SegmentChange.from_bytes,
-    profiles_topic.TOPIC: ProfileUpdate.from_bytes,
-    dispatch_outcomes.TOPIC: DispatchOutcome.from_bytes,
-    experiment_decisions.TOPIC: ExperimentDecision.from_bytes,
-}
+DECODERS: dict[str, Decoder[Any]] = registry.decoders(
+    registry.CUSTOMER_EVENTS,
+    registry.SEGMENT_CHANGES,
+    registry.PROFILES,
+    registry.DISPATCH_OUTCOMES,
+    registry.EXPERIMENT_DECISIONS,
+)
 
 
 def utc_now() -> datetime:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.segmenter.backfill import backfill, resume_unfinished, with_dependents
 from services.segmenter.catalog_cache import CatalogCache
-from services.segmenter.consumer import Clock, EventBatchHandler, is_transient
+from services.segmenter.consumer import DECODERS, Clock, EventBatchHandler, is_transient
 from services.segmenter.errors import RefitRunning
 from services.segmenter.loyalty.job import scheduled_refresh
 from services.segmenter.loyalty.store import program_cache
@@ -30,7 +30,6 @@ from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
 from shared.events import profiles, segment_changes
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
-from shared.events.customer_events import CustomerEvent
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
@@ -65,7 +64,7 @@ class Runtime:
             ConsumerRunner(
                 settings=settings.kafka,
                 group_id=group.consumer_group,
-                decoders={CUSTOMER_EVENTS: CustomerEvent.from_bytes},
+                decoders=DECODERS,
                 handler=EventBatchHandler(
                     engine=self.engine,
                     catalogs=self.catalogs,
