@@ -7,13 +7,14 @@ the topic table of docs/architecture.md (:func:`render_table`; regenerate it wit
 ``python -m shared.events.registry --write-docs``, a test checks it is current).
 
 One encoder per message: every Python producer writes a payload through its topic's
-:meth:`Topic.encode` (or :meth:`Topic.message`). The encoder (:func:`encode_values`)
-writes with orjson from the model's attributes — the bytes pydantic's serializer
-writes (camelCase, no nulls, UTC as ``Z``), several times faster — and falls back to
-pydantic for what orjson does not write the same way (integers beyond 64 bits). Hot
-producers that hold already-valid values (the segmenter's thousands of changes and
-profiles per batch) hand the same encoder the values (:meth:`Topic.encode_values`)
-instead of building a model. Property tests show the model's bytes. Producers
+:meth:`Topic.encode` (or :meth:`Topic.message`): the model's bytes (camelCase, no
+nulls, UTC as ``Z``), written by pydantic's serializer or, where measured faster
+(``orjson_models``), by orjson from the attributes. Hot producers that hold
+already-valid values (the segmenter's thousands of changes and profiles per batch)
+hand the values to :meth:`Topic.encode_values` instead of building a model (orjson,
+several times faster than validating a model). Property tests show both write the
+model's bytes, for every topic; what orjson does not write as pydantic does (an
+integer beyond 64 bits) falls back to pydantic. Producers
 that build JSON in SQL for speed (the segmenter's sweep and backfill) are checked by
 decoding every message each service queues with :meth:`Topic.decode`
 (tests/integration/*/test_outbox_formats.py).
@@ -49,6 +50,11 @@ M = TypeVar("M", bound=EventModel)
 
 
 @cache
+def _aliases(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, field.alias or name) for name, field in model.model_fields.items())
+
+
+@cache
 def _layout(model: type[BaseModel]) -> tuple[tuple[str, str, Any], ...]:
     """Each field's attribute name, JSON name and default (``None``: none or required)."""
     return tuple(
@@ -62,11 +68,20 @@ def _nested(value: Any) -> dict[str, Any]:
     if isinstance(value, BaseModel):
         values = value.__dict__
         return {
-            alias: values[name]
-            for name, alias, _ in _layout(type(value))
-            if values.get(name) is not None
+            alias: item
+            for name, alias in _aliases(type(value))
+            if (item := values[name]) is not None
         }
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode_model(payload: EventModel) -> bytes:
+    """``payload.to_bytes()``'s bytes, written by orjson from the attributes (pydantic's
+    serializer for what orjson does not write as it does: an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(_nested(payload), default=_nested, option=orjson.OPT_UTC_Z)
+    except TypeError:
+        return payload.to_bytes()
 
 
 def encode_values(model: type[EventModel], values: Mapping[str, Any]) -> bytes:
@@ -100,6 +115,9 @@ class Topic(Generic[M]):
     consumers: str
     #: for people: a note on the model, after its version in the docs' table
     about: str = ""
+    #: encode models with orjson from their attributes rather than pydantic's serializer
+    #: (the same bytes): measured faster for flat models with several datetimes
+    orjson_models: bool = False
 
     @property
     def dlq(self) -> str:
@@ -113,8 +131,12 @@ class Topic(Generic[M]):
         return str(getattr(payload, self.key_field)).encode()
 
     def encode(self, payload: M) -> bytes:
-        """``payload.to_bytes()``'s bytes, faster: the one encoder of the topic."""
-        return encode_values(self.model, payload.__dict__)
+        """The topic's one encoder: ``payload.to_bytes()``'s bytes, written by pydantic's
+        serializer, or by orjson from the attributes where that was measured faster
+        (``orjson_models``)."""
+        if self.orjson_models:
+            return encode_model(payload)
+        return payload.to_bytes()
 
     def encode_values(self, **values: Any) -> bytes:
         """The same bytes from the values, for hot producers that hold valid values
@@ -177,6 +199,7 @@ JOURNEY_RUNS = Topic(
     key_doc="customer id",
     producers="journey (outbox)",
     consumers="metrics",
+    orjson_models=True,  # 4-5 per transition, 3-4 datetimes each: about 3x faster
 )
 EXPERIMENT_DECISIONS = Topic(
     name=experiment_decisions.TOPIC,
