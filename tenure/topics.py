@@ -1,16 +1,17 @@
-"""``tenure topics``: create what is missing, report partition counts that differ, fix them."""
+"""``tenure topics``: create what is missing, report partition counts that differ, fix them.
+
+The topics are the registry's (:mod:`shared.events.registry`), each with its DLQ."""
 
 from __future__ import annotations
 
 import sys
 
-from shared.events import ALL_TOPICS
 from shared.kafka.topics import (
     CannotFix,
     ensure_topics,
     fix_partition_count,
     partition_mismatches,
-    with_dead_letters,
+    registered_topics,
 )
 from shared.settings import KafkaSettings, ServiceSettings
 
@@ -20,7 +21,7 @@ async def run_topics(
 ) -> int:
     """0 when every topic exists with the configured partition count, else 1."""
     kafka = kafka or ServiceSettings().kafka
-    topics = with_dead_letters(ALL_TOPICS)
+    topics = registered_topics()
     created = await ensure_topics(kafka, topics)
     print(f"created: {', '.join(created) or 'none (all exist)'}")
     mismatches = await partition_mismatches(kafka, topics)

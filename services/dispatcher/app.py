@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from services.dispatcher.admin import router as admin_router
 from services.dispatcher.channels.base import Provider
-from services.dispatcher.consumer import DispatcherBatchHandler, is_transient
+from services.dispatcher.consumer import DECODERS, DispatcherBatchHandler, is_transient
 from services.dispatcher.dispatching import Dispatcher, RetryPolicy, SendsInFlight, utc_now
 from services.dispatcher.links import LinkSigner
 from services.dispatcher.models import outbox
@@ -26,10 +26,6 @@ from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
 from shared.db.timers import TimerSweep
 from shared.events.channels import Channel
-from shared.events.dispatch_requests import TOPIC as REQUESTS
-from shared.events.dispatch_requests import DispatchRequest
-from shared.events.profiles import TOPIC as PROFILES
-from shared.events.profiles import ProfileUpdate
 from shared.http.app import create_service_app
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.dlq import DeadLetterPolicy
@@ -89,10 +85,7 @@ class Runtime:
             ConsumerRunner(
                 settings=settings.kafka,
                 group_id=group.consumer_group,
-                decoders={
-                    REQUESTS: DispatchRequest.from_bytes,
-                    PROFILES: ProfileUpdate.from_bytes,
-                },
+                decoders=DECODERS,
                 handler=DispatcherBatchHandler(engine=self.engine, dispatcher=self.dispatcher),
                 dead_letters=DeadLetterPolicy(self.publisher),
                 is_transient=is_transient,

@@ -20,9 +20,12 @@ from services.dispatcher.dispatching import Dispatcher
 from services.dispatcher.models import profiles
 from shared.db.profile_projection import apply_profile_updates
 from shared.db.transient import is_transient_db_error
+from shared.events import registry
 from shared.events.dispatch_requests import DispatchRequest
 from shared.events.profiles import ProfileUpdate
-from shared.kafka.consumer import Record
+from shared.kafka.consumer import Decoder, Record
+
+DECODERS: dict[str, Decoder[Any]] = registry.decoders(registry.DISPATCH_REQUESTS, registry.PROFILES)
 
 
 def is_transient(exc: BaseException) -> bool:

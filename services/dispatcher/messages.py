@@ -11,13 +11,10 @@ from typing import Any
 
 from shared.events import engagement
 from shared.events.channels import Channel
-from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
 from shared.events.customer_events import CustomerEvent, EventType
-from shared.events.dispatch_outcomes import TOPIC as OUTCOMES
 from shared.events.dispatch_outcomes import DispatchOutcome, Status
-from shared.events.dispatch_requests import DLQ_TOPIC as REQUESTS_DLQ
-from shared.events.dispatch_requests import TOPIC as REQUESTS
 from shared.events.dispatch_requests import DispatchRequest
+from shared.events.registry import CUSTOMER_EVENTS, DISPATCH_OUTCOMES, DISPATCH_REQUESTS
 from shared.kafka.producer import Message
 
 
@@ -58,17 +55,17 @@ def outcome(
 
 
 def outcome_message(value: DispatchOutcome) -> Message:
-    return Message(OUTCOMES, value.key, value.to_bytes())
+    return DISPATCH_OUTCOMES.message(value)
 
 
 def dead_letter(request: DispatchRequest, reason: str) -> Message:
     """The request, as a dead letter with why (the headers of the consumer's DLQ)."""
     return Message(
-        REQUESTS_DLQ,
-        request.key,
-        request.to_bytes(),
+        DISPATCH_REQUESTS.dlq,
+        DISPATCH_REQUESTS.key(request),
+        DISPATCH_REQUESTS.encode(request),
         (
-            ("tenure.original_topic", REQUESTS.encode()),
+            ("tenure.original_topic", DISPATCH_REQUESTS.name.encode()),
             ("tenure.error", reason.encode()[:4_000]),
             ("tenure.dispatch_id", request.dispatch_id.encode()),
         ),
@@ -112,4 +109,4 @@ def engagement_event(
         properties=dict(properties),
         context={"library": {"name": "tenure-dispatcher"}, **(context or {})},
     )
-    return Message(CUSTOMER_EVENTS, value.key, value.to_bytes())
+    return CUSTOMER_EVENTS.message(value)

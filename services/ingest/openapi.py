@@ -1,124 +1,32 @@
 """What ingest's OpenAPI document says about bodies, answers and the write key.
 
-The routes read their bodies themselves (the size limit, the decoding, orjson,
-one validation per event), so FastAPI cannot infer these schemas: the models
-here only document. They describe the Segment spec loosely, as ingest reads it
-(any extra field is kept); what the schema cannot say (``userId`` or
-``anonymousId`` is required, NUL characters are refused, the time range) the
-400 answer names.
+The routes read their bodies themselves, so the bodies and success answers are
+added here from :mod:`services.ingest.schemas`; every error answer is a problem
+(``application/problem+json``, :class:`shared.http.problems.Problem`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared.events.customer_events import MAX_ID_LENGTH, EventType
-
-_Id = str | int
-_JSON_OBJECT = "a free-form JSON object"
-
-
-class _Call(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    userId: _Id | None = Field(default=None, description="userId or anonymousId is required")
-    anonymousId: _Id | None = None
-    messageId: _Id | None = Field(
-        default=None, description=f"the idempotency key (at most {MAX_ID_LENGTH} characters)"
-    )
-    timestamp: str | None = Field(default=None, description="ISO 8601, from 1970 to 2100")
-    sentAt: str | None = Field(default=None, description="ISO 8601; corrects the clock skew")
-    context: dict[str, Any] | None = Field(default=None, description=_JSON_OBJECT)
-    integrations: dict[str, Any] | None = Field(default=None, description=_JSON_OBJECT)
-    writeKey: str | None = Field(default=None, description="when not sent as HTTP Basic")
-
-
-class TrackCall(_Call):
-    event: str = Field(description="the action's name")
-    properties: dict[str, Any] | None = Field(default=None, description=_JSON_OBJECT)
-
-
-class IdentifyCall(_Call):
-    traits: dict[str, Any] | None = Field(default=None, description=_JSON_OBJECT)
-
-
-class PageCall(_Call):
-    name: str | None = None
-    properties: dict[str, Any] | None = Field(default=None, description=_JSON_OBJECT)
-
-
-class ScreenCall(PageCall):
-    pass
-
-
-class GroupCall(_Call):
-    groupId: _Id
-    traits: dict[str, Any] | None = Field(default=None, description=_JSON_OBJECT)
-
-
-class AliasCall(_Call):
-    previousId: _Id
-
-
-class BatchItem(_Call):
-    """One call of a batch: any of the above with its ``type``."""
-
-    type: EventType
-    event: str | None = None
-    name: str | None = None
-    groupId: _Id | None = None
-    previousId: _Id | None = None
-    properties: dict[str, Any] | None = Field(default=None, description=_JSON_OBJECT)
-    traits: dict[str, Any] | None = Field(default=None, description=_JSON_OBJECT)
-
-
-class Batch(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    batch: list[BatchItem] = Field(min_length=1)
-    sentAt: str | None = Field(default=None, description="applies to calls without their own")
-    writeKey: str | None = None
-    context: dict[str, Any] | None = None
-
-
-class Accepted(BaseModel):
-    success: Literal[True]
-    messageId: str
-
-
-class FieldProblem(BaseModel):
-    field: str
-    message: str
-
-
-class Rejection(BaseModel):
-    index: int
-    error: str
-    errors: list[FieldProblem]
-
-
-class BatchAnswer(BaseModel):
-    """200 when some calls were accepted; 400 when none was."""
-
-    success: bool
-    accepted: int
-    rejected: list[Rejection]
-
-
-class ErrorAnswer(BaseModel):
-    success: Literal[False]
-    error: str = Field(description="a stable code: invalid_json, unauthorized, rate_limited, …")
-    detail: str
-    errors: list[FieldProblem] | None = None
-    limit_bytes: int | None = Field(default=None, description="413: the limit passed")
-    retry_after_s: int | None = Field(default=None, description="429: as Retry-After says")
-    accepted: str | None = Field(default=None, description="415: the accepted encodings")
-
+from services.ingest.schemas import (
+    Accepted,
+    AliasCall,
+    Batch,
+    BatchAnswer,
+    GroupCall,
+    IdentifyCall,
+    PageCall,
+    ScreenCall,
+    TrackCall,
+)
+from shared.http.openapi import add_shared_answers
+from shared.http.problems import MEDIA_TYPE
 
 _BODIES: dict[str, type[BaseModel]] = {
     "track": TrackCall,
@@ -145,40 +53,48 @@ def _header(description: str) -> dict[str, Any]:
     return {"description": description, "schema": {"type": "string"}}
 
 
+def _problem(description: str, **headers: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {MEDIA_TYPE: {"schema": {"$ref": _REF.format(model="Problem")}}},
+    }
+    if headers:
+        answer["headers"] = {name: _header(text) for name, text in headers.items()}
+    return answer
+
+
 def _responses(batch: bool) -> dict[str, Any]:
-    error = _ref(ErrorAnswer)
     return {
         "200": {
             "description": "every accepted event is stored (acks=all)",
             "content": _json(_ref(BatchAnswer if batch else Accepted)),
         },
-        "400": {
-            "description": "not JSON, an invalid call (`errors` names the fields), a corrupt "
-            "gzip/deflate stream"
-            + ("; or no valid call in the batch (rejected by index)" if batch else ""),
-            "content": _json({"anyOf": [error, _ref(BatchAnswer)]} if batch else error),
-        },
-        "401": {
-            "description": "no write key, or a wrong one",
-            "headers": {"WWW-Authenticate": _header('Basic realm="tenure"')},
-            "content": _json(error),
-        },
-        "413": {"description": "the body is over the limit once inflated", "content": _json(error)},
-        "415": {
-            "description": "a Content-Encoding or Content-Type ingest cannot read",
-            "headers": {"Accept-Encoding": _header("gzip, deflate")},
-            "content": _json(error),
-        },
-        "429": {
-            "description": "the write key's rate limit is exhausted",
-            "headers": {"Retry-After": _header("seconds")},
-            "content": _json(error),
-        },
-        "503": {
-            "description": "the broker did not acknowledge in time; nothing was stored",
-            "headers": {"Retry-After": _header("seconds")},
-            "content": _json(error),
-        },
+        "400": _problem(
+            "not JSON, an invalid call (`errors` names the fields), a corrupt gzip/deflate "
+            "stream"
+            + (
+                "; or no valid call in the batch (`errors`, their `loc` starting "
+                "`body, batch, <index>`)"
+                if batch
+                else ""
+            )
+        ),
+        "401": _problem(
+            "no write key, or a wrong one", **{"WWW-Authenticate": 'Basic realm="tenure"'}
+        ),
+        "413": _problem("the body is over the limit once inflated (`limit_bytes`)"),
+        "415": _problem(
+            "a Content-Encoding or Content-Type ingest cannot read",
+            **{"Accept-Encoding": "gzip, deflate"},
+        ),
+        "429": _problem(
+            "the write key's rate limit is exhausted (`retry_after_s`)",
+            **{"Retry-After": "seconds"},
+        ),
+        "503": _problem(
+            "the broker did not acknowledge in time; nothing was stored",
+            **{"Retry-After": "seconds"},
+        ),
     }
 
 
@@ -193,7 +109,6 @@ def documented_openapi(app: FastAPI) -> dict[str, Any]:
         *dict.fromkeys(_BODIES.values()),
         Accepted,
         BatchAnswer,
-        ErrorAnswer,
     ]
     _, definitions = models_json_schema(
         [(model, "validation") for model in models], ref_template=_REF
@@ -213,5 +128,5 @@ def documented_openapi(app: FastAPI) -> dict[str, Any]:
         operation["requestBody"] = {"required": True, "content": _json(_ref(body))}
         operation["responses"] = _responses(batch=body is Batch)
         operation["security"] = [{"writeKey": []}, {}]
-    app.openapi_schema = document
-    return document
+    app.openapi_schema = add_shared_answers(document)
+    return app.openapi_schema

@@ -12,10 +12,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.journey import api
-from services.journey.consumer import utc_now
-from services.journey.runtime import Clock, Runtime
+from services.journey.runtime import Runtime
 from services.journey.settings import JourneySettings, get_settings
 from shared.auth import TokenDigests
+from shared.clock import Clock, utc_now
 from shared.collector import tuned_for_throughput
 from shared.http.app import create_service_app
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -50,6 +50,7 @@ from services.journey.machine import (
 from services.journey.metrics import ENTRIES_REFUSED, EVENTS_SKIPPED, INPUTS_DUPLICATE
 from services.journey.models import processed_messages, profiles
 from services.journey.processing import UnknownVersion, Work, load_facts
+from shared.clock import Clock, utc_now
 from shared.db.claims import claim_messages
 from shared.db.profile_projection import apply_profile_updates
 from shared.db.transient import is_transient_db_error
@@ -57,6 +58,7 @@ from shared.events import (
     customer_events,
     dispatch_outcomes,
     experiment_decisions,
+    registry,
     segment_changes,
 )
 from shared.events import profiles as profiles_topic
@@ -70,8 +72,6 @@ from shared.kafka.consumer import Decoder, Record
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-
 TOPICS = (
     customer_events.TOPIC,
     segment_changes.TOPIC,
@@ -80,17 +80,13 @@ TOPICS = (
     experiment_decisions.TOPIC,
 )
 
-DECODERS: dict[str, Decoder[Any]] = {
-    customer_events.TOPIC: CustomerEvent.from_bytes,
-    segment_changes.TOPIC: SegmentChange.from_bytes,
-    profiles_topic.TOPIC: ProfileUpdate.from_bytes,
-    dispatch_outcomes.TOPIC: DispatchOutcome.from_bytes,
-    experiment_decisions.TOPIC: ExperimentDecision.from_bytes,
-}
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+DECODERS: dict[str, Decoder[Any]] = registry.decoders(
+    registry.CUSTOMER_EVENTS,
+    registry.SEGMENT_CHANGES,
+    registry.PROFILES,
+    registry.DISPATCH_OUTCOMES,
+    registry.EXPERIMENT_DECISIONS,
+)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -4,8 +4,7 @@ relay; and the one operation the API runs on runs (stopping them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,6 +16,7 @@ from services.journey.models import outbox, processed_messages
 from services.journey.processing import Work
 from services.journey.settings import JourneySettings
 from services.journey.timers import timer_sweep
+from shared.clock import Clock
 from shared.db.claims import claims_cleanup
 from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
@@ -24,8 +24,6 @@ from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
 from shared.runtime import ServiceRuntime
-
-Clock = Callable[[], datetime]
 
 
 class Runtime:

@@ -36,17 +36,18 @@ from shared.events import (
     dispatch_outcomes,
     dispatch_requests,
     journey_runs,
+    registry,
     segment_changes,
 )
 from shared.kafka.consumer import Decoder, Record
 
-DECODERS: dict[str, Decoder[Any]] = {
-    customer_events.TOPIC: customer_events.CustomerEvent.from_bytes,
-    dispatch_requests.TOPIC: dispatch_requests.DispatchRequest.from_bytes,
-    dispatch_outcomes.TOPIC: dispatch_outcomes.DispatchOutcome.from_bytes,
-    journey_runs.TOPIC: journey_runs.JourneyRunEvent.from_bytes,
-    segment_changes.TOPIC: segment_changes.SegmentChange.from_bytes,
-}
+DECODERS: dict[str, Decoder[Any]] = registry.decoders(
+    registry.CUSTOMER_EVENTS,
+    registry.DISPATCH_REQUESTS,
+    registry.DISPATCH_OUTCOMES,
+    registry.JOURNEY_RUNS,
+    registry.SEGMENT_CHANGES,
+)
 
 
 def message_key(topic: str, value: Any) -> str:

@@ -26,8 +26,9 @@ from services.metrics.stats import Arm, Decision, Policy, Verdict, decide
 from shared.db.engine import driver_connection
 from shared.db.locks import lock_name, try_xact_lock
 from shared.db.outbox import enqueue
-from shared.events.experiment_decisions import TOPIC, ExperimentDecision, VariantResult
+from shared.events.experiment_decisions import ExperimentDecision, VariantResult
 from shared.events.experiment_decisions import Verdict as DecisionVerdict
+from shared.events.registry import EXPERIMENT_DECISIONS
 from shared.kafka.producer import Message
 
 log = logging.getLogger(__name__)
@@ -175,4 +176,4 @@ def decision_message(
         ],
         decided_at=now,
     )
-    return Message(TOPIC, payload.key, payload.to_bytes())
+    return EXPERIMENT_DECISIONS.message(payload)

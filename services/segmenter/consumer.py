@@ -63,10 +63,13 @@ from shared.clock import Clock, utc_now
 from shared.db.claims import claim_messages
 from shared.db.stamped import StampedCache
 from shared.db.transient import is_transient_db_error
+from shared.events import registry
 from shared.events.customer_events import CustomerEvent, EventType
 from shared.events.segment_changes import Change
-from shared.kafka.consumer import Record
+from shared.kafka.consumer import Decoder, Record
 from shared.kafka.producer import Message
+
+DECODERS: dict[str, Decoder[Any]] = registry.decoders(registry.CUSTOMER_EVENTS)
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """The messages the segmenter puts in its outbox: membership changes and profiles.
 
 Thousands are built per consumed batch from values the segmenter already holds in
-the models' types (ids, aware UTC datetimes, JSON traits), so they are encoded
-without building the models (``encode_change``, ``encode_profile_update``, each
-tested to write the model's bytes); changes made set-based in SQL are encoded by
-:func:`change_json_sql`. A test reads every message the segmenter queues, whoever
-wrote it, back through the topic's model
+the models' types (ids, aware UTC datetimes, JSON traits), so they are written by the
+topic's one encoder from the values, without building the models
+(:meth:`shared.events.registry.Topic.encode_values`); changes made set-based in SQL
+are encoded by :func:`change_json_sql`. A test reads every message the segmenter
+queues, whoever wrote it, back through the registry's decoder
 (``tests/integration/segmenter/test_outbox_formats.py``).
 """
 
@@ -16,10 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from services.segmenter.fold import WorkingProfile
-from shared.events import profiles as profiles_topic
-from shared.events import segment_changes
-from shared.events.profiles import ComputedFields, ProfileUpdate, encode_profile_update
-from shared.events.segment_changes import Cause, Change, encode_change
+from shared.events.profiles import ComputedFields, ProfileUpdate
+from shared.events.registry import PROFILES, SEGMENT_CHANGES
+from shared.events.segment_changes import Cause, Change
 from shared.kafka.producer import Message
 
 
@@ -31,7 +30,7 @@ def change_id(segment_id: str, customer_id: str, version: int, change: str, at: 
 def change_message(
     segment_id: str, version: int, customer_id: str, change: Change, at: datetime, cause: Cause
 ) -> Message:
-    value = encode_change(
+    value = SEGMENT_CHANGES.encode_values(
         change_id=change_id(segment_id, customer_id, version, change.value, at),
         customer_id=customer_id,
         segment_id=segment_id,
@@ -40,7 +39,7 @@ def change_message(
         at=at,
         cause=cause,
     )
-    return Message(segment_changes.TOPIC, customer_id.encode(), value)
+    return Message(SEGMENT_CHANGES.name, customer_id.encode(), value)
 
 
 def change_json_sql(
@@ -50,7 +49,7 @@ def change_json_sql(
     expressions of its values, for the set-based writers (:mod:`membership_sql`); the
     same bytes as :func:`change_message` up to key order (the JSON of ``jsonb``), its
     ``changeId`` made as :func:`change_id` makes it. A test decodes what every writer
-    puts in the outbox with the topic's model."""
+    puts in the outbox with the registry's decoder."""
     return f"""
         convert_to(jsonb_build_object(
             'schemaVersion', 1,
@@ -87,35 +86,27 @@ def profile_message(
         "last_seen_at": profile.last_seen_at,
         "updated_at": now,
     }
-    computed = {name: scores.get(name) for name in _COMPUTED}
-    try:
-        value = encode_profile_update(**fields, computed=computed, recommendations=recommendations)
-    except TypeError:  # what only pydantic writes (an integer beyond 64 bits in a trait)
-        value = ProfileUpdate.model_validate(
-            {
-                **fields,
-                "computed": computed,
-                "recommendations": recommendations,
-            }
-        ).to_bytes()
-    return Message(profiles_topic.TOPIC, profile.customer_id.encode(), value)
+    computed = {
+        alias: score for name, alias in _COMPUTED if (score := scores.get(name)) is not None
+    }
+    value = PROFILES.encode_values(**fields, computed=computed, recommendations=recommendations)
+    return Message(PROFILES.name, profile.customer_id.encode(), value)
 
 
 def deleted_profile_messages(versions: Mapping[str, int], now: datetime) -> list[Message]:
     """Tell profile consumers to forget these customers (merged away, or erased)."""
     return [
-        Message(
-            profiles_topic.TOPIC,
-            customer_id.encode(),
-            ProfileUpdate(
-                customer_id=customer_id, version=version, deleted=True, updated_at=now
-            ).to_bytes(),
+        PROFILES.message(
+            ProfileUpdate(customer_id=customer_id, version=version, deleted=True, updated_at=now)
         )
         for customer_id, version in versions.items()
     ]
 
 
-_COMPUTED = tuple(ComputedFields.model_fields)
+#: the scores' attribute names and JSON names, in the model's order
+_COMPUTED = tuple(
+    (name, field.alias or name) for name, field in ComputedFields.model_fields.items()
+)
 
 
 def _text(value: Any) -> str | None:

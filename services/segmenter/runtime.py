@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.segmenter.backfill import backfill, resume_unfinished, with_dependents
 from services.segmenter.catalog_cache import CatalogCache
-from services.segmenter.consumer import event_batch_handler, is_transient
+from services.segmenter.consumer import DECODERS, event_batch_handler, is_transient
 from services.segmenter.errors import RefitRunning
 from services.segmenter.loyalty_job import scheduled_refresh
 from services.segmenter.models import outbox, processed_messages
@@ -31,7 +31,6 @@ from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
 from shared.events import profiles, segment_changes
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
-from shared.events.customer_events import CustomerEvent
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
@@ -66,7 +65,7 @@ class Runtime:
             ConsumerRunner(
                 settings=settings.kafka,
                 group_id=group.consumer_group,
-                decoders={CUSTOMER_EVENTS: CustomerEvent.from_bytes},
+                decoders=DECODERS,
                 handler=event_batch_handler(
                     group,
                     engine=self.engine,

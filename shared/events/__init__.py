@@ -1,22 +1,6 @@
-"""One module per topic: its name, its dead-letter topic and its versioned payload model."""
+"""One module per topic (its name, dead-letter topic and versioned payload model),
+all declared once in :mod:`shared.events.registry`."""
 
-from shared.events import (
-    customer_events,
-    dispatch_outcomes,
-    dispatch_requests,
-    experiment_decisions,
-    journey_runs,
-    profiles,
-    segment_changes,
-)
+from shared.events.registry import ALL_TOPICS
 
-#: Every topic Tenure produces, in flow order; each also has a ``.dlq`` twin.
-ALL_TOPICS: tuple[str, ...] = (
-    customer_events.TOPIC,
-    segment_changes.TOPIC,
-    profiles.TOPIC,
-    dispatch_requests.TOPIC,
-    dispatch_outcomes.TOPIC,
-    journey_runs.TOPIC,
-    experiment_decisions.TOPIC,
-)
+__all__ = ["ALL_TOPICS"]

@@ -6,11 +6,9 @@ Keyed by customer id. Emitted once per change through the segmenter's outbox;
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-import orjson
 from pydantic import Field
 
 from shared.events.base import EventModel, UtcDatetime
@@ -41,32 +39,3 @@ class SegmentChange(EventModel):
     @property
     def key(self) -> bytes:
         return self.customer_id.encode()
-
-
-def encode_change(
-    *,
-    change_id: str,
-    customer_id: str,
-    segment_id: str,
-    segment_version: int,
-    change: Change,
-    at: datetime,
-    cause: Cause,
-) -> bytes:
-    """The bytes ``SegmentChange(...).to_bytes()`` gives for these values, without
-    building the model: about 7× faster, for the thousands of changes a consumed
-    batch makes. The values must already be valid (an aware ``at``); a test shows
-    the bytes equal the model's."""
-    return orjson.dumps(
-        {
-            "schemaVersion": 1,
-            "changeId": change_id,
-            "customerId": customer_id,
-            "segmentId": segment_id,
-            "segmentVersion": segment_version,
-            "change": change,
-            "at": at,
-            "cause": cause,
-        },
-        option=orjson.OPT_UTC_Z,
-    )

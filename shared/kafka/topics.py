@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import IncompatibleBrokerVersion, KafkaError, TopicAlreadyExistsError
 
+from shared.events.registry import TOPICS
 from shared.kafka.dlq import dlq_topic
 from shared.settings import KafkaSettings
 
@@ -17,6 +18,11 @@ log = logging.getLogger(__name__)
 
 def with_dead_letters(topics: Iterable[str]) -> list[str]:
     return [name for topic in topics for name in (topic, dlq_topic(topic))]
+
+
+def registered_topics() -> list[str]:
+    """Every topic of the registry (:mod:`shared.events.registry`), each with its DLQ."""
+    return [name for topic in TOPICS for name in (topic.name, topic.dlq)]
 
 
 async def ensure_topics(settings: KafkaSettings, topics: Iterable[str]) -> list[str]:

@@ -6,28 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from shared.events import (
-    ALL_TOPICS,
-    customer_events,
-    dispatch_outcomes,
-    dispatch_requests,
-    experiment_decisions,
-    journey_runs,
-    profiles,
-    segment_changes,
-)
+from shared.events import ALL_TOPICS
 from shared.events.base import EventModel
+from shared.events.registry import TOPICS
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-MODELS: dict[str, type[EventModel]] = {
-    customer_events.TOPIC: customer_events.CustomerEvent,
-    segment_changes.TOPIC: segment_changes.SegmentChange,
-    profiles.TOPIC: profiles.ProfileUpdate,
-    dispatch_requests.TOPIC: dispatch_requests.DispatchRequest,
-    dispatch_outcomes.TOPIC: dispatch_outcomes.DispatchOutcome,
-    journey_runs.TOPIC: journey_runs.JourneyRunEvent,
-    experiment_decisions.TOPIC: experiment_decisions.ExperimentDecision,
-}
+MODELS: dict[str, type[EventModel]] = {t.name: t.model for t in TOPICS}
 
 
 def test_every_topic_has_a_model_and_examples() -> None:

@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import ValidationError
 from sqlalchemy import insert
 
@@ -35,6 +35,7 @@ from services.journey.simulate import describe, simulate
 from shared.db.engine import snapshot
 from shared.events.journey_runs import ExitReason
 from shared.http.admin import ADMIN
+from shared.http.problems import Conflict, Invalid, NotFound, problems
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=ADMIN)
 
@@ -93,7 +94,7 @@ def run_public(run: Run) -> RunPublic:
 async def _journey_or_404(conn: Any, journey_id: str) -> Any:
     row = await repo.get_journey(conn, journey_id=journey_id)
     if row is None:
-        raise HTTPException(404, detail=f"no journey {journey_id!r}")
+        raise NotFound(f"no journey {journey_id!r}")
     return row
 
 
@@ -106,14 +107,14 @@ async def _published(conn: Any, row: Any) -> dict[str, Any] | None:
     return None
 
 
-@router.post("", status_code=201, response_model=JourneyPublic)
+@router.post("", status_code=201, response_model=JourneyPublic, responses=problems(409))
 async def create_journey(body: JourneyCreate, runtime: RuntimeDep) -> JourneyPublic:
     """Create a journey as a draft; it runs once published."""
     journey_id = body.id or _slug(body.name)
     now = runtime.clock()
     async with runtime.engine.begin() as conn:
         if await repo.get_journey(conn, journey_id=journey_id) is not None:
-            raise HTTPException(409, detail=f"journey {journey_id!r} already exists")
+            raise Conflict(f"journey {journey_id!r} already exists")
         await conn.execute(
             insert(repo.journeys).values(
                 id=journey_id,
@@ -142,14 +143,14 @@ async def list_journeys(runtime: RuntimeDep) -> list[JourneyPublic]:
         return [_public(row, await _published(conn, row)) for row in await repo.list_journeys(conn)]
 
 
-@router.get("/{journey_id}", response_model=JourneyPublic)
+@router.get("/{journey_id}", response_model=JourneyPublic, responses=problems(404))
 async def get_journey(journey_id: str, runtime: RuntimeDep) -> JourneyPublic:
     async with snapshot(runtime.engine) as conn:
         row = await _journey_or_404(conn, journey_id)
         return _public(row, await _published(conn, row))
 
 
-@router.put("/{journey_id}", response_model=JourneyPublic)
+@router.put("/{journey_id}", response_model=JourneyPublic, responses=problems(404, 409))
 async def update_journey(
     journey_id: str, body: JourneyUpdate, runtime: RuntimeDep
 ) -> JourneyPublic:
@@ -157,9 +158,9 @@ async def update_journey(
     async with runtime.engine.begin() as conn:
         row = await repo.lock_journey(conn, journey_id=journey_id)
         if row is None:
-            raise HTTPException(404, detail=f"no journey {journey_id!r}")
+            raise NotFound(f"no journey {journey_id!r}")
         if row.status == "archived":
-            raise HTTPException(409, detail=f"journey {journey_id!r} is archived")
+            raise Conflict(f"journey {journey_id!r} is archived")
         values: dict[str, Any] = {}
         if body.name is not None:
             values["name"] = body.name
@@ -171,22 +172,22 @@ async def update_journey(
     return await get_journey(journey_id, runtime)
 
 
-@router.delete("/{journey_id}", status_code=204)
+@router.delete("/{journey_id}", status_code=204, responses=problems(404, 409))
 async def delete_journey(journey_id: str, runtime: RuntimeDep) -> Response:
     """Delete a journey never published; a published one is archived instead (409)."""
     async with runtime.engine.begin() as conn:
         row = await repo.lock_journey(conn, journey_id=journey_id)
         if row is None:
-            raise HTTPException(404, detail=f"no journey {journey_id!r}")
+            raise NotFound(f"no journey {journey_id!r}")
         if row.version is not None:
-            raise HTTPException(
-                409, detail=f"journey {journey_id!r} was published: archive it instead"
-            )
+            raise Conflict(f"journey {journey_id!r} was published: archive it instead")
         await conn.execute(repo.journeys.delete().where(repo.journeys.c.id == journey_id))
     return Response(status_code=204)
 
 
-@router.post("/{journey_id}/publish", response_model=JourneyPublic)
+@router.post(
+    "/{journey_id}/publish", response_model=JourneyPublic, responses=problems(404, 409, 422)
+)
 async def publish_journey(journey_id: str, runtime: RuntimeDep) -> JourneyPublic:
     """The draft becomes a new version, which new entrants take; the journey becomes
     active. Runs in flight stay on the version they entered."""
@@ -194,13 +195,19 @@ async def publish_journey(journey_id: str, runtime: RuntimeDep) -> JourneyPublic
     async with runtime.engine.begin() as conn:
         row = await repo.lock_journey(conn, journey_id=journey_id)
         if row is None:
-            raise HTTPException(404, detail=f"no journey {journey_id!r}")
+            raise NotFound(f"no journey {journey_id!r}")
         if row.status == "archived":
-            raise HTTPException(409, detail=f"journey {journey_id!r} is archived")
+            raise Conflict(f"journey {journey_id!r} is archived")
         try:
             JourneyDefinition.model_validate(row.draft)
         except ValidationError as exc:  # a draft saved by an older, laxer version
-            raise HTTPException(422, detail=exc.errors(include_url=False)) from None
+            raise Invalid(
+                f"the draft is not a valid journey: {exc.error_count()} error(s)",
+                errors=[
+                    {"loc": ["draft", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                    for e in exc.errors(include_url=False, include_input=False)
+                ],
+            ) from None
         version = (row.version or 0) + 1
         await conn.execute(
             insert(repo.versions).values(
@@ -220,28 +227,26 @@ async def _set_status(
     async with runtime.engine.begin() as conn:
         row = await repo.lock_journey(conn, journey_id=journey_id)
         if row is None:
-            raise HTTPException(404, detail=f"no journey {journey_id!r}")
+            raise NotFound(f"no journey {journey_id!r}")
         if row.status not in allowed:
-            raise HTTPException(
-                409, detail=f"journey {journey_id!r} is {row.status}: cannot become {status}"
-            )
+            raise Conflict(f"journey {journey_id!r} is {row.status}: cannot become {status}")
         await repo.set_journey(conn, journey_id=journey_id, now=runtime.clock(), status=status)
     runtime.catalogs.invalidate()
     return await get_journey(journey_id, runtime)
 
 
-@router.post("/{journey_id}/pause", response_model=JourneyPublic)
+@router.post("/{journey_id}/pause", response_model=JourneyPublic, responses=problems(404, 409))
 async def pause_journey(journey_id: str, runtime: RuntimeDep) -> JourneyPublic:
     """No new entrants; runs in flight go on."""
     return await _set_status(runtime, journey_id, allowed=("active", "paused"), status="paused")
 
 
-@router.post("/{journey_id}/resume", response_model=JourneyPublic)
+@router.post("/{journey_id}/resume", response_model=JourneyPublic, responses=problems(404, 409))
 async def resume_journey(journey_id: str, runtime: RuntimeDep) -> JourneyPublic:
     return await _set_status(runtime, journey_id, allowed=("paused", "active"), status="active")
 
 
-@router.post("/{journey_id}/archive", response_model=JourneyPublic)
+@router.post("/{journey_id}/archive", response_model=JourneyPublic, responses=problems(404, 409))
 async def archive_journey(journey_id: str, runtime: RuntimeDep) -> JourneyPublic:
     """No new entrants, and every run in flight exits (``archived``)."""
     public = await _set_status(
@@ -259,7 +264,7 @@ async def archive_journey(journey_id: str, runtime: RuntimeDep) -> JourneyPublic
     return public
 
 
-@router.get("/{journey_id}/versions", response_model=list[VersionPublic])
+@router.get("/{journey_id}/versions", response_model=list[VersionPublic], responses=problems(404))
 async def list_versions(journey_id: str, runtime: RuntimeDep) -> list[VersionPublic]:
     async with snapshot(runtime.engine) as conn:
         await _journey_or_404(conn, journey_id)
@@ -270,7 +275,7 @@ async def list_versions(journey_id: str, runtime: RuntimeDep) -> list[VersionPub
     ]
 
 
-@router.get("/{journey_id}/runs", response_model=RunsPublic)
+@router.get("/{journey_id}/runs", response_model=RunsPublic, responses=problems(404))
 async def journey_runs(
     journey_id: str,
     runtime: RuntimeDep,
@@ -291,7 +296,7 @@ async def journey_runs(
     )
 
 
-@router.post("/{journey_id}/simulate", response_model=SimulatePublic)
+@router.post("/{journey_id}/simulate", response_model=SimulatePublic, responses=problems(404))
 async def simulate_journey(
     journey_id: str, body: SimulateRequest, runtime: RuntimeDep
 ) -> SimulatePublic:
@@ -329,7 +334,7 @@ async def simulate_journey(
     )
 
 
-@router.get("/{journey_id}/diagram", response_model=DiagramPublic)
+@router.get("/{journey_id}/diagram", response_model=DiagramPublic, responses=problems(404))
 async def journey_diagram(
     journey_id: str,
     runtime: RuntimeDep,

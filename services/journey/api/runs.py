@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
 from services.journey import repository as repo
 from services.journey.api.deps import RuntimeDep
@@ -18,28 +18,29 @@ from services.journey.schemas import (
 from shared.db.engine import snapshot
 from shared.events.journey_runs import ExitReason
 from shared.http.admin import ADMIN
+from shared.http.problems import NotFound, problems
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=ADMIN)
 customers_router = APIRouter(prefix="/v1/customers", tags=["runs"], dependencies=ADMIN)
 
 
-@router.get("/{run_id}", response_model=RunPublic)
+@router.get("/{run_id}", response_model=RunPublic, responses=problems(404))
 async def get_run(run_id: str, runtime: RuntimeDep) -> RunPublic:
     async with runtime.engine.connect() as conn:
         run = await repo.get_run(conn, run_id=run_id)
     if run is None:
-        raise HTTPException(404, detail=f"no run {run_id!r}")
+        raise NotFound(f"no run {run_id!r}")
     return run_public(run)
 
 
-@router.post("/{run_id}/stop", response_model=RunPublic)
+@router.post("/{run_id}/stop", response_model=RunPublic, responses=problems(404))
 async def stop_run(run_id: str, runtime: RuntimeDep, body: StopRequest | None = None) -> RunPublic:
     """End a run now (``exited`` with reason ``stopped``); a run already ended is
     answered as it is."""
     detail = body.detail if body is not None else None
     stopped = await runtime.apply_to_runs([run_id], Stop(ExitReason.STOPPED, detail))
     if not stopped:
-        raise HTTPException(404, detail=f"no run {run_id!r}")
+        raise NotFound(f"no run {run_id!r}")
     return run_public(stopped[0])
 
 

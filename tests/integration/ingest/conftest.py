@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -58,3 +59,22 @@ async def events_tail(bootstrap_servers: str, topics: None) -> AsyncIterator[Top
     tail = await TopicTail(bootstrap_servers, TOPIC).start()
     yield tail
     await tail.stop()
+
+
+def problem_code(answer: httpx.Response) -> str:
+    """The code of a problem answer (``urn:tenure:problem:<code>``)."""
+    assert answer.headers["content-type"] == "application/problem+json", answer.text
+    problem = answer.json()
+    assert problem["status"] == answer.status_code and problem["request_id"], problem
+    return str(problem["type"]).removeprefix("urn:tenure:problem:")
+
+
+def problem_fields(problem: dict[str, Any], *, skip: int = 1) -> list[str]:
+    """The dotted field names of a problem's ``errors`` (``loc`` past its first ``skip``
+    parts: ``body``, or ``body, batch, <index>``); ``body`` for the body itself."""
+    return [".".join(str(p) for p in e["loc"][skip:]) or "body" for e in problem["errors"]]
+
+
+def rejected_indexes(problem: dict[str, Any]) -> list[int]:
+    """The batch indexes a 400 problem's ``errors`` name, in order."""
+    return sorted({e["loc"][2] for e in problem["errors"]})

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from services.ingest.body import MAX_JSON_DEPTH
-from tests.integration.ingest.conftest import AUTH
+from tests.integration.ingest.conftest import AUTH, problem_code, problem_fields, rejected_indexes
 from tests.support.kafka import TopicTail, json_value
 
 
@@ -29,8 +29,8 @@ async def test_skew_correction_overflow_is_a_400(client: httpx.AsyncClient) -> N
     body = _track(timestamp="0001-01-01T00:00:00Z", sentAt="9999-12-31T23:59:59Z")
     answer = await client.post("/v1/track", json=body, headers=AUTH)
     assert answer.status_code == 400, answer.text
-    assert answer.json()["error"] == "invalid_timestamp"
-    assert answer.json()["errors"][0]["field"] in ("timestamp", "sentAt")
+    assert problem_code(answer) == "invalid_timestamp"
+    assert problem_fields(answer.json())[0] in ("timestamp", "sentAt")
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ async def test_timestamps_outside_the_range_are_refused(
 ) -> None:
     answer = await client.post("/v1/track", json=_track(**fields), headers=AUTH)
     assert answer.status_code == 400, answer.text
-    assert answer.json()["errors"][0]["field"] == field
+    assert problem_fields(answer.json())[0] == field
 
 
 async def test_a_batch_rejects_an_overflowing_call_by_index(
@@ -60,7 +60,8 @@ async def test_a_batch_rejects_an_overflowing_call_by_index(
     answer = await client.post("/v1/batch", json=body, headers=AUTH)
     # sentAt applies to both calls, so both are out of range: 400, each by index
     assert answer.status_code == 400, answer.text
-    assert [r["index"] for r in answer.json()["rejected"]] == [0, 1]
+    assert problem_code(answer) == "invalid_batch"
+    assert rejected_indexes(answer.json()) == [0, 1]
 
     body = {"batch": [{**bad, "sentAt": "9999-12-31T23:59:59Z"}, good]}
     answer = await client.post("/v1/batch", json=body, headers=AUTH)
@@ -74,7 +75,7 @@ async def test_a_batch_rejects_an_overflowing_call_by_index(
 async def test_nesting_is_capped_at_parse_time(client: httpx.AsyncClient) -> None:
     answer = await client.post("/v1/track", json=_track(properties=_nested(300)), headers=AUTH)
     assert answer.status_code == 400, answer.text
-    assert answer.json()["error"] == "invalid_json"
+    assert problem_code(answer) == "invalid_json"
     assert str(MAX_JSON_DEPTH) in answer.json()["detail"]
 
     batch = {"batch": [{"type": "track", **_track(properties=_nested(300))}]}
@@ -102,8 +103,8 @@ async def test_nul_characters_are_refused_everywhere(
 ) -> None:
     answer = await client.post("/v1/track", json=_track(**fields), headers=AUTH)
     assert answer.status_code == 400, answer.text
-    assert answer.json()["error"] == "invalid_character"
-    assert answer.json()["errors"][0]["field"] == field
+    assert problem_code(answer) == "invalid_character"
+    assert problem_fields(answer.json())[0] == field
 
 
 async def test_a_nul_in_a_batch_costs_only_its_own_call(
@@ -186,4 +187,4 @@ async def test_other_media_types_are_415(client: httpx.AsyncClient, content_type
         "/v1/track", content=b'{"userId": "u"}', headers={**AUTH, "Content-Type": content_type}
     )
     assert answer.status_code == 415, answer.text
-    assert answer.json()["error"] == "unsupported_media_type"
+    assert problem_code(answer) == "unsupported_media_type"

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.integration.ingest.conftest import AUTH
+from tests.integration.ingest.conftest import AUTH, problem_code, problem_fields, rejected_indexes
 from tests.support.kafka import TopicTail, json_value
 
 
@@ -71,15 +71,19 @@ async def test_batch_sent_at_corrects_every_event(
 async def test_all_invalid_is_400(client: httpx.AsyncClient) -> None:
     answer = await client.post("/v1/batch", json={"batch": [{"type": "track"}, 42]}, headers=AUTH)
     assert answer.status_code == 400
-    assert answer.json()["accepted"] == 0
-    assert [r["index"] for r in answer.json()["rejected"]] == [0, 1]
+    assert problem_code(answer) == "invalid_batch"
+    problem = answer.json()
+    assert rejected_indexes(problem) == [0, 1]
+    assert {e["type"] for e in problem["errors"]} == {"missing_field", "not_an_object"}
+    assert problem_fields(problem, skip=3)[-1] == "body"  # 42 is not an object
 
 
 async def test_empty_or_missing_batch_is_400(client: httpx.AsyncClient) -> None:
     for body in ({"batch": []}, {}, {"batch": {"type": "track"}}):
         answer = await client.post("/v1/batch", json=body, headers=AUTH)
         assert answer.status_code == 400
-        assert answer.json()["errors"][0]["field"] == "batch"
+        assert problem_code(answer) == "invalid_batch"
+        assert problem_fields(answer.json()) == ["batch"]
 
 
 async def test_batch_over_500kb_is_413(client: httpx.AsyncClient) -> None:

@@ -16,7 +16,7 @@ from shared.events.customer_events import TOPIC
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import KafkaSettings
 from tenure.embedded import EmbeddedBroker, free_port
-from tests.integration.ingest.conftest import AUTH, ingest_settings
+from tests.integration.ingest.conftest import AUTH, ingest_settings, problem_code
 from tests.support.kafka import TopicTail
 from tests.support.proxy import TcpProxy
 
@@ -70,7 +70,7 @@ async def test_outage_is_503_and_recovery_is_200(
             for answer in answers:
                 assert answer.status_code == 503, answer.text
                 assert answer.headers["retry-after"] == "7"
-                assert answer.json()["error"] == "broker_unavailable"
+                assert problem_code(answer) == "broker_unavailable"
             ready = await client.get("/readyz")
             assert ready.status_code == 503
             assert "broker" in ready.json()["checks"]

@@ -17,6 +17,7 @@ from tests.integration.ingest.conftest import (
     WRITE_KEY,
     basic,
     ingest_settings,
+    problem_code,
 )
 
 
@@ -52,7 +53,7 @@ async def test_429_with_retry_after_and_a_digest_labelled_metric(
         assert (await limited.post("/v1/track", json=call, headers=AUTH)).status_code == 200
     refused = await limited.post("/v1/track", json=call, headers=AUTH)
     assert refused.status_code == 429, refused.text
-    assert refused.json()["error"] == "rate_limited"
+    assert problem_code(refused) == "rate_limited"
     assert int(refused.headers["retry-after"]) == 2  # one token at 0.5/s
     # a batch counts its events; the body key is limited the same way
     batch = {"writeKey": WRITE_KEY, "batch": [{"type": "track", **call}] * 2}

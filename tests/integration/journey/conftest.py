@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -29,23 +29,12 @@ from shared.settings import DatabaseSettings, KafkaSettings
 from tenure.embedded import EmbeddedBroker, free_port
 from tenure.services import SERVICES
 from tests.conftest import NewDatabase
+from tests.support.clock import FakeClock
 from tests.support.kafka import TopicTail
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class FakeClock:
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
 
 
 def track(customer_id: str, event: str, at: datetime, **properties: Any) -> CustomerEvent:
@@ -193,7 +182,7 @@ async def stack(module_broker: EmbeddedBroker, new_database: NewDatabase) -> Asy
     kafka = module_kafka(module_broker)
     await ensure_topics(kafka, with_dead_letters(ALL_TOPICS))
     url = await migrated_database(new_database)
-    clock = FakeClock()
+    clock = FakeClock(START)
     app = create_app(journey_settings(kafka, url), clock=clock)
     publisher = EventPublisher(kafka, client_id="test-sender")
     await publisher.start()

@@ -40,9 +40,11 @@ async def test_validation_names_the_step_at_fault(stack: Stack) -> None:
         "/v1/journeys/validate", json={"definition": document}, headers=ADMIN
     )
     assert answer.status_code == 422
-    (error,) = answer.json()["detail"]
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    (error,) = problem["errors"]
     assert error["msg"] == "step 'mail' (steps[1]): goes to 'nowhere', which is not a step"
-    assert error["ctx"]["step"] == "mail"
+    assert problem["detail"].endswith(error["msg"]) and problem["request_id"]
     loop = simple("X")
     loop["steps"] = [
         {
@@ -56,14 +58,14 @@ async def test_validation_names_the_step_at_fault(stack: Stack) -> None:
     answer = await stack.client.post(
         "/v1/journeys/validate", json={"definition": loop}, headers=ADMIN
     )
-    assert "loops back without a wait: b -> b" in answer.json()["detail"][0]["msg"]
+    assert "loops back without a wait: b -> b" in answer.json()["errors"][0]["msg"]
     missing = simple("X")
     del missing["steps"][0]["next"]
     answer = await stack.client.post(
         "/v1/journeys", json={"name": "n", "definition": missing}, headers=ADMIN
     )
     assert answer.status_code == 422
-    assert answer.json()["detail"][0]["loc"][:4] == ["body", "definition", "steps", 0]
+    assert answer.json()["errors"][0]["loc"][:4] == ["body", "definition", "steps", 0]
     good = await stack.client.post(
         "/v1/journeys/validate", json={"definition": simple("Y")}, headers=ADMIN
     )
@@ -89,6 +91,8 @@ async def test_lifecycle_runs_and_stop(stack: Stack) -> None:
         headers=ADMIN,
     )
     assert again.status_code == 409
+    assert again.json()["type"] == "urn:tenure:problem:conflict"
+    assert again.json()["detail"] == f"journey {journey_id!r} already exists"
     a = customer()
     await stack.consumed(
         await stack.send(TOPIC, track(a, trigger, stack.clock.now))

@@ -24,10 +24,10 @@ from tests.conftest import NewDatabase
 from tests.integration.journey.conftest import (
     ADMIN,
     ADMIN_TOKEN,
-    FakeClock,
     Stack,
     module_kafka,
 )
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture

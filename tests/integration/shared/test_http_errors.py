@@ -87,7 +87,9 @@ async def test_a_500_carries_its_request_id_and_keeps_the_connection(
                 status, headers, payload = await connection.request(method, path, body, given_id)
                 assert status == 500
                 answer = orjson.loads(payload)
-                assert answer["error"] == "internal_error"
+                assert headers[b"content-type"] == b"application/problem+json"
+                assert answer["type"] == "urn:tenure:problem:internal_error"
+                assert (answer["status"], answer["title"]) == (500, "Internal Server Error")
                 assert answer["request_id"] == headers[b"x-request-id"].decode()
                 if given_id:
                     assert answer["request_id"] == given_id

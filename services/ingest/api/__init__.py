@@ -1,0 +1,1 @@
+"""Ingest's routes: one module per resource (tracking calls, batches)."""
