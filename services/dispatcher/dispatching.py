@@ -47,7 +47,6 @@ from services.dispatcher.messages import dead_letter, outcome, outcome_message
 from services.dispatcher.models import deferrals, outbox
 from services.dispatcher.offers.issue import draw_for
 from services.dispatcher.plan import (
-    Action,
     Claimed,
     Facts,
     Plan,
