@@ -146,7 +146,8 @@ async def test_offers_in_a_message(stack: Stack) -> None:
     issued = await stack.client.post(
         "/v1/offers/verify", headers=ADMIN, json={"code": pool_code.group(1)}
     )
-    assert issued.json()["dispatchId"] == request.dispatch_id
+    assert issued.json()["dispatch_id"] == request.dispatch_id
+    assert issued.json()["kind"] == "pool" and issued.json()["issued"] is True
     forged = await stack.client.post(
         "/v1/offers/verify", headers=ADMIN, json={"code": signed.group(1)[:-1] + "0"}
     )

@@ -164,7 +164,8 @@ async def test_local_time_and_best_time(stack: Stack) -> None:
     (deferred,) = await stack.outcomes_of(best.dispatch_id)
     assert deferred["deferredUntil"] == "2026-06-09T18:00:00Z"
     stack.clock.now = datetime(2026, 6, 9, 18, 0, 1, tzinfo=UTC)
-    assert (await stack.final(best.dispatch_id))["status"] == "sent"
+    final = await stack.final(best.dispatch_id)
+    assert final["status"] == "sent", final
 
 
 async def test_nothing_is_recorded_about_an_erased_customer(stack: Stack) -> None:
