@@ -3,7 +3,6 @@ autoescaping: every value a page shows is escaped, whatever it holds."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,3 @@ def render(name: str, *, title: str, status_code: int = 200, **values: Any) -> H
     """``pages/<name>.html`` with ``title`` and ``values``, as an uncached HTML answer."""
     body = _PAGES.get_template(f"{name}.html").render(title=title, **values)
     return HTMLResponse(body, status_code=status_code, headers=dict(NO_STORE))
-
-
-def page_text(name: str, values: Mapping[str, Any]) -> str:
-    """A page's HTML (tests)."""
-    return _PAGES.get_template(f"{name}.html").render(**values)

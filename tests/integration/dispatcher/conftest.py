@@ -193,8 +193,9 @@ class Stack:
     async def event(self, name: str, dispatch_id: str) -> dict[str, Any]:
         def match(r: Any) -> bool:
             value = orjson.loads(r.value)
-            return value.get("event") == name and (
-                value.get("properties", {}).get("dispatchId") == dispatch_id
+            return bool(
+                value.get("event") == name
+                and value.get("properties", {}).get("dispatchId") == dispatch_id
             )
 
         return orjson.loads((await self.events.wait_for(match, within_s=20)).value)  # type: ignore[no-any-return]

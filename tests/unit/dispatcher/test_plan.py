@@ -81,9 +81,8 @@ def cases(draw: st.DrawFn) -> tuple[DispatchRequest, Facts, SendPolicy, datetime
             ),
         )
     )
-    template: Template | str = draw(
-        st.sampled_from([Template(1, TEMPLATE), Template(2, BROKEN), "no template 'welcome'"])
-    )
+    choices: list[Template | str] = [Template(1, TEMPLATE), Template(2, BROKEN), "no template"]
+    template = draw(st.sampled_from(choices))
     recent = [
         Sent(draw(st.sampled_from([Channel.EMAIL, Channel.PUSH])), now - timedelta(minutes=m))
         for m in draw(st.lists(st.integers(0, 7 * 24 * 60), max_size=6))
