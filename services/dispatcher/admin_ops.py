@@ -23,6 +23,7 @@ from services.dispatcher.schemas import (
     DeliveryPublic,
     OutcomePublic,
     PreferencesPublic,
+    TemplatePublic,
     TopicCreate,
     TopicPublic,
 )
@@ -91,9 +92,8 @@ async def template_ids(engine: AsyncEngine) -> list[str]:
 
 async def get_template(
     engine: AsyncEngine, *, template_id: str, version: int | None = None
-) -> tuple[int, int, bool, TemplateDefinition, datetime]:
-    """(version, latest version, archived, definition, created at) of a version (the
-    latest by default)."""
+) -> TemplatePublic:
+    """A version of the template (the latest by default)."""
     async with engine.connect() as conn:
         head = (
             await conn.execute(select(templates).where(templates.c.template_id == template_id))
@@ -111,8 +111,14 @@ async def get_template(
         ).first()
     if row is None:
         raise NotFound(f"no version {wanted} of template {template_id!r}")
-    definition = TemplateDefinition.model_validate(row.definition)
-    return row.version, head.latest_version, head.archived, definition, row.created_at
+    return TemplatePublic(
+        id=template_id,
+        version=row.version,
+        latest_version=head.latest_version,
+        archived=head.archived,
+        definition=TemplateDefinition.model_validate(row.definition),
+        created_at=row.created_at,
+    )
 
 
 async def archive_template(engine: AsyncEngine, *, template_id: str) -> None:

@@ -48,17 +48,7 @@ def _slug(name: str) -> str:
 async def _public(
     runtime: RuntimeDep, template_id: str, version: int | None = None
 ) -> TemplatePublic:
-    number, latest, archived, definition, created_at = await ops.get_template(
-        runtime.engine, template_id=template_id, version=version
-    )
-    return TemplatePublic(
-        id=template_id,
-        version=number,
-        latest_version=latest,
-        archived=archived,
-        definition=definition,
-        created_at=created_at,
-    )
+    return await ops.get_template(runtime.engine, template_id=template_id, version=version)
 
 
 @router.post("", status_code=201, response_model=TemplatePublic, responses=problems(409, 422))
