@@ -15,6 +15,10 @@ whatsapp       trait ``whatsappId`` (the WhatsApp id, digits), else the profile'
 messenger      trait ``messengerPsid`` (the page-scoped id)
 webhook        trait ``webhookUrl``, else the dispatcher's ``webhook_url`` setting
 =============  ===============================================================
+
+The customer's timezone (quiet hours, local send times) is the profile's ``timezone``
+(``context.timezone`` of their events), else trait ``timezone``, else the policy's
+default (:func:`services.dispatcher.policy.customer_zone`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ FCM_TOKEN_TRAIT = "fcmToken"
 WHATSAPP_TRAIT = "whatsappId"
 MESSENGER_TRAIT = "messengerPsid"
 WEBHOOK_TRAIT = "webhookUrl"
+#: an IANA zone name; the profile's own ``timezone`` (from events) comes first
+TIMEZONE_TRAIT = "timezone"
 
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 

@@ -30,43 +30,35 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.dispatcher import metrics
 from services.dispatcher import repository as repo
 from services.dispatcher.channels.base import (
-    Outgoing,
     PermanentProviderError,
     Provider,
     ProviderError,
     TransientProviderError,
 )
-from services.dispatcher.contacts import Contact
-from services.dispatcher.links import LinkSigner
+from services.dispatcher.compose import Composer
 from services.dispatcher.messages import dead_letter, outcome, outcome_message
 from services.dispatcher.models import deferrals, outbox
-from services.dispatcher.offers.issue import coupon_issued_messages, draw_for
-from services.dispatcher.offers.template import OfferFunctions
-from services.dispatcher.policy import (
-    Action,
-    Decision,
-    Preferences,
-    Sent,
-    Situation,
-    decide,
-    not_before,
+from services.dispatcher.offers.issue import draw_for
+from services.dispatcher.plan import (
+    Claimed,
+    Facts,
+    Plan,
+    Template,
+    judge,
+    plan,
+    pools_wanted,
 )
+from services.dispatcher.policy import Action, Preferences, Sent
 from services.dispatcher.repository import DeliveryUpdate, HeldRequest
-from services.dispatcher.templates import (
-    TemplateDefinition,
-    TemplateError,
-    render_variant,
-    rewrite_links,
-)
+from services.dispatcher.templates import TemplateDefinition
+from shared.clock import Clock, utc_now
 from shared.db.locks import lock_name, xact_locks
 from shared.db.outbox import enqueue
 from shared.db.timers import claim_due, schedule
@@ -79,27 +71,12 @@ from shared.retry import retrying
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     attempts: int = 4
     first_s: float = 0.2
     max_s: float = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """A message decided and rendered, to hand to its provider."""
-
-    request: DispatchRequest
-    outgoing: Outgoing
-    template_version: int
 
 
 @dataclass(slots=True)
@@ -112,10 +89,27 @@ class _Effects:
     timers: list[tuple[str, datetime]] = field(default_factory=list)
     claimed: list[Claimed] = field(default_factory=list)
 
-    def conclude(self, request: DispatchRequest, result: DispatchOutcome) -> None:
+    def conclude(self, result: DispatchOutcome) -> None:
         self.outcomes.append(result)
         self.messages.append(outcome_message(result))
-        metrics.OUTCOMES.labels(result.status.value, _reason_label(result.reason)).inc()
+        count_outcome(result)
+
+    def add(self, planned: Plan) -> None:
+        self.updates.append(planned.update)
+        self.messages.extend(planned.messages)
+        if planned.outcome is not None:
+            self.outcomes.append(planned.outcome)
+            count_outcome(planned.outcome)
+        if planned.timer is not None:
+            self.timers.append((planned.update.dispatch_id, planned.timer))
+        if planned.send is not None:
+            self.claimed.append(planned.send)
+        if planned.action is Action.FAIL:
+            metrics.DEAD_LETTERS.inc()
+
+
+def count_outcome(result: DispatchOutcome) -> None:
+    metrics.OUTCOMES.labels(result.status.value, _reason_label(result.reason)).inc()
 
 
 def _reason_label(reason: str | None) -> str:
@@ -134,7 +128,7 @@ class Dispatcher:
         *,
         engine: AsyncEngine,
         providers: Mapping[Channel, Provider],
-        signer: LinkSigner,
+        composer: Composer,
         clock: Clock = utc_now,
         on_commit: Callable[[], None] = lambda: None,
         send_concurrency: int = 256,
@@ -142,12 +136,10 @@ class Dispatcher:
         webhook_default: str | None = None,
         stopping: asyncio.Event | None = None,
         batches_sending: int = 2,
-        offer_keys: Mapping[int, bytes] | None = None,
-        offer_key_id: int = 0,
     ) -> None:
         self._engine = engine
         self._providers = dict(providers)
-        self._signer = signer
+        self.composer = composer
         self._clock = clock
         self._on_commit = on_commit
         self._slots = asyncio.Semaphore(send_concurrency)
@@ -157,8 +149,6 @@ class Dispatcher:
         self._batches_sending = max(1, batches_sending)
         self._sending: set[asyncio.Task[None]] = set()
         self._closing = False
-        self._offer_keys = dict(offer_keys or {})
-        self._offer_key_id = offer_key_id
         #: template versions never change once written: kept by (id, version)
         self._definitions: dict[tuple[str, int], TemplateDefinition] = {}
 
@@ -224,6 +214,7 @@ class Dispatcher:
     async def _decide(
         self, conn: AsyncConnection, held: Sequence[HeldRequest], now: datetime, first: bool
     ) -> list[Claimed]:
+        """Load what the decisions read, plan every request, write the plans."""
         if not held:
             return []
         customers = sorted({h.request.customer_id for h in held})
@@ -241,166 +232,59 @@ class Dispatcher:
             if h.not_before is None and h.request.send_time.kind == "best_time"
         ]
         engagement = await repo.load_engagement(conn, ids=needs_engagement)
-        definitions = await self._templates(conn, held)
+        templates = await self._templates(conn, held)
+        channels = self.channels
 
-        effects = _Effects()
-        decided: list[Any] = []
         # the customer's most urgent first, where a cap leaves room for fewer than wait
         ordered = sorted(
             held,
-            key=lambda h: (
-                h.request.customer_id,
-                -h.request.priority.rank,
-                h.request.requested_at,
-            ),
+            key=lambda h: (h.request.customer_id, -h.request.priority.rank, h.request.requested_at),
         )
+        facts: list[tuple[DispatchRequest, Facts]] = []
+        wanted: list[tuple[str, str, str]] = []
         for item in ordered:
             request = item.request
-            contact = contacts.get(request.customer_id)
-            found = definitions.get(request.dispatch_id)
-            if isinstance(found, str):
-                self._fail(effects, request, now, f"{Reason.TEMPLATE_ERROR}: {found}")
-                continue
-            version, definition = found  # type: ignore[misc]
-            when = item.not_before
-            if when is None:
-                when = not_before(request, contact, policy, engagement.get(request.customer_id, {}))
-            situation = Situation(
-                contact=contact,
-                preferences=prefs.get(request.customer_id, Preferences()),
-                recent=recent.get(request.customer_id, ()),
-                template_channels=frozenset(definition.channels() & self.channels),
-                topic=request.subscription_topic or definition.subscription_topic,
+            customer = request.customer_id
+            known = Facts(
+                contact=contacts.get(customer),
+                template=templates[request.dispatch_id],
+                preferences=prefs.get(customer, Preferences()),
+                recent=tuple(recent.get(customer, ())),
                 topic_defaults=topics,
-                not_before=when,
+                not_before=item.not_before,
+                engagement=engagement.get(customer, {}),
+                channels=channels,
                 webhook_default=self._webhook_default,
             )
-            decision = decide(request, situation, policy, now)
-            decided.append((item, decision, when, version, definition, contact))
+            decision = judge(request, known, policy, now)
             if decision.action is Action.SEND and decision.channel is not None:
-                recent.setdefault(request.customer_id, []).append(Sent(decision.channel, now))
-        # codes of the coupon pools the messages being sent draw from, keyed by dispatch
-        drawn = await draw_for(conn, decided, now=now)
-        for item, decision, when, version, definition, contact in decided:
-            self._apply(effects, item, decision, when, version, definition, contact, now, drawn)
+                recent.setdefault(customer, []).append(Sent(decision.channel, now))
+            wanted.extend(
+                (pool, request.dispatch_id, customer) for pool in pools_wanted(decision, known)
+            )
+            facts.append((request, known))
+        # the pool codes of the messages being sent, drawn before they are rendered
+        drawn = await draw_for(conn, wanted, now=now)
+        effects = _Effects()
+        for request, known in facts:
+            codes = {pool: code for (pool, d), code in drawn.items() if d == request.dispatch_id}
+            if codes:
+                known = _with_codes(known, codes)
+            effects.add(plan(request, known, policy, now, self.composer))
         await repo.update_deliveries(conn, updates=effects.updates, now=now)
         await repo.insert_outcomes(conn, rows=effects.outcomes)
         await schedule(conn, table=deferrals, rows=effects.timers)
         await enqueue(session=conn, outbox=outbox, messages=effects.messages)
         return effects.claimed
 
-    def _apply(
-        self,
-        effects: _Effects,
-        item: HeldRequest,
-        decision: Decision,
-        when: datetime,
-        version: int,
-        definition: TemplateDefinition,
-        contact: Contact | None,
-        now: datetime,
-        drawn: Mapping[tuple[str, str], str] | None = None,
-    ) -> None:
-        request = item.request
-        channel = decision.channel.value if decision.channel else None
-        if decision.action is Action.DEFER:
-            assert decision.until is not None
-            effects.updates.append(
-                DeliveryUpdate(
-                    request.dispatch_id,
-                    "deferred",
-                    channel=channel,
-                    template_version=version,
-                    reason=decision.reason,
-                    not_before=when,
-                    deferred_until=decision.until,
-                )
-            )
-            effects.timers.append((request.dispatch_id, decision.until))
-            effects.conclude(
-                request,
-                outcome(
-                    request,
-                    Status.DEFERRED,
-                    now,
-                    channel=decision.channel,
-                    reason=decision.reason,
-                    deferred_until=decision.until,
-                    template_version=version,
-                ),
-            )
-            return
-        if decision.action is Action.SUPPRESS:
-            effects.updates.append(
-                DeliveryUpdate(
-                    request.dispatch_id,
-                    "suppressed",
-                    channel=channel,
-                    template_version=version,
-                    reason=decision.reason,
-                    not_before=when,
-                )
-            )
-            effects.conclude(
-                request,
-                outcome(
-                    request,
-                    Status.SUPPRESSED,
-                    now,
-                    channel=decision.channel,
-                    reason=decision.reason,
-                    template_version=version,
-                ),
-            )
-            return
-        if decision.action is Action.FAIL:
-            self._fail(effects, request, now, decision.reason or Reason.TEMPLATE_ERROR, version)
-            return
-        assert decision.channel is not None and decision.address is not None
-        offers = self.offers_for(request, drawn or {}, now)
-        try:
-            outgoing = self.compose(request, decision, definition, contact, offers)
-        except TemplateError as exc:
-            self._fail(effects, request, now, f"{Reason.TEMPLATE_ERROR}: {exc}", version)
-            return
-        effects.messages.extend(coupon_issued_messages(request, decision, offers, now))
-        effects.updates.append(
-            DeliveryUpdate(
-                request.dispatch_id,
-                "sending",
-                channel=channel,
-                template_version=version,
-                not_before=when,
-                sent_at=now,
-            )
-        )
-        effects.claimed.append(Claimed(request, outgoing, version))
-
-    def _fail(
-        self,
-        effects: _Effects,
-        request: DispatchRequest,
-        now: datetime,
-        reason: str,
-        version: int | None = None,
-    ) -> None:
-        effects.updates.append(
-            DeliveryUpdate(request.dispatch_id, "failed", template_version=version, reason=reason)
-        )
-        effects.conclude(
-            request, outcome(request, Status.FAILED, now, reason=reason, template_version=version)
-        )
-        effects.messages.append(dead_letter(request, reason))
-        metrics.DEAD_LETTERS.inc()
-
     async def _templates(
         self, conn: AsyncConnection, held: Sequence[HeldRequest]
-    ) -> dict[str, tuple[int, TemplateDefinition] | str]:
+    ) -> dict[str, Template | str]:
         """Each request's template version (pinned by the request, else decided on
         arrival, else the latest) and definition, or why there is none."""
         heads = await repo.template_heads(conn, ids={h.request.template_id for h in held})
         wanted: dict[str, tuple[str, int]] = {}
-        found: dict[str, tuple[int, TemplateDefinition] | str] = {}
+        found: dict[str, Template | str] = {}
         for item in held:
             request = item.request
             pinned = request.template_version or item.template_version
@@ -419,90 +303,11 @@ class Dispatcher:
         for dispatch_id, key in wanted.items():
             definition = self._definitions.get(key)
             found[dispatch_id] = (
-                (key[1], definition)
+                Template(key[1], definition)
                 if definition is not None
                 else f"no version {key[1]} of template {key[0]!r}"
             )
         return found
-
-    def compose(
-        self,
-        request: DispatchRequest,
-        decision: Decision,
-        definition: TemplateDefinition,
-        contact: Contact | None,
-        offers: OfferFunctions | None = None,
-    ) -> Outgoing:
-        """The message rendered for the customer, its links signed; :class:`TemplateError`
-        when the template does not render (an offer it cannot have included)."""
-        assert decision.channel is not None and decision.address is not None
-        channel = decision.channel
-        dispatch_id = request.dispatch_id
-        variant = definition.variant(channel, contact.locale if contact else None)
-        if variant is None:  # decide() only picks channels the template has
-            raise TemplateError(f"no {channel} variant")
-        signer = self._signer
-        unsubscribe = signer.unsubscribe(dispatch_id)
-        context: dict[str, Any] = {
-            "customer": (contact or Contact(request.customer_id)).template_context(),
-            "context": request.context,
-            "message": {
-                "dispatch_id": dispatch_id,
-                "channel": channel.value,
-                "journey_id": request.journey_id,
-                "step_id": request.step_id,
-                "variant": request.variant,
-            },
-            "unsubscribe_url": unsubscribe,
-            "preferences_url": _Lazy(lambda: signer.preferences(dispatch_id)),
-            "link": lambda url: signer.click(dispatch_id, str(url)),
-            "survey_url": lambda kind, score: signer.survey(dispatch_id, str(kind), int(score)),
-        }
-        if offers is None:
-            offers = self.offers_for(request, {}, self._clock())
-        context.update(offers.context())
-        rendered = render_variant(variant, context)
-        if channel is Channel.EMAIL and rendered.html is not None:
-            html = rewrite_links(
-                rendered.html,
-                lambda url: url if signer.is_own(url) else signer.click(dispatch_id, url),
-            )
-            pixel = (
-                f'<img src="{signer.open_pixel(dispatch_id)}" width="1" height="1" alt="" '
-                'style="display:none">'
-            )
-            at = html.lower().rfind("</body>")
-            html = html[:at] + pixel + html[at:] if at >= 0 else html + pixel
-            rendered = _replace(rendered, html=html)
-        return Outgoing(
-            dispatch_id=dispatch_id,
-            customer_id=request.customer_id,
-            channel=channel,
-            address=decision.address,
-            rendered=rendered,
-            template_id=request.template_id,
-            unsubscribe_url=unsubscribe,
-            opened_url=signer.push_opened(dispatch_id) if channel is Channel.PUSH else None,
-            attributes={
-                "journeyId": request.journey_id,
-                "stepId": request.step_id,
-                "runId": request.run_id,
-                "variant": request.variant,
-                "context": request.context,
-            },
-        )
-
-    def offers_for(
-        self, request: DispatchRequest, drawn: Mapping[tuple[str, str], str], now: datetime
-    ) -> OfferFunctions:
-        """``coupon()`` and ``offer_code()`` for one dispatch's rendering."""
-        return OfferFunctions(
-            dispatch_id=request.dispatch_id,
-            today=now.date(),
-            drawn={pool: code for (pool, d), code in drawn.items() if d == request.dispatch_id},
-            keys=self._offer_keys,
-            key_id=self._offer_key_id,
-        )
 
     # --- sending and recording ---------------------------------------------------------
 
@@ -554,7 +359,7 @@ class Dispatcher:
                 metrics.DEAD_LETTERS.inc()
             rows.append(result)
             messages.append(outcome_message(result))
-            metrics.OUTCOMES.labels(result.status.value, _reason_label(result.reason)).inc()
+            count_outcome(result)
 
         async def record() -> None:
             async with self._engine.begin() as conn:
@@ -614,40 +419,19 @@ class Dispatcher:
         async with self._engine.begin() as conn:
             stale = await repo.stale_sending(conn, older_than=now - timedelta(seconds=lease_s))
             effects = _Effects()
-            for dispatch_id, raw in stale:
-                request = DispatchRequest.model_validate(orjson.loads(raw))
+            for dispatch_id, request in stale:
                 reason = (
                     f"{Reason.PROVIDER_ERROR}: interrupted; the provider may or may not "
                     "have the message, so it is not sent again"
                 )
                 effects.updates.append(DeliveryUpdate(dispatch_id, "failed", reason=reason))
-                effects.conclude(request, outcome(request, Status.FAILED, now, reason=reason))
+                effects.conclude(outcome(request, Status.FAILED, now, reason=reason))
             await repo.update_deliveries(conn, updates=effects.updates, now=now)
             await repo.insert_outcomes(conn, rows=effects.outcomes)
             await enqueue(session=conn, outbox=outbox, messages=effects.messages)
         if stale:
             self._on_commit()
         return len(stale)
-
-
-class _Lazy:
-    """A link signed only if the template uses it (signing costs tens of µs)."""
-
-    __slots__ = ("_make", "_value")
-
-    def __init__(self, make: Callable[[], str]) -> None:
-        self._make = make
-        self._value: str | None = None
-
-    def __str__(self) -> str:
-        if self._value is None:
-            self._value = self._make()
-        return self._value
-
-    def __html__(self) -> str:
-        import html
-
-        return html.escape(str(self))
 
 
 class SendsInFlight:
@@ -667,7 +451,7 @@ class SendsInFlight:
         self._stopping.set()
 
 
-def _replace(rendered: Any, **changes: Any) -> Any:
+def _with_codes(facts: Facts, codes: Mapping[str, str]) -> Facts:
     from dataclasses import replace
 
-    return replace(rendered, **changes)
+    return replace(facts, codes=codes)

@@ -73,16 +73,16 @@ def dead_letter(request: DispatchRequest, reason: str) -> Message:
 
 
 def attribution(
-    request: Mapping[str, Any], channel: str | None, template_id: str | None
+    request: DispatchRequest | None, channel: str | None, template_id: str | None
 ) -> dict[str, Any]:
-    """The ``properties`` every engagement event carries, from a stored request (JSON)."""
+    """The ``properties`` every engagement event carries, from the delivery's request."""
     props = {
-        engagement.DISPATCH_ID: request.get("dispatchId"),
-        engagement.JOURNEY_ID: request.get("journeyId"),
-        engagement.JOURNEY_VERSION: request.get("journeyVersion"),
-        engagement.STEP_ID: request.get("stepId"),
-        engagement.RUN_ID: request.get("runId"),
-        engagement.VARIANT: request.get("variant"),
+        engagement.DISPATCH_ID: request.dispatch_id if request else None,
+        engagement.JOURNEY_ID: request.journey_id if request else None,
+        engagement.JOURNEY_VERSION: request.journey_version if request else None,
+        engagement.STEP_ID: request.step_id if request else None,
+        engagement.RUN_ID: request.run_id if request else None,
+        engagement.VARIANT: request.variant if request else None,
         engagement.CHANNEL: channel,
         engagement.TEMPLATE_ID: template_id,
     }

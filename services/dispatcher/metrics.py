@@ -1,5 +1,9 @@
 """Dispatcher metrics, declared once; labels are channels, statuses and reasons,
-never customers or templates."""
+never customers or templates.
+
+Every gauge reports shared state (read from the database) as set by whichever worker
+evaluated last: ``multiprocess_mode="livemostrecent"``, so with several workers the
+newest value of a live worker is exported, never a dead worker's stale one."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -72,6 +76,7 @@ COUPONS_AVAILABLE = Gauge(
     "Codes of a coupon pool not drawn yet (alert: deploy/prometheus/rules/offers.yml).",
     ["pool"],
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="dispatcher",
 )
 COUPON_LOW_WATER = Gauge(
@@ -79,6 +84,7 @@ COUPON_LOW_WATER = Gauge(
     "A coupon pool's low-water mark: below it, TenureCouponPoolLow fires.",
     ["pool"],
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="dispatcher",
 )
 COUPONS_ISSUED = Counter(

@@ -22,7 +22,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
     Identity,
     Index,
     Integer,
@@ -39,11 +38,10 @@ from shared.db.engine import service_metadata
 from shared.db.outbox import outbox_table
 from shared.db.profile_projection import profile_projection_table
 from shared.db.timers import timer_table
+from shared.db.types import Key, Timestamp
 
 SCHEMA = "dispatcher"
 metadata = service_metadata(SCHEMA)
-Timestamp = DateTime(timezone=True)
-Key = Text(collation="C")
 
 profiles = profile_projection_table(metadata)
 outbox = outbox_table(metadata)

@@ -13,7 +13,8 @@ In order:
    or failed (``template_error``) when the template has no variant for any;
 4. unless the priority is ``critical``: **frequency caps** over every journey's sends
    (per channel and in total, in rolling windows) → deferred until the budget allows;
-   **quiet hours** in the customer's timezone → deferred until they end;
+   **quiet hours** in the customer's timezone (:func:`customer_zone`) → deferred
+   until they end;
 5. the **send time** (now, a local time, the customer's best hour): not yet → deferred.
 
 A deferral names the first reason that holds now and waits until every check can
@@ -40,7 +41,7 @@ from pydantic import (
     field_validator,
 )
 
-from services.dispatcher.contacts import Address, Contact
+from services.dispatcher.contacts import TIMEZONE_TRAIT, Address, Contact
 from shared.events.channels import Channel
 from shared.events.dispatch_outcomes import Reason
 from shared.events.dispatch_requests import (
@@ -283,8 +284,16 @@ def cap_free_at(
 
 
 def customer_zone(contact: Contact | None, policy: SendPolicy) -> ZoneInfo:
-    zone = _zone(contact.timezone) if contact is not None and contact.timezone else None
-    return zone or _zone(policy.default_timezone) or ZoneInfo("UTC")
+    """The customer's timezone, the first valid of: the profile's ``timezone`` (the zone
+    the customer's events last reported in ``context.timezone``), the ``timezone``
+    trait (an identify call's), the policy's ``default_timezone``. A name that is not
+    an IANA zone is skipped."""
+    names = (contact.timezone, contact.traits.get(TIMEZONE_TRAIT)) if contact else ()
+    for name in (*names, policy.default_timezone):
+        zone = _zone(name) if isinstance(name, str) else None
+        if zone is not None:
+            return zone
+    return ZoneInfo("UTC")
 
 
 def _zone(name: str | None) -> ZoneInfo | None:

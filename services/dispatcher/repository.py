@@ -70,6 +70,12 @@ async def claim_new(
     return [r for r in unique if r.dispatch_id in fresh]
 
 
+def read_request(stored: str | bytes) -> DispatchRequest:
+    """A delivery's request as stored (``request::text``): the one way it is read back.
+    It was written as published (:meth:`~shared.events.base.EventModel.to_bytes`)."""
+    return DispatchRequest.model_validate_json(stored)
+
+
 @dataclass(frozen=True, slots=True)
 class HeldRequest:
     """A delivery waiting for its deferral to end."""
@@ -94,7 +100,7 @@ async def deferred_requests(
     )
     return [
         HeldRequest(
-            DispatchRequest.model_validate_json(row["request"]),
+            read_request(row["request"]),
             row["not_before"],
             row["template_version"],
         )
@@ -180,7 +186,7 @@ async def erase_requests(conn: AsyncConnection, *, customer_ids: Iterable[str]) 
 
 async def stale_sending(
     conn: AsyncConnection, *, older_than: datetime, limit: int = 1_000
-) -> list[tuple[str, str]]:
+) -> list[tuple[str, DispatchRequest]]:
     """Deliveries claimed for sending but never recorded (the process died meanwhile)."""
     driver = await driver_connection(conn)
     rows = await driver.fetch(
@@ -190,7 +196,7 @@ async def stale_sending(
         older_than,
         limit,
     )
-    return [(row["dispatch_id"], row["request"]) for row in rows]
+    return [(row["dispatch_id"], read_request(row["request"])) for row in rows]
 
 
 # --- what a decision reads ----------------------------------------------------------
@@ -382,6 +388,37 @@ async def insert_outcomes(conn: AsyncConnection, *, rows: Sequence[DispatchOutco
         [o.deferred_until for o in rows],
         [o.provider_message_id for o in rows],
     )
+
+
+async def set_preferences(
+    conn: AsyncConnection,
+    *,
+    customer_id: str,
+    now: datetime,
+    unsubscribed: bool | None = None,
+    channels: dict[str, bool] | None = None,
+    topics: dict[str, bool] | None = None,
+) -> None:
+    """Merge choices into the customer's preferences (``None``: unchanged)."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    values = {
+        "customer_id": customer_id,
+        "unsubscribed": bool(unsubscribed),
+        "channels": channels or {},
+        "topics": topics or {},
+        "updated_at": now,
+    }
+    statement = insert(preferences).values(values)
+    excluded = statement.excluded
+    sets: dict[str, Any] = {"updated_at": now}
+    if unsubscribed is not None:
+        sets["unsubscribed"] = excluded.unsubscribed
+    if channels:
+        sets["channels"] = preferences.c.channels.op("||")(excluded.channels)
+    if topics:
+        sets["topics"] = preferences.c.topics.op("||")(excluded.topics)
+    await conn.execute(statement.on_conflict_do_update(index_elements=["customer_id"], set_=sets))
 
 
 def _json(value: Any) -> str:

@@ -2,6 +2,10 @@
 
 Labels are bounded: journey, step, variant, channel, metric, period kind — never a
 customer. Funnel counters are counted per batch, after the transaction committed.
+
+Every gauge reports shared state (read from the database) as set by whichever worker
+evaluated last: ``multiprocess_mode="livemostrecent"``, so with several workers the
+newest value of a live worker is exported, never a dead worker's stale one.
 """
 
 from prometheus_client import Counter, Gauge
@@ -40,6 +44,7 @@ EXPERIMENT_RATE = Gauge(
     "Conversion rate of each variant of each split at the last evaluation.",
     ["journey", "step", "variant"],
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="metrics",
 )
 EXPERIMENT_P_VALUE = Gauge(
@@ -47,6 +52,7 @@ EXPERIMENT_P_VALUE = Gauge(
     "Always-valid p-value (running minimum) of each split at the last evaluation.",
     ["journey", "step"],
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="metrics",
 )
 DECISIONS = Counter(
@@ -61,6 +67,7 @@ ACTIVE_CUSTOMERS = Gauge(
     "Customers active in the current period, by period kind (day, week, month).",
     ["period"],
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="metrics",
 )
 CHURN_RATE = Gauge(
@@ -69,23 +76,27 @@ CHURN_RATE = Gauge(
     "complete period, by period kind.",
     ["period"],
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="metrics",
 )
 OUTBOX_BACKLOG = Gauge(
     "outbox_backlog_messages",
     "Messages waiting in the metrics service's outbox.",
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="metrics",
 )
 LTV_TO_DATE = Gauge(
     "ltv_to_date",
     "Revenue to date over customers to date, at the last evaluation.",
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="metrics",
 )
 REPEAT_PURCHASE_RATE = Gauge(
     "repeat_purchase_rate",
     "Buyers with two orders or more over buyers, at the last evaluation.",
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="metrics",
 )

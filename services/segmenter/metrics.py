@@ -1,4 +1,8 @@
-"""Segmenter metrics, declared once; never a label per customer or per segment id."""
+"""Segmenter metrics, declared once; never a label per customer or per segment id.
+
+Every gauge reports shared state (read from the database) as set by whichever worker
+evaluated last: ``multiprocess_mode="livemostrecent"``, so with several workers the
+newest value of a live worker is exported, never a dead worker's stale one."""
 
 import math
 
@@ -69,6 +73,7 @@ SCORED_CUSTOMERS = Gauge(
     "Customers scored by the last fit, by churn method.",
     ["method"],
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="segmenter",
 )
 CHURN_BACKTEST_AUC = Gauge(
@@ -76,6 +81,7 @@ CHURN_BACKTEST_AUC = Gauge(
     "Last refit's backtest: area under the ROC curve of each churn candidate (NaN: not fitted).",
     ["candidate"],
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="segmenter",
 )
 CHURN_BACKTEST_BRIER = Gauge(
@@ -84,6 +90,7 @@ CHURN_BACKTEST_BRIER = Gauge(
     "churn candidate.",
     ["candidate"],
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="segmenter",
 )
 CHURN_BACKTEST_CUSTOMERS = Gauge(
@@ -91,6 +98,7 @@ CHURN_BACKTEST_CUSTOMERS = Gauge(
     "Last refit's backtest: customers in the training and held-out sets, and churners among them.",
     ["set", "outcome"],
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="segmenter",
 )
 CHURN_MODEL_USED = Gauge(
@@ -98,6 +106,7 @@ CHURN_MODEL_USED = Gauge(
     "1 for the churn method the last refit scores with, 0 for the others.",
     ["method"],
     namespace="tenure",
+    multiprocess_mode="livemostrecent",
     subsystem="segmenter",
 )
 

@@ -25,6 +25,7 @@ from services.dispatcher.channels.base import (
     PermanentProviderError,
     TransientProviderError,
 )
+from services.dispatcher.channels.plaintext import html_to_text
 
 DISPATCH_ID_HEADER = "X-Tenure-Dispatch-Id"
 
@@ -59,7 +60,7 @@ def build_email(message: Outgoing, settings: SmtpSettings) -> bytes:
     rendered = message.rendered
     text = rendered.text
     if text is None and rendered.html is not None:
-        text = _text_of(rendered.html)
+        text = html_to_text(rendered.html)
     boundary = f"=_tenure_{uuid.uuid4().hex}"
     headers = [
         f"From: {_header(settings.from_address)}",
@@ -112,12 +113,6 @@ def _header(value: str) -> str:
 
 def message_id(dispatch_id: str, domain: str) -> str:
     return f"<{dispatch_id}@{domain}>"
-
-
-def _text_of(html: str) -> str:
-    import re
-
-    return re.sub(r"\s+\n", "\n", re.sub(r"<[^>]+>", "", html)).strip()
 
 
 class SmtpProvider:

@@ -15,30 +15,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.dispatcher import metrics
 from services.dispatcher.messages import attribution, engagement_event
 from services.dispatcher.offers import pools
-from services.dispatcher.offers.template import OfferFunctions, pools_in
-from services.dispatcher.policy import Action, Decision
-from services.dispatcher.templates import _sources
+from services.dispatcher.offers.template import OfferFunctions
+from services.dispatcher.policy import Decision
 from shared.events import engagement
 from shared.events.dispatch_requests import DispatchRequest
 from shared.kafka.producer import Message
 
 
 async def draw_for(
-    conn: AsyncConnection, decided: Sequence[Any], *, now: datetime
+    conn: AsyncConnection, wanted: Sequence[tuple[str, str, str]], *, now: datetime
 ) -> dict[tuple[str, str], str]:
-    """``(pool, dispatch_id) → code`` for the sends whose variant calls ``coupon()``."""
-    wanted: list[tuple[str, str, str]] = []
-    for item, decision, _when, _version, definition, contact in decided:
-        if decision.action is not Action.SEND or decision.channel is None:
-            continue
-        variant = definition.variant(decision.channel, contact.locale if contact else None)
-        if variant is None:
-            continue
-        for pool in pools_in(source for _, source, _ in _sources(variant)):
-            wanted.append((pool, item.request.dispatch_id, item.request.customer_id))
+    """``(pool, dispatch_id) → code`` for ``(pool, dispatch_id, customer_id)`` wanted:
+    the sends whose variant calls ``coupon()``."""
     if not wanted:
         return {}
-    drawn = await pools.draw(conn, wanted=wanted, now=now)
+    drawn = await pools.draw(conn, wanted=list(wanted), now=now)
     for stats in await pools.pool_stats(conn, pool_ids=sorted({w[0] for w in wanted})):
         metrics.COUPONS_AVAILABLE.labels(stats.pool_id).set(stats.available)
         metrics.COUPON_LOW_WATER.labels(stats.pool_id).set(stats.low_water)
@@ -50,7 +41,7 @@ def coupon_issued_messages(
     request: DispatchRequest, decision: Decision, offers: OfferFunctions, now: datetime
 ) -> list[Message]:
     channel = decision.channel.value if decision.channel else None
-    base = attribution(request.model_dump(by_alias=True), channel, request.template_id)
+    base = attribution(request, channel, request.template_id)
     out = []
     for code, issued in sorted(offers.issued.items()):
         properties: dict[str, Any] = {

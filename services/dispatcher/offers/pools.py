@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db.driver import execute, fetch
 from shared.db.engine import driver_connection
+from shared.http.problems import Conflict, NotFound
 
 SCHEMA = "dispatcher"
 
@@ -131,3 +132,37 @@ async def code_of(conn: AsyncConnection, *, code: str) -> Any | None:
         code,
     )
     return rows[0] if rows else None
+
+
+# --- the admin API's operations, one transaction each ----------------------------------
+
+
+async def create_pool_once(
+    engine: AsyncEngine, *, pool_id: str, name: str, low_water: int, now: datetime
+) -> PoolStats:
+    """A new pool and its figures; ``Conflict`` when a pool has this id."""
+    async with engine.begin() as conn:
+        if not await create_pool(conn, pool_id=pool_id, name=name, low_water=low_water, now=now):
+            raise Conflict(f"pool {pool_id!r} exists")
+        (stats,) = await pool_stats(conn, pool_ids=[pool_id])
+    return stats
+
+
+async def one_pool(engine: AsyncEngine, *, pool_id: str) -> PoolStats:
+    async with engine.connect() as conn:
+        found = await pool_stats(conn, pool_ids=[pool_id])
+    if not found:
+        raise NotFound(f"no pool {pool_id!r}")
+    return found[0]
+
+
+async def upload_codes(
+    engine: AsyncEngine, *, pool_id: str, codes: Sequence[str]
+) -> tuple[int, PoolStats]:
+    """Add codes to a pool: how many were new, and the pool's figures after."""
+    async with engine.begin() as conn:
+        if not await pool_stats(conn, pool_ids=[pool_id]):
+            raise NotFound(f"no pool {pool_id!r}")
+        added = await add_codes(conn, pool_id=pool_id, codes=codes)
+        (stats,) = await pool_stats(conn, pool_ids=[pool_id])
+    return added, stats

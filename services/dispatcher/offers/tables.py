@@ -3,12 +3,10 @@ their ``coupons``, each drawn at most once (``dispatch_id`` unique per pool)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Index, Integer, Table, Text, UniqueConstraint, text
+from sqlalchemy import Column, Index, Integer, Table, Text, UniqueConstraint, text
 
 from services.dispatcher.models import metadata
-
-Key = Text(collation="C")
-Timestamp = DateTime(timezone=True)
+from shared.db.types import Key, Timestamp
 
 coupon_pools = Table(
     "coupon_pools",

@@ -10,7 +10,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -41,24 +41,13 @@ from shared.settings import DatabaseSettings, KafkaSettings
 from tenure.services import SERVICES
 from tenure.sinks import HttpRecorder, SmtpSink
 from tests.conftest import NewDatabase
+from tests.support.clock import FakeClock
 from tests.support.kafka import TopicTail
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LINK_SECRET = "link-secret-for-tests-0123456789"
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)  # a Monday, noon UTC
-
-
-@dataclass
-class FakeClock:
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
 
 
 @dataclass
@@ -204,8 +193,9 @@ class Stack:
     async def event(self, name: str, dispatch_id: str) -> dict[str, Any]:
         def match(r: Any) -> bool:
             value = orjson.loads(r.value)
-            return value.get("event") == name and (
-                value.get("properties", {}).get("dispatchId") == dispatch_id
+            return bool(
+                value.get("event") == name
+                and value.get("properties", {}).get("dispatchId") == dispatch_id
             )
 
         return orjson.loads((await self.events.wait_for(match, within_s=20)).value)  # type: ignore[no-any-return]
@@ -248,7 +238,7 @@ async def start_stack(
     settings = settings_for(
         kafka=kafka_settings, url=url, smtp=smtp, recorder=recorder, keys=keys, **group
     )
-    clock = clock or FakeClock()
+    clock = clock or FakeClock(START)
     return create_app(settings, clock=clock), keys, clock
 
 

@@ -46,7 +46,11 @@ async def test_templates_are_versioned_and_previewed_for_a_customer(stack: Stack
     broken = {**WELCOME, "variants": [{"channel": "email", "subject": "{{ oops", "text": "x"}]}
     refused = await stack.client.put(f"/v1/templates/{template_id}", json=broken, headers=ADMIN)
     assert refused.status_code == 422
-    assert "does not compile" in refused.json()["detail"][0]["msg"]
+    problem = refused.json()
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "does not compile" in problem["detail"]
+    assert problem["errors"][0]["loc"] == ["body", "definition"]
+    assert "does not compile" in problem["errors"][0]["msg"]
 
     await stack.profile(
         "pierre",
@@ -71,6 +75,8 @@ async def test_templates_are_versioned_and_previewed_for_a_customer(stack: Stack
         f"/v1/templates/{template_id}/preview", json={"customer_id": "nobody"}, headers=ADMIN
     )
     assert missing.status_code == 404
+    assert missing.json()["detail"] == "no profile 'nobody' in the projection"
+    assert missing.json()["type"] == "urn:tenure:problem:not_found"
 
     # a template that cannot render for this customer: a clear 422 in preview...
     strict = {
@@ -81,7 +87,7 @@ async def test_templates_are_versioned_and_previewed_for_a_customer(stack: Stack
     answer = await stack.client.post(
         "/v1/templates/strict/preview", json={"customer_id": "ann"}, headers=ADMIN
     )
-    assert answer.status_code == 422 and "plan" in answer.json()["detail"][0]["msg"]
+    assert answer.status_code == 422 and "plan" in answer.json()["errors"][0]["msg"]
     # ...and a failed outcome for that one message, the consumer going on
     request = await stack.request(customer_id="ann", template_id="strict", priority="critical")
     outcome = await stack.final(request.dispatch_id)
@@ -185,7 +191,7 @@ async def test_a_nul_character_in_a_body_is_a_422_not_a_500(stack: Stack) -> Non
     for method, path, body, where in refused:
         answer = await stack.client.request(method, path, json=body, headers=ADMIN)
         assert answer.status_code == 422, (path, answer.text)
-        [error] = answer.json()["detail"]
+        [error] = answer.json()["errors"]
         assert f"`{where}` contains a NUL character" in error["msg"], error
     topics = (await stack.client.get("/v1/topics", headers=ADMIN)).json()
     assert "nul" not in [t["topic"] for t in topics]
@@ -201,7 +207,7 @@ async def test_a_test_send_the_request_topic_refuses_is_a_422_not_a_500(stack: S
             headers=ADMIN,
         )
         assert answer.status_code == 422, answer.text
-        assert answer.json()["detail"][0]["loc"][0] == "body"
+        assert answer.json()["errors"][0]["loc"][0] == "body"
     huge = {"customer_id": "ann", "template_id": "t", "template_version": 2**40}
     answer = await stack.client.post("/v1/test-sends", json=huge, headers=ADMIN)
     assert answer.status_code == 422, answer.text
@@ -212,7 +218,9 @@ async def test_a_test_send_the_request_topic_refuses_is_a_422_not_a_500(stack: S
 async def test_feedback_without_an_id_and_the_policy_answer_as_documented(stack: Stack) -> None:
     answer = await stack.client.post("/v1/feedback/email", json={"kind": "bounce"}, headers=ADMIN)
     assert answer.status_code == 422
-    [error] = answer.json()["detail"]  # a list, as HTTPValidationError says
+    problem = answer.json()
+    assert isinstance(problem["detail"], str) and "message_id" in problem["detail"]
+    [error] = problem["errors"]
     assert error["loc"] == ["body", "dispatch_id"] and "message_id" in error["msg"]
     policy = (await stack.client.get("/v1/policy", headers=ADMIN)).json()
     policy["quiet_hours"] = {"enabled": True, "start": "22:30", "end": "07:00"}

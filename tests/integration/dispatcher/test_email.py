@@ -177,7 +177,7 @@ async def test_the_preference_page_reads_and_saves_choices(stack: Stack) -> None
     path = urlsplit(stack.runtime.signer.preferences(request.dispatch_id)).path
     page = await stack.client.get(path)
     assert page.status_code == 200
-    assert "Tips &amp; tricks" in page.text and "name='topic:tips' value='on' checked" in page.text
+    assert "Tips &amp; tricks" in page.text and 'name="topic:tips" value="on" checked' in page.text
     saved = await stack.client.post(path, data={"channel:email": "on", "channel:push": "on"})
     assert saved.status_code == 200
     prefs = (await stack.client.get("/v1/customers/pat/preferences", headers=ADMIN)).json()

@@ -146,7 +146,8 @@ async def test_offers_in_a_message(stack: Stack) -> None:
     issued = await stack.client.post(
         "/v1/offers/verify", headers=ADMIN, json={"code": pool_code.group(1)}
     )
-    assert issued.json()["dispatchId"] == request.dispatch_id
+    assert issued.json()["dispatch_id"] == request.dispatch_id
+    assert issued.json()["kind"] == "pool" and issued.json()["issued"] is True
     forged = await stack.client.post(
         "/v1/offers/verify", headers=ADMIN, json={"code": signed.group(1)[:-1] + "0"}
     )
@@ -154,10 +155,11 @@ async def test_offers_in_a_message(stack: Stack) -> None:
 
     # each code announced once, with the attribution
     for code in (pool_code.group(1), signed.group(1)):
-        record = await stack.events.wait_for(
-            lambda r, code=code: orjson.loads(r.value).get("properties", {}).get("coupon") == code,
-            within_s=20,
-        )
+
+        def announces(r: Any, code: str = code) -> bool:
+            return bool(orjson.loads(r.value).get("properties", {}).get("coupon") == code)
+
+        record = await stack.events.wait_for(announces, within_s=20)
         event = orjson.loads(record.value)
         assert event["event"] == "Coupon Issued"
         props = event["properties"]

@@ -61,6 +61,30 @@ async def test_quiet_hours_defer_to_the_customers_morning_and_the_timer_fires(
     await stack.template("nudge", **TEMPLATE)
 
 
+async def test_at_22_utc_a_customer_whose_timezone_trait_is_in_daytime_gets_the_message(
+    stack: Stack,
+) -> None:
+    """The README's walk-through at night in UTC: the ``timezone`` trait (an identify
+    call's, no ``context.timezone`` on the events) puts the customer in their morning."""
+    stack.clock.now = datetime(2026, 6, 3, 22, tzinfo=UTC)  # 07:00 the next day in Tokyo
+    await stack.template("nudge", **TEMPLATE)
+    policy = (await stack.client.get("/v1/policy", headers=ADMIN)).json()
+    early = {**policy, "quiet_hours": {"enabled": True, "start": "21:00", "end": "07:00"}}
+    assert (await stack.client.put("/v1/policy", json=early, headers=ADMIN)).status_code == 200
+    try:
+        day = await _customer(stack, "trait-day", traits={"timezone": "Asia/Tokyo"})
+        sent = await stack.request(customer_id=day, template_id="nudge")
+        assert (await stack.final(sent.dispatch_id))["status"] == "sent"
+        # an invalid zone name is skipped: the policy's default (UTC) is night
+        night = await _customer(stack, "trait-bad", traits={"timezone": "Mars/Base"})
+        held = await stack.request(customer_id=night, template_id="nudge")
+        (deferred,) = await stack.outcomes_of(held.dispatch_id)
+        assert (deferred["status"], deferred["reason"]) == ("deferred", "quiet_hours")
+    finally:
+        assert (await stack.client.put("/v1/policy", json=policy, headers=ADMIN)).status_code
+        stack.clock.now = datetime(2026, 6, 2, 14, tzinfo=UTC)
+
+
 async def test_frequency_caps_across_journeys_defer_and_critical_goes_through(
     stack: Stack,
 ) -> None:
@@ -164,7 +188,8 @@ async def test_local_time_and_best_time(stack: Stack) -> None:
     (deferred,) = await stack.outcomes_of(best.dispatch_id)
     assert deferred["deferredUntil"] == "2026-06-09T18:00:00Z"
     stack.clock.now = datetime(2026, 6, 9, 18, 0, 1, tzinfo=UTC)
-    assert (await stack.final(best.dispatch_id))["status"] == "sent"
+    final = await stack.final(best.dispatch_id)
+    assert final["status"] == "sent", final
 
 
 async def test_nothing_is_recorded_about_an_erased_customer(stack: Stack) -> None:

@@ -1,0 +1,111 @@
+"""The dispatcher's parts on a :class:`~shared.runtime.ServiceRuntime`: the
+``dispatch.requests`` / ``profiles`` consumer, the sends in flight, the deferral sweep,
+the expiry of interrupted sends and the outbox relay; and what the routes use (the
+engine, the clock, the link signer, the composer, the dispatcher)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+
+from services.dispatcher.channels.base import Provider
+from services.dispatcher.compose import Composer
+from services.dispatcher.consumer import DECODERS, DispatcherBatchHandler, is_transient
+from services.dispatcher.dispatching import Dispatcher, RetryPolicy, SendsInFlight
+from services.dispatcher.links import LinkSigner
+from services.dispatcher.models import outbox
+from services.dispatcher.providers import build_providers
+from services.dispatcher.settings import DispatcherSettings
+from shared.clock import Clock
+from shared.db.engine import create_engine
+from shared.db.outbox import OutboxRelay
+from shared.db.timers import TimerSweep
+from shared.events.channels import Channel
+from shared.kafka.consumer import ConsumerRunner
+from shared.kafka.dlq import DeadLetterPolicy
+from shared.kafka.producer import EventPublisher
+from shared.runtime import ServiceRuntime
+from shared.stopping import PeriodicJob
+
+
+class Runtime:
+    """What the lifespan builds and the routes use."""
+
+    def __init__(
+        self,
+        settings: DispatcherSettings,
+        clock: Clock,
+        providers: Mapping[Channel, Provider] | None = None,
+    ) -> None:
+        group = settings.dispatcher
+        self.settings = settings
+        self.clock = clock
+        self.engine = create_engine(settings.database)
+        self.publisher = EventPublisher(settings.kafka, client_id="tenure-dispatcher")
+        self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, connect=5.0),
+            limits=httpx.Limits(
+                max_connections=group.http_connections,
+                max_keepalive_connections=group.http_connections,
+            ),
+        )
+        self.providers = (
+            dict(providers) if providers is not None else build_providers(settings, self.http)
+        )
+        self.signer = LinkSigner(
+            secret=group.link_secret.get_secret_value(), base_url=group.public_base_url
+        )
+        self.composer = Composer(
+            self.signer, offer_keys=group.offer_key_map, offer_key_id=group.offer_key_id
+        )
+        self.dispatcher = Dispatcher(
+            engine=self.engine,
+            providers=self.providers,
+            composer=self.composer,
+            clock=clock,
+            on_commit=self.relay.notify,
+            send_concurrency=group.send_concurrency,
+            retry=RetryPolicy(group.retry_attempts, group.retry_initial_s, group.retry_max_s),
+            webhook_default=settings.webhook.url,
+            batches_sending=group.batches_sending,
+        )
+        self.services = ServiceRuntime(
+            "dispatcher", engine=self.engine, publisher=self.publisher, relay=self.relay
+        )
+        self.runner = self.services.consumer(
+            "consumer",
+            ConsumerRunner(
+                settings=settings.kafka,
+                group_id=group.consumer_group,
+                decoders=DECODERS,
+                handler=DispatcherBatchHandler(engine=self.engine, dispatcher=self.dispatcher),
+                dead_letters=DeadLetterPolicy(self.publisher),
+                is_transient=is_transient,
+                max_records=group.max_batch_records,
+            ),
+        )
+        # declared first: on shutdown it waits for the sends of the last batches
+        self.services.loop("sends in flight", SendsInFlight(self.dispatcher))
+        self.services.loop(
+            "deferrals",
+            TimerSweep(
+                lambda: self.dispatcher.fire_due(limit=group.sweep_chunk),
+                chunk=group.sweep_chunk,
+                workers=group.sweep_workers,
+                interval_s=group.sweep_interval_s,
+                name="deferral sweep",
+            ),
+        )
+        self.services.loop(
+            "interrupted sends",
+            PeriodicJob(
+                lambda: self.dispatcher.expire_interrupted(lease_s=group.sending_lease_s),
+                name="expiring interrupted sends",
+                interval_s=min(60.0, group.sending_lease_s),
+            ),
+        )
+        self.services.closing("http client", self.http.aclose)
+        for name, provider in self.providers.items():
+            self.services.closing(f"{name} provider", provider.close)
