@@ -98,6 +98,7 @@ async def cohorts(
         WHERE kind = $1 AND cohort BETWEEN metrics.period_start($1, $2)
                                        AND metrics.period_start($1, $3)
           AND period < metrics.period_shift($1, cohort, $4)
+          AND customers > 0
         ORDER BY cohort, period
         """,
         kind,
@@ -111,6 +112,10 @@ async def cohorts(
     result = []
     for cohort, counts in by_cohort.items():
         size = counts.get(cohort, 0)
+        if not size:
+            # a cohort its customers left (seen earlier since: a history imported
+            # newest-first) keeps rows of 0; a cohort is its customers, so it is gone
+            continue
         # periods after ``end`` have not happened (yet): None, not 0
         last = period_start(kind, end)
         active: list[int | None] = [
@@ -137,7 +142,12 @@ async def revenue(
     cumulative LTV (revenue to date over customers to date) per period."""
     rows = await driver.fetch(
         """
-        WITH totals AS (
+        WITH periods AS (
+            SELECT p::date AS period FROM generate_series(
+                metrics.period_start($1, $2), metrics.period_start($1, $3),
+                CASE $1 WHEN 'day' THEN interval '1 day' WHEN 'week' THEN interval '7 days'
+                        ELSE interval '1 month' END) AS p
+        ), totals AS (
             SELECT metrics.period_start($1, day) AS period, sum(orders) AS orders,
                    sum(revenue) AS revenue
             FROM metrics.daily_totals GROUP BY 1
@@ -154,12 +164,19 @@ async def revenue(
                    sum(new) OVER (ORDER BY period) AS customers_to_date
             FROM joined
         )
-        SELECT r.period, r.orders, r.revenue, r.new, r.revenue_to_date, r.customers_to_date,
+        -- every period of the range, as activity's: a period without orders or arrivals
+        -- is 0 orders, and carries the running totals of the last period before it
+        SELECT p.period, coalesce(r.orders, 0), coalesce(r.revenue, 0), coalesce(r.new, 0),
+               coalesce(last.revenue_to_date, 0), coalesce(last.customers_to_date, 0),
                coalesce(pc.active, 0)
-        FROM running r
-        LEFT JOIN metrics.period_counts pc ON pc.kind = $1 AND pc.period = r.period
-        WHERE r.period BETWEEN metrics.period_start($1, $2) AND metrics.period_start($1, $3)
-        ORDER BY r.period
+        FROM periods p
+        LEFT JOIN running r ON r.period = p.period
+        LEFT JOIN LATERAL (
+            SELECT revenue_to_date, customers_to_date FROM running
+            WHERE running.period <= p.period ORDER BY running.period DESC LIMIT 1
+        ) AS last ON true
+        LEFT JOIN metrics.period_counts pc ON pc.kind = $1 AND pc.period = p.period
+        ORDER BY p.period
         """,
         kind,
         start,
@@ -332,7 +349,13 @@ async def funnel(
 
 async def uplift(driver: Driver, *, journey_id: str, retention_days: int) -> dict[str, Any]:
     """Entrants against the holdout: conversion (from journey.runs) and retention
-    (active on any day within ``retention_days`` after entering)."""
+    (converted within ``retention_days`` of entering, or active on any of the
+    ``retention_days`` days after the day of entering).
+
+    The day of entering itself counts only through a conversion: activity is kept per
+    day, and the event that made the customer enter is activity on that day, so it
+    would count every entrant as retained; a conversion is known to follow the entry.
+    """
     arms = await driver.fetch(
         """
         SELECT variant, sum(exposed), sum(converted) FROM metrics.experiment_counts
@@ -351,7 +374,8 @@ async def uplift(driver: Driver, *, journey_id: str, retention_days: int) -> dic
     ]
     retained = await driver.fetch(
         """
-        SELECT r.holdout, count(*), count(*) FILTER (WHERE EXISTS (
+        SELECT r.holdout, count(*), count(*) FILTER (WHERE
+            r.converted_at <= r.entered_at + make_interval(days => $2::int) OR EXISTS (
             SELECT 1 FROM metrics.active_periods ap
             WHERE ap.customer_id = r.customer_id AND ap.kind = 'day'
               AND ap.period > r.entered_at::date AND ap.period <= r.entered_at::date + $2::int))

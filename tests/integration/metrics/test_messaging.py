@@ -402,13 +402,15 @@ async def test_holdout_uplift(stack: Stack) -> None:
             )
     await stack.send(journey_runs.TOPIC, *events)
     await stack.send(customer_events.TOPIC, *activity)
+    # retained: converted (3 hours after entering) or active in the 30 days after
+    retained = [i for i in range(40) if i % 3 == 0 or i % (4 if i < 10 else 2) == 0]
     body = await stack.until(
         f"/v1/kpis/uplift/{journey}",
         lambda b: (
             b["conversion"]["entrants"]["exposed"] == 30
             and b["conversion"]["holdout"]["exposed"] == 10
             and b["retention"]["entrants"]["converted"] + b["retention"]["holdout"]["converted"]
-            == len(activity)
+            == len(retained)
         ),
         retention_days=30,
     )
@@ -416,7 +418,8 @@ async def test_holdout_uplift(stack: Stack) -> None:
     assert entrants["converted"] == sum(1 for i in range(10, 40) if i % 2 == 0)
     assert holdout["converted"] == sum(1 for i in range(10) if i % 4 == 0)
     assert body["conversion"]["uplift"] == pytest.approx(entrants["rate"] - holdout["rate"])
-    assert body["retention"]["holdout"]["converted"] == sum(1 for i in range(10) if i % 3 == 0)
+    assert body["retention"]["holdout"]["converted"] == sum(1 for i in retained if i < 10)
+    assert body["retention"]["entrants"]["converted"] == sum(1 for i in retained if i >= 10)
     assert body["retention"]["sampled"] is False
     experiments = await stack.get("/v1/experiments", journey_id=journey)
     assert [e["kind"] for e in experiments] == ["holdout"]
