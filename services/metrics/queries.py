@@ -445,3 +445,14 @@ async def segment_flows(
         {"day": d, "segment_id": s, "entered": int(e), "exited": int(x), "net": int(e) - int(x)}
         for d, s, e, x in rows
     ]
+
+
+async def gauge_totals(driver: Driver) -> tuple[float, float, int]:
+    """(LTV to date, repeat-purchase rate, outbox backlog) for the gauges."""
+    value = await driver.fetchrow(
+        "SELECT coalesce(sum(revenue) / nullif(sum(customers), 0), 0), "
+        "coalesce(sum(repeat_buyers)::float8 / nullif(sum(buyers), 0), 0) "
+        "FROM metrics.first_day_totals"
+    )
+    backlog = await driver.fetchval("SELECT coalesce(sum(messages), 0) FROM metrics.outbox")
+    return float(value[0]), float(value[1]), int(backlog)

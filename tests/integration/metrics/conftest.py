@@ -13,7 +13,8 @@ import httpx
 import pytest
 import uvicorn
 
-from services.metrics.app import Runtime, create_app
+from services.metrics.app import create_app
+from services.metrics.runtime import Runtime
 from services.metrics.settings import MetricsGroup, MetricsSettings
 from shared.auth import hash_token
 from shared.db.migrations import upgrade
@@ -25,6 +26,7 @@ from shared.settings import DatabaseSettings, KafkaSettings
 from tenure.embedded import EmbeddedBroker, free_port
 from tenure.services import SERVICES
 from tests.conftest import NewDatabase
+from tests.support.clock import FakeClock
 from tests.support.kafka import TopicTail
 
 ADMIN_TOKEN = "test-admin-token"
@@ -33,17 +35,9 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 @dataclass
-class FixedClock:
-    now: datetime = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
 class Stack:
     client: httpx.AsyncClient
-    clock: FixedClock
+    clock: FakeClock
     publisher: EventPublisher
     decisions: TopicTail
     runtime: Runtime
@@ -105,7 +99,7 @@ async def stack(module_broker: EmbeddedBroker, new_database: NewDatabase) -> Asy
             attribution_window_hours=72,
         ),
     )
-    clock = FixedClock()
+    clock = FakeClock(NOW)
     app = create_app(settings, clock=clock)
     publisher = EventPublisher(kafka, client_id="test-sender")
     await publisher.start()

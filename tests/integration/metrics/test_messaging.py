@@ -377,6 +377,9 @@ async def test_split_verdict_and_promotion(stack: Stack) -> None:
 
     answer = await stack.client.patch(path, json={"control": "zz"}, headers=ADMIN)
     assert answer.status_code == 422
+    assert answer.json()["errors"] == [
+        {"loc": ["body", "control"], "msg": "no variant 'zz' in this experiment", "type": "invalid"}
+    ]
     answer = await stack.client.patch(path, json={"control": "b"}, headers=ADMIN)
     assert answer.status_code == 200 and answer.json()["result"]["control"] == "b"
     assert answer.json()["decision_id"] == f"{journey}:1:split-subject:b"  # sent once, kept
@@ -385,6 +388,7 @@ async def test_split_verdict_and_promotion(stack: Stack) -> None:
     assert holdout["decision_id"] is None
     answer = await stack.client.get("/v1/experiments/nope/1/x", headers=ADMIN)
     assert answer.status_code == 404
+    assert answer.json()["detail"] == "no experiment at step 'x' of 'nope' v1"
 
 
 async def test_holdout_uplift(stack: Stack) -> None:

@@ -63,7 +63,8 @@ async def test_head_matches_the_models_and_downgrades_cleanly(new_database: NewD
         async with engine.connect() as conn:
             left = await conn.scalars(
                 text(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'metrics'"
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = 'metrics'"
                 )
             )
             assert list(left) == ["alembic_version"]
