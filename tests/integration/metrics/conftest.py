@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -19,7 +19,6 @@ from services.metrics.settings import MetricsGroup, MetricsSettings
 from shared.auth import hash_token
 from shared.db.migrations import upgrade
 from shared.events import ALL_TOPICS, experiment_decisions
-from shared.events.base import EventModel
 from shared.kafka.producer import EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import DatabaseSettings, KafkaSettings
@@ -34,6 +33,15 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
+class Keyed(Protocol):
+    """A message model with its partition key (every topic's model has one)."""
+
+    @property
+    def key(self) -> bytes: ...
+
+    def to_bytes(self) -> bytes: ...
+
+
 @dataclass
 class Stack:
     client: httpx.AsyncClient
@@ -44,7 +52,7 @@ class Stack:
     database_url: str
     app: Any
 
-    async def send(self, topic: str, *payloads: EventModel) -> None:
+    async def send(self, topic: str, *payloads: Keyed) -> None:
         await self.publisher.publish_many(Message(topic, p.key, p.to_bytes()) for p in payloads)
 
     async def get(self, path: str, **params: Any) -> Any:
@@ -52,10 +60,10 @@ class Stack:
         assert answer.status_code == 200, answer.text
         return answer.json()
 
-    async def until(
-        self, path: str, condition: Callable[[Any], bool], within_s: float = 60, **params: Any
-    ) -> Any:
-        """The answer of ``path`` once ``condition`` holds (the consumer is asynchronous)."""
+    async def until(self, path: str, condition: Callable[[Any], bool], **params: Any) -> Any:
+        """The answer of ``path`` once ``condition`` holds (the consumer is asynchronous);
+        ``within_s`` (60) bounds the wait, the other keywords are the query."""
+        within_s = float(params.pop("within_s", 60))
         deadline = asyncio.get_running_loop().time() + within_s
         while True:
             body = await self.get(path, **params)

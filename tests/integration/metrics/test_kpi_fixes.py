@@ -5,6 +5,7 @@ conversion on the day of entering counts as retention."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from shared.events import customer_events, journey_runs
 from shared.events.customer_events import CustomerEvent, EventType
@@ -31,25 +32,19 @@ async def test_a_history_imported_newest_first_leaves_no_empty_cohort(stack: Sta
     cohorts they left must not stay behind with 0 customers."""
     months = [HISTORY + timedelta(days=30 * k) for k in range(5)]
     customers = [f"nf-{i}" for i in range(6)]
-    seen = 0
+    window = {"from": "2024-01-01", "to": "2024-06-30"}
     for k, at in reversed(list(enumerate(months))):
         events = [
             _track(f"nf-{c}-{k}", c, at + timedelta(hours=i), order=k % 2 == 0)
             for i, c in enumerate(customers)
         ]
         await stack.send(customer_events.TOPIC, *events)
-        seen += len(events)
+
+        def landed(body: dict[str, Any], month: str = at.date().replace(day=1).isoformat()) -> bool:
+            return any(p["period"] == month and p["active"] > 0 for p in body["periods"])
+
         # one batch after the other, so that each moves the customers' first day earlier
-        await stack.until(
-            "/v1/kpis/revenue",
-            lambda b, k=k: any(
-                p["period"] == months[k].date().replace(day=1).isoformat() and p["active"] > 0
-                for p in b["periods"]
-            ),
-            period="month",
-            **{"from": "2024-01-01", "to": "2024-06-30"},
-        )
-    window = {"from": "2024-01-01", "to": "2024-06-30"}
+        await stack.until("/v1/kpis/revenue", landed, period="month", **window)
     for period in ("month", "week"):
         body = await stack.get("/v1/kpis/cohorts", period=period, **window)
         assert body["cohorts"], body

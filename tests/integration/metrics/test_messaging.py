@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -76,7 +77,7 @@ def _track(
         event=name,
         timestamp=at,
         received_at=at,
-        properties=properties,  # type: ignore[arg-type]
+        properties=properties,
     )
 
 
@@ -175,7 +176,7 @@ async def test_funnel_counts_each_step_once_and_attributes_conversions(stack: St
     await stack.send(customer_events.TOPIC, *engagement, *goals)
     await stack.send(customer_events.TOPIC, *engagement)  # redelivered
 
-    def complete(body: dict) -> bool:
+    def complete(body: dict[str, Any]) -> bool:
         rows = body["rows"]
         return (
             bool(rows)
@@ -333,8 +334,8 @@ async def test_split_verdict_and_promotion(stack: Stack) -> None:
 
     path = f"/v1/experiments/{journey}/1/split-subject"
 
-    async def settled() -> dict:
-        body: dict = {}
+    async def settled() -> dict[str, Any]:
+        body: dict[str, Any] = {}
         for _ in range(200):
             answer = await stack.client.post("/v1/experiments/evaluate", headers=ADMIN)
             assert answer.status_code == 200

@@ -53,7 +53,7 @@ async def _compare(url: str) -> tuple[list[Any], list[str]]:
 
 async def test_head_matches_the_models_and_downgrades_cleanly(new_database: NewDatabase) -> None:
     url = await new_database()
-    expected = ([], ["period_shift", "period_start"])
+    expected: tuple[list[Any], list[str]] = ([], ["period_shift", "period_start"])
     await asyncio.to_thread(upgrade, script_location=MIGRATIONS, database_url=url)
     assert await _compare(url) == expected
     config = alembic_config(script_location=MIGRATIONS, database_url=url)
