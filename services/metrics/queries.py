@@ -142,41 +142,37 @@ async def revenue(
     cumulative LTV (revenue to date over customers to date) per period."""
     rows = await driver.fetch(
         """
+        -- every period of the range is in the series, as in activity's: a period
+        -- without orders or arrivals has 0 of each and the running totals before it
         WITH periods AS (
             SELECT p::date AS period FROM generate_series(
                 metrics.period_start($1, $2), metrics.period_start($1, $3),
                 CASE $1 WHEN 'day' THEN interval '1 day' WHEN 'week' THEN interval '7 days'
                         ELSE interval '1 month' END) AS p
-        ), totals AS (
-            SELECT metrics.period_start($1, day) AS period, sum(orders) AS orders,
-                   sum(revenue) AS revenue
-            FROM metrics.daily_totals GROUP BY 1
-        ), arrivals AS (
-            SELECT metrics.period_start($1, first_day) AS period, sum(customers) AS customers
-            FROM metrics.first_day_totals GROUP BY 1
         ), joined AS (
-            SELECT coalesce(t.period, a.period) AS period, coalesce(t.orders, 0) AS orders,
-                   coalesce(t.revenue, 0) AS revenue, coalesce(a.customers, 0) AS new
-            FROM totals t FULL JOIN arrivals a ON a.period = t.period
+            SELECT period, sum(orders) AS orders, sum(revenue) AS revenue, sum(new) AS new
+            FROM (
+                SELECT metrics.period_start($1, day), orders, revenue, 0
+                FROM metrics.daily_totals
+                UNION ALL
+                SELECT metrics.period_start($1, first_day), 0, 0, customers
+                FROM metrics.first_day_totals
+                UNION ALL
+                SELECT period, 0, 0, 0 FROM periods
+            ) AS parts(period, orders, revenue, new)
+            GROUP BY period
         ), running AS (
             SELECT period, orders, revenue, new,
                    sum(revenue) OVER (ORDER BY period) AS revenue_to_date,
                    sum(new) OVER (ORDER BY period) AS customers_to_date
             FROM joined
         )
-        -- every period of the range, as activity's: a period without orders or arrivals
-        -- is 0 orders, and carries the running totals of the last period before it
-        SELECT p.period, coalesce(r.orders, 0), coalesce(r.revenue, 0), coalesce(r.new, 0),
-               coalesce(last.revenue_to_date, 0), coalesce(last.customers_to_date, 0),
+        SELECT r.period, r.orders, r.revenue, r.new, r.revenue_to_date, r.customers_to_date,
                coalesce(pc.active, 0)
-        FROM periods p
-        LEFT JOIN running r ON r.period = p.period
-        LEFT JOIN LATERAL (
-            SELECT revenue_to_date, customers_to_date FROM running
-            WHERE running.period <= p.period ORDER BY running.period DESC LIMIT 1
-        ) AS last ON true
-        LEFT JOIN metrics.period_counts pc ON pc.kind = $1 AND pc.period = p.period
-        ORDER BY p.period
+        FROM running r
+        LEFT JOIN metrics.period_counts pc ON pc.kind = $1 AND pc.period = r.period
+        WHERE r.period BETWEEN metrics.period_start($1, $2) AND metrics.period_start($1, $3)
+        ORDER BY r.period
         """,
         kind,
         start,
