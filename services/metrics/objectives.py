@@ -5,53 +5,18 @@ line through the values of the periods since the start)."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from services.metrics import queries
-from services.metrics.periods import shift_period
-from shared.http.nul_body import NulFree
-
-ObjectiveMetric = Literal[
-    "churn_rate",
-    "retention_rate",
-    "active_customers",
-    "revenue",
-    "average_order_value",
-    "conversion_rate",
-    "nps",
-    "csat",
-]
-#: metrics that can be narrowed to one journey
-JOURNEY_METRICS = frozenset({"conversion_rate", "nps", "csat"})
-
-
-class ObjectiveCreate(NulFree):
-    id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
-    name: str = Field(min_length=1, max_length=200)
-    metric: ObjectiveMetric
-    period: Literal["week", "month"] = "month"
-    target: float
-    #: the value at the start; measured over the period before ``start`` when omitted
-    baseline: float | None = None
-    start: date
-    deadline: date
-    journey_id: str | None = Field(default=None, min_length=1)
-    description: str = ""
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ObjectiveCreate:
-        if self.deadline <= self.start:
-            raise ValueError("deadline must be after start")
-        if self.journey_id is not None and self.metric not in JOURNEY_METRICS:
-            raise ValueError(
-                f"only {', '.join(sorted(JOURNEY_METRICS))} can be narrowed to a journey"
-            )
-        if self.metric == "conversion_rate" and self.journey_id is None:
-            raise ValueError("conversion_rate needs a journey_id")
-        return self
+from services.metrics.periods import period_start, shift_period
+from services.metrics.schemas import (
+    ObjectiveCreate,
+    ObjectivePoint,
+    ObjectiveProgress,
+    ObjectivePublic,
+)
 
 
 async def series(
@@ -65,12 +30,8 @@ async def series(
         key = {"active_customers": "active"}.get(metric, metric)
         return [(r["period"], _float(r[key])) for r in rows]
     if metric in ("revenue", "average_order_value"):
-        rows = await queries.revenue(driver, kind=kind, start=start, end=end)
-        values = {r["period"]: _float(r[metric]) for r in rows}
-        periods = [
-            r["period"] for r in await queries.activity(driver, kind=kind, start=start, end=end)
-        ]
-        return [(p, values.get(p, 0.0 if metric == "revenue" else None)) for p in periods]
+        rows = await queries.revenue(driver, kind=kind, start=start, end=end)  # zero-filled
+        return [(r["period"], _float(r[metric])) for r in rows]
     result: list[tuple[date, float | None]] = []
     for row in await queries.activity(driver, kind=kind, start=start, end=end):
         period = row["period"]
@@ -101,7 +62,7 @@ def progress(
     objective: ObjectiveCreate,
     values: list[tuple[date, float | None]],
     baseline: float | None,
-) -> dict[str, Any]:
+) -> ObjectiveProgress:
     """Where the metric stands against the target, and where the trend leads."""
     known = [(i, v) for i, (_, v) in enumerate(values) if v is not None]
     current = known[-1][1] if known else None
@@ -121,14 +82,30 @@ def progress(
     on_track = None
     if projected is not None:
         on_track = projected <= objective.target if decreasing else projected >= objective.target
-    return {
-        "baseline": baseline,
-        "current": current,
-        "progress": share,
-        "projected_at_deadline": projected,
-        "on_track": on_track,
-        "series": [{"period": p, "value": v} for p, v in values],
-    }
+    return ObjectiveProgress(
+        baseline=baseline,
+        current=current,
+        progress=share,
+        projected_at_deadline=projected,
+        on_track=on_track,
+        series=[ObjectivePoint(period=p, value=v) for p, v in values],
+    )
+
+
+async def with_progress(driver: Any, objective: ObjectiveCreate, *, today: date) -> ObjectivePublic:
+    """The objective with its progress to ``today`` (the baseline measured over the
+    period before its start when it has none)."""
+    end = min(today, objective.deadline)
+    values = await series(driver, objective, start=objective.start, end=max(end, objective.start))
+    baseline = objective.baseline
+    if baseline is None:
+        kind = objective.period
+        before = shift_period(kind, period_start(kind, objective.start), -1)
+        measured = await series(driver, objective, start=before, end=before)
+        baseline = measured[0][1] if measured else None
+    return ObjectivePublic.model_validate(
+        {**objective.model_dump(), **progress(objective, values, baseline).model_dump()}
+    )
 
 
 def _periods_between(kind: str, start: date, end: date) -> int:

@@ -98,6 +98,7 @@ async def cohorts(
         WHERE kind = $1 AND cohort BETWEEN metrics.period_start($1, $2)
                                        AND metrics.period_start($1, $3)
           AND period < metrics.period_shift($1, cohort, $4)
+          AND customers > 0
         ORDER BY cohort, period
         """,
         kind,
@@ -111,6 +112,10 @@ async def cohorts(
     result = []
     for cohort, counts in by_cohort.items():
         size = counts.get(cohort, 0)
+        if not size:
+            # a cohort its customers left (seen earlier since: a history imported
+            # newest-first) keeps rows of 0; a cohort is its customers, so it is gone
+            continue
         # periods after ``end`` have not happened (yet): None, not 0
         last = period_start(kind, end)
         active: list[int | None] = [
@@ -137,17 +142,25 @@ async def revenue(
     cumulative LTV (revenue to date over customers to date) per period."""
     rows = await driver.fetch(
         """
-        WITH totals AS (
-            SELECT metrics.period_start($1, day) AS period, sum(orders) AS orders,
-                   sum(revenue) AS revenue
-            FROM metrics.daily_totals GROUP BY 1
-        ), arrivals AS (
-            SELECT metrics.period_start($1, first_day) AS period, sum(customers) AS customers
-            FROM metrics.first_day_totals GROUP BY 1
+        -- every period of the range is in the series, as in activity's: a period
+        -- without orders or arrivals has 0 of each and the running totals before it
+        WITH periods AS (
+            SELECT p::date AS period FROM generate_series(
+                metrics.period_start($1, $2), metrics.period_start($1, $3),
+                CASE $1 WHEN 'day' THEN interval '1 day' WHEN 'week' THEN interval '7 days'
+                        ELSE interval '1 month' END) AS p
         ), joined AS (
-            SELECT coalesce(t.period, a.period) AS period, coalesce(t.orders, 0) AS orders,
-                   coalesce(t.revenue, 0) AS revenue, coalesce(a.customers, 0) AS new
-            FROM totals t FULL JOIN arrivals a ON a.period = t.period
+            SELECT period, sum(orders) AS orders, sum(revenue) AS revenue, sum(new) AS new
+            FROM (
+                SELECT metrics.period_start($1, day), orders, revenue, 0
+                FROM metrics.daily_totals
+                UNION ALL
+                SELECT metrics.period_start($1, first_day), 0, 0, customers
+                FROM metrics.first_day_totals
+                UNION ALL
+                SELECT period, 0, 0, 0 FROM periods
+            ) AS parts(period, orders, revenue, new)
+            GROUP BY period
         ), running AS (
             SELECT period, orders, revenue, new,
                    sum(revenue) OVER (ORDER BY period) AS revenue_to_date,
@@ -332,7 +345,13 @@ async def funnel(
 
 async def uplift(driver: Driver, *, journey_id: str, retention_days: int) -> dict[str, Any]:
     """Entrants against the holdout: conversion (from journey.runs) and retention
-    (active on any day within ``retention_days`` after entering)."""
+    (converted within ``retention_days`` of entering, or active on any of the
+    ``retention_days`` days after the day of entering).
+
+    The day of entering itself counts only through a conversion: activity is kept per
+    day, and the event that made the customer enter is activity on that day, so it
+    would count every entrant as retained; a conversion is known to follow the entry.
+    """
     arms = await driver.fetch(
         """
         SELECT variant, sum(exposed), sum(converted) FROM metrics.experiment_counts
@@ -351,7 +370,8 @@ async def uplift(driver: Driver, *, journey_id: str, retention_days: int) -> dic
     ]
     retained = await driver.fetch(
         """
-        SELECT r.holdout, count(*), count(*) FILTER (WHERE EXISTS (
+        SELECT r.holdout, count(*), count(*) FILTER (WHERE
+            r.converted_at <= r.entered_at + make_interval(days => $2::int) OR EXISTS (
             SELECT 1 FROM metrics.active_periods ap
             WHERE ap.customer_id = r.customer_id AND ap.kind = 'day'
               AND ap.period > r.entered_at::date AND ap.period <= r.entered_at::date + $2::int))
@@ -421,3 +441,14 @@ async def segment_flows(
         {"day": d, "segment_id": s, "entered": int(e), "exited": int(x), "net": int(e) - int(x)}
         for d, s, e, x in rows
     ]
+
+
+async def gauge_totals(driver: Driver) -> tuple[float, float, int]:
+    """(LTV to date, repeat-purchase rate, outbox backlog) for the gauges."""
+    value = await driver.fetchrow(
+        "SELECT coalesce(sum(revenue) / nullif(sum(customers), 0), 0), "
+        "coalesce(sum(repeat_buyers)::float8 / nullif(sum(buyers), 0), 0) "
+        "FROM metrics.first_day_totals"
+    )
+    backlog = await driver.fetchval("SELECT coalesce(sum(messages), 0) FROM metrics.outbox")
+    return float(value[0]), float(value[1]), int(backlog)

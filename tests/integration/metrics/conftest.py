@@ -7,24 +7,25 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
 import uvicorn
 
-from services.metrics.app import Runtime, create_app
+from services.metrics.app import create_app
+from services.metrics.runtime import Runtime
 from services.metrics.settings import MetricsGroup, MetricsSettings
 from shared.auth import hash_token
 from shared.db.migrations import upgrade
 from shared.events import ALL_TOPICS, experiment_decisions
-from shared.events.base import EventModel
 from shared.kafka.producer import EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import DatabaseSettings, KafkaSettings
 from tenure.embedded import EmbeddedBroker, free_port
 from tenure.services import SERVICES
 from tests.conftest import NewDatabase
+from tests.support.clock import FakeClock
 from tests.support.kafka import TopicTail
 
 ADMIN_TOKEN = "test-admin-token"
@@ -32,25 +33,26 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
-@dataclass
-class FixedClock:
-    now: datetime = NOW
+class Keyed(Protocol):
+    """A message model with its partition key (every topic's model has one)."""
 
-    def __call__(self) -> datetime:
-        return self.now
+    @property
+    def key(self) -> bytes: ...
+
+    def to_bytes(self) -> bytes: ...
 
 
 @dataclass
 class Stack:
     client: httpx.AsyncClient
-    clock: FixedClock
+    clock: FakeClock
     publisher: EventPublisher
     decisions: TopicTail
     runtime: Runtime
     database_url: str
     app: Any
 
-    async def send(self, topic: str, *payloads: EventModel) -> None:
+    async def send(self, topic: str, *payloads: Keyed) -> None:
         await self.publisher.publish_many(Message(topic, p.key, p.to_bytes()) for p in payloads)
 
     async def get(self, path: str, **params: Any) -> Any:
@@ -58,10 +60,10 @@ class Stack:
         assert answer.status_code == 200, answer.text
         return answer.json()
 
-    async def until(
-        self, path: str, condition: Callable[[Any], bool], within_s: float = 60, **params: Any
-    ) -> Any:
-        """The answer of ``path`` once ``condition`` holds (the consumer is asynchronous)."""
+    async def until(self, path: str, condition: Callable[[Any], bool], **params: Any) -> Any:
+        """The answer of ``path`` once ``condition`` holds (the consumer is asynchronous);
+        ``within_s`` (60) bounds the wait, the other keywords are the query."""
+        within_s = float(params.pop("within_s", 60))
         deadline = asyncio.get_running_loop().time() + within_s
         while True:
             body = await self.get(path, **params)
@@ -105,7 +107,7 @@ async def stack(module_broker: EmbeddedBroker, new_database: NewDatabase) -> Asy
             attribution_window_hours=72,
         ),
     )
-    clock = FixedClock()
+    clock = FakeClock(NOW)
     app = create_app(settings, clock=clock)
     publisher = EventPublisher(kafka, client_id="test-sender")
     await publisher.start()

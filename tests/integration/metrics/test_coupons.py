@@ -5,9 +5,11 @@ maps code to dispatch; ``Coupon Applied`` or a purchase with ``coupon`` counts
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from shared.events import customer_events, dispatch_outcomes, dispatch_requests
 from shared.events import engagement as eng
+from shared.events.customer_events import CustomerEvent
 from shared.events.dispatch_outcomes import Status
 from tests.integration.metrics.conftest import Stack
 from tests.integration.metrics.test_messaging import T0, _outcome, _request, _track
@@ -15,7 +17,7 @@ from tests.integration.metrics.test_messaging import T0, _outcome, _request, _tr
 JOURNEY = "coupon-j"
 
 
-def issued(dispatch: str, customer: str, code: str, variant: str, step: str) -> object:
+def issued(dispatch: str, customer: str, code: str, variant: str, step: str) -> CustomerEvent:
     return _track(
         f"issued-{dispatch}",
         customer,
@@ -75,8 +77,8 @@ async def test_redemptions_convert_the_message_that_issued_the_code(stack: Stack
     await stack.send(customer_events.TOPIC, *redemptions)
     await stack.send(customer_events.TOPIC, *redemptions)  # redelivered
 
-    def complete(body: dict) -> bool:
-        return sum(r.get("redeemed", 0) for r in body["rows"]) >= 2
+    def complete(body: dict[str, Any]) -> bool:
+        return sum(int(r.get("redeemed", 0)) for r in body["rows"]) >= 2
 
     body = await stack.until(
         "/v1/kpis/funnel",

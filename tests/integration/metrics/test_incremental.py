@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -45,7 +46,7 @@ histories = st.lists(
 )
 
 
-def _expected(events: list[tuple[int, int, bool]]) -> tuple[dict, dict]:
+def _expected(events: list[tuple[int, int, bool]]) -> tuple[dict[Any, Any], dict[Any, Any]]:
     active: dict[tuple[str, date], set[int]] = defaultdict(set)
     first: dict[int, date] = {}
     for customer, offset, _ in events:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -76,7 +77,7 @@ def _track(
         event=name,
         timestamp=at,
         received_at=at,
-        properties=properties,  # type: ignore[arg-type]
+        properties=properties,
     )
 
 
@@ -175,7 +176,7 @@ async def test_funnel_counts_each_step_once_and_attributes_conversions(stack: St
     await stack.send(customer_events.TOPIC, *engagement, *goals)
     await stack.send(customer_events.TOPIC, *engagement)  # redelivered
 
-    def complete(body: dict) -> bool:
+    def complete(body: dict[str, Any]) -> bool:
         rows = body["rows"]
         return (
             bool(rows)
@@ -333,8 +334,8 @@ async def test_split_verdict_and_promotion(stack: Stack) -> None:
 
     path = f"/v1/experiments/{journey}/1/split-subject"
 
-    async def settled() -> dict:
-        body: dict = {}
+    async def settled() -> dict[str, Any]:
+        body: dict[str, Any] = {}
         for _ in range(200):
             answer = await stack.client.post("/v1/experiments/evaluate", headers=ADMIN)
             assert answer.status_code == 200
@@ -377,6 +378,9 @@ async def test_split_verdict_and_promotion(stack: Stack) -> None:
 
     answer = await stack.client.patch(path, json={"control": "zz"}, headers=ADMIN)
     assert answer.status_code == 422
+    assert answer.json()["errors"] == [
+        {"loc": ["body", "control"], "msg": "no variant 'zz' in this experiment", "type": "invalid"}
+    ]
     answer = await stack.client.patch(path, json={"control": "b"}, headers=ADMIN)
     assert answer.status_code == 200 and answer.json()["result"]["control"] == "b"
     assert answer.json()["decision_id"] == f"{journey}:1:split-subject:b"  # sent once, kept
@@ -385,6 +389,7 @@ async def test_split_verdict_and_promotion(stack: Stack) -> None:
     assert holdout["decision_id"] is None
     answer = await stack.client.get("/v1/experiments/nope/1/x", headers=ADMIN)
     assert answer.status_code == 404
+    assert answer.json()["detail"] == "no experiment at step 'x' of 'nope' v1"
 
 
 async def test_holdout_uplift(stack: Stack) -> None:
@@ -402,13 +407,15 @@ async def test_holdout_uplift(stack: Stack) -> None:
             )
     await stack.send(journey_runs.TOPIC, *events)
     await stack.send(customer_events.TOPIC, *activity)
+    # retained: converted (3 hours after entering) or active in the 30 days after
+    retained = [i for i in range(40) if i % 3 == 0 or i % (4 if i < 10 else 2) == 0]
     body = await stack.until(
         f"/v1/kpis/uplift/{journey}",
         lambda b: (
             b["conversion"]["entrants"]["exposed"] == 30
             and b["conversion"]["holdout"]["exposed"] == 10
             and b["retention"]["entrants"]["converted"] + b["retention"]["holdout"]["converted"]
-            == len(activity)
+            == len(retained)
         ),
         retention_days=30,
     )
@@ -416,7 +423,8 @@ async def test_holdout_uplift(stack: Stack) -> None:
     assert entrants["converted"] == sum(1 for i in range(10, 40) if i % 2 == 0)
     assert holdout["converted"] == sum(1 for i in range(10) if i % 4 == 0)
     assert body["conversion"]["uplift"] == pytest.approx(entrants["rate"] - holdout["rate"])
-    assert body["retention"]["holdout"]["converted"] == sum(1 for i in range(10) if i % 3 == 0)
+    assert body["retention"]["holdout"]["converted"] == sum(1 for i in retained if i < 10)
+    assert body["retention"]["entrants"]["converted"] == sum(1 for i in retained if i >= 10)
     assert body["retention"]["sampled"] is False
     experiments = await stack.get("/v1/experiments", journey_id=journey)
     assert [e["kind"] for e in experiments] == ["holdout"]

@@ -100,7 +100,11 @@ async def test_objectives_lifecycle(stack: Stack, populated: None) -> None:
     assert created["current"] is not None, created["series"]
     assert created["progress"] == pytest.approx((created["current"] - 0.7) / (0.4 - 0.7))
     assert isinstance(created["on_track"], bool)
-    assert (await stack.client.post("/v1/objectives", json=body, headers=ADMIN)).status_code == 409
+    taken = await stack.client.post("/v1/objectives", json=body, headers=ADMIN)
+    assert taken.status_code == 409
+    assert taken.headers["content-type"] == "application/problem+json"
+    assert taken.json()["type"] == "urn:tenure:problem:conflict"
+    assert taken.json()["detail"] == "objective 'cut-churn' already exists"
     bad = {**body, "id": "x", "deadline": "2025-01-01"}
     answer = await stack.client.post("/v1/objectives", json=bad, headers=ADMIN)
     assert answer.status_code == 422
@@ -122,7 +126,9 @@ async def test_objectives_lifecycle(stack: Stack, populated: None) -> None:
     listed = await stack.get("/v1/objectives")
     assert [o["id"] for o in listed] == ["cut-churn", "revenue"]
     assert (await stack.client.delete("/v1/objectives/revenue", headers=ADMIN)).status_code == 204
-    assert (await stack.client.get("/v1/objectives/revenue", headers=ADMIN)).status_code == 404
+    gone = await stack.client.get("/v1/objectives/revenue", headers=ADMIN)
+    assert gone.status_code == 404
+    assert gone.json()["detail"] == "no objective 'revenue'" and gone.json()["request_id"]
 
 
 def _chromium() -> str:
@@ -187,7 +193,7 @@ async def test_a_refused_objective_echoing_a_huge_integer_is_a_422(stack: Stack)
     }
     answer = await stack.client.post("/v1/objectives", json=body, headers=ADMIN)
     assert answer.status_code == 422, answer.text
-    assert "deadline must be after start" in answer.json()["detail"][0]["msg"]
+    assert "deadline must be after start" in answer.json()["errors"][0]["msg"]
 
 
 async def test_an_objective_over_millennia_is_refused(stack: Stack) -> None:
@@ -201,7 +207,7 @@ async def test_an_objective_over_millennia_is_refused(stack: Stack) -> None:
             "/v1/objectives", json={**body, "start": start, "deadline": deadline}, headers=ADMIN
         )
         assert answer.status_code == 422, answer.text
-        assert answer.json()["detail"][0]["loc"] == ["body", field]
+        assert answer.json()["errors"][0]["loc"] == ["body", field]
 
 
 async def test_a_nul_character_in_a_body_is_a_422_not_a_500(stack: Stack) -> None:
@@ -211,7 +217,7 @@ async def test_a_nul_character_in_a_body_is_a_422_not_a_500(stack: Stack) -> Non
         "/v1/experiments/j/1/s", json={"control": "z\x00"}, headers=ADMIN
     )
     assert answer.status_code == 422, answer.text
-    assert "`control` contains a NUL character" in answer.json()["detail"][0]["msg"]
+    assert "`control` contains a NUL character" in answer.json()["errors"][0]["msg"]
     objective = {
         "name": "N\x00",
         "metric": "revenue",
@@ -221,4 +227,4 @@ async def test_a_nul_character_in_a_body_is_a_422_not_a_500(stack: Stack) -> Non
     }
     answer = await stack.client.post("/v1/objectives", json=objective, headers=ADMIN)
     assert answer.status_code == 422, answer.text
-    assert "`name` contains a NUL character" in answer.json()["detail"][0]["msg"]
+    assert "`name` contains a NUL character" in answer.json()["errors"][0]["msg"]

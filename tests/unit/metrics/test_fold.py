@@ -14,7 +14,7 @@ AT = datetime(2026, 11, 20, 23, 59, tzinfo=UTC)
 
 
 def _event(
-    name: str | None, kind: EventType = EventType.TRACK, **properties: object
+    name: str | None, *, kind: EventType = EventType.TRACK, **properties: object
 ) -> CustomerEvent:
     return CustomerEvent(
         type=kind,
@@ -23,7 +23,7 @@ def _event(
         event=name,
         timestamp=AT,
         received_at=datetime(2026, 12, 1, tzinfo=UTC),
-        properties=properties,  # type: ignore[arg-type]
+        properties=properties,
     )
 
 
@@ -44,7 +44,7 @@ def test_activity_is_by_event_time_and_orders_take_revenue_else_value() -> None:
         _event("Order Completed", value="2.5"),
         _event("Order Completed", revenue=True),  # not a number: an order worth 0
         _event("Product Viewed"),
-        _event(None, EventType.PAGE),
+        _event(None, kind=EventType.PAGE),
     )
     assert delta.activity == {("ada", date(2026, 11, 20)): [5, 3, 12.5]}
     assert [g[0] for g in delta.goals] == ["ada"] * 3
@@ -52,9 +52,9 @@ def test_activity_is_by_event_time_and_orders_take_revenue_else_value() -> None:
 
 def test_engagement_and_identify_are_not_activity() -> None:
     delta = _fold(
-        _event(eng.EMAIL_OPENED, **{eng.DISPATCH_ID: "d1", eng.JOURNEY_ID: "j", eng.VARIANT: "b"}),
+        _event(eng.EMAIL_OPENED, dispatchId="d1", journeyId="j", variant="b"),
         _event(eng.UNSUBSCRIBED),
-        _event(None, EventType.IDENTIFY),
+        _event(None, kind=EventType.IDENTIFY),
     )
     assert delta.activity == {}
     assert [

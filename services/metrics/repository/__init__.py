@@ -1,0 +1,31 @@
+"""Set-based statements of the metrics service, by concern: the consumer's writes
+(:mod:`.activity`, :mod:`.messaging`, :mod:`.runs`, inside the batch's transaction) and
+the admin API's experiments and objectives. The KPI reads are in
+:mod:`services.metrics.queries`.
+"""
+
+from services.metrics.repository.activity import apply_activity
+from services.metrics.repository.messaging import (
+    attribute_goals,
+    attribute_redemptions,
+    first_engagements,
+    insert_touches,
+    record_coupon_issues,
+    upsert_funnel,
+    upsert_segments,
+    upsert_surveys,
+)
+from services.metrics.repository.runs import apply_runs
+
+__all__ = [
+    "apply_activity",
+    "apply_runs",
+    "attribute_goals",
+    "attribute_redemptions",
+    "first_engagements",
+    "insert_touches",
+    "record_coupon_issues",
+    "upsert_funnel",
+    "upsert_segments",
+    "upsert_surveys",
+]
