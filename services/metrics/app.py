@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.metrics import objectives as goals
 from services.metrics import queries
 from services.metrics.consumer import DECODERS, MetricsBatchHandler
-from services.metrics.experiments import evaluate_all
+from services.metrics.experiments import evaluate_all, plan_experiment
 from services.metrics.metrics import (
     ACTIVE_CUSTOMERS,
     CHURN_RATE,
@@ -48,6 +48,7 @@ from shared.db.transient import is_transient_db_error
 from shared.http.admin import require_admin
 from shared.http.app import create_service_app
 from shared.http.nul_body import NulFree
+from shared.http.problems import Invalid
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
@@ -395,7 +396,23 @@ async def evaluate_now(runtime: RuntimeDep) -> dict[str, int]:
 
 @experiments_router.get("/{journey_id}/{journey_version}/{step_id}")
 async def get_experiment(
-    journey_id: str, journey_version: VersionP, step_id: str, runtime: RuntimeDep
+    journey_id: str,
+    journey_version: VersionP,
+    step_id: str,
+    runtime: RuntimeDep,
+    mde: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=10,
+            description="minimum detectable effect, relative to control's rate (0.1 = +10 %): "
+            "adds `plan`, how many more users per arm the sequential test expects to need",
+        ),
+    ] = None,
+    baseline: Annotated[
+        float | None,
+        Query(gt=0, lt=1, description="the base rate to plan from (default: control's so far)"),
+    ] = None,
 ) -> dict[str, Any]:
     async with _reading(runtime) as driver:
         row = await driver.fetchrow(
@@ -409,7 +426,15 @@ async def get_experiment(
         raise HTTPException(
             404, detail=f"no experiment at step {step_id!r} of {journey_id!r} v{journey_version}"
         )
-    return _experiment(row)
+    answer = _experiment(row)
+    if mde is not None:
+        try:
+            answer["plan"] = plan_experiment(
+                answer["result"], mde=mde, policy=runtime.policy, baseline=baseline
+            )
+        except ValueError as exc:
+            raise Invalid(str(exc), loc=("query", "mde")) from None
+    return answer
 
 
 @experiments_router.patch("/{journey_id}/{journey_version}/{step_id}")
