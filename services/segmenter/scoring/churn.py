@@ -9,8 +9,9 @@ means "more likely than not to skip the event over the next H days".
 boundary H days ago (``training``, built only from rollup days before it) are labelled by
 what the customer did since: churned when no ``event`` on any of the H days from that
 boundary to today. Four candidates are compared by ``FOLDS``-fold cross-validation on
-those customers (the folds stratified by outcome, from a seeded shuffle of the customers
-sorted by id, so two identical runs split alike whatever order the rows came in):
+at most ``DEFAULT_CV_MAX_ROWS`` of those customers (the folds stratified by outcome, from
+a seeded shuffle of the customers sorted by id, so two identical runs split alike
+whatever order the rows came in):
 
 - ``recency``: days since the last ``event`` (tenure for those who never did it) and a
   never-did-it flag, through a logistic regression (so it ranks by recency within each
@@ -93,6 +94,9 @@ DEFAULT_MAX_TRAIN_ROWS = 200_000
 BGNBD_MAX_FIT_ROWS = 50_000
 #: cross-validation folds the candidates are compared on
 FOLDS = 5
+#: customers the candidates are compared on at most (a seeded sample beyond): 21 fits
+#: instead of one, so the comparison is bounded; the winner is trained on all of them
+DEFAULT_CV_MAX_ROWS = 50_000
 DECILES = 10
 NEVER_TIER = "never"
 _P_CLIP = 1e-6
@@ -557,6 +561,7 @@ def fit_churn(
     min_customers: int = DEFAULT_MIN_CUSTOMERS,
     min_class: int = DEFAULT_MIN_CLASS,
     max_train_rows: int = DEFAULT_MAX_TRAIN_ROWS,
+    cv_max_rows: int = DEFAULT_CV_MAX_ROWS,
     folds: int = FOLDS,
     seed: int = 0,
 ) -> ChurnFit:
@@ -573,7 +578,15 @@ def fit_churn(
         raise ValueError(f"folds must be at least 2, got {folds}")
     with threadpool_limits(limits=1):
         return _fit_churn(
-            training, current, definition, min_customers, min_class, max_train_rows, folds, seed
+            training,
+            current,
+            definition,
+            min_customers,
+            min_class,
+            max_train_rows,
+            cv_max_rows,
+            folds,
+            seed,
         )
 
 
@@ -584,6 +597,7 @@ def _fit_churn(
     min_customers: int,
     min_class: int,
     max_train_rows: int,
+    cv_max_rows: int,
     folds: int,
     seed: int,
 ) -> ChurnFit:
@@ -612,18 +626,24 @@ def _fit_churn(
     if len(training) > max_train_rows:
         pick = np.sort(np.random.default_rng(seed).choice(len(training), max_train_rows, False))
         training = training.take(pick)
-    y = training.churned
-    assert y is not None
+    y_all = training.churned
+    assert y_all is not None
+    bg_train = bgnbd_quantities(training, horizon, seed=seed)
+    # the comparison runs on at most cv_max_rows of them (the AUC's spread is small long
+    # before); the winner is then trained on them all
+    compared = np.arange(len(training))
+    if len(training) > cv_max_rows:
+        compared = np.sort(np.random.default_rng(seed + 1).choice(compared, cv_max_rows, False))
+    y = y_all[compared]
     fold = stratified_folds(y, folds, seed)
-    per_fold = len(training) / folds
+    per_fold = compared.size / folds
     sizes = {
-        "train_customers": int(round(len(training) - per_fold)),
+        "train_customers": int(round(compared.size - per_fold)),
         "train_churners": int(round(y.sum() * (folds - 1) / folds)),
         "test_customers": int(round(per_fold)),
         "test_churners": int(round(y.sum() / folds)),
     }
 
-    bg_train = bgnbd_quantities(training, horizon, seed=seed)
     trials: dict[ChurnMethod, _Trial] = {}
     matrices: dict[ChurnMethod, FloatArray] = {}
     for name in CANDIDATES:
@@ -632,7 +652,7 @@ def _fit_churn(
             trials[name] = _Trial(name, note="BG/NBD could not be fitted on the training snapshot")
             continue
         try:
-            trials[name] = _cross_validate(name, x, y, fold, folds, seed)
+            trials[name] = _cross_validate(name, x[compared], y, fold, folds, seed)
             matrices[name] = x
         except Exception as exc:  # one failing candidate never fails the refit
             trials[name] = _Trial(name, note=f"could not be fitted: {exc}")
@@ -661,7 +681,7 @@ def _fit_churn(
     )
     try:
         model = _classifier(method, seed, len(training))
-        model.fit(matrices[method], y)
+        model.fit(matrices[method], y_all)
         x_now = candidate_features(method, current, bg_now)
         if x_now is None or (bg_train.params is not None and bg_now.params is None):
             raise ValueError("BG/NBD quantities could not be computed for today's customers")
@@ -682,6 +702,6 @@ def _fit_churn(
         folds=folds,
         seed=seed,
         calibration=_calibration(np.asarray(winner.oof), y),
-        tiers=_per_tier(training_tiers(training), y, winner, trials.get(BASELINE)),
+        tiers=_per_tier(training_tiers(training.take(compared)), y, winner, trials.get(BASELINE)),
         extras={"p_alive": bg_now.p_alive, "p_no_purchase": bg_now.p_no_purchase},
     )

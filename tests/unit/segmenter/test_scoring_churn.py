@@ -192,6 +192,19 @@ def test_a_candidate_that_raises_is_reported_and_the_others_compete(
     assert fit.method in ("recency", "bgnbd", "logistic")
 
 
+def test_the_comparison_is_bounded_and_the_winner_trained_on_everybody(
+    population: Population,
+) -> None:
+    training, _ = snapshot(population, NOW - H, H, labelled=True)
+    current, _ = snapshot(population, NOW, H, labelled=False)
+    fit = fit_churn(training.take(np.arange(6000)), current, DEFINITION, cv_max_rows=2000)
+    sizes = fit.candidates[0]
+    assert sizes.train_customers + sizes.test_customers == 2000
+    assert sum(d["customers"] for d in fit.calibration) == 2000
+    assert "trained on 6000 customers" in fit.reason
+    assert fit.risk.size == len(current)
+
+
 def test_auc_and_folds() -> None:
     y = np.array([0, 0, 1, 1, 0, 1], dtype=bool)
     score = np.array([0.1, 0.4, 0.35, 0.8, 0.4, 0.4])
