@@ -396,6 +396,10 @@ def _verdict(results: list[ArmResult], base: Arm, policy: Policy, alpha: float) 
 MIN_TAU = 1e-4
 
 
+#: the smallest effect (absolute difference of rates) planned for
+MIN_EFFECT = 1e-5
+
+
 def tau_for_effect(effect: float) -> float:
     """τ for a minimum detectable effect given as an absolute difference of rates: τ equals
     the effect (see the module docstring for the simulation that chose it)."""
@@ -480,12 +484,18 @@ def plan(
     """The plan for detecting a relative lift ``mde`` over ``baseline_rate`` (the control's
     rate so far, or an expected one) with the sequential test at level ``alpha`` (already
     divided by the comparisons). Raises ValueError for a rate outside (0, 1) or an MDE
-    that is not positive or would push the rate past 1."""
+    that is not positive, below ``MIN_EFFECT`` as a difference, or would push the rate past
+    1."""
     if not 0 < baseline_rate < 1:
         raise ValueError(f"the baseline rate must be in (0, 1), got {baseline_rate!r}")
     effect = baseline_rate * mde
     if not (math.isfinite(mde) and mde > 0 and baseline_rate + effect < 1):
         raise ValueError(f"the MDE must be positive and keep the rate below 1, got {mde!r}")
+    if effect < MIN_EFFECT:
+        raise ValueError(
+            f"the MDE is {effect:.2g} as a difference of rates: below {MIN_EFFECT:g}, no "
+            "experiment could detect it"
+        )
     tau = tau_for_effect(effect)
     median, p80 = sequential_per_arm(baseline_rate, effect, tau=tau, alpha=alpha)
     return Plan(

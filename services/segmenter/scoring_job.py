@@ -51,6 +51,8 @@ MATERIAL_CHURN_CHANGE = 0.1
 #: the refit's reads only (one refit at a time): a million customers' groups fit in it
 READ_WORK_MEM = "256MB"
 REFIT_LOCK = lock_name("segmenter", "refit")
+#: the earliest day a refit can be scored as of (the snapshots reach 2 H days before it)
+EARLIEST_AS_OF = date(1970, 1, 1)
 profiles = table_of(Profile)
 
 
@@ -76,6 +78,8 @@ def scoring_time(now: datetime, as_of: date | None) -> datetime:
     ValueError for a day after ``now``'s."""
     if as_of is None:
         return now
+    if as_of < EARLIEST_AS_OF:
+        raise ValueError(f"as_of must be on or after {EARLIEST_AS_OF.isoformat()}")
     if as_of > now.astimezone(UTC).date():
         raise ValueError(f"as_of {as_of.isoformat()} is after today ({now.date().isoformat()})")
     return min(now, datetime.combine(as_of, day_time.max, UTC))

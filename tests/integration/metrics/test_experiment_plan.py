@@ -42,7 +42,7 @@ async def test_an_experiment_answers_its_plan_for_a_minimum_detectable_effect(
     assert found["more_per_arm"] == expected.more_per_arm > 0
     assert found["exposed_per_arm"] == 9_800 and found["baseline_rate"] == 0.05
 
-    for bad in ("mde=0", "mde=-1", "mde=0.1&baseline=1.5"):
+    for bad in ("mde=0", "mde=-1", "mde=0.1&baseline=1.5", "mde=1e-300", "mde=9&baseline=0.2"):
         wrong = await stack.client.get(f"{path}?{bad}", headers=ADMIN)
         assert wrong.status_code == 422, (bad, wrong.text)
     empty = {"control": "a", "arms": [{"variant": "a", "exposed": 0, "converted": 0}]}
