@@ -8,6 +8,9 @@ variant's sequential p-value (what keeps the test valid however often it is look
 at), and, for a split whose verdict is ``winner`` for the first time, writes one
 ``experiment.decisions`` message to the outbox (``decision_id`` is set once, so the
 decision goes out once).
+
+:func:`plan_experiment` answers the marketer's question "how many more users per arm?"
+for a minimum detectable effect (:func:`services.metrics.stats.plan`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.metrics.metrics import DECISIONS, EXPERIMENT_P_VALUE, EXPERIMENT_RATE
 from services.metrics.models import HOLDOUT_STEP, HOLDOUT_VARIANT, outbox
-from services.metrics.stats import Arm, Decision, Policy, Verdict, decide
+from services.metrics.stats import Arm, Decision, Policy, Verdict, decide, plan, tau_for_effect
 from shared.db.engine import driver_connection
 from shared.db.locks import lock_name, try_xact_lock
 from shared.db.outbox import enqueue
@@ -177,3 +180,33 @@ def decision_message(
         decided_at=now,
     )
     return EXPERIMENT_DECISIONS.message(payload)
+
+
+def plan_experiment(
+    result: dict[str, Any] | None,
+    *,
+    mde: float,
+    policy: Policy,
+    baseline: float | None = None,
+) -> dict[str, Any]:
+    """The plan of an experiment for a relative ``mde``: its control's rate so far (or
+    ``baseline``) is the base, its smallest arm's exposures the users so far, the level
+    the evaluator's (``alpha`` over the comparisons with control). Raises ValueError when
+    there is no rate to plan from (no conversions in control yet and no ``baseline``)."""
+    arms = (result or {}).get("arms") or []
+    control = (result or {}).get("control")
+    base = next((a for a in arms if a.get("variant") == control), None)
+    rate = baseline
+    if rate is None and base is not None and base.get("exposed"):
+        rate = base["converted"] / base["exposed"]
+    if rate is None or not 0 < rate < 1:
+        raise ValueError(
+            "no baseline rate to plan from (control has no conversions yet): pass baseline"
+        )
+    comparisons = max(1, len(arms) - 1)
+    exposed = min((int(a.get("exposed") or 0) for a in arms), default=0)
+    found = plan(rate, mde, exposed_per_arm=exposed, alpha=policy.alpha / comparisons)
+    answer = asdict(found)
+    # the tau the evaluator's verdicts use: from its own MDE when it has one
+    answer["evaluator_tau"] = tau_for_effect(policy.mde * rate) if policy.mde else policy.tau
+    return answer

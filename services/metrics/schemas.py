@@ -212,6 +212,22 @@ class ExperimentUpdate(NulFree):
     control: str = Field(min_length=1)
 
 
+class ExperimentPlan(BaseModel):
+    mde: float
+    baseline_rate: float
+    effect: float
+    tau: float
+    alpha: float
+    fixed_horizon_per_arm: int
+    sequential_median_per_arm: int | None
+    sequential_p80_per_arm: int | None
+    exposed_per_arm: int
+    more_per_arm: int | None
+    more_per_arm_p80: int | None
+    #: the tau the evaluator's own verdicts use
+    evaluator_tau: float
+
+
 class ExperimentPublic(BaseModel):
     journey_id: str
     journey_version: int
@@ -226,6 +242,8 @@ class ExperimentPublic(BaseModel):
     evaluated_at: datetime | None
     decision_id: str | None
     decided_at: datetime | None
+    #: with ``?mde=``: what the sequential test expects to need (services/metrics/stats.py)
+    plan: ExperimentPlan | None = None
 
 
 class EvaluatePublic(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Coroutine
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -135,12 +135,13 @@ class Runtime:
     def in_background(self, coro: Coroutine[Any, Any, Any]) -> None:
         self.service.in_background(coro)
 
-    async def refit(self) -> FitReport:
-        """Refit now; :class:`RefitRunning` when another process is refitting."""
+    async def refit(self, *, as_of: date | None = None) -> FitReport:
+        """Refit now (scoring as of the end of ``as_of`` when given); :class:`RefitRunning`
+        when another process is refitting."""
         async with refit_lock(self.engine) as held:
             if not held:
                 raise RefitRunning
-            return await self._refit()
+            return await self._refit(as_of)
 
     async def scheduled_refit(self) -> FitReport | None:
         """The periodic refit: skipped while another process refits, or when
@@ -157,7 +158,7 @@ class Runtime:
                 return None
             return await self._refit()
 
-    async def _refit(self) -> FitReport:
+    async def _refit(self, as_of: date | None = None) -> FitReport:
         catalog = await self.catalogs.current()
         group = self.settings.segmenter
         report = await refit_scores(
@@ -165,6 +166,7 @@ class Runtime:
             catalog,
             now=self.clock(),
             options=refit_options(group),
+            as_of=as_of,
             backfill_chunk=group.backfill_chunk,
         )
         self.relay.notify()

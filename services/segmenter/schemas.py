@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -156,7 +156,10 @@ class FitReport(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     fitted_at: datetime
-    #: the churn method: ``learned``, ``recency``, ``bgnbd`` or ``recency_heuristic``
+    #: the UTC day scored as of (the end of it; ``fitted_at``'s day unless ``as_of`` was given)
+    as_of: date
+    #: the churn method: ``recency``, ``bgnbd``, ``logistic``, ``boosted`` or
+    #: ``recency_heuristic``
     method: str
     reason: str
     buyers: int
@@ -164,9 +167,13 @@ class FitReport(BaseModel):
     non_buyers: int
     params: dict[str, Any]
     seconds: float
-    #: definition, method, reason, and per candidate AUC, Brier score and sample sizes
+    #: definition, method, reason (the selection rule that decided), per candidate the
+    #: cross-validated AUC (mean, spread, per fold), Brier score and sample sizes, the
+    #: winner's calibration per decile and its AUC per RFM tier
     churn: dict[str, Any] = Field(default_factory=dict)
-    #: ``bgnbd_gamma_gamma``, or ``inactivity_fallback`` (too few buyers: no LTV)
+    #: ``bgnbd_gamma_gamma``; ``bgnbd_mean_spend`` (Gamma-Gamma degenerate: the customer's
+    #: mean spend per occasion × expected purchases, ``ltv_reason`` says why); or
+    #: ``inactivity_fallback`` (too few buyers: no LTV)
     ltv_method: str | None = None
     ltv_reason: str | None = None
     #: seconds: reading the summaries and snapshots (``read_summaries`` of it the
@@ -179,6 +186,8 @@ class LastFitPublic(BaseModel):
     """The latest refit as stored (``GET /v1/scores/fit``)."""
 
     fitted_at: datetime
+    #: the UTC day the refit scored as of
+    as_of: date
     method: str
     buyers: int
     repeat_buyers: int

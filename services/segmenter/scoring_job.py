@@ -18,7 +18,8 @@ import asyncio
 import logging
 import time
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from datetime import time as day_time
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,8 @@ MATERIAL_CHURN_CHANGE = 0.1
 #: the refit's reads only (one refit at a time): a million customers' groups fit in it
 READ_WORK_MEM = "256MB"
 REFIT_LOCK = lock_name("segmenter", "refit")
+#: the earliest day a refit can be scored as of (the snapshots reach 2 H days before it)
+EARLIEST_AS_OF = date(1970, 1, 1)
 profiles = table_of(Profile)
 
 
@@ -69,19 +72,34 @@ async def last_fit_at(engine: AsyncEngine) -> datetime | None:
         return fitted
 
 
-async def last_fit(engine: AsyncEngine) -> LastFitPublic | None:
+def scoring_time(now: datetime, as_of: date | None) -> datetime:
+    """The moment a refit scores at: ``now``, or the end of the UTC day ``as_of`` when that
+    is earlier (a backtest, or an imported history scored as of its own end). Raises
+    ValueError for a day after ``now``'s."""
+    if as_of is None:
+        return now
+    if as_of < EARLIEST_AS_OF:
+        raise ValueError(f"as_of must be on or after {EARLIEST_AS_OF.isoformat()}")
+    if as_of > now.astimezone(UTC).date():
+        raise ValueError(f"as_of {as_of.isoformat()} is after today ({now.date().isoformat()})")
+    return min(now, datetime.combine(as_of, day_time.max, UTC))
+
+
+async def last_fit(engine: AsyncEngine, *, as_of: date | None = None) -> LastFitPublic | None:
+    """The latest refit, or the latest one scored as of ``as_of``."""
     fits = table_of(ScoreFit)
+    query = select(fits).order_by(fits.c.fitted_at.desc(), fits.c.id.desc()).limit(1)
+    if as_of is not None:
+        query = query.where(fits.c.params["as_of"].astext == as_of.isoformat())
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(fits).order_by(fits.c.fitted_at.desc(), fits.c.id.desc()).limit(1)
-            )
-        ).first()
+        row = (await conn.execute(query)).first()
     if row is None:
         return None
     params = dict(row.params)
+    stored = params.get("as_of")
     return LastFitPublic(
         fitted_at=row.fitted_at,
+        as_of=date.fromisoformat(stored) if stored else row.fitted_at.astimezone(UTC).date(),
         method=row.method,
         buyers=row.customers,
         repeat_buyers=row.repeat_buyers,
@@ -104,12 +122,17 @@ def refit_options(group: SegmenterGroup) -> RefitOptions:
 async def purchase_summaries(
     conn: AsyncConnection, *, purchase_event: str, now: datetime
 ) -> list[CustomerSummary]:
-    """Each buyer's summary, with the conventions of :mod:`.scoring.summary`: a UTC day's
-    purchases are one occasion, ``frequency`` counts the repeat occasions, ``monetary``
-    is their mean value. The occasions come from the daily rollups (kept for every
-    activity event, all time), the first and last purchase times from the statistics.
-    The last occasion's time is the last purchase's, where the summary convention takes
-    that day's first: recency may be later by less than a day.
+    """Each buyer's summary as of ``now``, with the conventions of :mod:`.scoring.summary`:
+    a UTC day's purchases are one occasion, ``frequency`` counts the repeat occasions,
+    ``monetary`` is their mean value. The occasions come from the daily rollups (kept for
+    every activity event, all time) up to ``now``'s day, the first and last purchase times
+    from the statistics. The last occasion's time is the last purchase's, where the
+    summary convention takes that day's first: recency may be later by less than a day.
+
+    Scoring in the past (``now`` before the last purchase or activity, a backtest): the
+    purchases after ``now`` are ignored; the last occasion is then the start of the last
+    purchase day up to ``now``'s, and the last activity the start of the last active
+    day (the statistics only know the all-time last).
     """
     rows = await conn.execute(
         text(
@@ -119,13 +142,14 @@ async def purchase_summaries(
                        -- the first day's value without sorting each group: arrays
                        -- compare element by element, so the least is the first day's
                        (min(ARRAY[(day - DATE '2000-01-01')::float8, value_sum]))[2]
-                           AS first_value
+                           AS first_value,
+                       max(day) AS last_day
                 FROM segmenter.event_rollups
                 WHERE event_name = :event AND dimension = '' AND day <= :today
                 GROUP BY customer_id
             )
             SELECT s.customer_id, o.occasions, o.total, o.first_value, s.first_at, s.last_at,
-                   p.last_seen_at
+                   p.last_seen_at, o.last_day
             FROM segmenter.event_stats s
             JOIN occasions o ON o.customer_id = s.customer_id
             JOIN segmenter.profiles p ON p.customer_id = s.customer_id
@@ -134,9 +158,16 @@ async def purchase_summaries(
         ),
         {"event": purchase_event, "now": now, "today": now.astimezone(UTC).date()},
     )
+    found = rows.all()
+    seen_day = await _last_active_days(
+        conn, [row[0] for row in found if row[6] > now], today=now.astimezone(UTC).date()
+    )
     summaries = []
-    for customer_id, occasions, total, first_value, first, last_at, last_seen_at in rows:
-        last = min(last_at, now)
+    for customer_id, occasions, total, first_value, first, last_at, last_seen_at, day in found:
+        last = last_at if last_at <= now else max(_start_of(day), first)
+        if last_seen_at > now:
+            active = seen_day.get(customer_id)
+            last_seen_at = _start_of(active) if active is not None else last
         seen = min(max(last_seen_at, last), now)
         repeats = occasions - 1
         summaries.append(
@@ -153,32 +184,58 @@ async def purchase_summaries(
     return summaries
 
 
+def _start_of(day: date) -> datetime:
+    return datetime.combine(day, day_time.min, UTC)
+
+
+async def _last_active_days(
+    conn: AsyncConnection, ids: list[str], *, today: date
+) -> dict[str, date]:
+    """The last day with any activity up to ``today`` of customers active after ``now``."""
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        text(
+            "SELECT customer_id, max(day) FROM segmenter.event_rollups "
+            "WHERE dimension = '' AND day <= :today AND customer_id = ANY(:ids) "
+            "GROUP BY customer_id"
+        ),
+        {"today": today, "ids": ids},
+    )
+    return {row[0]: row[1] for row in rows}
+
+
 async def refit_scores(
     engine: AsyncEngine,
     catalog: SegmentCatalog,
     *,
     now: datetime,
     options: RefitOptions,
+    as_of: date | None = None,
     backfill_chunk: int = DEFAULT_CHUNK,
 ) -> FitReport:
     """Read the summaries and the churn snapshots (set-based), fit and score in a worker
-    thread, write every profile's scores, then recompute the segments that read them."""
+    thread, write every profile's scores, then recompute the segments that read them.
+
+    ``as_of`` scores as of the end of that UTC day (:func:`scoring_time`): only what
+    happened up to it is read, and profiles first seen after it keep their scores."""
+    at = scoring_time(now, as_of)
     started = time.perf_counter()
     definition = options.churn_definition
     async with engine.connect() as conn:
         # both reads group the rollups by customer: in memory, not in sorted runs on disk
         await conn.execute(text(f"SET LOCAL work_mem = '{READ_WORK_MEM}'"))
-        summaries = await purchase_summaries(conn, purchase_event=options.purchase_event, now=now)
+        summaries = await purchase_summaries(conn, purchase_event=options.purchase_event, now=at)
         summaries_s = time.perf_counter() - started
         training, current = await churn_snapshots(
             conn,
             event=definition.event,
             horizon_days=definition.horizon_days,
             engagement_events=options.engagement_events,
-            now=now,
+            now=at,
         )
     read_s = time.perf_counter() - started
-    outcome = await asyncio.to_thread(compute_refit, summaries, training, current, options, now)
+    outcome = await asyncio.to_thread(compute_refit, summaries, training, current, options, at)
     fit_s = time.perf_counter() - started - read_s
     result, churn = outcome.population, outcome.churn
     async with engine.begin() as conn:
@@ -186,6 +243,7 @@ async def refit_scores(
         changed = await _write_scores(conn, outcome.rows)
         await _publish_changed_profiles(conn, changed, now)
         params = _params(result, options)
+        params["as_of"] = at.astimezone(UTC).date().isoformat()
         params["churn"] = churn.report()
         await conn.execute(
             insert(table_of(ScoreFit)).values(
@@ -220,6 +278,7 @@ async def refit_scores(
     )
     return FitReport(
         fitted_at=now,
+        as_of=at.astimezone(UTC).date(),
         method=churn.method,
         reason=churn.reason,
         buyers=outcome.buyers,
@@ -250,7 +309,8 @@ def _params(result: ScoringResult, options: RefitOptions) -> dict[str, Any]:
     }
     if result.models is not None:
         params["bgnbd"] = _floats(result.models.bgnbd)
-        params["gamma_gamma"] = _floats(result.models.gamma_gamma)
+        gamma_gamma = result.models.gamma_gamma
+        params["gamma_gamma"] = None if gamma_gamma is None else _floats(gamma_gamma)
     return params
 
 

@@ -3,11 +3,19 @@ its control; evaluation on demand."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from services.metrics.api.deps import RuntimeDep, VersionP, reading
+from services.metrics.experiments import plan_experiment
 from services.metrics.repository import experiments as store
-from services.metrics.schemas import EvaluatePublic, ExperimentPublic, ExperimentUpdate
+from services.metrics.schemas import (
+    EvaluatePublic,
+    ExperimentPlan,
+    ExperimentPublic,
+    ExperimentUpdate,
+)
 from shared.db.engine import driver_connection
 from shared.http.admin import ADMIN
 from shared.http.problems import Invalid, NotFound, problems
@@ -52,9 +60,25 @@ async def evaluate_now(runtime: RuntimeDep) -> EvaluatePublic:
     return EvaluatePublic(decisions_enqueued=await runtime.evaluate())
 
 
-@router.get("/{journey_id}/{journey_version}/{step_id}", responses=problems(404))
+@router.get("/{journey_id}/{journey_version}/{step_id}", responses=problems(404, 422))
 async def get_experiment(
-    journey_id: str, journey_version: VersionP, step_id: str, runtime: RuntimeDep
+    journey_id: str,
+    journey_version: VersionP,
+    step_id: str,
+    runtime: RuntimeDep,
+    mde: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=10,
+            description="minimum detectable effect, relative to control's rate (0.1 = +10 %): "
+            "adds `plan`, how many more users per arm the sequential test expects to need",
+        ),
+    ] = None,
+    baseline: Annotated[
+        float | None,
+        Query(gt=0, lt=1, description="the base rate to plan from (default: control's so far)"),
+    ] = None,
 ) -> ExperimentPublic:
     async with reading(runtime) as driver:
         row = await store.get_experiment(
@@ -62,7 +86,14 @@ async def get_experiment(
         )
     if row is None:
         raise _missing(journey_id, journey_version, step_id)
-    return experiment_public(row)
+    answer = experiment_public(row)
+    if mde is not None:
+        try:
+            found = plan_experiment(row.result, mde=mde, policy=runtime.policy, baseline=baseline)
+        except ValueError as exc:
+            raise Invalid(str(exc), loc=("query", "mde")) from None
+        answer.plan = ExperimentPlan.model_validate(found)
+    return answer
 
 
 @router.patch("/{journey_id}/{journey_version}/{step_id}", responses=problems(404))

@@ -11,7 +11,8 @@ before ``D`` only (dimension ``''``, kept for every activity event, all time), a
 
 ``training`` is as of ``D = today + 1 - H`` (customers first seen before it), labelled
 ``churned`` when the churn event is on none of the H days ``D .. today``; ``current`` is as
-of ``D = today + 1`` (every profile), the snapshot the chosen model scores. Both come from
+of ``D = today + 1`` (every profile first seen before it: scoring as of a past day leaves
+out who came later), the snapshot the chosen model scores. Both come from
 one ``GROUP BY customer_id`` with ``FILTER``ed aggregates; the rows travel as one array per
 column (``array_agg`` over the same rows, so the arrays are aligned), so turning a million
 customers into numpy arrays costs no Python loop per row.
@@ -165,5 +166,5 @@ async def churn_snapshots(
 
     tenure_train = arr("tenure_train")
     training = build("train", d_train, tenure_train > 0)
-    current = build("now", d_now, None)
+    current = build("now", d_now, arr("tenure_now") > 0)
     return training, current

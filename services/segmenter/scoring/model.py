@@ -2,8 +2,12 @@
 
 With enough customers and repeat buyers, BG/NBD (purchases, dropout) and Gamma-Gamma (spend)
 are fitted on the population's history and every customer is scored from them
-(``method = "bgnbd_gamma_gamma"``). Otherwise, or when a fit raises FitError, every customer
-gets the transparent inactivity score (``method = "inactivity_fallback"``). One method
+(``method = "bgnbd_gamma_gamma"``). When Gamma-Gamma cannot be fitted (spend that barely
+varies is degenerate for it) but BG/NBD can, the expected spend per purchase is the
+customer's own mean spend per occasion (``method = "bgnbd_mean_spend"``, the reason says
+why Gamma-Gamma failed), so LTV is still mean spend × expected purchases rather than null.
+Otherwise, or when BG/NBD raises FitError, every customer gets the transparent inactivity
+score (``method = "inactivity_fallback"``, no LTV). One method
 per run, named in the result, in every score and in every explanation, with the reason.
 
 Churn risk under the models is ``1 - P(alive)`` for repeat buyers. For one-time buyers
@@ -46,8 +50,9 @@ from services.segmenter.scoring.summary import CustomerSummary
 
 FloatArray = npt.NDArray[np.float64]
 
-Method = Literal["bgnbd_gamma_gamma", "inactivity_fallback"]
+Method = Literal["bgnbd_gamma_gamma", "bgnbd_mean_spend", "inactivity_fallback"]
 MODEL_METHOD: Method = "bgnbd_gamma_gamma"
+MEAN_SPEND_METHOD: Method = "bgnbd_mean_spend"
 FALLBACK_METHOD: Method = "inactivity_fallback"
 
 DEFAULT_MIN_CUSTOMERS = 200
@@ -58,7 +63,8 @@ _DISCOUNT_STEP_DAYS = 30.0
 @dataclass(frozen=True, slots=True)
 class FittedModels:
     bgnbd: BgNbdParams
-    gamma_gamma: GammaGammaParams
+    #: None: Gamma-Gamma could not be fitted; spend per purchase is the customer's mean
+    gamma_gamma: GammaGammaParams | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +150,8 @@ def score_population(
         reason = f"too few repeat buyers to fit the models: {repeaters} < {min_repeaters}"
     else:
         try:
-            models = _fit(summaries)
-            reason = f"fitted on {n} customers, {repeaters} repeat buyers"
+            models, reason = _fit(summaries)
+            reason = f"fitted on {n} customers, {repeaters} repeat buyers{reason}"
         except FitError as exc:
             reason = f"model fit failed ({exc})"
 
@@ -158,8 +164,10 @@ def score_population(
         scores = _fallback_scores(summaries, rfm, inactivity_horizon_days, reason)
         method = FALLBACK_METHOD
     else:
-        scores = _model_scores(summaries, rfm, models, horizon_days, annual_discount_rate, reason)
-        method = MODEL_METHOD
+        method = MODEL_METHOD if models.gamma_gamma is not None else MEAN_SPEND_METHOD
+        scores = _model_scores(
+            summaries, rfm, models, horizon_days, annual_discount_rate, reason, method
+        )
     return ScoringResult(
         scored_at=now,
         method=method,
@@ -170,12 +178,20 @@ def score_population(
     )
 
 
-def _fit(summaries: Sequence[CustomerSummary]) -> FittedModels:
+def _fit(summaries: Sequence[CustomerSummary]) -> tuple[FittedModels, str]:
+    """BG/NBD (FitError when it fails) and Gamma-Gamma (None when it fails, and why)."""
     x = np.array([s.frequency for s in summaries], dtype=np.float64)
     tx = np.array([s.recency for s in summaries], dtype=np.float64)
     big_t = np.array([s.T for s in summaries], dtype=np.float64)
     m = np.array([s.monetary for s in summaries], dtype=np.float64)
-    return FittedModels(bgnbd=fit_bgnbd(x, tx, big_t), gamma_gamma=fit_gamma_gamma(x, m))
+    bgnbd = fit_bgnbd(x, tx, big_t)
+    try:
+        return FittedModels(bgnbd=bgnbd, gamma_gamma=fit_gamma_gamma(x, m)), ""
+    except FitError as exc:
+        return FittedModels(bgnbd=bgnbd, gamma_gamma=None), (
+            f"; Gamma-Gamma could not be fitted ({exc}): LTV = the customer's mean spend "
+            "per purchase × expected purchases"
+        )
 
 
 def _common_explanation(summary: CustomerSummary, method: Method, reason: str) -> dict[str, Any]:
@@ -248,6 +264,7 @@ def _model_scores(
     horizon_days: float,
     annual_discount_rate: float | None,
     reason: str,
+    method: Method = MODEL_METHOD,
 ) -> tuple[Score, ...]:
     x = np.array([s.frequency for s in summaries], dtype=np.float64)
     tx = np.array([s.recency for s in summaries], dtype=np.float64)
@@ -259,13 +276,17 @@ def _model_scores(
     silent = p_no_purchase(bg, horizon_days, x, tx, big_t)
     churn = np.where(x > 0, 1.0 - alive, silent)
     purchases = expected_purchases(bg, horizon_days, x, tx, big_t)
-    value = expected_average_value(gg, x, m)
+    if gg is not None:
+        value = expected_average_value(gg, x, m)
+    else:
+        value = np.array([s.mean_value for s in summaries], dtype=np.float64)
     if annual_discount_rate:
         ltv = value * _discounted_purchases(bg, x, tx, big_t, horizon_days, annual_discount_rate)
     else:
         ltv = value * purchases
 
-    params = {"bgnbd": bg.as_dict(), "gamma_gamma": gg.as_dict()}
+    bg_params = bg.as_dict()
+    gg_params = None if gg is None else gg.as_dict()
     scores = []
     rows = zip(
         summaries,
@@ -278,7 +299,7 @@ def _model_scores(
         strict=True,
     )
     for summary, rfm_score, risk, alive_i, purchases_i, value_i, ltv_i in rows:
-        explanation = _common_explanation(summary, MODEL_METHOD, reason)
+        explanation = _common_explanation(summary, method, reason)
         explanation.update(
             {
                 "churn_basis": "1 - p_alive"
@@ -289,8 +310,11 @@ def _model_scores(
                 "p_alive": alive_i,
                 "expected_purchases": purchases_i,
                 "expected_average_value": value_i,
-                "bgnbd": dict(params["bgnbd"]),
-                "gamma_gamma": dict(params["gamma_gamma"]),
+                "bgnbd": dict(bg_params),
+                "gamma_gamma": None if gg_params is None else dict(gg_params),
+                "spend_basis": "gamma_gamma"
+                if gg is not None
+                else "the customer's mean spend per purchase (Gamma-Gamma degenerate)",
             }
         )
         scores.append(
@@ -302,7 +326,7 @@ def _model_scores(
                 expected_average_value=float(value_i),
                 predicted_ltv=float(ltv_i),
                 rfm=rfm_score,
-                method=MODEL_METHOD,
+                method=method,
                 explanation=explanation,
             )
         )

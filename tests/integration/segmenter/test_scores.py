@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from services.segmenter.scoring import summarise_customer
-from services.segmenter.scoring_job import REFIT_LOCK, purchase_summaries
+from services.segmenter.scoring_job import REFIT_LOCK, purchase_summaries, scoring_time
 from shared.db.locks import release_session_lock, take_session_lock
 from tests.integration.segmenter.conftest import ADMIN, Stack
 from tests.integration.segmenter.events import event, run_id
@@ -137,3 +137,43 @@ async def test_the_refit_summarises_purchases_by_day_as_the_models_expect(stack:
     assert expected is not None
     assert (ours.frequency, ours.monetary, ours.total_value) == (2.0, 50.0, 125.0)
     assert ours == expected
+
+
+async def test_summaries_as_of_a_past_day_ignore_what_came_after(stack: Stack) -> None:
+    """Backtesting (or an imported history scored as of its end): purchases and activity
+    after ``as_of`` are ignored, so the LTV fit sees the history as it was then."""
+    buyer = f"past-{run_id()}"
+    now = stack.clock.now
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    purchases = [(midnight - timedelta(days=d), 10.0 * d) for d in (30, 20, 10, 2)]
+    await stack.send(
+        *[
+            event("track", buyer, at, event="Order Completed", properties={"revenue": value})
+            for at, value in purchases
+        ]
+    )
+    await stack.profile(
+        buyer,
+        until=lambda p: {e["event"]: e["count"] for e in p["events"]} == {"Order Completed": 4},
+    )
+    at = scoring_time(now, (midnight - timedelta(days=6)).date())
+    async with stack.runtime.engine.connect() as conn:
+        found = await purchase_summaries(conn, purchase_event="Order Completed", now=at)
+    ours = next(s for s in found if s.customer_id == buyer)
+    expected = summarise_customer(buyer, purchases, now=at)
+    assert expected is not None
+    assert (ours.frequency, ours.total_value) == (2.0, 600.0)  # the day -2 purchase is not seen
+    assert ours == expected
+
+
+async def test_as_of_must_not_be_in_the_future_and_unknown_fits_are_404(stack: Stack) -> None:
+    tomorrow = (stack.clock.now + timedelta(days=1)).date().isoformat()
+    future = await stack.client.post(f"/v1/scores/refit?as_of={tomorrow}", headers=ADMIN)
+    assert future.status_code == 422, future.text
+    assert future.json()["errors"][0]["loc"] == ["query", "as_of"]
+    for bad_day in ("yesterday", "0001-01-01"):
+        bad = await stack.client.post(f"/v1/scores/refit?as_of={bad_day}", headers=ADMIN)
+        assert bad.status_code == 422, bad.text
+    never = await stack.client.get("/v1/scores/fit?as_of=2001-01-01", headers=ADMIN)
+    assert never.status_code == 404, never.text
+    assert "2001-01-01" in never.json()["detail"]

@@ -11,14 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
+from services.metrics.experiments import plan_experiment
 from services.metrics.stats import (
     Arm,
     Policy,
     Verdict,
     _msprt_arrays,
     decide,
+    fixed_horizon_per_arm,
     msprt,
+    plan,
     probability_to_beat,
+    tau_for_effect,
     two_proportion_ztest,
     wilson_interval,
 )
@@ -201,3 +205,81 @@ def test_running_minimum_keeps_an_earlier_rejection() -> None:
 def test_unknown_control_is_an_error() -> None:
     with pytest.raises(ValueError, match="control"):
         decide([Arm("a", 1, 0)], control="z")
+
+
+def test_tau_from_the_mde_keeps_false_positives_under_alpha_and_decides_in_time() -> None:
+    """The marketer's MDE (+10 % on 5 %), τ chosen from it, 500 users per arm per day,
+    looked at daily: under A/A at most 5 % false positives; under the MDE the median
+    decision comes no later than 1.2 × the fixed-horizon test's sample at 80 % power,
+    and the plan's median (its own simulation, continuous looks) is within 15 % of it."""
+    rng = np.random.default_rng(20261207)
+    baseline, mde, per_day, days = 0.05, 0.10, 500, 150
+    found = plan(baseline, mde)
+    assert found.tau == pytest.approx(tau_for_effect(baseline * mde)) == pytest.approx(0.005)
+    fixed_days = found.fixed_horizon_per_arm / per_day
+    assert 60 < fixed_days < 65  # the textbook figure: 31,231 users per arm
+
+    def decided_day(p_treatment: float, runs: int) -> np.ndarray:
+        xc, nc, xt, nt = _daily_peeks(rng, baseline, p_treatment, runs, days, per_day)
+        ratio, _, _ = _msprt_arrays(xc, nc, xt, nt, tau=found.tau, alpha=0.05)
+        crossed = ratio >= 1 / 0.05
+        return np.where(crossed.any(axis=1), crossed.argmax(axis=1) + 1, np.inf)
+
+    false_positive = float(np.mean(np.isfinite(decided_day(baseline, 2_000))))
+    assert false_positive <= 0.05
+    median_day = float(np.median(decided_day(baseline * (1 + mde), 2_000)))
+    assert median_day <= 1.2 * fixed_days, (median_day, fixed_days)
+    assert found.sequential_median_per_arm is not None
+    assert abs(found.sequential_median_per_arm / per_day - median_day) <= 0.15 * median_day
+
+
+def test_the_default_tau_is_slower_for_a_small_effect_than_tau_from_the_mde() -> None:
+    """The issue's numbers: τ = 0.02 against a 0.005 effect decides later than τ = 0.005."""
+    from services.metrics.stats import sequential_per_arm
+
+    slow, _ = sequential_per_arm(0.05, 0.005, tau=0.02)
+    tuned, _ = sequential_per_arm(0.05, 0.005, tau=tau_for_effect(0.005))
+    assert slow is not None and tuned is not None and tuned < slow
+
+
+def test_a_plan_counts_the_users_already_exposed_and_is_deterministic() -> None:
+    first = plan(0.05, 0.1, exposed_per_arm=10_000)
+    assert first == plan(0.05, 0.1, exposed_per_arm=10_000)
+    assert first.sequential_median_per_arm is not None and first.more_per_arm is not None
+    assert first.more_per_arm == first.sequential_median_per_arm - 10_000
+    assert first.sequential_p80_per_arm is not None
+    assert first.sequential_p80_per_arm > first.sequential_median_per_arm
+    assert plan(0.05, 0.1, exposed_per_arm=10**9).more_per_arm == 0
+    assert fixed_horizon_per_arm(0.05, 0.005) == first.fixed_horizon_per_arm
+    bigger = plan(0.05, 0.2)  # a larger effect needs fewer users
+    assert bigger.fixed_horizon_per_arm < first.fixed_horizon_per_arm
+    for bad in ((0.0, 0.1), (0.5, 1.5), (0.05, -0.1)):
+        with pytest.raises(ValueError):
+            plan(*bad)
+
+
+def test_plan_experiment_reads_the_control_rate_and_the_comparisons() -> None:
+    result = {
+        "control": "a",
+        "arms": [
+            {"variant": "a", "exposed": 4_000, "converted": 200},
+            {"variant": "b", "exposed": 3_900, "converted": 210},
+            {"variant": "c", "exposed": 4_100, "converted": 190},
+        ],
+    }
+    answer = plan_experiment(result, mde=0.1, policy=Policy())
+    assert answer["baseline_rate"] == 0.05 and answer["exposed_per_arm"] == 3_900
+    assert answer["alpha"] == pytest.approx(0.025)  # two comparisons with control
+    assert answer["evaluator_tau"] == Policy().tau
+    tuned = plan_experiment(result, mde=0.1, policy=Policy(mde=0.1))
+    assert tuned["evaluator_tau"] == pytest.approx(tuned["tau"])
+    with pytest.raises(ValueError, match="baseline"):
+        plan_experiment(None, mde=0.1, policy=Policy())
+    assert plan_experiment(None, mde=0.1, policy=Policy(), baseline=0.05)["exposed_per_arm"] == 0
+
+
+def test_decide_uses_tau_from_the_mde_when_the_policy_has_one() -> None:
+    arms = [Arm("a", 30_000, 1_500), Arm("b", 30_000, 1_680)]
+    tuned = decide(arms, control="a", policy=Policy(mde=0.1))
+    wide = decide(arms, control="a", policy=Policy(tau=0.02))
+    assert tuned.p_value < wide.p_value

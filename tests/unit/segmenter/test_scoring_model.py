@@ -15,6 +15,7 @@ from scipy import stats
 
 from services.segmenter.scoring import (
     FALLBACK_METHOD,
+    MEAN_SPEND_METHOD,
     MODEL_METHOD,
     BgNbdParams,
     CustomerSummary,
@@ -212,13 +213,36 @@ def test_too_few_repeat_buyers_fall_back(population: list[CustomerSummary]) -> N
     assert result.reason == "too few repeat buyers to fit the models: 10 < 30"
 
 
-def test_a_failed_fit_falls_back_and_says_why(population: list[CustomerSummary]) -> None:
-    """Every repeat buyer spending the same: Gamma-Gamma cannot be fitted."""
-    same_spend = [replace(s, monetary=25.0 if s.frequency else 0.0) for s in population[:400]]
+def test_a_degenerate_gamma_gamma_falls_back_to_mean_spend_and_says_why(
+    population: list[CustomerSummary],
+) -> None:
+    """Every repeat buyer spending the same: Gamma-Gamma cannot be fitted; LTV is then the
+    customer's mean spend per purchase × BG/NBD's expected purchases, not null."""
+    same_spend = [
+        replace(s, monetary=25.0 if s.frequency else 0.0, total_value=25.0 * (s.frequency + 1))
+        for s in population[:400]
+    ]
     result = score_population(same_spend, now=NOW)
+    assert result.method == MEAN_SPEND_METHOD
+    assert "Gamma-Gamma could not be fitted (gamma_gamma:" in result.reason
+    assert result.models is not None and result.models.gamma_gamma is None
+    for score in result.scores:
+        assert score.method == MEAN_SPEND_METHOD
+        assert score.predicted_ltv is not None and score.expected_purchases is not None
+        assert score.predicted_ltv == pytest.approx(25.0 * score.expected_purchases)
+        assert "mean spend" in score.explanation["spend_basis"]
+    assert_json_explanations(result)
+
+
+def test_a_failed_bgnbd_fit_falls_back_to_inactivity_and_says_why(
+    population: list[CustomerSummary],
+) -> None:
+    """Nobody ever buys twice: BG/NBD cannot be fitted, no LTV at all."""
+    once = [replace(s, frequency=0.0, recency=0.0, monetary=0.0) for s in population[:400]]
+    result = score_population(once, now=NOW, min_repeaters=0)
     assert result.method == FALLBACK_METHOD
-    assert result.reason.startswith("model fit failed (gamma_gamma:")
-    assert all(s.method == FALLBACK_METHOD for s in result.scores)
+    assert result.reason.startswith("model fit failed (bgnbd:")
+    assert all(s.predicted_ltv is None for s in result.scores)
 
 
 def test_thresholds_are_parameters(population: list[CustomerSummary]) -> None:
