@@ -281,8 +281,14 @@ class Dispatcher:
                 recent.setdefault(request.customer_id, []).append(Sent(decision.channel, now))
         # codes of the coupon pools the messages being sent draw from, keyed by dispatch
         drawn = await draw_for(conn, decided, now=now)
-        for item, decision, when, version, definition, contact in decided:
-            self._apply(effects, item, decision, when, version, definition, contact, now, drawn)
+
+        def apply_all() -> None:
+            for item, decision, when, version, definition, contact in decided:
+                self._apply(effects, item, decision, when, version, definition, contact, now, drawn)
+
+        # templates render in a worker thread: the event loop (health, tracking pages, the
+        # consumer) never waits for one (issue 21); each render is bounded by the sandbox
+        await asyncio.to_thread(apply_all)
         await repo.update_deliveries(conn, updates=effects.updates, now=now)
         await repo.insert_outcomes(conn, rows=effects.outcomes)
         await schedule(conn, table=deferrals, rows=effects.timers)
