@@ -64,6 +64,7 @@ from services.dispatcher.repository import DeliveryUpdate, HeldRequest
 from services.dispatcher.templates import (
     TemplateDefinition,
     TemplateError,
+    link_hosts,
     render_variant,
     rewrite_links,
 )
@@ -472,6 +473,7 @@ class Dispatcher:
             html = rewrite_links(
                 rendered.html,
                 lambda url: url if signer.is_own(url) else signer.click(dispatch_id, url),
+                hosts=link_hosts(variant),  # no signed redirect to a host from data
             )
             pixel = (
                 f'<img src="{signer.open_pixel(dispatch_id)}" width="1" height="1" alt="" '

@@ -18,10 +18,11 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
+from urllib.parse import urlsplit
 
 from jinja2 import StrictUndefined, nodes
 from jinja2 import TemplateError as JinjaTemplateError
@@ -661,15 +662,67 @@ def _describe(exc: JinjaTemplateError) -> str:
 _HREF = re.compile(r"""(href\s*=\s*)(["'])(https?://[^"'<>\s]+)\2""", re.IGNORECASE)
 
 
-def rewrite_links(html: str, track: Callable[[str], str]) -> str:
-    """Every absolute http(s) ``href`` in ``html`` replaced by ``track(url)``."""
+#: ``href="javascript:…"`` (and ``data:``, ``vbscript:``), dropped from every message
+_SCRIPT_HREF = re.compile(
+    r"""(href\s*=\s*)(["']?)\s*(?:javascript|data|vbscript)\s*:[^"'>\s]*\2""", re.IGNORECASE
+)
+#: the host of an absolute http(s) URL written in a template's source
+_SOURCE_URL = re.compile(r"""https?://([A-Za-z0-9.-]+)""", re.IGNORECASE)
+
+
+def link_hosts(variant: Variant) -> frozenset[str]:
+    """The hosts of the http(s) URLs written in ``variant``'s sources: the only hosts a
+    click link may be signed for. A URL that comes whole from a customer's traits (or
+    any data) is never turned into a signed redirect on the tracking domain — an open
+    redirect a phisher could use for 90 days (issue 21)."""
+    return frozenset(
+        host.lower().rstrip(".")
+        for _, source, _ in _sources(variant)
+        for host in _SOURCE_URL.findall(source)
+    )
+
+
+def _host(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https"):
+        return None
+    return (parts.hostname or "").rstrip(".") or None
+
+
+def rewrite_links(
+    html: str, track: Callable[[str], str], *, hosts: Collection[str] | None = None
+) -> str:
+    """Every absolute http(s) ``href`` in ``html`` replaced by ``track(url)`` — only those
+    to one of ``hosts`` when it is given (see :func:`link_hosts`); every ``javascript:``,
+    ``data:`` or ``vbscript:`` href replaced by ``#``."""
     import html as html_lib
 
     def replace(match: re.Match[str]) -> str:
         url = html_lib.unescape(match.group(3))
+        if hosts is not None and _host(url) not in hosts:
+            return match.group(0)
         return f"{match.group(1)}{match.group(2)}{html_lib.escape(track(url))}{match.group(2)}"
 
+    html = _SCRIPT_HREF.sub(lambda m: f'{m.group(1)}"#"', html)
     return _HREF.sub(replace, html)
+
+
+def _guarded_link(link: Any, hosts: frozenset[str]) -> TemplateFunction:
+    """``link(url)`` that signs only URLs to a host of the template's source; any other
+    URL is given back as it is (untracked, and no redirect through us)."""
+
+    def guarded(url: Any) -> Any:
+        text = str(url)
+        if _host(text) in hosts:
+            return link(text)
+        if _host(text) is None and text.strip().lower().startswith(("javascript", "data", "vb")):
+            return "#"
+        return text
+
+    return TemplateFunction("link", guarded)
 
 
 def render_variant(
@@ -679,7 +732,10 @@ def render_variant(
     cache: TemplateCache = _DEFAULT_CACHE,
 ) -> Rendered:
     """Every field of ``variant`` rendered with ``context``; :class:`TemplateError` on the
-    first that fails (the message names the field)."""
+    first that fails (the message names the field). A ``link`` in the context signs only
+    URLs to hosts written in the variant's sources (:func:`link_hosts`)."""
+    if "link" in context and callable(context["link"]):
+        context = {**context, "link": _guarded_link(context["link"], link_hosts(variant))}
 
     def text(source: str | None, field: str) -> str | None:
         if source is None:

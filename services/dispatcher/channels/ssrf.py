@@ -109,7 +109,6 @@ class SsrfGuard:
             host_header=host_header,
         )
 
-
     async def _resolve(self, host: str, port: int) -> list[IpAddress]:
         key = (host.lower(), port)
         now = time.monotonic()

@@ -16,8 +16,13 @@ from services.dispatcher.templates import (
     _TEXT,
     MAX_BUILT,
     TemplateError,
+    Variant,
+    link_hosts,
     render_source,
+    render_variant,
+    rewrite_links,
 )
+from shared.events.channels import Channel
 
 SECRET = b"offer-signing-key-very-secret-0123"
 
@@ -198,3 +203,37 @@ async def test_the_event_loop_answers_while_a_hostile_template_renders() -> None
     assert not render.done()
     with pytest.raises(TemplateError, match="longer than 1.0s"):
         await render
+
+
+def _signed(url: str) -> str:
+    return f"https://track.test/t/c/{url}"
+
+
+def test_a_url_from_traits_is_never_signed_into_a_redirect() -> None:
+    variant = Variant(
+        channel=Channel.EMAIL,
+        subject="s",
+        html='<a href="https://shop.example/p/{{ customer.traits.sku }}">shop</a>'
+        '<a href="{{ customer.traits.site }}">site</a>'
+        '<a href="{{ customer.traits.js }}">js</a>'
+        "{{ link(customer.traits.site) }} {{ link('https://shop.example/x') }}"
+        " {{ link(customer.traits.js) }}",
+    )
+    context = {
+        "customer": {
+            "traits": {
+                "sku": "42",
+                "site": "https://evil.example/login",
+                "js": "javascript:alert(document.cookie)",
+            }
+        },
+        "link": _signed,
+    }
+    rendered = render_variant(variant, context)
+    assert rendered.html is not None
+    html = rewrite_links(rendered.html, _signed, hosts=link_hosts(variant))
+    assert 'href="https://track.test/t/c/https://shop.example/p/42"' in html
+    assert 'href="https://evil.example/login"' in html  # untracked, not a signed redirect
+    assert "track.test/t/c/https://evil" not in html
+    assert "javascript" not in html.lower()
+    assert "https://track.test/t/c/https://shop.example/x" in html
