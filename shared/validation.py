@@ -74,7 +74,7 @@ def value_problem(value: object, where: str = "") -> tuple[str, str] | None:
     if isinstance(value, Mapping):
         for key in value:
             if isinstance(key, str) and (problem := text_problem(key)) is not None:
-                return (f"{where}.{key!a}" if where else f"{key!a}", f"a key {problem}")
+                return (where, problem)  # in a key: the mapping holds it
         return _first(((str(k), v) for k, v in value.items()), where)
     if isinstance(value, list | tuple | set | frozenset):
         return _first(((str(i), v) for i, v in enumerate(value)), where)

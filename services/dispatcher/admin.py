@@ -30,7 +30,8 @@ from services.dispatcher.tracking import _set_preferences
 from shared.events.channels import Channel
 from shared.events.dispatch_requests import DispatchRequest, Priority
 from shared.http.admin import require_admin
-from shared.http.nul_body import NulFree, nul_message, nul_path
+from shared.http.nul_body import nul_message, nul_path
+from shared.validation import SafeModel
 
 router = APIRouter(dependencies=[Depends(require_admin)])
 
@@ -43,7 +44,9 @@ def _runtime(request: Request) -> Any:
 MAX_VERSION = 2**31 - 1
 
 
-class Model(NulFree):
+class Model(SafeModel):
+    """No NUL, lone surrogate, NaN or out-of-range date anywhere (issue 21)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -51,7 +54,10 @@ class Model(NulFree):
 
 
 class TemplateCreate(Model):
-    id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[\w.-]+$")
+    #: not only dots (``..`` is a path segment, not an id)
+    id: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[\w.-]*[\w-][\w.-]*$"
+    )
     definition: TemplateDefinition
 
 

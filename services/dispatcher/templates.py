@@ -32,6 +32,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.events.channels import Channel
+from shared.validation import SafeModel
 
 #: characters of one field's source
 MAX_SOURCE_CHARS = 64_000
@@ -85,8 +86,8 @@ class Variant(BaseModel):
         return self
 
 
-class TemplateDefinition(BaseModel):
-    """The document stored per template version."""
+class TemplateDefinition(SafeModel):
+    """The document stored per template version (nothing storage refuses in it)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
