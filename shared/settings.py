@@ -39,6 +39,13 @@ class DatabaseSettings(BaseModel):
     #: statement that runs in ~1 s, every time. Off for our sessions unless asked for.
     jit: bool = False
     echo: bool = False
+    #: the longest a statement of the service's sessions may run (API requests and
+    #: consumers alike), in milliseconds; PostgreSQL cancels it then, so no request
+    #: (``/v1/kpis/activity?from=9999-12-31``) can hold a backend for minutes. 0: none.
+    statement_timeout_ms: int = Field(default=30_000, ge=0)
+    #: the limit of a statement run inside :func:`shared.db.engine.long_statements`
+    #: (background jobs: sweeps, recomputes, erasure); 0: none
+    job_statement_timeout_ms: int = Field(default=600_000, ge=0)
 
 
 class HttpSettings(BaseModel):
