@@ -185,10 +185,11 @@ class _Budget:
 
     def spend(self) -> None:
         self.operations -= 1
-        if self.operations < 0:
-            raise _Refused(f"the template does more than {MAX_OPERATIONS:,} operations")
-        if time.monotonic() > self.deadline:
-            raise _Refused(f"rendering took longer than {self.max_seconds}s")
+        if self.operations & 31 == 0:  # the clock every 32 operations: each is bounded
+            if self.operations < 0:
+                raise _Refused(f"the template does more than {MAX_OPERATIONS:,} operations")
+            if time.monotonic() > self.deadline:
+                raise _Refused(f"rendering took longer than {self.max_seconds}s")
 
 
 _BUDGET: ContextVar[_Budget | None] = ContextVar("tenure_template_budget", default=None)
@@ -318,9 +319,10 @@ def _check_format(fmt: str, args: Iterable[Any]) -> None:
     else:
         largest = max((_size_of(v) for v in values), default=0)
         _check_fits(largest)
-    widths = sum(int(n) for n in _NUMBER.findall(fmt) if len(n) < 12)
-    if any(len(n) >= 12 for n in _NUMBER.findall(fmt)):
+    numbers = _NUMBER.findall(fmt)
+    if any(len(n) >= 12 for n in numbers):
         raise _Refused("the format string has a width beyond the limit")
+    widths = sum(int(n) for n in numbers)
     fields = fmt.count("%") + fmt.count("{")
     _check_fits(len(fmt) + widths + fields * largest)
 
@@ -409,7 +411,8 @@ def _bounded_range(*args: int) -> range:
 
 
 class _Counted:
-    """What the compiled template calls through ``environment.tenure_*``."""
+    """What the compiled template calls (as the internal filters ``tenure_*``, which
+    compile to plain calls, without the sandbox's per-call checks)."""
 
     @staticmethod
     def iterate(iterable: Any) -> Iterator[Any]:
@@ -427,14 +430,18 @@ class _Counted:
         """An output statement's value, counted against the characters one render may
         emit (a ``{% set %}`` block or a macro collects its output before it is checked
         as a value)."""
-        if isinstance(value, TemplateFunction):
-            str(value)  # refuses, with the function's name
-        if isinstance(value, Iterator):
-            raise _Refused("a sequence cannot be printed as is: add |list or |join")
+        if isinstance(value, str):
+            size = len(value)
+        else:
+            if isinstance(value, TemplateFunction):
+                str(value)  # refuses, with the function's name
+            if isinstance(value, Iterator):
+                raise _Refused("a sequence cannot be printed as is: add |list or |join")
+            size = _size_of(value, MAX_EMITTED_CHARS)
         budget = _BUDGET.get()
         if budget is not None:
             budget.spend()
-            budget.emitted -= _size_of(value, budget.emitted)
+            budget.emitted -= size
             if budget.emitted < 0:
                 raise _Refused(
                     f"the template emits more than {MAX_EMITTED_CHARS:,} characters in all"
@@ -442,8 +449,9 @@ class _Counted:
         return value
 
 
-def _call(name: str, arg: nodes.Expr, lineno: int) -> nodes.Call:
-    call = nodes.Call(nodes.EnvironmentAttribute(name), [arg], [], None, None)
+def _call(name: str, arg: nodes.Expr, lineno: int) -> nodes.Filter:
+    """``arg|name``: an internal filter compiles to a direct call."""
+    call = nodes.Filter(arg, name, [], [], None, None)
     call.set_lineno(lineno)
     return call
 
@@ -455,9 +463,6 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
     checked."""
 
     intercepted_binops = frozenset({"*", "**", "+", "%", "//"})
-
-    tenure_iterate = staticmethod(_Counted.iterate)
-    tenure_emit = staticmethod(_Counted.emit)
 
     def concat(self, parts: Iterable[str]) -> str:
         collected = list(parts)
@@ -483,7 +488,7 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
             # ``a ~ b ~ …`` becomes ``tenure_concat((a, b, …))``: sized before joining
             operands = nodes.Tuple(concat.nodes, "load", lineno=concat.lineno)
             call = _call("tenure_concat", operands, concat.lineno)
-            concat.__class__ = nodes.Call  # type: ignore[assignment]
+            concat.__class__ = nodes.Filter  # type: ignore[assignment]
             concat.__dict__.update(call.__dict__)
         return tree
 
@@ -496,9 +501,6 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
         return (markup_join if self.autoescape else str_join)(operands)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        function = getattr(__obj, "__func__", __obj)
-        if any(function is f for f in _INTERNAL):
-            return __obj(*args)  # no ``_loop_vars`` / ``_block_vars``: they take none
         _spend()
         if not isinstance(__obj, TemplateFunction):
             args = _listed(getattr(__obj, "__name__", ""), args, 0)
@@ -557,9 +559,6 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
         return _check_built(super().call_binop(context, operator_, left, right))
 
 
-_INTERNAL = (_Counted.iterate, _Counted.emit, _LimitedSandbox.tenure_concat)
-
-
 def _environment(*, autoescape: bool) -> _LimitedSandbox:
     env = _LimitedSandbox(
         autoescape=autoescape,
@@ -571,6 +570,10 @@ def _environment(*, autoescape: bool) -> _LimitedSandbox:
     env.globals.clear()  # no range/dict/lipsum/cycler/joiner/namespace beyond what we add
     env.globals["range"] = TemplateFunction("range", _bounded_range)
     env.filters = {name: _checked_filter(name, fn) for name, fn in env.filters.items()}
+    # what _parse wraps loops, outputs and ``~`` in (not checked: they are the checks)
+    env.filters["tenure_iterate"] = _Counted.iterate
+    env.filters["tenure_emit"] = _Counted.emit
+    env.filters["tenure_concat"] = env.tenure_concat
     return env
 
 

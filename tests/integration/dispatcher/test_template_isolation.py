@@ -37,6 +37,11 @@ async def test_the_dispatcher_answers_while_a_hostile_template_renders(stack: St
         answered += 1
     outcome = final.result()
     assert outcome["status"] == "failed"
-    assert outcome["reason"].startswith("template_error: text: rendering took longer than")
+    assert outcome["reason"].startswith(
+        (
+            "template_error: text: rendering took longer than 0.5s",
+            "template_error: text: the template does more than 2,000,000 operations",
+        )
+    ), outcome["reason"]
     assert answered >= 10  # it polled while the template rendered
     assert slowest < 0.1, slowest

@@ -194,14 +194,16 @@ async def test_the_event_loop_answers_while_a_hostile_template_renders() -> None
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
-        for _ in range(10):
+        answered = 0
+        while not render.done():
             started = time.monotonic()  # the answer is due 20 ms from here
             await asyncio.sleep(0.02)
             response = await client.get("/healthz")
             assert response.status_code == 200
             assert time.monotonic() - started - 0.02 < 0.1
-    assert not render.done()
-    with pytest.raises(TemplateError, match="longer than 1.0s"):
+            answered += 1
+    assert answered >= 5  # it answered while the template rendered
+    with pytest.raises(TemplateError, match="longer than 1.0s|more than 2,000,000 operations"):
         await render
 
 
