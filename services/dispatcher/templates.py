@@ -383,17 +383,30 @@ def _listed(name: str, args: tuple[Any, ...], at: int) -> tuple[Any, ...]:
     return args
 
 
+_NOT_PRINTING = frozenset(
+    {
+        "length", "count", "first", "last", "default", "d", "list", "sort", "unique",
+        "reverse", "batch", "slice", "map", "select", "reject", "selectattr",
+        "rejectattr", "groupby", "sum", "min", "max", "abs", "int", "float", "round",
+        "attr", "dictsort", "items", "random", "boolean",
+    }
+)  # fmt: skip
+
+
 def _checked_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """A filter that spends an operation, refuses arguments too big or a result that
     would be, and checks what it built."""
     pass_arg = getattr(fn, "jinja_pass_arg", None)
+    # filters that never print their input whole need not size it first (walking a long
+    # list for ``|length`` in a loop would cost more than the filter)
+    counting_only = name in _NOT_PRINTING
 
     @functools.wraps(fn)
     def checked(*args: Any, **kwargs: Any) -> Any:
         _spend()
         args = _listed(name, args, 1 if pass_arg is not None else 0)
         data = args[1:] if pass_arg is not None else args
-        if data:
+        if data and not counting_only:
             _check_arguments(data[:1], numbers=False)
         _check_arguments([*data[1:], *kwargs.values()])
         if data:
@@ -473,9 +486,20 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
         tree = super()._parse(source, name, filename)
         for loop in list(tree.find_all(nodes.For)):
             loop.iter = _call("tenure_iterate", cast(nodes.Expr, loop.iter), loop.lineno)
+        # literal text is counted where output is collected (a macro, a ``{% set %}`` or
+        # ``{% filter %}`` block, a ``{% call %}``); elsewhere it streams out, and the
+        # output limit counts it
+        captured = {
+            id(output)
+            for kind in (nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.AssignBlock)
+            for block in tree.find_all(kind)
+            for output in block.find_all(nodes.Output)
+        }
         for output in list(tree.find_all(nodes.Output)):
             output.nodes = [
-                _call(
+                child
+                if isinstance(child, nodes.TemplateData) and id(output) not in captured
+                else _call(
                     "tenure_emit",
                     nodes.MarkSafeIfAutoescape(nodes.Const(child.data))
                     if isinstance(child, nodes.TemplateData)
