@@ -7,8 +7,9 @@ underscore (``TENURE_KAFKA_BOOTSTRAP_SERVERS``, ``TENURE_DATABASE_URL``).
 
 from __future__ import annotations
 
+import hashlib
 import os
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,13 @@ class DatabaseSettings(BaseModel):
     #: statement that runs in ~1 s, every time. Off for our sessions unless asked for.
     jit: bool = False
     echo: bool = False
+    #: the longest a statement of the service's sessions may run (API requests and
+    #: consumers alike), in milliseconds; PostgreSQL cancels it then, so no request
+    #: (``/v1/kpis/activity?from=9999-12-31``) can hold a backend for minutes. 0: none.
+    statement_timeout_ms: int = Field(default=30_000, ge=0)
+    #: the limit of a statement run inside :func:`shared.db.engine.long_statements`
+    #: (background jobs: sweeps, recomputes, erasure); 0: none
+    job_statement_timeout_ms: int = Field(default=600_000, ge=0)
 
 
 class HttpSettings(BaseModel):
@@ -50,6 +58,30 @@ class HttpSettings(BaseModel):
 
 
 DEFAULT_MEMORY_TRIM_INTERVAL_S = 30.0
+
+
+#: the secrets shipped in examples (docker-compose.yml before issue 21, docs): known to
+#: everyone, so refused outside development — as values and as SHA-256 digests
+KNOWN_DEV_SECRETS = ("dev-admin-token", "dev-write-key", "dev-link-secret-change-me-0123456789")
+_KNOWN = {
+    *KNOWN_DEV_SECRETS,
+    *(hashlib.sha256(value.encode()).hexdigest() for value in KNOWN_DEV_SECRETS),
+}
+
+
+def known_dev_secrets(value: object, where: str = "") -> list[str]:
+    """The settings (dotted names) in ``value`` holding a known development secret."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        parts = {part.strip().lower() for part in value.split(",")}
+        return [where] if parts & _KNOWN else []
+    if isinstance(value, BaseModel):
+        found: list[str] = []
+        for name in type(value).model_fields:
+            found += known_dev_secrets(getattr(value, name), f"{where}_{name}" if where else name)
+        return found
+    return []
 
 
 class ServiceSettings(BaseSettings):
@@ -69,6 +101,24 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     #: how often freed heap memory is returned to the OS (glibc ``malloc_trim``; 0: never)
     memory_trim_interval_s: float = Field(default=DEFAULT_MEMORY_TRIM_INTERVAL_S, ge=0)
+    #: development only (``TENURE_DEV_MODE=1``): lets the known example secrets through
+    dev_mode: bool = False
+
+    @model_validator(mode="after")
+    def _refuse_known_dev_secrets(self) -> Self:
+        """Outside development, no setting may hold a secret everyone knows (the example
+        admin token, write key or link secret, or their digests): a service configured
+        with one refuses to start (docs/security.md says how to set your own)."""
+        if self.dev_mode:
+            return self
+        found = known_dev_secrets(self)
+        if found:
+            names = ", ".join(f"TENURE_{name.upper()}" for name in found)
+            raise ValueError(
+                f"{names} holds a known development secret; set your own (see "
+                "docs/security.md), or TENURE_DEV_MODE=1 for a development stack"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

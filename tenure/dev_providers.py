@@ -55,6 +55,10 @@ def dispatcher_environment(state: Path, providers: LocalProviders) -> dict[str, 
         "TENURE_WEBHOOK_SECRET": _kept(state / "webhook-secret", lambda: secrets.token_urlsafe(24)),
         # the local recorder is on loopback, which the SSRF guard refuses otherwise
         "TENURE_WEBHOOK_ALLOW": "127.0.0.1,localhost",
+        "TENURE_FCM_ALLOW": "127.0.0.1,localhost",
+        "TENURE_WEBPUSH_ALLOW": "127.0.0.1,localhost",
+        "TENURE_WHATSAPP_ALLOW": "127.0.0.1,localhost",
+        "TENURE_MESSENGER_ALLOW": "127.0.0.1,localhost",
     }
 
 

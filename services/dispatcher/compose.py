@@ -17,6 +17,7 @@ from services.dispatcher.policy import Decision
 from services.dispatcher.templates import (
     TemplateDefinition,
     TemplateError,
+    link_hosts,
     render_variant,
     rewrite_links,
 )
@@ -90,6 +91,7 @@ class Composer:
             page = rewrite_links(
                 rendered.html,
                 lambda url: url if signer.is_own(url) else signer.click(dispatch_id, url),
+                hosts=link_hosts(variant),  # no signed redirect to a host from data
             )
             pixel = (
                 f'<img src="{signer.open_pixel(dispatch_id)}" width="1" height="1" alt="" '

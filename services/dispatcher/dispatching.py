@@ -266,11 +266,16 @@ class Dispatcher:
         # the pool codes of the messages being sent, drawn before they are rendered
         drawn = await draw_for(conn, wanted, now=now)
         effects = _Effects()
-        for request, known in facts:
-            codes = {pool: code for (pool, d), code in drawn.items() if d == request.dispatch_id}
-            if codes:
-                known = _with_codes(known, codes)
-            effects.add(plan(request, known, policy, now, self.composer))
+
+        def plan_all() -> None:
+            for request, known in facts:
+                codes = {pool: c for (pool, d), c in drawn.items() if d == request.dispatch_id}
+                plan_facts = _with_codes(known, codes) if codes else known
+                effects.add(plan(request, plan_facts, policy, now, self.composer))
+
+        # templates render in a worker thread: the event loop (health, tracking pages, the
+        # consumer) never waits for one (issue 21); each render is bounded by the sandbox
+        await asyncio.to_thread(plan_all)
         await repo.update_deliveries(conn, updates=effects.updates, now=now)
         await repo.insert_outcomes(conn, rows=effects.outcomes)
         await schedule(conn, table=deferrals, rows=effects.timers)

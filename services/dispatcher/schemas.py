@@ -14,13 +14,16 @@ from services.dispatcher.templates import TemplateDefinition
 from shared.events.channels import Channel
 from shared.events.dispatch_requests import Priority
 from shared.http.nul_body import NulFree
+from shared.validation import SafeModel
 
 #: the largest template version PostgreSQL's ``integer`` holds
 MAX_VERSION = 2**31 - 1
 POOL_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 
 
-class Model(NulFree):
+class Model(SafeModel):
+    """No NUL, lone surrogate, NaN or out-of-range date anywhere (issue 21)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -28,7 +31,10 @@ class Model(NulFree):
 
 
 class TemplateCreate(Model):
-    id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[\w.-]+$")
+    #: not only dots (``..`` is a path segment, not an id)
+    id: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[\w.-]*[\w-][\w.-]*$"
+    )
     definition: TemplateDefinition
 
 

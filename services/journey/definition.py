@@ -18,7 +18,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    JsonValue,
     StringConstraints,
     model_validator,
 )
@@ -27,9 +26,10 @@ from pydantic_core import PydanticCustomError
 from shared.events.channels import Channel
 from shared.events.dispatch_requests import Priority, SendNow, SendTimePolicy
 from shared.rules.json_values import COMPARE, compare_numbers, is_number, json_equal
+from shared.validation import INT32_MAX, FiniteFloat, SafeJson, SafeModel, SafeStr
 
 StepId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Name = Annotated[SafeStr, StringConstraints(min_length=1, max_length=255)]
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -59,7 +59,7 @@ class ValueTest(Model):
     ``in`` a list, ``contains`` (a substring, or an element of an array), ``exists``."""
 
     op: CompareOp
-    value: JsonValue = None
+    value: SafeJson = None
 
     @model_validator(mode="after")
     def _value_fits(self) -> ValueTest:
@@ -139,7 +139,7 @@ class ScoreCondition(Model):
     kind: Literal["score"]
     score: Literal["churn_risk", "predicted_ltv"]
     op: Literal["gt", "gte", "lt", "lte", "eq", "neq"]
-    value: float
+    value: FiniteFloat
 
 
 class RfmTierCondition(Model):
@@ -247,14 +247,15 @@ class SendStep(StepBase):
     type: Literal["send"]
     channels: tuple[Channel, ...] = Field(min_length=1, max_length=len(Channel))
     template_id: Name
-    template_version: int | None = Field(default=None, ge=1)
+    #: at most 2³¹−1, the dispatcher's limit (a PostgreSQL integer)
+    template_version: int | None = Field(default=None, ge=1, le=INT32_MAX)
     subscription_topic: str | None = Field(default=None, min_length=1, max_length=128)
     priority: Priority = Priority.NORMAL
     send_time: SendTimePolicy = Field(default_factory=SendNow)
     #: the request expires this long after it was made
     expires_after: Duration | None = None
     #: values for the template beside the trigger's properties
-    context: dict[str, JsonValue] = Field(default_factory=dict)
+    context: dict[SafeStr, SafeJson] = Field(default_factory=dict)
     next: StepId
     on_failure: StepId | None = None
     outcome_timeout: Duration = timedelta(days=1)
@@ -337,7 +338,7 @@ class BranchStep(StepBase):
 
 class Variant(Model):
     name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    weight: float = Field(gt=0)
+    weight: Annotated[FiniteFloat, Field(gt=0)]
     next: StepId
 
 
@@ -362,7 +363,7 @@ class UpdateTraitStep(StepBase):
     """Set profile traits: an ``identify`` event on ``customer.events``."""
 
     type: Literal["update_trait"]
-    traits: dict[Name, JsonValue] = Field(min_length=1)
+    traits: dict[Name, SafeJson] = Field(min_length=1)
     next: StepId
 
 
@@ -406,8 +407,9 @@ def successors(step: Step) -> list[str]:
 # --- the document ------------------------------------------------------------------------
 
 
-class JourneyDefinition(Model):
-    """A journey's definition; the first of ``steps`` is where a run starts."""
+class JourneyDefinition(Model, SafeModel):
+    """A journey's definition; the first of ``steps`` is where a run starts. No string,
+    key, number or date in it may be one storage refuses (:mod:`shared.validation`)."""
 
     triggers: tuple[Trigger, ...] = Field(min_length=1, max_length=10)
     entry: Entry = Entry()
@@ -416,7 +418,7 @@ class JourneyDefinition(Model):
     #: a run whose customer leaves ``audience_segment`` exits
     exit_on_audience_leave: bool = False
     #: this share of entrants (by a hash of journey and customer) is held out
-    holdout_percent: float = Field(default=0.0, ge=0, le=100)
+    holdout_percent: Annotated[FiniteFloat, Field(ge=0, le=100)] = 0.0
     goal: Goal | None = None
     #: the timezone of customers whose profile has none (IANA name)
     timezone: str = "UTC"

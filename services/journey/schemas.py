@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from services.journey.definition import JourneyDefinition
+from shared.validation import SafeModel
 
 JourneyId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -15,7 +16,10 @@ JourneyId = Annotated[
 Status = Literal["draft", "active", "paused", "archived"]
 
 
-class Body(BaseModel):
+class Body(SafeModel):
+    """A request body: no field unknown, nothing storage refuses (NUL, a lone surrogate,
+    NaN, a date outside [1970, 2100))."""
+
     model_config = ConfigDict(extra="forbid")
 
 

@@ -39,12 +39,30 @@ def async_url(url: str) -> str:
 
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+    """The service's engine. Every connection has ``statement_timeout`` set to
+    ``settings.statement_timeout_ms`` (``TENURE_DATABASE_STATEMENT_TIMEOUT_MS``): a
+    statement past it is cancelled by the server (SQLSTATE 57014, a ``DBAPIError``),
+    which frees the backend even when the client has gone."""
+    server_settings = {
+        "jit": "on" if settings.jit else "off",
+        "statement_timeout": str(settings.statement_timeout_ms),
+    }
     return create_async_engine(
         async_url(settings.url.get_secret_value()),
         pool_size=settings.pool_size,
         pool_pre_ping=True,
         echo=settings.echo,
-        connect_args={"server_settings": {"jit": "on" if settings.jit else "off"}},
+        connect_args={"server_settings": server_settings},
+    )
+
+
+async def long_statements(conn: AsyncConnection, settings: DatabaseSettings) -> None:
+    """Lets the statements of ``conn``'s current transaction run up to
+    ``settings.job_statement_timeout_ms`` (``SET LOCAL``: back to the session's limit at
+    commit or rollback). For background jobs, never for a request's queries."""
+    await conn.execute(
+        text("SELECT set_config('statement_timeout', :ms, true)"),
+        {"ms": str(settings.job_statement_timeout_ms)},
     )
 
 

@@ -138,6 +138,7 @@ class DispatcherBench:
                 "TENURE_SMTP_CONNECTIONS": str(self.concurrency),
                 "TENURE_DISPATCHER_HTTP_CONNECTIONS": str(HTTP_CONNECTIONS),
                 "TENURE_FCM_BASE_URL": f"http://127.0.0.1:{http_port}",
+                "TENURE_FCM_ALLOW": "127.0.0.1",
                 "TENURE_FCM_SERVICE_ACCOUNT_JSON": json.dumps(account),
             },
             "dispatcher",

@@ -134,19 +134,20 @@ class SmtpProvider:
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 await _discard(client)
                 codes = [r.code for r in exc.recipients]
-                reason = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+                # the code alone: an SMTP answer quotes the address (``550 <alice@…>``)
+                reason = "; ".join(str(code) for code in codes)
                 if all(400 <= code < 500 for code in codes):
                     raise TransientProviderError(f"smtp: {reason}") from exc
                 raise PermanentProviderError(f"smtp: {reason}") from exc
             except aiosmtplib.SMTPResponseException as exc:
                 await _discard(client)
-                reason = f"smtp: {exc.code} {exc.message}"
+                reason = f"smtp: {exc.code}"
                 if 400 <= exc.code < 500:
                     raise TransientProviderError(reason) from exc
                 raise PermanentProviderError(reason) from exc
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 await _discard(client)
-                raise TransientProviderError(f"smtp: {type(exc).__name__}: {exc}") from exc
+                raise TransientProviderError(f"smtp: {type(exc).__name__}") from exc
             self._idle.append(client)
         return message_id(message.dispatch_id, self._settings.message_id_domain)
 

@@ -11,8 +11,18 @@
 - **webhook** — a JSON ``POST`` signed ``X-Tenure-Signature: t=<unix>,v1=<hex HMAC-SHA256
   of "<t>.<body>">``, to a URL checked by the SSRF guard (also on redirects).
 
-Every base URL is a setting, so tests and development point them at loopback.
-HTTP 408/425/429/5xx and transport errors are transient; other 4xx are permanent.
+Every base URL is a setting, so tests and development point them at loopback. Every
+URL called — a configured base URL as much as a subscription endpoint or webhook URL
+from a customer's traits — goes through the one SSRF guard
+(:mod:`~services.dispatcher.channels.ssrf`), pinned to the address it checked; each
+provider's ``allow`` setting (``TENURE_FCM_ALLOW``, ``TENURE_WEBPUSH_ALLOW``,
+``TENURE_WHATSAPP_ALLOW``, ``TENURE_MESSENGER_ALLOW``, ``TENURE_WEBHOOK_ALLOW``) lets
+named hosts or networks through (loopback in development).
+
+HTTP 408/425/429/5xx and transport errors are transient; other 4xx are permanent. A
+failure's reason is the provider, the status and nothing else (``webpush: HTTP 502``):
+never the body of the answer, never an address — the reason is stored with the
+delivery and readable through the API and the metrics.
 """
 
 from __future__ import annotations
@@ -36,15 +46,19 @@ from services.dispatcher.channels.base import (
     PermanentProviderError,
     TransientProviderError,
 )
-from services.dispatcher.channels.ssrf import SsrfGuard, UnsafeTarget
+from services.dispatcher.channels.ssrf import PinnedUrl, SsrfGuard, UnsafeTarget
 from services.dispatcher.contacts import FcmAddress, WebPushAddress
 
 SIGNATURE_HEADER = "X-Tenure-Signature"
 _TRANSIENT_STATUS = {408, 425, 429}
 
 
+_ALLOW_DOC = "hosts, addresses or CIDR networks the SSRF guard lets through (comma-separated)"
+
+
 class FcmSettings(BaseModel):
     base_url: str = "https://fcm.googleapis.com"
+    allow: str = Field(default="", description=_ALLOW_DOC)
     #: the service account's JSON key (``client_email``, ``private_key``, ``project_id``)
     service_account_json: SecretStr | None = None
     #: where the signed JWT is exchanged for an access token (default: the key's token_uri)
@@ -57,10 +71,13 @@ class WebPushSettings(BaseModel):
     vapid_private_key: SecretStr | None = None
     vapid_subject: str = "mailto:ops@tenure.local"
     ttl_s: int = Field(default=86_400, ge=0)
+    #: endpoints come from customers' traits: nothing but public addresses by default
+    allow: str = Field(default="", description=_ALLOW_DOC)
 
 
 class WhatsAppSettings(BaseModel):
     base_url: str = "https://graph.facebook.com"
+    allow: str = Field(default="", description=_ALLOW_DOC)
     api_version: str = "v21.0"
     phone_number_id: str | None = None
     access_token: SecretStr | None = None
@@ -68,6 +85,7 @@ class WhatsAppSettings(BaseModel):
 
 class MessengerSettings(BaseModel):
     base_url: str = "https://graph.facebook.com"
+    allow: str = Field(default="", description=_ALLOW_DOC)
     api_version: str = "v21.0"
     page_access_token: SecretStr | None = None
     #: the tag of a message outside the 24-hour window
@@ -85,22 +103,49 @@ class WebhookSettings(BaseModel):
 
 
 def _raise_for(response: httpx.Response, provider: str) -> None:
+    """A provider's error answer as its status alone: the body (which may quote the
+    request, an address or the provider's internals) is never kept."""
     if response.is_success:
         return
-    detail = response.text[:300]
-    reason = f"{provider}: HTTP {response.status_code} {detail}"
+    reason = f"{provider}: HTTP {response.status_code}"
     if response.status_code in _TRANSIENT_STATUS or response.status_code >= 500:
         raise TransientProviderError(reason)
     raise PermanentProviderError(reason)
 
 
-async def _post(
-    client: httpx.AsyncClient, provider: str, url: str, **kwargs: Any
-) -> httpx.Response:
+def guard_for(allow: str) -> SsrfGuard:
+    return SsrfGuard(allow.split(","))
+
+
+async def _pin(guard: SsrfGuard, provider: str, url: str) -> PinnedUrl:
     try:
-        response = await client.post(url, **kwargs)
+        return await guard.check(url)
+    except UnsafeTarget as exc:
+        raise PermanentProviderError(f"{provider}: refused the URL: {exc}") from exc
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    provider: str,
+    url: str,
+    *,
+    guard: SsrfGuard,
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> httpx.Response:
+    """One POST to ``url``, checked by ``guard`` and sent to the checked address; no
+    redirect followed."""
+    pinned = await _pin(guard, provider, url)
+    try:
+        response = await client.post(
+            pinned.url,
+            headers={**(headers or {}), "Host": pinned.host_header},
+            extensions={"sni_hostname": pinned.hostname},
+            follow_redirects=False,
+            **kwargs,
+        )
     except httpx.TransportError as exc:
-        raise TransientProviderError(f"{provider}: {type(exc).__name__}: {exc}") from exc
+        raise TransientProviderError(f"{provider}: {type(exc).__name__}") from exc
     _raise_for(response, provider)
     return response
 
@@ -120,6 +165,7 @@ class FcmProvider:
         )
         self._base = settings.base_url.rstrip("/")
         self._client = client
+        self._guard = guard_for(settings.allow)
         self._token: tuple[str, float] | None = None
         self._token_lock = asyncio.Lock()
 
@@ -133,6 +179,7 @@ class FcmProvider:
                 self._client,
                 "fcm oauth",
                 self._token_url,
+                guard=self._guard,
                 data={
                     "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
                     "assertion": assertion,
@@ -164,6 +211,7 @@ class FcmProvider:
             self._client,
             "fcm",
             f"{self._base}/v1/projects/{self._project}/messages:send",
+            guard=self._guard,
             content=orjson.dumps(payload),
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
@@ -224,6 +272,8 @@ class WebPushProvider:
             self._vapid = Vapid02.from_string(key)
         self._settings = settings
         self._client = client
+        # the endpoint is a customer trait, settable with the public write key (issue 21)
+        self._guard = guard_for(settings.allow)
 
     async def send(self, message: Outgoing) -> str:
         address = message.address
@@ -243,7 +293,9 @@ class WebPushProvider:
         try:
             body = encrypt_web_push(payload, address)
         except (ValueError, TypeError) as exc:
-            raise PermanentProviderError(f"webpush: bad subscription keys: {exc}") from exc
+            raise PermanentProviderError("webpush: bad subscription keys") from exc
+        # checked before anything is signed for it: no VAPID header for an internal host
+        await _pin(self._guard, "webpush", address.endpoint)
         endpoint = urlsplit(address.endpoint)
         claims = {
             "sub": self._settings.vapid_subject,
@@ -260,7 +312,12 @@ class WebPushProvider:
             }
         )
         response = await _post(
-            self._client, "webpush", address.endpoint, content=body, headers=headers
+            self._client,
+            "webpush",
+            address.endpoint,
+            guard=self._guard,
+            content=body,
+            headers=headers,
         )
         if response.status_code in (404, 410):  # pragma: no cover - _post raised already
             raise PermanentProviderError("webpush: the subscription is gone")
@@ -302,6 +359,7 @@ class WhatsAppProvider:
         )
         self._token = settings.access_token
         self._client = client
+        self._guard = guard_for(settings.allow)
 
     async def send(self, message: Outgoing) -> str:
         rendered = message.rendered
@@ -331,6 +389,7 @@ class WhatsAppProvider:
             self._client,
             "whatsapp",
             self._url,
+            guard=self._guard,
             content=orjson.dumps(payload),
             headers={
                 "Authorization": f"Bearer {self._token.get_secret_value()}",
@@ -352,6 +411,7 @@ class MessengerProvider:
         self._settings = settings
         self._token = settings.page_access_token
         self._client = client
+        self._guard = guard_for(settings.allow)
 
     async def send(self, message: Outgoing) -> str:
         payload = {
@@ -364,6 +424,7 @@ class MessengerProvider:
             self._client,
             "messenger",
             self._url,
+            guard=self._guard,
             params={"access_token": self._token.get_secret_value()},
             content=orjson.dumps(payload),
             headers={"Content-Type": "application/json"},
@@ -387,7 +448,7 @@ class WebhookProvider:
         if settings.secret is None:
             raise ValueError("webhooks need TENURE_WEBHOOK_SECRET")
         self._secret = settings.secret.get_secret_value().encode()
-        self._guard = SsrfGuard(settings.allow.split(","))
+        self._guard = guard_for(settings.allow)
         self._max_redirects = settings.max_redirects
         self._client = client
 
@@ -415,7 +476,7 @@ class WebhookProvider:
             try:
                 pinned = await self._guard.check(url)
             except UnsafeTarget as exc:
-                raise PermanentProviderError(f"webhook: refused {url!r}: {exc}") from exc
+                raise PermanentProviderError(f"webhook: refused the URL: {exc}") from exc
             try:
                 response = await self._client.post(
                     pinned.url,
@@ -425,7 +486,7 @@ class WebhookProvider:
                     follow_redirects=False,
                 )
             except httpx.TransportError as exc:
-                raise TransientProviderError(f"webhook: {type(exc).__name__}: {exc}") from exc
+                raise TransientProviderError(f"webhook: {type(exc).__name__}") from exc
             if response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers:
                 url = str(httpx.URL(url).join(response.headers["location"]))
                 continue

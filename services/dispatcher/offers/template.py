@@ -63,10 +63,11 @@ class OfferFunctions:
 
     dispatch_id: str
     today: date
-    drawn: Mapping[str, str]  # pool id -> the code drawn for this dispatch
-    keys: Mapping[int, bytes]
+    drawn: Mapping[str, str] = field(repr=False)  # pool id -> the code drawn for this dispatch
+    #: the signing keys: never in a repr (a template printing ``coupon`` once showed them)
+    keys: Mapping[int, bytes] = field(repr=False)
     key_id: int
-    issued: dict[str, Issued] = field(default_factory=dict)
+    issued: dict[str, Issued] = field(default_factory=dict, repr=False)
 
     def coupon(self, pool: Any) -> str:
         code = self.drawn.get(str(pool))
@@ -100,4 +101,10 @@ class OfferFunctions:
         return code
 
     def context(self) -> dict[str, Any]:
-        return {"coupon": self.coupon, "offer_code": self.offer_code}
+        """The functions, as :class:`TemplateFunction` (a safe repr, no attributes)."""
+        from services.dispatcher.templates import TemplateFunction
+
+        return {
+            "coupon": TemplateFunction("coupon", self.coupon),
+            "offer_code": TemplateFunction("offer_code", self.offer_code),
+        }

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from shared.db.engine import create_engine, driver_connection, snapshot
+from shared.db.engine import create_engine, driver_connection, long_statements, snapshot
 from shared.settings import DatabaseSettings
 from tests.conftest import NewDatabase
 
@@ -99,5 +99,28 @@ async def test_driver_statements_run_inside_the_callers_transaction(
             await driver.execute("INSERT INTO t VALUES ($1)", 3)
         async with engine.connect() as conn:
             assert list(await conn.scalars(text("SELECT k FROM t"))) == [3]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_statement_past_the_timeout_is_cancelled(new_database: NewDatabase) -> None:
+    """Issue 21: a query that would run for minutes (a date series to 9999) is cancelled
+    by the server at the session's statement timeout; a job may ask for longer."""
+    settings = DatabaseSettings(
+        url=SecretStr(await new_database()),
+        statement_timeout_ms=200,
+        job_statement_timeout_ms=5_000,
+    )
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SHOW statement_timeout")) == "200ms"
+            with pytest.raises(DBAPIError, match="statement timeout"):
+                await conn.execute(text("SELECT pg_sleep(5)"))
+        async with engine.connect() as conn, conn.begin():
+            await long_statements(conn, settings)
+            assert await conn.scalar(text("SELECT 1 FROM pg_sleep(0.4)")) == 1
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SHOW statement_timeout")) == "200ms"
     finally:
         await engine.dispose()
