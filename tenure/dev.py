@@ -211,16 +211,7 @@ class DevStack:
             return
         folder = state / "prometheus"
         folder.mkdir(parents=True, exist_ok=True)
-        jobs = "".join(
-            f"  - job_name: {name}\n    static_configs:\n"
-            f'      - targets: ["127.0.0.1:{service_port}"]\n'
-            for name, service_port in self.ports.items()
-        )
-        (folder / "prometheus.yml").write_text(
-            "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
-            f"rule_files:\n  - {ALERT_RULES}\n  - {ALERT_RULES.parent / 'rules' / '*.yml'}\n"
-            f"scrape_configs:\n{jobs}"
-        )
+        (folder / "prometheus.yml").write_text(prometheus_config(self.ports))
         (state / "logs").mkdir(parents=True, exist_ok=True)
         log = (state / "logs" / "prometheus.log").open("ab")
         self.prometheus = subprocess.Popen(
@@ -394,6 +385,20 @@ class DevStack:
             self.watchdog.terminate()
             self.watchdog.wait()
         self.record.clear()
+
+
+def prometheus_config(ports: dict[str, int]) -> str:
+    """The local Prometheus's configuration: every service, every alert rule."""
+    jobs = "".join(
+        f"  - job_name: {name}\n    static_configs:\n"
+        f'      - targets: ["127.0.0.1:{service_port}"]\n'
+        for name, service_port in ports.items()
+    )
+    return (
+        "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
+        f"rule_files:\n  - {ALERT_RULES}\n  - {ALERT_RULES.parent / 'rules' / '*.yml'}\n"
+        f"scrape_configs:\n{jobs}"
+    )
 
 
 class _Interrupted(Exception):

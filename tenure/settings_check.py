@@ -33,7 +33,6 @@ OTHER_VARIABLES = {
 }
 #: variables of the tooling (tests, benchmarks), and internal ones: never warned about
 _TOOLING = re.compile(r"TENURE_(TEST|BENCH|NPM|SCHEMATHESIS|UPDATE)_\w*|TENURE_SERVICE")
-_SECRET_WORDS = ("SECRET", "TOKEN", "KEY", "PASSWORD", "URL", "JSON", "HASHES")
 
 
 @dataclass(frozen=True)
@@ -181,9 +180,20 @@ def _error_line(cls: type[BaseSettings], error: Any, environ: Mapping[str, str])
     shown = environ.get(name)
     if shown is None:
         return f"{name}: {message}"
-    if any(word in name for word in _SECRET_WORDS):
+    if _is_secret(cls, loc):
         return f"{name} (value hidden): {message}"
     return f"{name}={shown}: {message}"
+
+
+def _is_secret(cls: type[BaseModel], loc: list[str]) -> bool:
+    """Whether the field at ``loc`` holds a secret (its value is never printed)."""
+    model: Any = cls
+    for part in loc:
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return False
+        model = info.annotation
+    return bool(SecretStr in (model, *get_args(model)))
 
 
 def reference() -> str:
