@@ -135,6 +135,13 @@ class DevStack:
             "TENURE_METRICS_ADMIN_TOKEN_HASHES",
         ):
             self.env[variable] = _joined(self.env.get(variable), hash_token(self.admin_token))
+        # publishing a journey checks the segments and templates it names with these
+        for peer in ("segmenter", "dispatcher"):
+            if peer in self.ports:
+                self.env.setdefault(
+                    f"TENURE_JOURNEY_{peer.upper()}_URL", f"http://127.0.0.1:{self.ports[peer]}"
+                )
+        self.env.setdefault("TENURE_JOURNEY_PEER_TOKEN", self.admin_token)
         if "dispatcher" in self.ports:
             self._start_local_providers(state)
         self.env.setdefault("TENURE_LOG_FORMAT", "text")
