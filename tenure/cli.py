@@ -102,11 +102,11 @@ def _version() -> str:
         return "unknown"
 
 
-def _settings_ok(services: list[str], *, warn: bool = True) -> bool:
+def _settings_ok(services: list[str], *, warn: bool = True, dev: bool = False) -> bool:
     """Check the services' settings; print one line per bad value, and unknown variables."""
     from tenure.settings_check import check
 
-    errors, warnings = check(services)
+    errors, warnings = check(services, unknown=warn, dev=dev)
     if warn:
         for line in warnings:
             print(f"tenure: warning: {line}", file=sys.stderr)
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output.write_text(text)
         print(f"wrote {args.output}")
         return 0
-    if args.command == "dev" and not _settings_ok(list(SERVICES)):
+    if args.command == "dev" and not _settings_ok(list(SERVICES), dev=True):
         return 2
     if args.command == "serve" and not _settings_ok([args.service], warn=not args.checked):
         return 2

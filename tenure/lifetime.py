@@ -108,8 +108,10 @@ class RunRecord:
             self._write()
 
     def clear(self) -> None:
-        self.processes.clear()
-        self.path.unlink(missing_ok=True)
+        """Forget this run's processes (they stopped); another run's record stays."""
+        if self.processes:
+            self.processes.clear()
+            self.path.unlink(missing_ok=True)
 
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

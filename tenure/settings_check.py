@@ -43,7 +43,9 @@ class Variable:
     meaning: str
 
 
-def settings_classes(names: Iterable[str] = SERVICES) -> dict[str, type[BaseSettings]]:
+def settings_classes(
+    names: Iterable[str] = SERVICES, *, dev: bool = True
+) -> dict[str, type[BaseSettings]]:
     """Each service's settings class (``services.NAME.settings``), and ``tenure dev``'s."""
     from shared.settings import ServiceSettings
 
@@ -57,9 +59,10 @@ def settings_classes(names: Iterable[str] = SERVICES) -> dict[str, type[BaseSett
                 and value is not ServiceSettings
             ):
                 found[name] = value
-    from tenure.dev_settings import DevSettings
+    if dev:
+        from tenure.dev_settings import DevSettings
 
-    found["dev"] = DevSettings
+        found["dev"] = DevSettings
     return found
 
 
@@ -143,13 +146,18 @@ def known_variables() -> set[str]:
 
 
 def check(
-    services: Iterable[str], environ: Mapping[str, str] = os.environ
+    services: Iterable[str],
+    environ: Mapping[str, str] = os.environ,
+    *,
+    unknown: bool = True,
+    dev: bool = False,
 ) -> tuple[list[str], list[str]]:
-    """``(errors, warnings)``: bad values of the services' settings, unknown variables.
+    """``(errors, warnings)``: bad values of the services' settings (and ``tenure dev``'s
+    with ``dev``), unknown variables (with ``unknown``).
 
     The settings classes read ``os.environ``; ``environ`` names the values in messages."""
     errors: list[str] = []
-    classes = settings_classes(services)
+    classes = settings_classes(services, dev=dev)
     for cls in classes.values():
         try:
             cls()
@@ -158,8 +166,10 @@ def check(
                 line = _error_line(cls, error, environ)
                 if line not in errors:
                     errors.append(line)
+    warnings: list[str] = []
+    if not unknown:
+        return errors, warnings
     known = known_variables()
-    warnings = []
     for name in sorted(environ):
         if not name.startswith("TENURE_") or name in known or _TOOLING.fullmatch(name):
             continue

@@ -60,7 +60,8 @@ def test_bad_values_of_groups_and_of_tenure_dev_are_named(
     monkeypatch.setenv("TENURE_DISPATCHER_OFFER_KEY_ID", "9")
     monkeypatch.setenv("TENURE_SMTP_SECURITY", "ssl")
     monkeypatch.setenv("TENURE_DEV_READY_TIMEOUT_S", "-1")
-    errors, _ = check(["dispatcher"])
+    assert check(["dispatcher"])[0] == check(["dispatcher"], dev=True)[0][:2]
+    errors, _ = check(["dispatcher"], dev=True)
     assert errors == [
         "TENURE_DISPATCHER_OFFER_KEY_ID=9: Input should be less than or equal to 7",
         "TENURE_SMTP_SECURITY=ssl: Input should be 'none', 'starttls' or 'tls'",
