@@ -432,7 +432,7 @@ def run_dev(options: DevOptions) -> int:
         _say(f"cannot start: {exc}")
         stack.stop()
         return 2
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         _say(f"cannot start: {exc}")
         stack.stop()
         return 1

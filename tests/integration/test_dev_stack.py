@@ -136,7 +136,7 @@ def _child_serving(parent: int, service: str) -> int:
     children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
     for child in children:
         command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-        if command[-3:-1] == [b"serve", service.encode()]:
+        if b"serve" in command and command[command.index(b"serve") + 1] == service.encode():
             return int(child)
     raise AssertionError(f"no child serves {service}: {children}")
 
