@@ -7,7 +7,7 @@ first run (kept in the state directory), starts every service as its own
 process, prints how to use it, and stops everything on Ctrl-C.
 
 Readiness has no fixed time limit: ``tenure dev`` waits as long as every service
-process is alive and making progress (using CPU time, or answering ``/healthz``),
+process is alive and making progress (using CPU time, or answering HTTP),
 up to ``--ready-timeout`` / ``TENURE_DEV_READY_TIMEOUT_S`` in all; a service that
 makes no progress for ``TENURE_DEV_STALL_TIMEOUT_S`` fails the start. A failed or
 interrupted start, a stop, or a SIGKILL of ``tenure dev`` leaves no process behind
@@ -274,7 +274,7 @@ class DevStack:
                     )
                 if now - began > limit:
                     raise RuntimeError(
-                        f"not ready after {limit:.0f} s: {sorted(pending)}; give more time with "
+                        f"not ready after {limit:g} s: {sorted(pending)}; give more time with "
                         "--ready-timeout or TENURE_DEV_READY_TIMEOUT_S"
                     )
                 if pending and now - last_said >= 15:

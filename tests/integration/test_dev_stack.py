@@ -280,7 +280,7 @@ def test_a_failed_start_leaves_no_process(tmp_path: Path) -> None:
         timeout=180,
     )
     assert result.returncode == 1, result.stderr
-    assert "cannot start: not ready after 0 s" in result.stderr
+    assert "cannot start: not ready after 0.5 s" in result.stderr
     assert "--ready-timeout" in result.stderr
     assert "Traceback" not in result.stderr
     assert _processes_of(state, kafka_port) == []
