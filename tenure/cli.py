@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from tenure.bench import TARGETS as BENCH_TARGETS
 from tenure.services import SERVICES
 
+DESCRIPTION = "Tenure: run the stack, one service, migrations, topics, benchmarks."
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tenure", description=__doc__)
+    parser = argparse.ArgumentParser(prog="tenure", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"tenure {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dev = sub.add_parser("dev", help="run the whole stack locally (embedded broker and database)")
@@ -37,9 +41,28 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start everything, print the banner, then stop (a smoke test)",
     )
+    dev.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the longest the start may take in all while every service makes progress "
+        "(default: TENURE_DEV_READY_TIMEOUT_S, 600)",
+    )
 
     serve = sub.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=sorted(SERVICES))
+    serve.add_argument("--checked", action="store_true", help=argparse.SUPPRESS)
+
+    doc = sub.add_parser(
+        "settings-doc", help="write docs/settings.md, every setting of every service"
+    )
+    doc.add_argument(
+        "--output", type=Path, default=Path("docs/settings.md"), help="default docs/settings.md"
+    )
+    doc.add_argument(
+        "--check", action="store_true", help="only say whether the file is current (exit 1 if not)"
+    )
 
     sub.add_parser("migrate", help="apply every service's database migrations")
     topics = sub.add_parser(
@@ -72,8 +95,45 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return version("tenure")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _settings_ok(services: list[str], *, warn: bool = True, dev: bool = False) -> bool:
+    """Check the services' settings; print one line per bad value, and unknown variables."""
+    from tenure.settings_check import check
+
+    errors, warnings = check(services, unknown=warn, dev=dev)
+    if warn:
+        for line in warnings:
+            print(f"tenure: warning: {line}", file=sys.stderr)
+    for line in errors:
+        print(f"tenure: bad setting: {line}", file=sys.stderr)
+    if errors:
+        print("tenure: nothing was started; see docs/settings.md", file=sys.stderr)
+    return not errors
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "settings-doc":
+        from tenure.settings_check import reference
+
+        text = reference()
+        if args.check:
+            current = args.output.exists() and args.output.read_text() == text
+            print(f"{args.output} is {'current' if current else 'out of date'}")
+            return 0 if current else 1
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+        return 0
+    if args.command == "dev" and not _settings_ok(list(SERVICES), dev=True):
+        return 2
+    if args.command == "serve" and not _settings_ok([args.service], warn=not args.checked):
+        return 2
     if args.command == "dev":
         from tenure.dev import DevOptions, run_dev
         from tenure.embedded import project_state_dir
@@ -83,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 kafka_port=args.kafka_port,
                 base_port=args.base_port,
                 exit_when_ready=args.exit_when_ready,
+                ready_timeout_s=args.ready_timeout,
                 state_dir=(args.state_dir or project_state_dir()).resolve(),
             )
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from shared.settings import ServiceSettings
 
@@ -31,6 +31,14 @@ class JourneyGroup(BaseModel):
     dedup_retention_days: int = Field(default=7, ge=1)
     #: the most a simulation may walk (virtual days after the first input)
     simulate_max_days: int = Field(default=400, ge=1)
+    #: the segmenter's base URL: publishing checks that every segment named exists
+    #: (empty: not checked)
+    segmenter_url: str = ""
+    #: the dispatcher's base URL: publishing checks that every template (and pinned
+    #: version) named exists (empty: not checked)
+    dispatcher_url: str = ""
+    #: the admin token the journey presents to the segmenter and the dispatcher
+    peer_token: SecretStr = SecretStr("")
 
     @property
     def admin_token_digests(self) -> list[str]:
