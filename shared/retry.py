@@ -18,7 +18,7 @@ that long), ``streak.succeeded()`` after a good one.
 Both log the same way, so a lost database or broker gives a few lines, not a
 traceback per try: one WARNING at the first failure of a streak, then at most one
 every ``log_every_s`` (30 s) with how many failures there were, and one INFO line on
-recovery. A traceback is logged only for an unexpected error
+recovery. An unexpected error is logged at ERROR with its traceback
 (:func:`is_connection_error` says which are expected while a server is away).
 """
 
@@ -111,10 +111,12 @@ class FailureStreak:
             delay_s = min(self._max_s, self._first_s * 2**exponent)
             delay_s += random.uniform(0, self._first_s)
         now = self._clock()
-        exc_info = None if self._expected(error) else error
+        expected = self._expected(error)
+        exc_info, level = (None, logging.WARNING) if expected else (error, logging.ERROR)
         if self.failures == 1:
             self._since = now
-            self._logger.warning(
+            self._logger.log(
+                level,
                 "%s failed (%s); retrying in %.1fs",
                 self.what,
                 _describe(error),
@@ -123,7 +125,8 @@ class FailureStreak:
             )
             self._logged_at, self._logged_failures = now, 1
         elif now - self._logged_at >= self._log_every_s:
-            self._logger.warning(
+            self._logger.log(
+                level,
                 "%s still failing: %d failures in %.0fs, %d since the last line (%s); "
                 "retrying in %.1fs",
                 self.what,

@@ -138,7 +138,7 @@ class OutboxRelay(StoppableLoop):
         outbox: Table,
         publisher: EventPublisher,
         batch_size: int = 2_000,
-        idle_poll_s: float = 2.0,
+        idle_poll_s: float = 5.0,
     ) -> None:
         self._engine = engine
         self._outbox = outbox

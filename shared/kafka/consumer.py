@@ -116,7 +116,7 @@ class ConsumerRunner(StoppableLoop):
         poll_timeout_ms: int = 5_000,
         max_retry_delay_s: float = 10.0,
         fetch_max_wait_ms: int = 500,
-        idle_fetch_max_wait_ms: int = 1_000,
+        idle_fetch_max_wait_ms: int = 2_000,
         idle_after_s: float = 10.0,
     ) -> None:
         self._settings = settings
@@ -156,12 +156,14 @@ class ConsumerRunner(StoppableLoop):
         last_records = time.monotonic()
         try:
             while not self._stopping.is_set():
-                idle = time.monotonic() - last_records >= self._idle_after_s
-                self._set_fetch_wait(consumer, idle=idle)
+                idle_in_ms = int(1000 * (self._idle_after_s - (time.monotonic() - last_records)))
+                self._set_fetch_wait(consumer, idle=idle_in_ms <= 0)
+                # while records flow, come back when the idle delay ends to lengthen the wait
+                timeout_ms = self._poll_timeout_ms
+                if idle_in_ms > 0:
+                    timeout_ms = min(timeout_ms, idle_in_ms + 1)
                 fetching = asyncio.ensure_future(
-                    consumer.getmany(
-                        timeout_ms=self._poll_timeout_ms, max_records=self._max_records
-                    )
+                    consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
                 )
                 await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetching.done():  # shutdown while waiting for records

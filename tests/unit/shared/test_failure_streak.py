@@ -50,4 +50,4 @@ def test_an_unexpected_error_keeps_its_traceback(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.INFO):
         streak.failed(ValueError("a bug"))
     (record,) = caplog.records
-    assert record.exc_info is not None and record.levelname == "WARNING"
+    assert record.exc_info is not None and record.levelname == "ERROR"
