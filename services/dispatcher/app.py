@@ -16,7 +16,7 @@ from services.dispatcher.channels.base import Provider
 from services.dispatcher.consumer import DispatcherBatchHandler, is_transient
 from services.dispatcher.dispatching import Dispatcher, RetryPolicy, SendsInFlight, utc_now
 from services.dispatcher.links import LinkSigner
-from services.dispatcher.models import outbox
+from services.dispatcher.models import deferrals, outbox
 from services.dispatcher.offers.api import router as offers_router
 from services.dispatcher.providers import build_providers
 from services.dispatcher.settings import DispatcherSettings, get_settings
@@ -24,7 +24,7 @@ from services.dispatcher.tracking import router as tracking_router
 from shared.auth import TokenDigests
 from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
-from shared.db.timers import TimerSweep
+from shared.db.timers import TimerSweep, Watched
 from shared.events.channels import Channel
 from shared.events.dispatch_requests import TOPIC as REQUESTS
 from shared.events.dispatch_requests import DispatchRequest
@@ -109,6 +109,7 @@ class Runtime:
                 workers=group.sweep_workers,
                 interval_s=group.sweep_interval_s,
                 name="deferral sweep",
+                watched=Watched(self.engine, deferrals, self.clock),
             ),
         )
         self.services.loop(
