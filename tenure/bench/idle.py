@@ -14,8 +14,8 @@ Then two latency checks on the same servers, after a quiet spell of their own: a
 durable timer due in 1 s fires within 1 s of due (a :class:`shared.db.timers.TimerSweep`
 sleeping until it, woken by the ``NOTIFY`` its ``schedule`` sends), and a message
 published to the broker reaches an idle :class:`shared.kafka.consumer.ConsumerRunner`
-within 1.5 s (the embedded broker holds an idle consumer's fetch for up to its
-idle wait, 1 s).
+within 2.5 s (the embedded broker may hold an idle consumer's fetch for its whole
+idle wait, 2 s).
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ def _measure(stack: DevStack, *, window: float, quick: bool) -> int:
         print(f"  (prometheus  {prom:6.2f} %, not counted)")
     timer_s, message_s = asyncio.run(_latencies(stack))
     print(f"\na timer due in 1 s fired {timer_s:+.3f}s from its due time (target < 1 s)")
-    print(f"a message reached an idle consumer in {message_s:.3f}s (target < 1.5 s)")
-    met = total <= TARGET_PERCENT and timer_s < 1.0 and message_s < 1.5
+    print(f"a message reached an idle consumer in {message_s:.3f}s, worst of 3 (target < 2.5 s)")
+    met = total <= TARGET_PERCENT and timer_s < 1.0 and message_s < 2.5
     print(f"\nverdict: {'met' if met else 'MISSED'}" + (" (a --quick run)" if quick else ""))
     return 0 if met or quick else 1
 
@@ -207,7 +207,8 @@ async def _timer_latency(database_url: str) -> float:
 
 
 async def _message_latency(bootstrap: str) -> float:
-    """How long a message takes to reach a consumer idle for longer than its idle delay."""
+    """How long a message takes to reach a consumer idle for longer than its idle delay
+    (the worst of three, each after 5 s of idle)."""
     from shared.kafka.consumer import ConsumerRunner, Record
     from shared.kafka.dlq import DeadLetterPolicy
     from shared.kafka.producer import EventPublisher, Message
@@ -236,13 +237,17 @@ async def _message_latency(bootstrap: str) -> float:
         idle_after_s=2.0,
     )
     running = asyncio.create_task(runner.run())
+    latencies = []
     try:
         await asyncio.wait_for(runner.assigned.wait(), 60)
-        await asyncio.sleep(5.0)  # idle: fetches held for the idle wait
-        sent = loop.time()
-        await publisher.publish(Message(topic, b"k", b"v"))
-        await asyncio.wait_for(arrived.wait(), 30)
-        return arrived_at[0] - sent
+        for _ in range(3):
+            await asyncio.sleep(5.0)  # idle: fetches held for the idle wait
+            arrived.clear()
+            sent = loop.time()
+            await publisher.publish(Message(topic, b"k", b"v"))
+            await asyncio.wait_for(arrived.wait(), 30)
+            latencies.append(arrived_at[0] - sent)
+        return max(latencies)
     finally:
         runner.signal_shutdown()
         await running
