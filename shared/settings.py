@@ -37,8 +37,8 @@ class KafkaSettings(BaseModel):
     publish_timeout_s: float = Field(default=10.0, gt=0)
     #: consumer group session timeout
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
-    #: consumer heartbeat interval
-    heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    #: a third of the session timeout; more often keeps an idle broker busy for nothing
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
 
 
 class DatabaseSettings(BaseModel):

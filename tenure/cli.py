@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="segmenter: seconds of steady load while RSS is sampled (default 600; 5 if --quick)",
     )
+    bench.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="idle: seconds of idle measured (default 300; 30 if --quick)",
+    )
     return parser
 
 
@@ -170,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         if extra and args.target != "segmenter":
             print("tenure bench: --soak applies to the segmenter benchmark only", file=sys.stderr)
             return 2
+        if args.seconds is not None:
+            if args.target != "idle":
+                print("tenure bench: --seconds applies to the idle benchmark only", file=sys.stderr)
+                return 2
+            extra["seconds"] = args.seconds
         return run_bench(args.target, duration_s=args.duration, quick=args.quick, **extra)
     return 2
 

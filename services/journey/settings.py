@@ -19,8 +19,9 @@ class JourneyGroup(BaseModel):
     #: how long the broker may hold a fetch while it has no data: the latency a trigger
     #: can wait before the consumer sees it (aiokafka's default is 500 ms)
     fetch_max_wait_ms: int = Field(default=50, ge=1, le=500)
-    #: how often the timer sweep looks for due timers when the last round was not full
-    sweep_interval_s: float = Field(default=0.2, gt=0)
+    #: the longest the timer sweep sleeps; it wakes when the next timer is due, or when a
+    #: sooner one is set (shared/db/timers.py)
+    sweep_interval_s: float = Field(default=60.0, gt=0)
     #: timers per sweep transaction
     sweep_chunk: int = Field(default=1_000, ge=1)
     #: sweep loops per process, each on a database connection of its own
