@@ -322,7 +322,7 @@ class Demo:
         api, summary = self.api, self.result.summary
         with suppress(ApiError):
             api.evaluate_experiments()
-        funnel = api.kpi("funnel", group_by="journey_id")
+        funnel = _rows(api.kpi("funnel", group_by="journey_id"))
         rows = {
             r.get("journey_id"): r
             for r in funnel
@@ -330,28 +330,20 @@ class Demo:
         }
         summary["funnel"] = rows
         summary["maildir"] = len(read_maildir(self.maildir))
-        activity = api.kpi("activity", period="month")
+        activity = _rows(api.kpi("activity", period="month"))
         summary["churn_rate"] = next(
             (r["churn_rate"] for r in reversed(activity) if r.get("churn_rate") is not None), None
         )
         experiments = api.experiments("demo-post-purchase")
         summary["experiments"] = experiments
         table = Table(title="What happened", title_justify="left")
-        for column in (
-            "journey",
-            "requested",
-            "deferred",
-            "suppressed",
-            "accepted",
-            "opened",
-            "clicked",
-            "converted",
-        ):
+        columns = ("journey", "requested", "deferred", "suppr.", "accepted", "opened", "clicked")
+        for column in (*columns, "converted"):
             table.add_column(column, justify="left" if column == "journey" else "right")
         for jid in catalog.JOURNEYS:
             r = rows.get(jid, {})
             table.add_row(
-                jid,
+                jid.removeprefix("demo-"),
                 *(
                     str(r.get(k, 0))
                     for k in (
@@ -387,7 +379,8 @@ class Demo:
             verdict = (e.get("verdict") or "not evaluated").replace("_", " ")
             winner = f" → {e['winner']}" if e.get("winner") else ""
             self.console.print(
-                f"A/B {e['journey_id']} · {e['step_id']}: {verdict}{winner}  [{numbers}]"
+                f"A/B {e['journey_id']} · {e['step_id']}: {verdict}{winner}  ({numbers})",
+                markup=False,
             )
         if not experiments:
             self.console.print("A/B: no exposures measured yet (metrics evaluates every minute)")
@@ -412,6 +405,15 @@ class Demo:
         ]
         for line in lines:
             self.console.print(line, markup=line.startswith("[bold]"), soft_wrap=True)
+
+
+def _rows(answer: Any) -> list[dict[str, Any]]:
+    """A KPI answer's rows (a list, or an object with ``rows`` or ``periods``)."""
+    if isinstance(answer, dict):
+        rows = answer.get("rows", answer.get("periods", []))
+    else:
+        rows = answer
+    return list(rows)
 
 
 def _template_of(subject: str) -> str | None:
