@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -332,14 +333,24 @@ class Demo:
         summary["maildir"] = len(read_maildir(self.maildir))
         activity = _rows(api.kpi("activity", period="month"))
         summary["churn_rate"] = next(
-            (r["churn_rate"] for r in reversed(activity) if r.get("churn_rate") is not None), None
+            (r["churn_rate"] for r in reversed(activity[:-1]) if r.get("churn_rate") is not None),
+            None,
         )
         experiments = api.experiments("demo-post-purchase")
         summary["experiments"] = experiments
-        table = Table(title="What happened", title_justify="left")
-        columns = ("journey", "requested", "deferred", "suppr.", "accepted", "opened", "clicked")
-        for column in (*columns, "converted"):
-            table.add_column(column, justify="left" if column == "journey" else "right")
+        table = Table(
+            title="What happened (emails per journey, last 30 days)",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            caption="req. = requested by the journey; accepted = taken by the SMTP server",
+            caption_justify="left",
+        )
+        columns = ("journey", "req.", "deferred", "suppr.", "accepted", "opened", "clicked")
+        for column in (*columns, "conv."):
+            if column == "journey":
+                table.add_column(column, no_wrap=True, min_width=14)
+            else:
+                table.add_column(column, justify="right")
         for jid in catalog.JOURNEYS:
             r = rows.get(jid, {})
             table.add_row(
@@ -366,7 +377,7 @@ class Demo:
         )
         churn = summary["churn_rate"]
         self.console.print(
-            "monthly churn (last month measured): "
+            "monthly churn (last complete month): "
             + ("–" if churn is None else f"{100 * churn:.1f} %")
         )
         for e in experiments:
@@ -410,10 +421,9 @@ class Demo:
 def _rows(answer: Any) -> list[dict[str, Any]]:
     """A KPI answer's rows (a list, or an object with ``rows`` or ``periods``)."""
     if isinstance(answer, dict):
-        rows = answer.get("rows", answer.get("periods", []))
-    else:
-        rows = answer
-    return list(rows)
+        found: list[dict[str, Any]] = answer.get("rows") or answer.get("periods") or []
+        return found
+    return list(answer)
 
 
 def _template_of(subject: str) -> str | None:
