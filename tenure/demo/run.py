@@ -145,6 +145,8 @@ class Demo:
             f"at {catalog.SHOP}"
         )
         self.setup()
+        made = ", ".join(f"{n} {kind}" for kind, n in sorted(self.result.created.items()) if n)
+        self.console.print(f"created: {made or 'nothing new (it was all there)'}")
         self.history()
         self.settle()
         self.publish()
@@ -340,17 +342,17 @@ class Demo:
         summary["experiments"] = experiments
         table = Table(
             title="What happened (emails per journey, last 30 days)",
+            padding=(0, 1),
+            pad_edge=False,
             title_justify="left",
             box=box.SIMPLE_HEAD,
-            caption="req. = requested by the journey; accepted = taken by the SMTP server",
-            caption_justify="left",
         )
         columns = ("journey", "req.", "deferred", "suppr.", "accepted", "opened", "clicked")
         for column in (*columns, "conv."):
             if column == "journey":
                 table.add_column(column, no_wrap=True, min_width=14)
             else:
-                table.add_column(column, justify="right")
+                table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
         for jid in catalog.JOURNEYS:
             r = rows.get(jid, {})
             table.add_row(
@@ -369,6 +371,7 @@ class Demo:
                 ),
             )
         self.console.print(table)
+        self.console.print("req. = requested by the journey; accepted = taken by the SMTP server")
         res = self.result
         self.console.print(
             f"emails in the Maildir: {summary['maildir']} · read by customers this run: "
