@@ -19,13 +19,13 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tenure.embedded import free_port
+from tests.integration.test_demo import start_dev
 from tests.integration.test_dev_stack import _base_port, _wait_for_banner
 
 pytestmark = pytest.mark.slow
@@ -82,32 +82,12 @@ async def test_the_readme_walk_through_sends_an_email_at_22_utc(tmp_path: Path) 
     home = tmp_path / "home"
     home.mkdir()
     state = home / ".tenure"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [
-            faketime,
-            "-f",
-            f"@{today} {FAKED}",  # starts at 22:00 UTC today and runs on
-            sys.executable,
-            "-m",
-            "tenure",
-            "dev",
-            "--state-dir",
-            str(state),
-            "--kafka-port",
-            str(kafka_port),
-            "--base-port",
-            str(base),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**env, "TZ": "UTC"},
-        cwd=home,
+    process = start_dev(
+        state, kafka_port, base, prefix=(faketime, "-f", f"@{today} {FAKED}"), cwd=home
     )
     outputs: list[str] = []
     try:
-        await asyncio.to_thread(_wait_for_banner, process, 300)
+        await asyncio.to_thread(_wait_for_banner, process, 600)
         commands = readme_commands((ROOT / "README.md").read_text())
         for command in (_local(c, base) for c in commands):
             result = await asyncio.to_thread(
@@ -129,7 +109,7 @@ async def test_the_readme_walk_through_sends_an_email_at_22_utc(tmp_path: Path) 
             )
         assert '"status":"sent"' in deliveries, said
         box = mailbox.Maildir(str(state / "mail" / "Maildir"), create=False)
-        mails = [box.get_message(k) for k in box.keys()]
+        mails = list(box)
         assert [m["Subject"] for m in mails if "ada@example.com" in str(m["To"])] == [
             "Thanks for your order, friend"
         ], said

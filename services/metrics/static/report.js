@@ -176,7 +176,7 @@
   function tiles(d) {
     const items = [
       ["Active this month", num(last(d.activity, (r) => r.active))],
-      ["Monthly churn", pct(last(d.activity, (r) => r.churn_rate))],
+      ["Monthly churn (last full month)", pct(last(d.activity.slice(0, -1), (r) => r.churn_rate))],
       ["LTV to date", num(last(d.revenue, (r) => r.ltv_to_date), 2)],
       ["Repeat-purchase rate", pct(d.customers.repeat_purchase_rate)],
       ["NPS (90 days)", d.satisfaction.nps === null ? "–" : num(d.satisfaction.nps, 0)],
@@ -188,7 +188,7 @@
   // accepted (the provider took it: SMTP 250) → delivered (provider feedback) → …
   const FUNNEL_STEPS = [
     ["requested", "requested"],
-    ["deferred", "deferred (quiet hours, send time)"],
+    ["deferred", "deferred (quiet hours, caps, send time)"],
     ["suppressed", "suppressed (consent, caps)"],
     ["failed", "failed"],
     ["sent", "accepted by the provider"],
@@ -210,7 +210,12 @@
     const delivered = totals[5];
     if (sent > 0 && delivered === 0)
       notes.push("“Delivered” needs feedback from the provider (a delivery webhook); SMTP only says it accepted the message, so email counts as accepted, not delivered.");
-    if (totals[1] > 0) notes.push(`${num(totals[1])} deferred: held for quiet hours or a send time, sent later.`);
+    if (totals[1] > 0) {
+      const why = {};
+      for (const r of rows) for (const [reason, n] of Object.entries(r.deferred_by_reason || {})) why[reason] = (why[reason] || 0) + n;
+      const reasons = Object.entries(why).map(([reason, n]) => `${num(n)} ${reason.replace(/_/g, " ")}`).join(", ");
+      notes.push(`${num(totals[1])} deferred (${reasons || "no reason given"}): held, and sent when the quiet hours end or the cap frees up.`);
+    }
     replace("funnel-notes", ...notes.map((n) => el("p", { class: "note" }, n)));
     chart("funnel", {
       type: "bar",
