@@ -82,6 +82,21 @@ class Api:
                 out[name] = False
         return out
 
+    def consumed(self, service: str, topic: str = "customer.events") -> float:
+        """How many messages of ``topic`` the service's consumer has committed since it
+        started (``tenure_kafka_consumed_messages_total`` on its ``/metrics``; the least
+        of its consumer groups)."""
+        answer = self.http.get(f"{getattr(self.urls, service)}/metrics", timeout=10)
+        if answer.status_code != 200:
+            return 0.0
+        per_group = [
+            float(line.rsplit(" ", 1)[1])
+            for line in answer.text.splitlines()
+            if line.startswith("tenure_kafka_consumed_messages_total{")
+            and f'topic="{topic}"' in line
+        ]
+        return min(per_group, default=0.0)
+
     # --- ingest (Segment HTTP API, write key as Basic username) --------------------------
 
     def batch(self, calls: list[dict[str, Any]], *, historical: bool = False) -> int:

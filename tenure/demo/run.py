@@ -113,6 +113,8 @@ class Demo:
             options.state_dir / "demo" / f"{self.population.prefix}-{options.customers}.json"
         )
         self.result = DemoResult()
+        #: (what the journey service had consumed before the history, the history's size)
+        self._journey_wait: tuple[float, int] | None = None
 
     # --- progress -------------------------------------------------------------------------
 
@@ -206,7 +208,12 @@ class Demo:
         if self.state.done("history"):
             self.console.print("history: sent by an earlier run")
             return
+        baseline = self.api.consumed("journey")
+        sent_before = self.result.calls_sent
         self._send("backfill a year of history", self.population.history, historical=True)
+        #: the journey service must have read the history before the journeys go live, or
+        #: last year's sign-ups and orders would start this year's journeys
+        self._journey_wait = (baseline, self.result.calls_sent - sent_before)
         self.state.mark("history")
 
     def settle(self) -> None:
@@ -240,6 +247,23 @@ class Demo:
                 if pending and time.monotonic() > deadline:
                     raise ApiError(f"the segmenter has not folded the history of {sorted(pending)}")
                 if pending:
+                    time.sleep(1)
+        if self._journey_wait is not None:
+            baseline, size = self._journey_wait
+            with self._bar("wait for the journey service", size) as advance:
+                seen = 0.0
+                while True:
+                    read = min(self.api.consumed("journey") - baseline, size)
+                    advance(max(0.0, read - seen))
+                    seen = max(seen, read)
+                    if read >= size:
+                        break
+                    if time.monotonic() > deadline:
+                        self.console.print(
+                            "the journey service has not read the whole history yet: "
+                            "some old events may start journeys"
+                        )
+                        break
                     time.sleep(1)
         if self.state.done("models"):
             return
