@@ -249,22 +249,7 @@ class Demo:
                 if pending:
                     time.sleep(1)
         if self._journey_wait is not None:
-            baseline, size = self._journey_wait
-            with self._bar("wait for the journey service", size) as advance:
-                seen = 0.0
-                while True:
-                    read = min(self.api.consumed("journey") - baseline, size)
-                    advance(max(0.0, read - seen))
-                    seen = max(seen, read)
-                    if read >= size:
-                        break
-                    if time.monotonic() > deadline:
-                        self.console.print(
-                            "the journey service has not read the whole history yet: "
-                            "some old events may start journeys"
-                        )
-                        break
-                    time.sleep(1)
+            self._wait_consumed("journey", *self._journey_wait)
         if self.state.done("models"):
             return
         jobs = [
@@ -278,6 +263,25 @@ class Demo:
                 advance(1)
         self.state.mark("models")
 
+    def _wait_consumed(self, service: str, baseline: float, size: int) -> None:
+        """Wait until ``service`` has consumed ``size`` more customer events than
+        ``baseline`` (at most the settle timeout)."""
+        deadline = time.monotonic() + self.o.settle_timeout_s
+        with self._bar(f"wait for the {service} service", size) as advance:
+            seen = 0.0
+            while True:
+                read = min(self.api.consumed(service) - baseline, size)
+                advance(max(0.0, read - seen))
+                seen = max(seen, read)
+                if read >= size:
+                    return
+                if time.monotonic() > deadline:
+                    self.console.print(
+                        f"the {service} service has not read every event yet; going on"
+                    )
+                    return
+                time.sleep(1)
+
     def publish(self) -> None:
         with self._bar("publish the five journeys", len(catalog.JOURNEYS)) as advance:
             for jid in catalog.JOURNEYS:
@@ -290,11 +294,14 @@ class Demo:
             self.console.print("today: sent by an earlier run")
             return
         zones = daytime_zones(datetime.now(UTC))
+        baseline, sent_before = self.api.consumed("segmenter"), self.result.calls_sent
         self._send(
             "today: sign-ups, carts, orders",
             lambda c: self.population.today(c, zones),
             historical=False,
         )
+        #: the lapsed segment comes next: today's events must count in it
+        self._wait_consumed("segmenter", baseline, self.result.calls_sent - sent_before)
         self.state.mark("today")
 
     def lapsed(self) -> None:

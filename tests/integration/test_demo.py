@@ -116,7 +116,7 @@ async def test_the_demo_fills_the_maildir_and_a_second_run_adds_nothing(tmp_path
         journeys = _journeys(maildir)
         assert {"demo-welcome", "demo-post-purchase", "demo-winback", "demo-loyalty-gold"} <= set(
             journeys
-        ), (journeys, out)
+        ), f"{journeys}\n{out}"
         emails = read_maildir(maildir)
         assert all(e.to.endswith("@demo3.example") for e in emails)
         assert any(e.coupon and e.subject.startswith("We miss you") for e in emails)
