@@ -9,8 +9,10 @@ import asyncio
 import json
 import mailbox
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -22,7 +24,8 @@ import pytest
 from tenure.demo.catalog import SUBJECT_MARKERS, WINBACK_POOL
 from tenure.demo.mail import read_maildir
 from tenure.embedded import free_port
-from tests.integration.test_dev_stack import _base_port, _wait_for_banner
+from tenure.services import SERVICES
+from tests.integration.test_dev_stack import _wait_for_banner
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +35,23 @@ DEV = (
     "import sys, tenure.dev as d; d.READY_TIMEOUT_S = 600; "
     "from tenure.cli import main; sys.exit(main(sys.argv[1:]))"
 )
+
+
+def base_port() -> int:
+    """Consecutive free ports for every service and Prometheus, below the ephemeral range:
+    the dev stack's SMTP sink and recorder bind ephemeral ports before the services
+    start, and one of them may take a service's port from ``_base_port()``'s range."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 30_000)
+        try:
+            for offset in range(len(SERVICES) + 1):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no consecutive free ports")
 
 
 def _demo(state: Path, base: int, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -100,7 +120,7 @@ def start_dev(
 
 
 async def test_the_demo_fills_the_maildir_and_a_second_run_adds_nothing(tmp_path: Path) -> None:
-    kafka_port, base = free_port(), _base_port()
+    kafka_port, base = free_port(), base_port()
     state = tmp_path / "state"
     process = start_dev(state, kafka_port, base)
     try:

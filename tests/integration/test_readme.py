@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from tenure.embedded import free_port
-from tests.integration.test_demo import start_dev
-from tests.integration.test_dev_stack import _base_port, _wait_for_banner
+from tests.integration.test_demo import base_port, start_dev
+from tests.integration.test_dev_stack import _wait_for_banner
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +78,7 @@ def _faketime() -> str:
 async def test_the_readme_walk_through_sends_an_email_at_22_utc(tmp_path: Path) -> None:
     faketime = _faketime()
     today = datetime.now(UTC).date().isoformat()
-    kafka_port, base = free_port(), _base_port()
+    kafka_port, base = free_port(), base_port()
     home = tmp_path / "home"
     home.mkdir()
     state = home / ".tenure"
