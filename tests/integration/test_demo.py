@@ -119,6 +119,7 @@ def start_dev(
     )
 
 
+@pytest.mark.timeout(1200)  # a whole stack started on a shared machine
 async def test_the_demo_fills_the_maildir_and_a_second_run_adds_nothing(tmp_path: Path) -> None:
     kafka_port, base = free_port(), base_port()
     state = tmp_path / "state"

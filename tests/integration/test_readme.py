@@ -75,6 +75,7 @@ def _faketime() -> str:
     return found
 
 
+@pytest.mark.timeout(1200)  # a whole stack started on a shared machine
 async def test_the_readme_walk_through_sends_an_email_at_22_utc(tmp_path: Path) -> None:
     faketime = _faketime()
     today = datetime.now(UTC).date().isoformat()
