@@ -231,7 +231,7 @@ async def test_a_refused_objective_echoing_a_huge_integer_is_a_422(stack: Stack)
     }
     answer = await stack.client.post("/v1/objectives", json=body, headers=ADMIN)
     assert answer.status_code == 422, answer.text
-    assert "deadline must be after start" in answer.json()["detail"][0]["msg"]
+    assert "deadline must be after start" in answer.json()["errors"][0]["msg"]
 
 
 async def test_an_objective_over_millennia_is_refused(stack: Stack) -> None:
@@ -245,7 +245,7 @@ async def test_an_objective_over_millennia_is_refused(stack: Stack) -> None:
             "/v1/objectives", json={**body, "start": start, "deadline": deadline}, headers=ADMIN
         )
         assert answer.status_code == 422, answer.text
-        assert answer.json()["detail"][0]["loc"] == ["body", field]
+        assert answer.json()["errors"][0]["loc"] == ["body", field]
 
 
 async def test_a_nul_character_in_a_body_is_a_422_not_a_500(stack: Stack) -> None:
@@ -255,7 +255,7 @@ async def test_a_nul_character_in_a_body_is_a_422_not_a_500(stack: Stack) -> Non
         "/v1/experiments/j/1/s", json={"control": "z\x00"}, headers=ADMIN
     )
     assert answer.status_code == 422, answer.text
-    assert "`control` contains a NUL character" in answer.json()["detail"][0]["msg"]
+    assert "`control` contains a NUL character" in answer.json()["errors"][0]["msg"]
     objective = {
         "name": "N\x00",
         "metric": "revenue",
@@ -265,4 +265,4 @@ async def test_a_nul_character_in_a_body_is_a_422_not_a_500(stack: Stack) -> Non
     }
     answer = await stack.client.post("/v1/objectives", json=objective, headers=ADMIN)
     assert answer.status_code == 422, answer.text
-    assert "`name` contains a NUL character" in answer.json()["detail"][0]["msg"]
+    assert "`name` contains a NUL character" in answer.json()["errors"][0]["msg"]
