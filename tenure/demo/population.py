@@ -156,14 +156,15 @@ class Population:
 
     # --- history (backfilled by timestamp, through /v1/import) ----------------------------
 
-    def history(self, customer: Customer) -> list[dict[str, Any]]:
-        """The months before today: sign-up, browsing, orders; nothing for ``signup``."""
+    def history(self, customer: Customer, zones: list[str]) -> list[dict[str, Any]]:
+        """The months before today: sign-up, browsing, orders; nothing for ``signup``.
+        The sign-up's identify gives the customer's timezone (one of ``zones``)."""
         if customer.storyline == "signup":
             return []
         rng = self._rng(customer, "history")
         start = customer.signed_up
         calls: list[dict[str, Any]] = [
-            self._identify(customer, start, "signup-identify", zone="Europe/London"),
+            self._identify(customer, start, "signup-identify", zone=self.zone(customer, zones)),
             self._track(customer, "Signed Up", start, "signed-up", {"method": "email"}),
         ]
         line = customer.storyline
@@ -203,13 +204,20 @@ class Population:
 
     # --- today -----------------------------------------------------------------------
 
+    @staticmethod
+    def zone(customer: Customer, zones: list[str]) -> str:
+        return zones[customer.index % len(zones)]
+
     def today(self, customer: Customer, zones: list[str]) -> list[dict[str, Any]]:
-        """What the customer does now; an identify first, with their (daytime) timezone."""
+        """What the customer does now (nothing, for the lapsed and the regulars); an
+        identify first, with their (daytime) timezone."""
+        line = customer.storyline
+        if line in ("lapsed", "regular"):
+            return []
         rng = self._rng(customer, "today")
         now = self.now
-        zone = zones[customer.index % len(zones)]
+        zone = self.zone(customer, zones)
         calls = [self._identify(customer, now, f"today-identify-{zone}", zone=zone)]
-        line = customer.storyline
         if line == "signup":
             calls.append(self._track(customer, "Signed Up", now, "signed-up", {"method": "email"}))
         for k in range(rng.randint(1, 3)):

@@ -210,7 +210,12 @@ class Demo:
             return
         baseline = self.api.consumed("journey")
         sent_before = self.result.calls_sent
-        self._send("backfill a year of history", self.population.history, historical=True)
+        zones = daytime_zones(datetime.now(UTC))
+        self._send(
+            "backfill a year of history",
+            lambda c: self.population.history(c, zones),
+            historical=True,
+        )
         #: the journey service must have read the history before the journeys go live, or
         #: last year's sign-ups and orders would start this year's journeys
         self._journey_wait = (baseline, self.result.calls_sent - sent_before)
@@ -224,7 +229,9 @@ class Demo:
         sample = rng.sample(with_history, min(12, len(with_history)))
         expected = {
             c.id: sum(
-                1 for call in self.population.history(c) if call.get("event") == "Order Completed"
+                1
+                for call in self.population.history(c, ["UTC"])
+                if call.get("event") == "Order Completed"
             )
             for c in sample
         }

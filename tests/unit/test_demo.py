@@ -14,8 +14,8 @@ NOW = datetime(2026, 12, 7, 22, 0, tzinfo=UTC)
 def test_the_same_seed_gives_the_same_calls_with_unique_message_ids() -> None:
     one, two = Population(200, 5, NOW), Population(200, 5, NOW)
     zones = daytime_zones(NOW)
-    calls = [c for p in one.customers for c in one.history(p) + one.today(p, zones)]
-    again = [c for p in two.customers for c in two.history(p) + two.today(p, zones)]
+    calls = [c for p in one.customers for c in one.history(p, zones) + one.today(p, zones)]
+    again = [c for p in two.customers for c in two.history(p, zones) + two.today(p, zones)]
     assert calls == again
     ids = [c["messageId"] for c in calls]
     assert len(ids) == len(set(ids))
@@ -28,7 +28,7 @@ def test_the_same_seed_gives_the_same_calls_with_unique_message_ids() -> None:
         "regular",
     }
     other = Population(200, 6, NOW)
-    assert not set(ids) & {c["messageId"] for p in other.customers for c in other.history(p)}
+    assert not set(ids) & {c["messageId"] for p in other.customers for c in other.history(p, zones)}
 
 
 def test_customers_live_where_it_is_daytime() -> None:
