@@ -6,6 +6,7 @@ nothing twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import mailbox
 import os
@@ -35,6 +36,32 @@ DEV = (
     "import sys, tenure.dev as d; d.READY_TIMEOUT_S = 600; "
     "from tenure.cli import main; sys.exit(main(sys.argv[1:]))"
 )
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return found
+    for child in map(int, children):
+        found += [child, *_descendants(child)]
+    return found
+
+
+def stop_dev(process: subprocess.Popen[str]) -> None:
+    """Ctrl-C, as a person stops it; then whatever is left of what it started (a
+    stop under libfaketime, or after a test's timeout, may leave children behind)."""
+    started = _descendants(process.pid)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+    for pid in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def base_port() -> int:
@@ -207,5 +234,4 @@ async def test_the_demo_fills_the_maildir_and_a_second_run_adds_nothing(tmp_path
         assert read_second <= len(set(ids) - read_first)
         assert len(mailbox.Maildir(str(maildir), create=False)) == len(ids)
     finally:
-        process.send_signal(signal.SIGINT)
-        await asyncio.to_thread(process.communicate, timeout=90)
+        await asyncio.to_thread(stop_dev, process)

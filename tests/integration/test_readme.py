@@ -17,7 +17,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tenure.embedded import free_port
-from tests.integration.test_demo import base_port, start_dev
+from tests.integration.test_demo import base_port, start_dev, stop_dev
 from tests.integration.test_dev_stack import _wait_for_banner
 
 pytestmark = pytest.mark.slow
@@ -115,8 +114,7 @@ async def test_the_readme_walk_through_sends_an_email_at_22_utc(tmp_path: Path) 
             "Thanks for your order, friend"
         ], said
     finally:
-        process.send_signal(signal.SIGINT)
-        await asyncio.to_thread(process.communicate, timeout=90)
+        await asyncio.to_thread(stop_dev, process)
 
 
 def _local(command: str, base: int) -> str:
