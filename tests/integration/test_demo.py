@@ -12,11 +12,14 @@ import mailbox
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -62,6 +65,18 @@ def stop_dev(process: subprocess.Popen[str]) -> None:
     for pid in started:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stack_dir() -> Iterator[Path]:
+    """A directory for a whole stack's state, outside pytest's ``tmp_path``: pytest
+    sessions running beside this one on a shared machine delete old numbered
+    ``tmp_path`` roots, and PostgreSQL's data directory with them."""
+    folder = Path(tempfile.mkdtemp(prefix="tenure-stack-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def base_port() -> int:
@@ -147,9 +162,13 @@ def start_dev(
 
 
 @pytest.mark.timeout(1200)  # a whole stack started on a shared machine
-async def test_the_demo_fills_the_maildir_and_a_second_run_adds_nothing(tmp_path: Path) -> None:
+async def test_the_demo_fills_the_maildir_and_a_second_run_adds_nothing() -> None:
+    with stack_dir() as folder:
+        await _demo_twice(folder / "state")
+
+
+async def _demo_twice(state: Path) -> None:
     kafka_port, base = free_port(), base_port()
-    state = tmp_path / "state"
     process = start_dev(state, kafka_port, base)
     try:
         await asyncio.to_thread(_wait_for_banner, process, 600)

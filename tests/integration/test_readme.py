@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tenure.embedded import free_port
-from tests.integration.test_demo import base_port, start_dev, stop_dev
+from tests.integration.test_demo import base_port, stack_dir, start_dev, stop_dev
 from tests.integration.test_dev_stack import _wait_for_banner
 
 pytestmark = pytest.mark.slow
@@ -75,12 +75,15 @@ def _faketime() -> str:
 
 
 @pytest.mark.timeout(1200)  # a whole stack started on a shared machine
-async def test_the_readme_walk_through_sends_an_email_at_22_utc(tmp_path: Path) -> None:
+async def test_the_readme_walk_through_sends_an_email_at_22_utc() -> None:
     faketime = _faketime()
     today = datetime.now(UTC).date().isoformat()
+    with stack_dir() as home:
+        await _walk_through(home, faketime, today)
+
+
+async def _walk_through(home: Path, faketime: str, today: str) -> None:
     kafka_port, base = free_port(), base_port()
-    home = tmp_path / "home"
-    home.mkdir()
     state = home / ".tenure"
     process = start_dev(
         state, kafka_port, base, prefix=(faketime, "-f", f"@{today} {FAKED}"), cwd=home
