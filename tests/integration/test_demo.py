@@ -61,7 +61,8 @@ def stop_dev(process: subprocess.Popen[str]) -> None:
         process.communicate(timeout=90)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.communicate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.communicate(timeout=30)
     for pid in started:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -157,7 +158,7 @@ def start_dev(
         stderr=subprocess.STDOUT,
         text=True,
         cwd=cwd,
-        env=dict(os.environ, TZ="UTC"),
+        env={**os.environ, "TZ": "UTC", **(env or {})},
     )
 
 
