@@ -136,13 +136,12 @@ def start_dev(
     kafka_port: int,
     base: int,
     *,
-    prefix: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> subprocess.Popen[str]:
-    """``tenure dev`` (under ``prefix``, e.g. faketime) with the test's ports and state."""
+    """``tenure dev`` with the test's ports and state (``env``: extra variables)."""
     return subprocess.Popen(
         [
-            *prefix,
             sys.executable,
             "-c",
             DEV,
