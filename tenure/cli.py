@@ -50,6 +50,38 @@ def _parser() -> argparse.ArgumentParser:
         "(default: TENURE_DEV_READY_TIMEOUT_S, 600)",
     )
 
+    demo = sub.add_parser(
+        "demo",
+        help="against the running stack: a shop's segments, templates and five journeys, "
+        "then a simulated population of customers (emails land in the dev Maildir)",
+    )
+    demo.add_argument(
+        "--customers", type=int, default=3000, help="customers to simulate (default 3000)"
+    )
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument(
+        "--engage-seconds",
+        type=float,
+        default=150.0,
+        help="how long the customers read and act on their email (default 150)",
+    )
+    demo.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="the dev stack's state directory: write key, admin token, Maildir (default ./.tenure)",
+    )
+    demo.add_argument(
+        "--base-port", type=int, default=None, help="the --base-port `tenure dev` was given"
+    )
+    for name in ("ingest", "segmenter", "journey", "dispatcher", "metrics"):
+        demo.add_argument(f"--{name}-url", default=None, help=f"the {name} service's URL")
+    demo.add_argument("--write-key", default=None, help="default: <state-dir>/write-key")
+    demo.add_argument("--admin-token", default=None, help="default: <state-dir>/admin-token")
+    demo.add_argument(
+        "--maildir", type=Path, default=None, help="default: <state-dir>/mail/Maildir"
+    )
+
     serve = sub.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=sorted(SERVICES))
     serve.add_argument("--checked", action="store_true", help=argparse.SUPPRESS)
@@ -151,6 +183,34 @@ def main(argv: list[str] | None = None) -> int:
                 exit_when_ready=args.exit_when_ready,
                 ready_timeout_s=args.ready_timeout,
                 state_dir=(args.state_dir or project_state_dir()).resolve(),
+            )
+        )
+    if args.command == "demo":
+        import dataclasses
+
+        from tenure.demo import DemoOptions, run_demo
+        from tenure.demo.client import Endpoints
+        from tenure.embedded import project_state_dir
+
+        if args.customers < 1:
+            print("tenure demo: --customers must be at least 1", file=sys.stderr)
+            return 2
+        endpoints = Endpoints.from_base_port(args.base_port)
+        given = {
+            name: getattr(args, f"{name}_url").rstrip("/")
+            for name in ("ingest", "segmenter", "journey", "dispatcher", "metrics")
+            if getattr(args, f"{name}_url")
+        }
+        return run_demo(
+            DemoOptions(
+                state_dir=(args.state_dir or project_state_dir()).resolve(),
+                customers=args.customers,
+                seed=args.seed,
+                engage_s=args.engage_seconds,
+                endpoints=dataclasses.replace(endpoints, **given),
+                write_key=args.write_key,
+                admin_token=args.admin_token,
+                maildir=args.maildir,
             )
         )
     if args.command == "serve":
