@@ -35,6 +35,7 @@ from pathlib import Path
 from types import FrameType
 
 import httpx
+from aiokafka.errors import KafkaError
 from pydantic import SecretStr, ValidationError
 
 from shared.auth import hash_token
@@ -62,7 +63,14 @@ from tenure.lifetime import (
 from tenure.migrate import migrate_all
 from tenure.services import SERVICES
 from tenure.supervise import RestartPolicy
-from tenure.watch import Postmaster, Reachability, broker_loss_banner, iso, request_replays
+from tenure.watch import (
+    Postmaster,
+    Reachability,
+    broker_loss_banner,
+    iso,
+    recreate_topics,
+    request_replays,
+)
 
 PROMETHEUS_PORT = 9090
 ALERT_RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yml"
@@ -432,8 +440,8 @@ class DevStack:
         try:
             self.broker.start()
             kafka = KafkaSettings(bootstrap_servers=self.broker.bootstrap_servers)
-            created = asyncio.run(ensure_topics(kafka, with_dead_letters(ALL_TOPICS)))
-        except (RuntimeError, OSError, PortTaken) as exc:
+            done = asyncio.run(recreate_topics(kafka))
+        except (RuntimeError, OSError, KafkaError) as exc:
             _say(f"the broker did not start again ({exc}); trying again in {watch.every_s:g} s")
             return
         if self.broker.process is not None:
@@ -442,7 +450,7 @@ class DevStack:
         watch.broker_since = now
         _say(
             f"broker restarted on {self.broker.bootstrap_servers} with its topics "
-            f"({len(created)} created); resend every event sent since {iso(since)}"
+            f"({'; '.join(done)}); resend every event sent since {iso(since)}"
         )
         answers = request_replays(self.ports, self.admin_token, since)
         _say(

@@ -28,6 +28,15 @@ from pathlib import Path
 import httpx
 from sqlalchemy.engine import make_url
 
+from shared.events import ALL_TOPICS
+from shared.kafka.topics import (
+    CannotFix,
+    ensure_topics,
+    fix_partition_count,
+    partition_mismatches,
+    with_dead_letters,
+)
+from shared.settings import KafkaSettings
 from tenure.lifetime import start_time
 
 
@@ -124,6 +133,22 @@ def broker_loss_banner(
         rule,
     ]
     return "\n".join(lines)
+
+
+async def recreate_topics(kafka: KafkaSettings) -> list[str]:
+    """Every topic on a broker that lost them, with the configured partition count.
+
+    A producer that reached the new broker first auto-created its topic with the
+    broker's default count: such a topic (seconds old, its events in the resend
+    window) is recreated (``tenure topics --fix --recreate``). Says what was done."""
+    topics = with_dead_letters(ALL_TOPICS)
+    done = [f"{len(await ensure_topics(kafka, topics))} topics created"]
+    for mismatch in await partition_mismatches(kafka, topics):
+        try:
+            done.append(await fix_partition_count(kafka, mismatch, recreate=True))
+        except CannotFix as exc:
+            done.append(str(exc))
+    return done
 
 
 def request_replays(
