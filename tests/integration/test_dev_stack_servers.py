@@ -41,6 +41,12 @@ class Output:
         for line in self._process.stdout:
             self.lines.append(line)
 
+    def close(self) -> None:
+        """After the process ended: the rest of its output read, the pipe closed."""
+        self._thread.join(timeout=10)
+        assert self._process.stdout is not None
+        self._process.stdout.close()
+
     @property
     def text(self) -> str:
         return "".join(self.lines)
@@ -153,7 +159,8 @@ async def _kill_postgres_then_the_broker(state: Path) -> None:
             pids = json.loads((state / "run" / "pids.json").read_text())["processes"]
             broker = pids["broker"][0]
             os.kill(broker, signal.SIGKILL)
-            said = await output.wait_for("broker restarted on", 120)
+            said = await output.wait_for("asked the services to publish again", 120)
+            assert "broker restarted on" in said
             assert "THE BROKER DIED (exit -9)" in said
             assert "Resend every event you sent since 20" in said
             assert "asked the services to publish again" in said
@@ -165,4 +172,5 @@ async def _kill_postgres_then_the_broker(state: Path) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         await asyncio.to_thread(process.wait, 90)
+        await asyncio.to_thread(output.close)
     assert process.returncode == 0, output.text
