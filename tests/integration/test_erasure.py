@@ -1,9 +1,10 @@
 """GDPR erasure end to end: every service on one broker and one database, a customer
 with history in each (events, a segment membership, a completed run whose send failed
-with a provider answer quoting the address, a waiting run, a deferred delivery, metrics
-counts); ``DELETE /v1/profiles/{id}``; then every text, varchar, json, jsonb and bytea
-column of every table of every schema is searched for the customer's email, name and
-id. Nothing may hold them but the tombstones listed in :data:`TOMBSTONES`.
+with a provider answer quoting the address, a waiting run, deferred deliveries, a
+message sent, channel preferences, metrics counts); ``DELETE /v1/profiles/{id}``; then
+every text, varchar, json, jsonb and bytea column of every table of every schema is
+searched for the customer's email, name and id. Nothing may hold them but the
+tombstones listed in :data:`TOMBSTONES`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 
 from shared.db.migrations import upgrade
 from shared.events import ALL_TOPICS
-from shared.events.dispatch_requests import DispatchRequest, SendAtLocalTime
+from shared.events.dispatch_requests import DispatchRequest, SendAtLocalTime, SendNow
 from shared.events.registry import DISPATCH_REQUESTS
 from shared.kafka.producer import EventPublisher
 from shared.kafka.topics import ensure_topics, with_dead_letters
@@ -94,13 +95,16 @@ async def test_an_erased_customer_leaves_nothing_but_tombstones(
     for spec in SERVICES.values():
         if spec.has_migrations:
             await asyncio.to_thread(upgrade, script_location=spec.migrations_dir, database_url=url)
-    # the provider refuses the address, quoting it (as real SMTP servers do)
-    smtp = SmtpSink(
-        maildir=tmp_path / "Maildir",
-        reply=lambda to, _: (
-            f"550 5.1.1 <{to[0]}>: Recipient address rejected ({name})" if email in to else None
-        ),
-    ).start()
+    # the provider refuses the address once, quoting it (as real SMTP servers do)
+    refused: list[str] = []
+
+    def reply(to: list[str], _: bytes) -> str | None:
+        if email in to and not refused:
+            refused.append(email)
+            return f"550 5.1.1 <{to[0]}>: Recipient address rejected ({name})"
+        return None
+
+    smtp = SmtpSink(maildir=tmp_path / "Maildir", reply=reply).start()
     env: dict[str, str] = {"TENURE_SMTP_PORT": str(smtp.port), "TENURE_SMTP_HOST": "127.0.0.1"}
     for service in SERVICES:
         env |= service_env(service, bootstrap_servers=bootstrap_servers, database_url=url)
@@ -256,6 +260,10 @@ async def _history(
         },
     )
     assert track.status_code in (200, 202), track.text
+    choices = await clients["dispatcher"].patch(
+        f"/v1/customers/{customer}/preferences", headers=ADMIN, json={"channels": {"push": False}}
+    )
+    assert choices.status_code == 200, choices.text
     # a request straight from another producer, deferred, its context personal
     request = DispatchRequest(
         dispatch_id=f"direct-{uuid.uuid4().hex}",
@@ -284,6 +292,15 @@ async def _history(
         "the refused send's outcome",
     )
     assert email in failed  # what this test is about: the provider's text quotes it
+    # and one message sent (after the refusal): a touch in metrics
+    sent = request.model_copy(
+        update={"dispatch_id": f"direct-{uuid.uuid4().hex}", "send_time": SendNow()}
+    )
+    await publisher.publish(DISPATCH_REQUESTS.message(sent))
+    await _until(
+        lambda: db.fetchval("SELECT 1 FROM metrics.touches WHERE customer_id = $1", customer),
+        "the send's touch in metrics",
+    )
     await _until(
         lambda: db.fetchval(
             "SELECT count(*) = 2 FROM journey.runs WHERE customer_id = $1", customer
@@ -306,10 +323,9 @@ async def _history(
         ),
         "the second run waiting",
     )
-    for table in ("customers", "runs", "touches"):
+    for table in ("customers", "runs", "active_periods"):
         query = f"SELECT 1 FROM metrics.{table} WHERE customer_id = $1"
-        if table != "touches":  # nothing was sent: no touch
-            await _until(lambda q=query: db.fetchval(q, customer), f"metrics.{table}")
+        await _until(lambda q=query: db.fetchval(q, customer), f"metrics.{table}")
     await _until(
         lambda: db.fetchval(
             "SELECT 1 FROM metrics.funnel_daily WHERE journey_id = 'welcome-erasure' "
@@ -369,7 +385,7 @@ async def _erase(
     assert runs.status_code == 200 and runs.json()["runs"] == [], runs.text
     # counts kept: the runs, the deliveries, the failure by its code
     assert await db.fetchval("SELECT count(*) FROM journey.runs") == 2
-    assert await db.fetchval("SELECT count(*) FROM dispatcher.deliveries") == 3
+    assert await db.fetchval("SELECT count(*) FROM dispatcher.deliveries") == 4
     reasons = await db.fetch(
         "SELECT DISTINCT reason FROM metrics.funnel_daily WHERE metric = 'failed'"
     )
