@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -51,6 +52,9 @@ TOMBSTONES = frozenset(
         ("dispatcher", "profiles", "customer_id"),
         # the metrics erasure log: id and ``erased_at``
         ("metrics", "erasures", "customer_id"),
+        # with ``?suppress=true`` only: the segmenter's suppression list (id, when, and
+        # the reason ``erased``), so that the customer's later events are dropped
+        ("segmenter", "suppressions", "customer_id"),
     }
 )
 
@@ -81,8 +85,13 @@ def _consuming(app: Any) -> bool:
     return runner is None or runner.started.is_set()
 
 
+@pytest.mark.parametrize("suppress", [False, True], ids=["erase", "erase-and-suppress"])
 async def test_an_erased_customer_leaves_nothing_but_tombstones(
-    kafka_settings: KafkaSettings, bootstrap_servers: str, new_database: Any, tmp_path: Any
+    kafka_settings: KafkaSettings,
+    bootstrap_servers: str,
+    new_database: Any,
+    tmp_path: Any,
+    suppress: bool,
 ) -> None:
     tag = uuid.uuid4().hex[:10]
     customer = f"cust-{tag}"
@@ -122,12 +131,12 @@ async def test_an_erased_customer_leaves_nothing_but_tombstones(
                 n: httpx.AsyncClient(base_url=base, timeout=30) for n, (base, _) in served.items()
             }
             try:
-                await _history(clients, db, publisher, customer, email, name)
+                held = await _history(clients, db, publisher, customer, email, name)
                 # the search finds the customer in every service before the erasure
                 before = await _search(db, needles)
                 for schema in ("segmenter", "journey", "dispatcher", "metrics"):
                     assert any(f.startswith(f"{schema}.") for f in before), (schema, before)
-                await _erase(clients, db, customer)
+                await _erase(clients, db, customer, suppress, held)
             except AssertionError:
                 await _dump(db)
                 raise
@@ -135,7 +144,7 @@ async def test_an_erased_customer_leaves_nothing_but_tombstones(
                 for client in clients.values():
                     await client.aclose()
             leftovers = await _search(db, needles)
-            tombstones = await _tombstone_only(db, customer)
+            tombstones = await _tombstone_only(db, customer, suppress)
     finally:
         await publisher.stop()
         await db.close()
@@ -151,15 +160,19 @@ async def _history(
     customer: str,
     email: str,
     name: str,
-) -> None:
+) -> dict[str, list[str]]:
     """History in every service: profile and membership (segmenter), a completed run
-    whose send failed and a waiting run (journey), a failed and a deferred delivery
-    (dispatcher), activity and funnel counts (metrics)."""
+    whose send failed and a waiting run (journey), failed, deferred and sent deliveries
+    and preferences (dispatcher), activity and funnel counts (metrics). The names are
+    the test's own: the session's broker holds other tests' messages, which these
+    services consume too."""
+    tag = customer.removeprefix("cust-")
+    signed_up = f"Signed Up {tag}"
     segment = await clients["segmenter"].post(
         "/v1/segments?wait=true",
         headers=ADMIN,
         json={
-            "id": "pro-erasure",
+            "id": f"pro-{tag}",
             "name": "Pro",
             "rule": {"kind": "trait", "trait": "plan", "op": "eq", "value": "pro"},
         },
@@ -169,7 +182,7 @@ async def _history(
         "/v1/templates",
         headers=ADMIN,
         json={
-            "id": "hello-erasure",
+            "id": f"hello-{tag}",
             "definition": {
                 "name": "Hello",
                 "variants": [{"channel": "email", "subject": "Hi", "text": "Hello"}],
@@ -188,13 +201,13 @@ async def _history(
     )
     for journey_id, steps in (
         (
-            "welcome-erasure",  # sends now: the provider refuses; the run completes
+            f"welcome-{tag}",  # sends now: the provider refuses; the run completes
             [
                 {
                     "id": "mail",
                     "type": "send",
                     "channels": ["email"],
-                    "template_id": "hello-erasure",
+                    "template_id": f"hello-{tag}",
                     "next": "done",
                     "on_failure": "done",
                 },
@@ -202,13 +215,13 @@ async def _history(
             ],
         ),
         (
-            "nurture-erasure",  # a send deferred to a later hour, then a long wait
+            f"nurture-{tag}",  # a send deferred to a later hour, then a long wait
             [
                 {
                     "id": "later",
                     "type": "send",
                     "channels": ["email"],
-                    "template_id": "hello-erasure",
+                    "template_id": f"hello-{tag}",
                     "send_time": {"kind": "local_time", "at": later.isoformat()},
                     "next": "pause",
                 },
@@ -217,7 +230,7 @@ async def _history(
             ],
         ),
     ):
-        definition = {"triggers": [{"kind": "event", "event": "Signed Up"}], "steps": steps}
+        definition = {"triggers": [{"kind": "event", "event": signed_up}], "steps": steps}
         created = await clients["journey"].post(
             "/v1/journeys",
             headers=ADMIN,
@@ -255,7 +268,7 @@ async def _history(
         json={
             "userId": customer,
             "messageId": str(uuid.uuid4()),
-            "event": "Signed Up",
+            "event": signed_up,
             "properties": {"email": email, "name": name},
         },
     )
@@ -269,7 +282,7 @@ async def _history(
         dispatch_id=f"direct-{uuid.uuid4().hex}",
         customer_id=customer,
         channels=["email"],
-        template_id="hello-erasure",
+        template_id=f"hello-{tag}",
         send_time=SendAtLocalTime(at=later),
         context={"name": name, "email": email},
         requested_at=datetime.now(UTC),
@@ -310,8 +323,9 @@ async def _history(
     await _until(
         lambda: db.fetchval(
             "SELECT status FROM journey.runs WHERE customer_id = $1 "
-            "AND journey_id = 'welcome-erasure' AND status = 'exited'",
+            "AND journey_id = $2 AND status = 'exited'",
             customer,
+            f"welcome-{tag}",
         ),
         "the first run completed",
     )
@@ -325,22 +339,38 @@ async def _history(
     )
     for table in ("customers", "runs", "active_periods"):
         query = f"SELECT 1 FROM metrics.{table} WHERE customer_id = $1"
-        await _until(lambda q=query: db.fetchval(q, customer), f"metrics.{table}")
+        await _until(partial(db.fetchval, query, customer), f"metrics.{table}")
     await _until(
         lambda: db.fetchval(
-            "SELECT 1 FROM metrics.funnel_daily WHERE journey_id = 'welcome-erasure' "
-            "AND metric = 'failed'"
+            "SELECT 1 FROM metrics.funnel_daily WHERE journey_id = $1 AND metric = 'failed'",
+            f"welcome-{tag}",
         ),
         "the failure in the funnel",
     )
     runs = await clients["journey"].get(f"/v1/customers/{customer}/runs", headers=ADMIN)
     assert runs.status_code == 200 and len(runs.json()["runs"]) == 2, runs.text
+    deliveries = await db.fetch(
+        "SELECT dispatch_id, status FROM dispatcher.deliveries WHERE customer_id = $1", customer
+    )
+    assert sorted(r["status"] for r in deliveries) == ["deferred", "deferred", "failed", "sent"]
+    return {
+        "runs": [r["run_id"] for r in runs.json()["runs"]],
+        "deliveries": [r["dispatch_id"] for r in deliveries],
+        "deferred": [r["dispatch_id"] for r in deliveries if r["status"] == "deferred"],
+    }
 
 
 async def _erase(
-    clients: dict[str, httpx.AsyncClient], db: asyncpg.Connection, customer: str
+    clients: dict[str, httpx.AsyncClient],
+    db: asyncpg.Connection,
+    customer: str,
+    suppress: bool,
+    held: dict[str, list[str]],
 ) -> None:
-    erased = await clients["segmenter"].delete(f"/v1/profiles/{customer}", headers=ADMIN)
+    tag = customer.removeprefix("cust-")
+    erased = await clients["segmenter"].delete(
+        f"/v1/profiles/{customer}", headers=ADMIN, params={"suppress": str(suppress).lower()}
+    )
     assert erased.status_code == 200, erased.text
     await _until(
         lambda: db.fetchval("SELECT 1 FROM metrics.erasures WHERE customer_id = $1", customer),
@@ -348,48 +378,76 @@ async def _erase(
     )
     for schema in ("journey", "dispatcher"):
         query = f"SELECT deleted FROM {schema}.profiles WHERE customer_id = $1"
-        await _until(lambda q=query: db.fetchval(q, customer), f"{schema}'s tombstone")
+        await _until(partial(db.fetchval, query, customer), f"{schema}'s tombstone")
     # the pending work: both deferred deliveries end suppressed (erased), with outcomes
+    deferred = held["deferred"]
     await _until(
         lambda: db.fetchval(
-            "SELECT count(*) = 2 FROM dispatcher.outcomes "
-            "WHERE status = 'suppressed' AND reason = 'erased'"
+            "SELECT count(*) = 2 FROM dispatcher.outcomes WHERE dispatch_id = ANY($1::text[]) "
+            "AND status = 'suppressed' AND reason = 'erased'",
+            deferred,
         ),
         "the deferred deliveries' final outcomes",
     )
+    statuses = await db.fetch(
+        "SELECT status, reason FROM dispatcher.deliveries WHERE dispatch_id = ANY($1::text[])",
+        deferred,
+    )
+    assert [tuple(r) for r in statuses] == [("suppressed", "erased")] * 2
     assert (
-        await db.fetchval("SELECT count(*) FROM dispatcher.deliveries WHERE status = 'deferred'")
+        await db.fetchval(
+            "SELECT count(*) FROM dispatcher.deferrals WHERE dispatch_id = ANY($1::text[])",
+            deferred,
+        )
         == 0
     )
-    assert await db.fetchval("SELECT count(*) FROM dispatcher.deferrals") == 0
-    # the waiting run ended (erased), its timer gone
-    assert await db.fetchval("SELECT count(*) FROM journey.run_timers") == 0
-    exits = await db.fetch("SELECT journey_id, exit_reason FROM journey.runs ORDER BY journey_id")
+    # the waiting run ended (erased), its timer gone; the completed one stays completed
+    runs = held["runs"]
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM journey.run_timers WHERE run_id = ANY($1::text[])", runs
+        )
+        == 0
+    )
+    exits = await db.fetch(
+        "SELECT journey_id, exit_reason, customer_id LIKE 'erased-%' FROM journey.runs "
+        "WHERE run_id = ANY($1::text[]) ORDER BY journey_id",
+        runs,
+    )
     assert [tuple(r) for r in exits] == [
-        ("nurture-erasure", "erased"),
-        ("welcome-erasure", "completed"),
+        (f"nurture-{tag}", "erased", True),
+        (f"welcome-{tag}", "completed", True),
     ]
-    # metrics counted both final outcomes, by code
+    # metrics counted the run's cancelled delivery, by code, and the failure by code
     await _until(
         lambda: db.fetchval(
-            "SELECT sum(count) = 2 FROM metrics.funnel_daily "
-            "WHERE metric = 'suppressed' AND reason = 'erased'"
+            "SELECT sum(count) = 1 FROM metrics.funnel_daily "
+            "WHERE journey_id = $1 AND metric = 'suppressed' AND reason = 'erased'",
+            f"nurture-{tag}",
         ),
-        "metrics counted the cancellations",
+        "metrics counted the cancellation",
+    )
+    reasons = await db.fetch(
+        "SELECT DISTINCT reason FROM metrics.funnel_daily WHERE journey_id = $1 "
+        "AND metric = 'failed'",
+        f"welcome-{tag}",
+    )
+    assert [r["reason"] for r in reasons] == ["provider_error"]
+    # the deliveries stay (caps, counts), under a pseudonym
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM dispatcher.deliveries WHERE dispatch_id = ANY($1::text[]) "
+            "AND customer_id LIKE 'erased-%'",
+            held["deliveries"],
+        )
+        == 4
     )
     # every outbox relayed (what is in flight is in no table once relayed)
     for schema in ("segmenter", "journey", "dispatcher", "metrics"):
         query = f"SELECT count(*) = 0 FROM {schema}.outbox"
-        await _until(lambda q=query: db.fetchval(q), f"{schema}'s outbox relayed")
-    runs = await clients["journey"].get(f"/v1/customers/{customer}/runs", headers=ADMIN)
-    assert runs.status_code == 200 and runs.json()["runs"] == [], runs.text
-    # counts kept: the runs, the deliveries, the failure by its code
-    assert await db.fetchval("SELECT count(*) FROM journey.runs") == 2
-    assert await db.fetchval("SELECT count(*) FROM dispatcher.deliveries") == 4
-    reasons = await db.fetch(
-        "SELECT DISTINCT reason FROM metrics.funnel_daily WHERE metric = 'failed'"
-    )
-    assert [r["reason"] for r in reasons] == ["provider_error"]
+        await _until(partial(db.fetchval, query), f"{schema}'s outbox relayed")
+    answer = await clients["journey"].get(f"/v1/customers/{customer}/runs", headers=ADMIN)
+    assert answer.status_code == 200 and answer.json()["runs"] == [], answer.text
 
 
 async def _search(db: asyncpg.Connection, needles: dict[str, str]) -> list[str]:
@@ -424,7 +482,7 @@ async def _search(db: asyncpg.Connection, needles: dict[str, str]) -> list[str]:
     return found
 
 
-async def _tombstone_only(db: asyncpg.Connection, customer: str) -> list[str]:
+async def _tombstone_only(db: asyncpg.Connection, customer: str, suppress: bool) -> list[str]:
     """The tombstone rows hold the id, a version, ``deleted`` and times: nothing else."""
     wrong: list[str] = []
     for schema in ("journey", "dispatcher"):
@@ -440,6 +498,14 @@ async def _tombstone_only(db: asyncpg.Connection, customer: str) -> list[str]:
             wrong.append(f"{schema}.profiles keeps {kept} (deleted={row['deleted']})")
     erasure = await db.fetchrow("SELECT * FROM metrics.erasures WHERE customer_id = $1", customer)
     assert erasure is not None and set(dict(erasure)) == {"customer_id", "erased_at"}
+    suppressed = await db.fetchrow(
+        "SELECT * FROM segmenter.suppressions WHERE customer_id = $1", customer
+    )
+    if suppress:
+        assert suppressed is not None and suppressed["reason"] == "erased"
+        assert set(dict(suppressed)) == {"customer_id", "suppressed_at", "reason"}
+    else:
+        assert suppressed is None
     return wrong
 
 
