@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field, JsonValue, model_validator
+from pydantic import AfterValidator, BaseModel, Field, JsonValue, WithJsonSchema, model_validator
 
 #: the first year a date may have, and the first it may not
 MIN_YEAR = 1970
@@ -126,9 +126,20 @@ SafeStr = Annotated[str, AfterValidator(_safe_text)]
 """Text with no NUL and no lone surrogate."""
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
 """A float that is neither NaN nor ±Infinity."""
-BoundedDatetime = Annotated[datetime, AfterValidator(_bounded_date)]
+#: the years allowed, as the OpenAPI documents say it (a generator such as Schemathesis
+#: then sends only dates that are accepted)
+YEAR_PATTERN = "^(19[7-9][0-9]|20[0-9][0-9])-"
+BoundedDatetime = Annotated[
+    datetime,
+    AfterValidator(_bounded_date),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": YEAR_PATTERN}),
+]
 """A datetime in [1970, 2100)."""
-BoundedDate = Annotated[date, AfterValidator(_bounded_date)]
+BoundedDate = Annotated[
+    date,
+    AfterValidator(_bounded_date),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": YEAR_PATTERN}),
+]
 """A date in [1970, 2100)."""
 SafeJson = Annotated[JsonValue, AfterValidator(_safe_json)]
 """A JSON value whose strings, keys and numbers can all be stored."""
