@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -137,7 +138,21 @@ def running(
         upgrade(script_location=SERVICES[name].migrations_dir, database_url=url)
     env = service_env(name, bootstrap_servers=kafka_settings.bootstrap_servers, database_url=url)
     with environment(env), serve_in_thread(build_app(name)) as base_url:
+        _wait_until_ready(base_url)
         yield base_url
+
+
+def _wait_until_ready(base_url: str, within_s: float = 120.0) -> None:
+    """/readyz answers 503 until the consumer has joined its group (a few seconds on the
+    embedded broker): a legitimate answer, but not what the API is probed in."""
+    deadline = time.monotonic() + within_s
+    while True:
+        answer = httpx.get(f"{base_url}/readyz", timeout=5.0)
+        if answer.status_code == 200:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{base_url} not ready: {answer.text}")
+        time.sleep(0.25)
 
 
 def _auth(document: dict[str, Any]) -> dict[str, str]:
