@@ -7,7 +7,11 @@ the customer was erased (GDPR): consumers drop what they hold about them.
 Additive to v1 (older consumers ignore them): ``computed.loyaltyTier`` /
 ``computed.loyaltyPoints`` (the loyalty program's tier and balance) and
 ``recommendations`` (the customer's top products, best first, each with the products
-of theirs it came from), absent until computed.
+of theirs it came from), absent until computed; ``mergedFrom`` (on the known
+customer's update: the ids just merged into it by an ``alias``, or an ``identify``
+carrying both ``userId`` and ``anonymousId``) and ``mergedInto`` (on the ``deleted``
+tombstone of a merged-away id: the id it now lives under; such a tombstone is a
+merge, not an erasure).
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ class ProfileUpdate(EventModel):
     last_seen_at: UtcDatetime | None = None
     computed: ComputedFields = Field(default_factory=ComputedFields)
     recommendations: list[Recommendation] | None = None
+    #: ids merged into this customer by the change this update announces (re-key them)
+    merged_from: list[str] | None = None
+    #: a ``deleted`` tombstone of an id merged into another: that id (not an erasure)
+    merged_into: str | None = Field(default=None, min_length=1)
     updated_at: UtcDatetime
 
     @property
