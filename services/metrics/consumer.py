@@ -7,6 +7,10 @@
    counts, sends (touches) before the goal events they may be credited with, the
    funnel, surveys, segment flows, runs and experiment counts.
 
+``profiles`` is read only for the id merges it announces (``mergedFrom`` /
+``mergedInto``): the merged-away id's runs and touches move to the known id
+(:mod:`services.metrics.repository.merges`), before the batch's own rows.
+
 The runner commits offsets after this transaction committed.
 """
 
@@ -36,9 +40,11 @@ from shared.events import (
     dispatch_outcomes,
     dispatch_requests,
     journey_runs,
+    profiles,
     registry,
     segment_changes,
 )
+from shared.events.profiles import ProfileUpdate, merges_of
 from shared.kafka.consumer import Decoder, Record
 
 DECODERS: dict[str, Decoder[Any]] = registry.decoders(
@@ -47,6 +53,7 @@ DECODERS: dict[str, Decoder[Any]] = registry.decoders(
     registry.DISPATCH_OUTCOMES,
     registry.JOURNEY_RUNS,
     registry.SEGMENT_CHANGES,
+    registry.PROFILES,
 )
 
 
@@ -85,12 +92,24 @@ class MetricsBatchHandler:
 
     async def __call__(self, records: Sequence[Record[Any]]) -> None:
         unique: dict[str, Record[Any]] = {}
+        updates: list[ProfileUpdate] = []
         for record in records:
+            if record.topic == profiles.TOPIC:  # read for merges only, unclaimed: idempotent
+                updates.append(record.value)
+                continue
             unique.setdefault(message_key(record.topic, record.value), record)
+        merges = merges_of(updates)
+        if not unique and not merges:
+            self._on_commit()
+            return
         async with self._engine.begin() as conn:
             fresh = await claim_messages(conn, table=processed_messages, message_ids=list(unique))
             driver = await driver_connection(conn)
-            by_topic: dict[str, list[Any]] = {topic: [] for topic in DECODERS}
+            # before the batch's own rows: its goal events then find the moved touches
+            await repo.apply_merges(driver, merges)
+            by_topic: dict[str, list[Any]] = {
+                topic: [] for topic in DECODERS if topic != profiles.TOPIC
+            }
             for key, record in unique.items():
                 if key in fresh:
                     by_topic[record.topic].append(record.value)

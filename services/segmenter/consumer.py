@@ -178,10 +178,10 @@ class EventBatchHandler:
             pair = merge_pair(event)
             if pair is None:
                 continue
-            left, moved = await self._merge_ids(conn, *pair, event.received_at)
+            left, merge = await self._merge_ids(conn, *pair, event.received_at)
             exits.extend(left)
-            if moved is not None:
-                merged_from[moved[1]].append(moved[0])
+            if merge is not None:
+                merged_from[merge[1]].append(merge[0])
         others = [e for e in events if e.type is not EventType.ALIAS]
         merged_into = await repo.resolve_aliases(conn, ids={e.customer_id for e in events})
         by_customer: dict[str, list[CustomerEvent]] = defaultdict(list)

@@ -16,6 +16,7 @@ merge, not an erasure).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import Field, JsonValue
@@ -66,3 +67,17 @@ class ProfileUpdate(EventModel):
     @property
     def key(self) -> bytes:
         return self.customer_id.encode()
+
+
+def merges_of(updates: Iterable[ProfileUpdate]) -> list[tuple[str, str]]:
+    """The ``(old id, known id)`` merges a batch of ``profiles`` messages announces:
+    the known id's ``mergedFrom`` and the old id's tombstone ``mergedInto`` tell the
+    same merge (keyed by different ids, either may come first), so applying it must
+    be idempotent."""
+    pairs: set[tuple[str, str]] = set()
+    for update in updates:
+        if update.deleted and update.merged_into:
+            pairs.add((update.customer_id, update.merged_into))
+        for previous in update.merged_from or ():
+            pairs.add((previous, update.customer_id))
+    return sorted(p for p in pairs if p[0] != p[1])

@@ -5,6 +5,7 @@ the admin API's experiments and objectives. The KPI reads are in
 """
 
 from services.metrics.repository.activity import apply_activity
+from services.metrics.repository.merges import apply_merges
 from services.metrics.repository.messaging import (
     attribute_goals,
     attribute_redemptions,
@@ -19,6 +20,7 @@ from services.metrics.repository.runs import apply_runs
 
 __all__ = [
     "apply_activity",
+    "apply_merges",
     "apply_runs",
     "attribute_goals",
     "attribute_redemptions",
