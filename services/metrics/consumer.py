@@ -145,6 +145,7 @@ class MetricsBatchHandler:
     async def _apply(self, driver: Any, delta: Delta) -> None:
         await repo.apply_activity(driver, delta)
         await repo.insert_touches(driver, delta.touches)
+        await repo.redirect_touches(driver, [t.dispatch_id for t in delta.touches])
         await repo.record_coupon_issues(driver, delta.coupon_issues)
         redeemed, converted_by_coupon, credited = await repo.attribute_redemptions(
             driver, delta.redemptions
@@ -168,5 +169,6 @@ class MetricsBatchHandler:
         _, converted = await repo.apply_runs(
             driver, runs=delta.runs, exposures=delta.exposures, conversions=delta.conversions
         )
+        await repo.redirect_runs(driver, [r.run_id for r in delta.runs])
         for (journey, _, step, variant), count in converted.items():
             CONVERSIONS.labels(journey, step, variant).inc(count)

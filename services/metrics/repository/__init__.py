@@ -5,7 +5,7 @@ the admin API's experiments and objectives. The KPI reads are in
 """
 
 from services.metrics.repository.activity import apply_activity
-from services.metrics.repository.merges import apply_merges
+from services.metrics.repository.merges import apply_merges, redirect_runs, redirect_touches
 from services.metrics.repository.messaging import (
     attribute_goals,
     attribute_redemptions,
@@ -27,6 +27,8 @@ __all__ = [
     "first_engagements",
     "insert_touches",
     "record_coupon_issues",
+    "redirect_runs",
+    "redirect_touches",
     "upsert_funnel",
     "upsert_segments",
     "upsert_surveys",
