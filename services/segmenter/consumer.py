@@ -178,7 +178,9 @@ class EventBatchHandler:
             pair = merge_pair(event)
             if pair is None:
                 continue
-            left, merge = await self._merge_ids(conn, *pair, event.received_at)
+            left, merge = await self._merge_ids(
+                conn, *pair, event.received_at, explicit=event.type is EventType.ALIAS
+            )
             exits.extend(left)
             if merge is not None:
                 merged_from[merge[1]].append(merge[0])
@@ -264,11 +266,22 @@ class EventBatchHandler:
                 working[customer].changed = True
 
     async def _merge_ids(
-        self, conn: AsyncConnection, previous_id: str, user_id: str, at: datetime
+        self,
+        conn: AsyncConnection,
+        previous_id: str,
+        user_id: str,
+        at: datetime,
+        *,
+        explicit: bool = True,
     ) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
         """Merge ``previous_id`` into ``user_id``; return the memberships the old id
-        leaves, and the ``(old, new)`` ids merged (None when they were one already)."""
+        leaves, and the ``(old, new)`` ids merged (None when they were one already).
+
+        An ``identify`` (not ``explicit``) never moves an anonymous id already merged
+        into someone: a shared device's next user is not merged with the last one."""
         resolved = await repo.resolve_aliases(conn, ids=[previous_id, user_id])
+        if not explicit and previous_id in resolved:
+            return [], None
         old = resolved.get(previous_id, previous_id)
         new = resolved.get(user_id, user_id)
         if old == new:

@@ -208,6 +208,19 @@ async def test_identify_with_both_ids_merges_and_announces_it(stack: Stack) -> N
         lambda r: r.key == known.encode() and b'"plan"' in r.value
     )
     assert b"mergedFrom" not in latest.value
+    # another user signing in on the same device is not merged with the first one
+    other = f"u-{run_id()}"
+    await stack.send(
+        event(
+            "identify",
+            other,
+            START - timedelta(minutes=30),
+            anonymousId=anonymous,
+            traits={"email": "o@example.com"},
+        )
+    )
+    assert (await stack.profile(other))["aliases"] == []
+    assert (await stack.profile(known))["traits"]["email"] == "k@example.com"
 
 
 async def test_redelivered_events_change_nothing(stack: Stack) -> None:
