@@ -174,7 +174,7 @@ PROFILES = Topic(
     key_field="customer_id",
     key_doc="customer id",
     producers="segmenter (outbox)",
-    consumers="journey, dispatcher",
+    consumers="journey, dispatcher, metrics (erasures and id merges only)",
 )
 DISPATCH_REQUESTS = Topic(
     name=dispatch_requests.TOPIC,

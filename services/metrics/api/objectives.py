@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date
 
 from fastapi import APIRouter, Response
 
@@ -17,8 +16,6 @@ from shared.http.admin import ADMIN
 from shared.http.problems import Conflict, Invalid, NotFound, problems
 
 router = APIRouter(prefix="/v1/objectives", tags=["objectives"], dependencies=ADMIN)
-#: an objective's progress is measured from the period before its start
-MIN_OBJECTIVE_START = date(1900, 1, 1)
 
 
 def _slug(name: str) -> str:
@@ -29,10 +26,6 @@ def _slug(name: str) -> str:
 @router.post("", status_code=201, responses=problems(409))
 async def create_objective(body: ObjectiveCreate, runtime: RuntimeDep) -> ObjectivePublic:
     """Store a SMART objective; answers with its progress (409: an objective has this id)."""
-    if body.start < MIN_OBJECTIVE_START:
-        raise Invalid(
-            f"an objective starts on {MIN_OBJECTIVE_START} or later", loc=("body", "start")
-        )
     if (body.deadline - body.start).days > MAX_DAYS:
         raise Invalid(f"an objective may span at most {MAX_DAYS} days", loc=("body", "deadline"))
     objective = body.model_copy(update={"id": body.id or _slug(body.name)})
