@@ -7,7 +7,10 @@ the customer was erased (GDPR): consumers drop what they hold about them.
 Additive to v1 (older consumers ignore them): ``computed.loyaltyTier`` /
 ``computed.loyaltyPoints`` (the loyalty program's tier and balance) and
 ``recommendations`` (the customer's top products, best first, each with the products
-of theirs it came from), absent until computed.
+of theirs it came from), absent until computed; ``folded``: the position in
+``customer.events`` of the last record the segmenter folded into this profile, absent
+on the messages of the jobs that fold no event (recommendations, loyalty): a projection
+then keeps the position it holds. See "Freshness" in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field, JsonValue
 
-from shared.events.base import EventModel, UtcDatetime
+from shared.events.base import EventModel, Position, UtcDatetime
 
 TOPIC = "profiles"
 DLQ_TOPIC = f"{TOPIC}.dlq"
@@ -54,6 +57,8 @@ class ProfileUpdate(EventModel):
     computed: ComputedFields = Field(default_factory=ComputedFields)
     recommendations: list[Recommendation] | None = None
     updated_at: UtcDatetime
+    #: how far the segmenter folded this customer's ``customer.events`` (additive to v1)
+    folded: Position | None = None
 
     @property
     def key(self) -> bytes:
