@@ -3,8 +3,9 @@
 Keyed by customer id. ``dispatch_id`` is deterministic from the run, the step and the
 attempt (:func:`dispatch_id_for`), so the same request published twice (an outbox
 redelivery, a replayed timer) is one send: the dispatcher records a delivery under
-``dispatch_id`` before it calls a provider and drops a request it already holds (re-publishing its final outcome, if it has one:
-the journey re-requests a dispatch whose outcome never came).
+``dispatch_id`` before it calls a provider and drops a request it already holds
+(re-publishing its final outcome, if it has one: the journey re-requests a dispatch
+whose outcome never came).
 
 Additive to v1: ``requires``, the ``customer.events`` position the decision needs the
 dispatcher's profile copy to have folded (the trigger's); absent: none.

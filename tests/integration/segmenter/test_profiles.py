@@ -301,3 +301,22 @@ async def test_suppressing_without_erasure_freezes_the_profile(stack: Stack) -> 
     await _suppressed_events_after(dropped_before, 1)
     assert (await stack.profile(customer))["traits"] == {"plan": "free"}
     assert (await stack.client.get("/v1/suppressions")).status_code == 401
+
+
+async def test_every_batch_publishes_the_profile_stamped_with_how_far_it_folded(
+    stack: Stack,
+) -> None:
+    """A batch that changes nothing published (a track event) still publishes the
+    profile, with a later ``folded`` position on the same partition: that is how the
+    journey and the dispatcher know their copy has seen an event (Freshness)."""
+    customer = f"c-{run_id()}"
+    mine = lambda r: r.key == customer.encode()  # noqa: E731
+    await stack.send(event("identify", customer, START, traits={"email": "f@example.com"}))
+    first = orjson.loads((await stack.profiles.wait_for(mine)).value)
+    await stack.send(event("track", customer, START, event="Viewed"))
+    records = await stack.profiles.wait_for_count(mine, 2)
+    second = orjson.loads(records[1].value)
+    assert second["traits"] == first["traits"]
+    assert second["version"] > first["version"]
+    assert first["folded"]["partition"] == second["folded"]["partition"]
+    assert second["folded"]["offset"] > first["folded"]["offset"]
