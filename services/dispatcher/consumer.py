@@ -2,7 +2,8 @@
 ``dispatch.requests`` through :class:`~services.dispatcher.dispatching.Dispatcher`.
 
 A batch applies its profiles first (one transaction; an erased customer's
-preferences, engagement and stored request contexts are dropped with them), then
+preferences, engagement and stored request contexts are dropped with them; requests
+waiting for those profiles to catch up are made due), then
 decides its requests (one transaction). The runner commits the offsets once both
 are durable; the batch's sends and their records go on meanwhile (a redelivered
 request finds its delivery row and sends nothing).
@@ -51,6 +52,10 @@ class DispatcherBatchHandler:
             async with self._engine.begin() as conn:
                 changes = await apply_profile_updates(conn, table=profiles, updates=updates)
                 await repo.erase_requests(conn, customer_ids=changes.erased)
+                # requests waiting for these copies to catch up are looked at again now
+                await self._dispatcher.profiles_advanced(
+                    conn, customer_ids=sorted(changes.updated | changes.erased)
+                )
         if requests:
             # the sends go on while the next batch is decided (their rows are durable)
             await self._dispatcher.handle_requests(requests, wait=False)
