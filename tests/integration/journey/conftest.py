@@ -172,6 +172,7 @@ def journey_settings(kafka: KafkaSettings, url: str, **group: Any) -> JourneySet
             consumer_group=f"journey-{uuid.uuid4().hex[:8]}",
             sweep_interval_s=0.05,
             catalog_poll_s=0.1,
+            watch_interval_s=0.1,
             **group,
         ),
     )
