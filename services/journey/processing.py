@@ -32,7 +32,7 @@ from shared.events.registry import CUSTOMER_EVENTS, DISPATCH_REQUESTS, JOURNEY_R
 from shared.kafka.producer import Message
 
 #: a request with no final outcome after this long is requested again (the default of
-#: ``TENURE_JOURNEY__OUTCOME_WAIT_S``)
+#: ``TENURE_JOURNEY_OUTCOME_WAIT_S``)
 WATCH_AFTER = timedelta(minutes=15)
 
 
