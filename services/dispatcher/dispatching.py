@@ -310,7 +310,7 @@ class Dispatcher:
                 profile_wait=self._profile_wait,
             )
             facts.append((request, known))
-            if waits_for_profile(request, known):
+            if waits_for_profile(request, known, now):
                 metrics.PROFILE_WAITS.inc()
                 continue  # decided once the profile copy caught up: nothing counted now
             decision = judge(request, known, policy, now)

@@ -108,9 +108,18 @@ def behind(request: DispatchRequest, facts: Facts) -> bool:
     return not request.requires.reached_by(facts.folded)
 
 
-def waits_for_profile(request: DispatchRequest, facts: Facts) -> bool:
-    """Behind, and the wait's bound not reached: the request is not decided yet."""
-    return facts.waited < facts.profile_wait and behind(request, facts)
+def waits_for_profile(request: DispatchRequest, facts: Facts, now: datetime) -> bool:
+    """Behind, the wait's bound not reached, and the request not expiring before the
+    next look: the request is not decided yet."""
+    if facts.waited >= facts.profile_wait or not behind(request, facts):
+        return False
+    return request.expires_at is None or request.expires_at > next_look(facts, now)
+
+
+def next_look(facts: Facts, now: datetime) -> datetime:
+    """When a request waiting for its profile is looked at again (never past the
+    bound)."""
+    return now + min(recheck_after(facts.waited), facts.profile_wait - facts.waited)
 
 
 def recheck_after(waited: timedelta) -> timedelta:
@@ -192,7 +201,7 @@ def plan(
     composer: Composer,
 ) -> Plan:
     """The request's next step; see the module docstring."""
-    if waits_for_profile(request, facts):
+    if waits_for_profile(request, facts, now):
         return waiting_for_profile(request, facts, now)
     stale = behind(request, facts)
     decision = judge(request, facts, policy, now)
@@ -288,7 +297,7 @@ def plan(
 def waiting_for_profile(request: DispatchRequest, facts: Facts, now: datetime) -> Plan:
     """Defer until the profile copy catches up: no outcome (nothing is decided yet), no
     send time or template version pinned (both are decided once it has)."""
-    until = now + min(recheck_after(facts.waited), facts.profile_wait - facts.waited)
+    until = next_look(facts, now)
     return Plan(
         Action.DEFER,
         DeliveryUpdate(

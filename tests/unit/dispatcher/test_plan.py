@@ -259,7 +259,12 @@ def test_a_template_that_does_not_render_fails_with_a_dead_letter() -> None:
 def test_a_request_behind_its_profile_waits_with_no_outcome_until_the_bound(case: Any) -> None:
     request, facts, policy, now = case
     result = plan(request, facts, policy, now, COMPOSER)
-    if behind(request, facts) and facts.waited < facts.profile_wait:
+    expires = request.expires_at
+    if (
+        behind(request, facts)
+        and facts.waited < facts.profile_wait
+        and (expires is None or expires > now + RECHECK_MAX)
+    ):
         assert result.action is Action.DEFER
         assert result.update.status == "deferred"
         assert result.update.reason == Reason.PROFILE_BEHIND
@@ -269,8 +274,10 @@ def test_a_request_behind_its_profile_waits_with_no_outcome_until_the_bound(case
         assert result.timer is not None and now < result.timer <= now + RECHECK_MAX
         # never beyond the bound: once it is reached the request is decided
         assert result.timer <= now - facts.waited + facts.profile_wait
-    else:
+    elif not behind(request, facts) or facts.waited >= facts.profile_wait:
         assert result.update.reason != Reason.PROFILE_BEHIND
+    if result.update.reason == Reason.PROFILE_BEHIND and expires is not None:
+        assert result.timer is not None and result.timer < expires  # never waits past it
 
 
 @settings(max_examples=200, deadline=None)
