@@ -210,6 +210,9 @@ class EventBatchHandler:
             profile.changed = True
             profile.version += 1
         folded = folded_positions(at or {}, merged_into)
+        for customer_id, position in folded.items():
+            if customer_id in working:
+                working[customer_id].folded = position  # stored, and on its messages
         versions = await repo.upsert_profiles(conn, rows=list(working.values()))
         # every profile of the batch is locked now: a merge or an erasure of one of
         # them either committed before (it shows here) or waits for this transaction
@@ -235,7 +238,7 @@ class EventBatchHandler:
         changes += await self._evaluate(conn, catalog, working, scores, now)
         await repo.enqueue(conn, messages=membership_change_messages(changes, catalog, now, folded))
         changed = [p for p in working.values() if p.changed]
-        await self._publish_profiles(conn, changed, versions, scores, now, folded)
+        await self._publish_profiles(conn, changed, versions, scores, now)
 
     async def _apply_loyalty(
         self,
@@ -342,7 +345,6 @@ class EventBatchHandler:
         versions: dict[str, int],
         scores: dict[str, dict[str, Any]],
         now: datetime,
-        folded: Mapping[str, Position],
     ) -> None:
         """Queue the ``profiles`` messages with the versions the upsert stored; ``scores``
         were read under the profiles' row locks, so they are still current (only a refit
@@ -360,7 +362,6 @@ class EventBatchHandler:
                 scores.get(p.customer_id, {}),
                 now,
                 recommendations=lists.get(p.customer_id),
-                folded=folded.get(p.customer_id),
             )
             for p in changed
         ]

@@ -80,13 +80,12 @@ def profile_message(
     scores: Mapping[str, Any],
     now: datetime,
     recommendations: Sequence[Mapping[str, Any]] | None = None,
-    folded: Position | None = None,
 ) -> Message:
     """The ``profiles`` message of a customer: traits, contact fields, locale, scores,
     and their recommendations when they have some (every writer passes them: each
-    message replaces the whole profile in the consumers' projections); ``folded``: the
-    position of the last ``customer.events`` record folded into it (the consumer's
-    messages; the jobs fold no event and pass none)."""
+    message replaces the whole profile in the consumers' projections), and ``folded``:
+    the position of the last ``customer.events`` record folded into it (stored with the
+    profile, so the jobs' messages carry it too)."""
     traits = profile.traits
     fields: dict[str, Any] = {
         "customer_id": profile.customer_id,
@@ -104,7 +103,10 @@ def profile_message(
         alias: score for name, alias in _COMPUTED if (score := scores.get(name)) is not None
     }
     value = PROFILES.encode_values(
-        **fields, computed=computed, recommendations=recommendations, folded=_position(folded)
+        **fields,
+        computed=computed,
+        recommendations=recommendations,
+        folded=_position(profile.folded),
     )
     return Message(PROFILES.name, profile.customer_id.encode(), value)
 

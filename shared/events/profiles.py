@@ -8,9 +8,10 @@ Additive to v1 (older consumers ignore them): ``computed.loyaltyTier`` /
 ``computed.loyaltyPoints`` (the loyalty program's tier and balance) and
 ``recommendations`` (the customer's top products, best first, each with the products
 of theirs it came from), absent until computed; ``folded``: the position in
-``customer.events`` of the last record the segmenter folded into this profile, absent
-on the messages of the jobs that fold no event (recommendations, loyalty): a projection
-then keeps the position it holds. See "Freshness" in docs/architecture.md.
+``customer.events`` of the last record the segmenter folded into this profile (stored
+with it, so the jobs' messages carry it too); absent for a profile not folded since
+positions exist: a projection then keeps the position it holds. See "Freshness" in
+docs/architecture.md.
 """
 
 from __future__ import annotations

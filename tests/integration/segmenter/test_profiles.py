@@ -345,3 +345,21 @@ async def test_profiles_changed_since_are_published_again_with_a_new_version(
         "/v1/profiles/republish", params={"since": "2026-01-01T00:00:00"}, headers=ADMIN
     )
     assert naive.status_code == 422
+
+
+async def test_the_position_is_stored_so_a_republished_profile_carries_it(
+    stack: Stack,
+) -> None:
+    from datetime import UTC
+
+    customer = f"c-{run_id()}"
+    mine = lambda r: r.key == customer.encode()  # noqa: E731
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    await stack.send(event("identify", customer, START, traits={"email": "p@example.com"}))
+    first = orjson.loads((await stack.profiles.wait_for(mine)).value)
+    answer = await stack.client.post(
+        "/v1/profiles/republish", params={"since": since.isoformat()}, headers=ADMIN
+    )
+    assert answer.status_code == 200, answer.text
+    again = orjson.loads((await stack.profiles.wait_for_count(mine, 2))[1].value)
+    assert again["folded"] == first["folded"]
