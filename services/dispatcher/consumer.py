@@ -3,7 +3,8 @@
 
 A batch applies its profiles first (one transaction; an erased customer's pending
 and deferred deliveries end ``suppressed`` with the reason ``erased``, and what the
-dispatcher holds about them is dropped or scrubbed: :meth:`Dispatcher.erase`), then
+dispatcher holds about them is dropped or scrubbed: :meth:`Dispatcher.erase`; requests
+waiting for those profiles to catch up are made due), then
 decides its requests (one transaction). The runner commits the offsets once both
 are durable; the batch's sends and their records go on meanwhile (a redelivered
 request finds its delivery row and sends nothing).
@@ -52,6 +53,10 @@ class DispatcherBatchHandler:
                 changes = await apply_profile_updates(conn, table=profiles, updates=updates)
                 merged = {u.customer_id for u in updates if u.deleted and not is_erasure(u)}
                 await self._dispatcher.erase(conn, customer_ids=sorted(changes.erased - merged))
+                # requests waiting for these copies to catch up are looked at again now
+                await self._dispatcher.profiles_advanced(
+                    conn, customer_ids=sorted(changes.updated | changes.erased)
+                )
         if requests:
             # the sends go on while the next batch is decided (their rows are durable)
             await self._dispatcher.handle_requests(requests, wait=False)

@@ -12,7 +12,18 @@ A request goes through three transactions at most:
    request of the same customer never both pass a cap.
 2. **send**, outside any transaction, concurrently (bounded), each call retried on
    transient errors with exponential backoff and jitter.
-3. **record**: ``sent`` or ``failed`` (with a dead letter), and the outcome.
+3. **record**: ``sent`` or ``failed`` (with a dead letter), and the outcome; only a
+   delivery still ``sending`` is recorded (one that outlived its lease was given an
+   ``interrupted`` failure meanwhile, and keeps that one outcome).
+
+A request already held (a redelivery, or the journey re-requesting a dispatch whose
+outcome never reached it) sends nothing; if its delivery has a final outcome, that
+outcome is published again (same ``outcome_id``: consumers keep one).
+
+A request whose customer's profile copy has not folded its trigger yet waits
+(:func:`services.dispatcher.plan.waits_for_profile`): a ``profile_behind`` deferral,
+fired by the deferral sweep, and brought forward as soon as a ``profiles`` message
+advances that customer's copy (:meth:`Dispatcher.profiles_advanced`).
 
 The consumer commits its offsets once step 1 is durable and decides its next batch
 while this one is sent (:meth:`Dispatcher.handle_requests` without ``wait``): the
@@ -54,6 +65,7 @@ from services.dispatcher.plan import (
     judge,
     plan,
     pools_wanted,
+    waits_for_profile,
 )
 from services.dispatcher.policy import Action, Preferences, Sent
 from services.dispatcher.repository import DeliveryUpdate, HeldRequest
@@ -61,7 +73,7 @@ from services.dispatcher.templates import TemplateDefinition
 from shared.clock import Clock, utc_now
 from shared.db.locks import lock_name, xact_locks
 from shared.db.outbox import enqueue
-from shared.db.profile_projection import erased_ids
+from shared.db.profile_projection import erased_ids, load_folded
 from shared.db.timers import claim_due, schedule
 from shared.db.transient import is_transient_db_error
 from shared.events.channels import Channel
@@ -137,6 +149,7 @@ class Dispatcher:
         webhook_default: str | None = None,
         stopping: asyncio.Event | None = None,
         batches_sending: int = 2,
+        profile_wait: timedelta = timedelta(minutes=10),
     ) -> None:
         self._engine = engine
         self._providers = dict(providers)
@@ -148,6 +161,7 @@ class Dispatcher:
         self._webhook_default = webhook_default
         self._stopping = stopping
         self._batches_sending = max(1, batches_sending)
+        self._profile_wait = profile_wait
         self._sending: set[asyncio.Task[None]] = set()
         self._closing = False
         #: template versions never change once written: kept by (id, version)
@@ -174,6 +188,8 @@ class Dispatcher:
         async with self._engine.begin() as conn:
             fresh = await repo.claim_new(conn, requests=requests, now=now)
             metrics.REQUESTS_DUPLICATE.inc(len(requests) - len(fresh))
+            if len(fresh) < len(requests):
+                await self._republish_final(conn, requests, {r.dispatch_id for r in fresh})
             claimed = await self._decide(conn, [HeldRequest(r, None) for r in fresh], now, True)
         self._on_commit()
         while not wait and len(self._sending) >= self._batches_sending:
@@ -184,6 +200,38 @@ class Dispatcher:
         task = asyncio.create_task(self.deliver(claimed), name="dispatcher-sends")
         self._sending.add(task)
         task.add_done_callback(self._sent)
+
+    async def _republish_final(
+        self, conn: AsyncConnection, requests: Sequence[DispatchRequest], fresh: set[str]
+    ) -> None:
+        """Publish again the final outcome of each request already held that has one
+        (the journey re-requests a dispatch whose outcome it never got: the outcome may
+        be what the broker lost); one still deferred or being sent gets nothing here."""
+        held = {r.dispatch_id: r for r in requests if r.dispatch_id not in fresh}
+        finals = await repo.final_outcomes(conn, dispatch_ids=list(held))
+        messages = [
+            outcome_message(
+                outcome(
+                    held[row.dispatch_id],
+                    row.status,
+                    row.at,
+                    channel=row.channel,
+                    reason=row.reason,
+                    provider_message_id=row.provider_message_id,
+                    template_version=row.template_version,
+                )
+            )
+            for row in finals
+        ]
+        await enqueue(session=conn, outbox=outbox, messages=messages)
+        metrics.OUTCOMES_REPUBLISHED.inc(len(messages))
+
+    async def profiles_advanced(
+        self, conn: AsyncConnection, *, customer_ids: Sequence[str]
+    ) -> None:
+        """The profile copies of these customers just advanced: their requests waiting
+        for them (``profile_behind``) are due now, in the caller's transaction."""
+        await repo.wake_profile_waits(conn, customer_ids=customer_ids, now=self._clock())
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
@@ -248,6 +296,7 @@ class Dispatcher:
             if h.not_before is None and h.request.send_time.kind == "best_time"
         ]
         engagement = await repo.load_engagement(conn, ids=needs_engagement)
+        folded = await load_folded(conn, table=profiles, ids=customers)
         templates = await self._templates(conn, held)
         channels = self.channels
 
@@ -271,14 +320,20 @@ class Dispatcher:
                 engagement=engagement.get(customer, {}),
                 channels=channels,
                 webhook_default=self._webhook_default,
+                folded=folded.get(customer),
+                waited=now - (item.arrived_at or now),
+                profile_wait=self._profile_wait,
             )
+            facts.append((request, known))
+            if waits_for_profile(request, known, now):
+                metrics.PROFILE_WAITS.inc()
+                continue  # decided once the profile copy caught up: nothing counted now
             decision = judge(request, known, policy, now)
             if decision.action is Action.SEND and decision.channel is not None:
                 recent.setdefault(customer, []).append(Sent(decision.channel, now))
             wanted.extend(
                 (pool, request.dispatch_id, customer) for pool in pools_wanted(decision, known)
             )
-            facts.append((request, known))
         # the pool codes of the messages being sent, drawn before they are rendered
         drawn = await draw_for(conn, wanted, now=now)
         effects = _Effects()
@@ -292,7 +347,10 @@ class Dispatcher:
         # templates render in a worker thread: the event loop (health, tracking pages, the
         # consumer) never waits for one (issue 21); each render is bounded by the sandbox
         await asyncio.to_thread(plan_all)
-        await repo.update_deliveries(conn, updates=effects.updates, now=now)
+        # the rows are this transaction's: inserted ``pending``, or locked ``deferred``
+        await repo.update_deliveries(
+            conn, updates=effects.updates, now=now, only_from=("pending", "deferred")
+        )
         await repo.insert_outcomes(conn, rows=effects.outcomes)
         await schedule(conn, table=deferrals, rows=effects.timers)
         await enqueue(session=conn, outbox=outbox, messages=effects.messages)
@@ -345,7 +403,7 @@ class Dispatcher:
         now = self._clock()
         updates: list[DeliveryUpdate] = []
         rows: list[DispatchOutcome] = []
-        messages: list[Message] = []
+        dead: dict[str, Message] = {}
         for item, (provider_id, error, attempts) in zip(claimed, results, strict=True):
             request, channel = item.request, item.outgoing.channel
             if error is None:
@@ -380,26 +438,45 @@ class Dispatcher:
                     reason=error,
                     template_version=item.template_version,
                 )
-                messages.append(dead_letter(request, error))
-                metrics.DEAD_LETTERS.inc()
+                dead[request.dispatch_id] = dead_letter(request, error)
             rows.append(result)
-            messages.append(outcome_message(result))
-            count_outcome(result)
 
-        async def record() -> None:
+        async def record() -> set[str]:
             async with self._engine.begin() as conn:
-                await repo.update_deliveries(conn, updates=updates, now=now)
-                await repo.insert_outcomes(conn, rows=rows)
+                # only deliveries still ``sending``: one whose lease ran out meanwhile has
+                # its ``interrupted`` outcome already, and keeps it
+                recorded = await repo.update_deliveries(
+                    conn, updates=updates, now=now, only_from=("sending",)
+                )
+                kept = [r for r in rows if r.dispatch_id in recorded]
+                messages: list[Message] = []
+                for result in kept:
+                    if result.dispatch_id in dead:
+                        messages.append(dead[result.dispatch_id])
+                    messages.append(outcome_message(result))
+                await repo.insert_outcomes(conn, rows=kept)
                 await enqueue(session=conn, outbox=outbox, messages=messages)
                 # a customer erased while their message was with the provider
                 gone = await erased_ids(conn, table=profiles, ids=[r.customer_id for r in rows])
                 await repo.erase_customers(conn, customer_ids=sorted(gone))
+                return recorded
 
         # The messages are out: keep trying to record them (a redelivered request
         # would not send them again, and left unrecorded they would end "interrupted").
-        await retrying(
+        recorded: set[str] = await retrying(
             what="recording sends", retry_on=is_transient_db_error, stopping=self._stopping
         )(record)
+        for result in rows:
+            if result.dispatch_id not in recorded:
+                log.warning(
+                    "the send of %s was recorded after its lease ran out: it keeps its "
+                    "interrupted outcome",
+                    result.dispatch_id,
+                )
+                continue
+            count_outcome(result)
+            if result.dispatch_id in dead:
+                metrics.DEAD_LETTERS.inc()
         self._on_commit()
 
     async def _send(self, item: Claimed) -> tuple[str | None, str | None, int]:
@@ -454,7 +531,10 @@ class Dispatcher:
                 )
                 effects.updates.append(DeliveryUpdate(dispatch_id, "failed", reason=reason))
                 effects.conclude(outcome(request, Status.FAILED, now, reason=reason))
-            await repo.update_deliveries(conn, updates=effects.updates, now=now)
+            # locked above, still ``sending``
+            await repo.update_deliveries(
+                conn, updates=effects.updates, now=now, only_from=("sending",)
+            )
             await repo.insert_outcomes(conn, rows=effects.outcomes)
             await enqueue(session=conn, outbox=outbox, messages=effects.messages)
         if stale:

@@ -36,6 +36,18 @@ SEND_SECONDS = Histogram(
     subsystem="dispatcher",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+OUTCOMES_REPUBLISHED = Counter(
+    "outcomes_republished",
+    "Final outcomes published again for a request already held (a re-request).",
+    namespace="tenure",
+    subsystem="dispatcher",
+)
+PROFILE_WAITS = Counter(
+    "profile_waits",
+    "Times a request was deferred because the profile copy had not reached its trigger.",
+    namespace="tenure",
+    subsystem="dispatcher",
+)
 REQUESTS_DUPLICATE = Counter(
     "requests_duplicate",
     "Dispatch requests dropped because their dispatch id was already held.",

@@ -14,6 +14,13 @@ suppress    ``suppressed``  suppressed —         —
 fail        ``failed``      failed     —         a dead letter
 ==========  ==============  =========  ========  ====================================
 
+Before any check, freshness (docs/architecture.md, "Freshness"): a request whose
+``requires`` position its customer's profile copy has not reached (:func:`behind`) is
+deferred without an outcome (``profile_behind``), looked at again soon (1 s, then
+doubling with the time waited, at most :data:`RECHECK_MAX`; the consumer also wakes it
+when the copy advances), until ``Facts.profile_wait`` has passed since it arrived; then
+it is decided on what the copy holds, and a ``no_contact`` says it was decided behind.
+
 The checks themselves are :func:`services.dispatcher.policy.decide`'s. The service
 (:mod:`services.dispatcher.dispatching`) loads the facts, plans, writes and sends.
 """
@@ -22,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from services.dispatcher.channels.base import Outgoing
 from services.dispatcher.compose import Composer
@@ -42,6 +49,7 @@ from services.dispatcher.policy import (
 )
 from services.dispatcher.repository import DeliveryUpdate
 from services.dispatcher.templates import TemplateDefinition, TemplateError, _sources
+from shared.events.base import Position
 from shared.events.channels import Channel
 from shared.events.dispatch_outcomes import DispatchOutcome, Reason, Status
 from shared.events.dispatch_requests import DispatchRequest
@@ -76,6 +84,48 @@ class Facts:
     webhook_default: str | None = None
     #: pool → the code drawn for this dispatch (:func:`pools_wanted` says which)
     codes: Mapping[str, str] = field(default_factory=dict)
+    #: how far the profile copy folded ``customer.events`` (``None``: no copy, or no
+    #: position known)
+    folded: Position | None = None
+    #: how long the request has waited since it arrived (a freshness wait's clock)
+    waited: timedelta = timedelta(0)
+    #: the most a request waits for the profile copy to reach its trigger
+    profile_wait: timedelta = timedelta(minutes=10)
+
+
+#: the longest pause between two looks at a request waiting for its profile
+RECHECK_MAX = timedelta(seconds=30)
+_RECHECK_FIRST = timedelta(seconds=1)
+
+
+def behind(request: DispatchRequest, facts: Facts) -> bool:
+    """Whether the customer's profile copy has not yet folded the request's trigger
+    (an erased customer is final: never behind)."""
+    if request.requires is None:
+        return False
+    if facts.contact is not None and facts.contact.erased:
+        return False
+    return not request.requires.reached_by(facts.folded)
+
+
+def waits_for_profile(request: DispatchRequest, facts: Facts, now: datetime) -> bool:
+    """Behind, the wait's bound not reached, and the request not expiring before the
+    next look: the request is not decided yet."""
+    if facts.waited >= facts.profile_wait or not behind(request, facts):
+        return False
+    return request.expires_at is None or request.expires_at > next_look(facts, now)
+
+
+def next_look(facts: Facts, now: datetime) -> datetime:
+    """When a request waiting for its profile is looked at again (never past the
+    bound)."""
+    return now + min(recheck_after(facts.waited), facts.profile_wait - facts.waited)
+
+
+def recheck_after(waited: timedelta) -> timedelta:
+    """The pause before looking again at a request that waited ``waited``: 1 s, then
+    about the time waited so far (so looks double), at most :data:`RECHECK_MAX`."""
+    return min(max(_RECHECK_FIRST, waited), RECHECK_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +201,20 @@ def plan(
     composer: Composer,
 ) -> Plan:
     """The request's next step; see the module docstring."""
+    if waits_for_profile(request, facts, now):
+        return waiting_for_profile(request, facts, now)
+    stale = behind(request, facts)
     decision = judge(request, facts, policy, now)
+    if stale and decision.action is Action.SUPPRESS and decision.reason == Reason.NO_CONTACT:
+        waited = int(facts.waited.total_seconds())
+        decision = Decision(
+            Action.SUPPRESS,
+            channel=decision.channel,
+            reason=(
+                f"{Reason.NO_CONTACT}: decided after waiting {waited} s for the profile "
+                f"copy to reach the trigger ({Reason.PROFILE_BEHIND}, the bound)"
+            ),
+        )
     if isinstance(facts.template, str):
         return failed(request, now, decision.reason or Reason.TEMPLATE_ERROR)
     version = facts.template.version
@@ -228,6 +291,19 @@ def plan(
         send=Claimed(request, outgoing, version),
         messages=tuple(coupon_issued_messages(request, decision, offers, now)),
         channel=decision.channel,
+    )
+
+
+def waiting_for_profile(request: DispatchRequest, facts: Facts, now: datetime) -> Plan:
+    """Defer until the profile copy catches up: no outcome (nothing is decided yet), no
+    send time or template version pinned (both are decided once it has)."""
+    until = next_look(facts, now)
+    return Plan(
+        Action.DEFER,
+        DeliveryUpdate(
+            request.dispatch_id, "deferred", reason=Reason.PROFILE_BEHIND, deferred_until=until
+        ),
+        timer=until,
     )
 
 

@@ -35,7 +35,7 @@ from shared.db.profile_projection import load_profiles
 from shared.db.timers import cancel as cancel_timers
 from shared.erasure import pseudonym
 from shared.events.channels import Channel
-from shared.events.dispatch_outcomes import DispatchOutcome, Reason
+from shared.events.dispatch_outcomes import DispatchOutcome, Reason, Status
 from shared.events.dispatch_requests import DispatchRequest
 
 # --- deliveries ----------------------------------------------------------------------
@@ -88,6 +88,8 @@ class HeldRequest:
     not_before: datetime | None
     #: the template version decided on arrival (a deferral sends what it would have)
     template_version: int | None = None
+    #: when the request arrived (``None``: now), the clock of a freshness wait
+    arrived_at: datetime | None = None
 
 
 async def deferred_requests(
@@ -96,7 +98,7 @@ async def deferred_requests(
     """The requests of these deliveries that are still deferred, locked for the caller."""
     driver = await driver_connection(conn)
     rows = await driver.fetch(
-        f"SELECT request::text AS request, not_before, template_version "
+        f"SELECT request::text AS request, not_before, template_version, created_at "
         f"FROM {deliveries.fullname} "
         "WHERE dispatch_id = ANY($1::text[]) AND status = 'deferred' "
         "ORDER BY dispatch_id FOR UPDATE",
@@ -107,6 +109,7 @@ async def deferred_requests(
             read_request(row["request"]),
             row["not_before"],
             row["template_version"],
+            row["created_at"],
         )
         for row in rows
     ]
@@ -127,14 +130,21 @@ class DeliveryUpdate:
 
 
 async def update_deliveries(
-    conn: AsyncConnection, *, updates: Sequence[DeliveryUpdate], now: datetime
-) -> None:
-    """Set each delivery's new state; ``None`` leaves a column as it was (``sent_at``,
-    ``not_before``, ``template_version``, ``provider_message_id``)."""
+    conn: AsyncConnection,
+    *,
+    updates: Sequence[DeliveryUpdate],
+    now: datetime,
+    only_from: Sequence[str],
+) -> set[str]:
+    """Set each delivery's new state, only where its status is one of ``only_from``
+    (a ``sending`` delivery leaves ``sending`` once: a send recorded late, after the
+    lease gave it an ``interrupted`` failure, changes nothing); return the ids changed.
+    ``None`` leaves a column as it was (``sent_at``, ``not_before``,
+    ``template_version``, ``provider_message_id``)."""
     if not updates:
-        return
+        return set()
     driver = await driver_connection(conn)
-    await driver.execute(
+    rows = await driver.fetch(
         f"""
         UPDATE {deliveries.fullname} AS d SET
             status = u.status,
@@ -152,7 +162,8 @@ async def update_deliveries(
                     $10::int[])
             AS u(dispatch_id, status, channel, template_version, reason, not_before,
                  deferred_until, sent_at, provider_message_id, attempts)
-        WHERE d.dispatch_id = u.dispatch_id
+        WHERE d.dispatch_id = u.dispatch_id AND d.status = ANY($12::text[])
+        RETURNING d.dispatch_id
         """,
         [u.dispatch_id for u in updates],
         [u.status for u in updates],
@@ -165,7 +176,9 @@ async def update_deliveries(
         [u.provider_message_id for u in updates],
         [u.attempts for u in updates],
         now,
+        list(only_from),
     )
+    return {row["dispatch_id"] for row in rows}
 
 
 async def cancel_pending(
@@ -265,6 +278,67 @@ async def stale_sending(
         limit,
     )
     return [(row["dispatch_id"], read_request(row["request"])) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class FinalOutcome:
+    """A delivery's final outcome as stored, to publish it again."""
+
+    dispatch_id: str
+    status: Status
+    reason: str | None
+    channel: Channel | None
+    at: datetime
+    provider_message_id: str | None
+    template_version: int | None
+
+
+async def final_outcomes(
+    conn: AsyncConnection, *, dispatch_ids: Sequence[str]
+) -> list[FinalOutcome]:
+    """The final outcome (sent, suppressed, failed) of each of these deliveries that has
+    one."""
+    if not dispatch_ids:
+        return []
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(
+        f"SELECT o.dispatch_id, o.status, o.reason, o.channel, o.at, o.provider_message_id, "
+        f"d.template_version FROM {outcomes.fullname} AS o "
+        f"JOIN {deliveries.fullname} AS d ON d.dispatch_id = o.dispatch_id "
+        "WHERE o.dispatch_id = ANY($1::text[]) AND o.status = ANY($2::text[]) "
+        "ORDER BY o.dispatch_id",
+        list(dispatch_ids),
+        [s.value for s in Status if s.is_final_decision],
+    )
+    return [
+        FinalOutcome(
+            row["dispatch_id"],
+            Status(row["status"]),
+            row["reason"],
+            Channel(row["channel"]) if row["channel"] else None,
+            row["at"],
+            row["provider_message_id"],
+            row["template_version"],
+        )
+        for row in rows
+    ]
+
+
+async def wake_profile_waits(
+    conn: AsyncConnection, *, customer_ids: Sequence[str], now: datetime
+) -> None:
+    """Make the ``profile_behind`` deferrals of these customers due now."""
+    if not customer_ids:
+        return
+    driver = await driver_connection(conn)
+    await driver.execute(
+        f"UPDATE {deferrals.fullname} AS f SET due_at = $2 FROM {deliveries.fullname} AS d "
+        "WHERE d.customer_id = ANY($1::text[]) AND d.status = 'deferred' "
+        "AND d.reason = $3 AND f.dispatch_id = d.dispatch_id AND f.due_at > $2",
+        list(customer_ids),
+        now,
+        Reason.PROFILE_BEHIND.value,
+    )
 
 
 # --- what a decision reads ----------------------------------------------------------

@@ -6,6 +6,7 @@ engine, the clock, the link signer, the composer, the dispatcher)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 
 import httpx
 
@@ -70,6 +71,7 @@ class Runtime:
             retry=RetryPolicy(group.retry_attempts, group.retry_initial_s, group.retry_max_s),
             webhook_default=settings.webhook.url,
             batches_sending=group.batches_sending,
+            profile_wait=timedelta(seconds=group.profile_wait_s),
         )
         self.services = ServiceRuntime(
             "dispatcher", engine=self.engine, publisher=self.publisher, relay=self.relay

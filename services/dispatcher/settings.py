@@ -43,6 +43,9 @@ class DispatcherGroup(BaseModel):
     retry_max_s: float = Field(default=5.0, gt=0)
     #: a send still unrecorded after this long was cut short by a crash: failed, not resent
     sending_lease_s: float = Field(default=600.0, gt=0)
+    #: the most a request waits for the profile copy to reach its trigger (Freshness);
+    #: past it, it is decided on what the copy holds
+    profile_wait_s: float = Field(default=600.0, ge=0)
     #: the longest the deferral sweep sleeps: it sleeps until the next deferral is due,
     #: and a sooner one wakes it (PostgreSQL NOTIFY, shared/db/timers.py)
     sweep_interval_s: float = Field(default=60.0, gt=0)

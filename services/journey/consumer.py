@@ -20,7 +20,9 @@ A batch of all five topics is one database transaction:
    their inputs one at a time in the order consumed: each run in flight gets the
    input, then each active journey it triggers starts a run if its entry rule and
    audience allow;
-5. write runs, timers, step counts and outbox messages.
+5. write runs, timers, step counts and outbox messages, and watch the dispatch
+   requests emitted; every outcome, read by a run or not, settles (final) or postpones
+   (deferred) the watch of its dispatch (:mod:`services.journey.watch`).
 
 The runner commits the offsets only after this transaction committed.
 """
@@ -29,8 +31,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -53,7 +55,8 @@ from services.journey.machine import (
 from services.journey.merges import apply_merges, lock_and_resolve
 from services.journey.metrics import ENTRIES_REFUSED, EVENTS_SKIPPED, INPUTS_DUPLICATE
 from services.journey.models import processed_messages, profiles
-from services.journey.processing import UnknownVersion, Work, load_facts
+from services.journey.processing import WATCH_AFTER, UnknownVersion, Work, load_facts
+from services.journey.watch import postpone, settle
 from shared.clock import Clock, utc_now
 from shared.db.claims import claim_messages
 from shared.db.profile_projection import apply_profile_updates, erased_ids
@@ -66,6 +69,7 @@ from shared.events import (
     segment_changes,
 )
 from shared.events import profiles as profiles_topic
+from shared.events.base import Position
 from shared.events.customer_events import CustomerEvent, EventType
 from shared.events.dispatch_outcomes import DispatchOutcome
 from shared.events.experiment_decisions import ExperimentDecision, Verdict
@@ -106,6 +110,8 @@ class _Item:
     claim: str
     customer_id: str
     value: CustomerEvent | SegmentChange | DispatchOutcome
+    #: its ``customer.events`` position (an event's own, a change's folded one)
+    position: Position | None = None
 
 
 class JourneyBatchHandler:
@@ -118,11 +124,13 @@ class JourneyBatchHandler:
         catalogs: CatalogCache,
         clock: Clock = utc_now,
         on_commit: Callable[[], None] = lambda: None,
+        watch_after: timedelta = WATCH_AFTER,
     ) -> None:
         self._engine = engine
         self._catalogs = catalogs
         self._clock = clock
         self._on_commit = on_commit
+        self._watch_after = watch_after
 
     async def __call__(self, records: Sequence[Record[Any]]) -> None:
         catalog = await self._catalogs.current()
@@ -130,20 +138,25 @@ class JourneyBatchHandler:
         updates: list[ProfileUpdate] = []
         decisions: list[ExperimentDecision] = []
         memberships: list[SegmentChange] = []
+        watched = _Watched()
         skipped = 0
         for record in records:
             value = record.value
             if isinstance(value, CustomerEvent):
                 if value.type is EventType.TRACK and value.event in catalog.read_events:
-                    items.append(_Item(f"e:{value.message_id}", value.customer_id, value))
+                    at = Position(partition=record.partition, offset=record.offset)
+                    items.append(_Item(f"e:{value.message_id}", value.customer_id, value, at))
                 else:
                     skipped += 1
             elif isinstance(value, SegmentChange):
                 if value.segment_id in catalog.read_segments:
-                    items.append(_Item(f"s:{value.change_id}", value.customer_id, value))
+                    items.append(
+                        _Item(f"s:{value.change_id}", value.customer_id, value, value.position)
+                    )
                 else:  # only the projection: replaying it in order ends in the same state
                     memberships.append(value)
             elif isinstance(value, DispatchOutcome):
+                watched.add(value)
                 if (
                     value.journey_id,
                     value.journey_version,
@@ -158,10 +171,12 @@ class JourneyBatchHandler:
                 decisions.append(value)
         if skipped:
             EVENTS_SKIPPED.inc(skipped)
-        if not (items or updates or decisions or memberships):
+        if not (items or updates or decisions or memberships or watched):
             return
         try:
-            winners_changed = await self._apply(catalog, items, updates, decisions, memberships)
+            winners_changed = await self._apply(
+                catalog, items, updates, decisions, memberships, watched
+            )
         except UnknownVersion:
             self._catalogs.invalidate()  # the retry reloads the catalog first
             raise
@@ -176,9 +191,12 @@ class JourneyBatchHandler:
         updates: list[ProfileUpdate],
         decisions: list[ExperimentDecision],
         memberships: list[SegmentChange],
+        watched: _Watched,
     ) -> bool:
         now = self._clock()
         async with self._engine.begin() as conn:
+            await settle(conn, dispatch_ids=watched.settled)
+            await postpone(conn, until=watched.deferred, first=self._watch_after)
             claims = [item.claim for item in items] + [f"d:{d.decision_id}" for d in decisions]
             fresh = await claim_messages(conn, table=processed_messages, message_ids=claims)
             if len(fresh) < len(claims):
@@ -213,7 +231,7 @@ class JourneyBatchHandler:
             ]
             await repo.save_winners(conn, decisions=winners)
 
-            work = Work(catalog, now)
+            work = Work(catalog, now, self._watch_after)
             if items or pairs:
                 # merges first: the batch's inputs then find the runs under their new id
                 resolved = await lock_and_resolve(
@@ -279,7 +297,7 @@ class JourneyBatchHandler:
             runs = active.get(customer_id, [])
             customer_facts = facts.get(customer_id, Facts())
             for item, journeys in zip(customer_items, starts[customer_id], strict=True):
-                given = _input(item.value)
+                given = _input(item)
                 runs = [
                     work.apply(run, given, customer_facts) if run.status == "active" else run
                     for run in runs
@@ -326,10 +344,29 @@ class JourneyBatchHandler:
             trigger=trigger,
             now=work.now,
             facts=work.facts_for(facts, journey.id, journey.version),
+            position=item.position,
         )
         run = work.took(transition, new=True)
         history[key] = (work.now, run.on_steps)
         return run
+
+
+@dataclass(slots=True)
+class _Watched:
+    """What a batch's outcomes tell the watch of dispatch requests (every outcome,
+    whether a run reads it or not; idempotent, so a redelivery changes nothing)."""
+
+    settled: list[str] = field(default_factory=list)
+    deferred: list[tuple[str, datetime]] = field(default_factory=list)
+
+    def add(self, outcome: DispatchOutcome) -> None:
+        if outcome.status.is_final_decision:
+            self.settled.append(outcome.dispatch_id)
+        elif outcome.deferred_until is not None:
+            self.deferred.append((outcome.dispatch_id, outcome.deferred_until))
+
+    def __bool__(self) -> bool:
+        return bool(self.settled or self.deferred)
 
 
 def _starts(catalog: Catalog, item: _Item) -> tuple[LiveJourney, ...]:
@@ -353,9 +390,10 @@ def _starts(catalog: Catalog, item: _Item) -> tuple[LiveJourney, ...]:
     return ()
 
 
-def _input(value: CustomerEvent | SegmentChange | DispatchOutcome) -> Input:
+def _input(item: _Item) -> Input:
+    value = item.value
     if isinstance(value, CustomerEvent):
-        return EventInput(value.event or "", value.properties, value.timestamp)
+        return EventInput(value.event or "", value.properties, value.timestamp, item.position)
     if isinstance(value, SegmentChange):
-        return SegmentInput(value.segment_id, value.change is Change.ENTERED)
+        return SegmentInput(value.segment_id, value.change is Change.ENTERED, item.position)
     return OutcomeInput(value.dispatch_id, value.status, value.reason)

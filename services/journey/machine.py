@@ -13,6 +13,11 @@ which consumers drop by id.
 
 A send never stalls a run: without ``on_failure`` the run goes on at once; with it,
 the run waits for the outcome at most ``outcome_timeout`` and then goes on.
+
+A request carries ``requires``: the ``customer.events`` position of the input the
+transition applies (the trigger event's, or the segment change's), so the dispatcher
+decides it on a profile at least that new; a timer's or an outcome's transition
+requires none (see "Freshness" in docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from services.journey.definition import (
     property_at,
 )
 from shared.events import engagement
+from shared.events.base import Position
 from shared.events.customer_events import CustomerEvent, EventType
 from shared.events.dispatch_outcomes import Status
 from shared.events.dispatch_requests import DispatchRequest, dispatch_id_for
@@ -144,6 +150,8 @@ class EventInput:
     name: str
     properties: Mapping[str, Any]
     at: datetime
+    #: where it sits in ``customer.events``
+    position: Position | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +165,8 @@ class OutcomeInput:
 class SegmentInput:
     segment_id: str
     entered: bool
+    #: the ``customer.events`` position the change was folded from
+    position: Position | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,8 +281,10 @@ def enter(
     trigger: Mapping[str, Any],
     now: datetime,
     facts: Facts,
+    position: Position | None = None,
 ) -> Transition:
-    """Start a run (the caller checked the entry rules and the audience)."""
+    """Start a run (the caller checked the entry rules and the audience); ``position``:
+    the trigger's in ``customer.events``, which its requests require."""
     holdout = is_held_out(definition, journey_id, customer_id)
     run = Run(
         run_id=run_id,
@@ -284,7 +296,7 @@ def enter(
         trigger_event=trigger_event,
         trigger=dict(trigger),
     )
-    walk = _Walk(definition, run, now, facts)
+    walk = _Walk(definition, run, now, facts, position)
     walk.emit(RunEventKind.HELD_OUT if holdout else RunEventKind.ENTERED)
     if holdout:
         walk.steps_done()
@@ -302,7 +314,8 @@ def apply(
     """The run after ``given`` at ``now``. A run that exited stays as it is."""
     if run.status != "active":
         return Transition(run, None, [])
-    walk = _Walk(definition, run, now, facts)
+    position = given.position if isinstance(given, EventInput | SegmentInput) else None
+    walk = _Walk(definition, run, now, facts, position)
     match given:
         case Stop():
             walk.exit(given.reason, given.detail)
@@ -321,12 +334,19 @@ class _Walk:
     """One transition in progress: the run as it changes, and what it emits."""
 
     def __init__(
-        self, definition: JourneyDefinition, run: Run, now: datetime, facts: Facts
+        self,
+        definition: JourneyDefinition,
+        run: Run,
+        now: datetime,
+        facts: Facts,
+        position: Position | None = None,
     ) -> None:
         self.d = definition
         self.run = run.clone()  # the walk changes its own copy, never the caller's run
         self.now = now
         self.facts = facts
+        #: the input's position: what the requests of this transition require
+        self.position = position
         self.outputs: list[Output] = []
 
     def result(self) -> Transition:
@@ -492,6 +512,7 @@ class _Walk:
             run_id=run.run_id,
             variant=run.variant,
             requested_at=self.now,
+            requires=self.position,
         )
 
     def identify(self, step: UpdateTraitStep, visit: int) -> CustomerEvent:

@@ -9,6 +9,12 @@ EVENTS_SKIPPED = Counter(
     namespace="tenure",
     subsystem="journey",
 )
+REQUESTS_REPEATED = Counter(
+    "requests_repeated",
+    "Dispatch requests published again because no final outcome came within the bound.",
+    namespace="tenure",
+    subsystem="journey",
+)
 INPUTS_DUPLICATE = Counter(
     "inputs_duplicate",
     "Redelivered messages skipped by their id (events, segment changes, outcomes, decisions).",

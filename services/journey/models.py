@@ -12,6 +12,9 @@
   their runs were re-keyed, their late inputs are redirected.
 - ``split_winners``: promoted winners from ``experiment.decisions``.
 - ``step_counts``: how many runs reached, converted and exited at each step.
+- ``dispatch_watch``: each dispatch request published and not yet given a final
+  outcome, with when to request it again (its bytes as published: the same
+  ``dispatch_id``), so a request or an outcome the broker lost delays, never drops.
 - ``processed_messages`` (claims of consumed message ids) and ``outbox``.
 """
 
@@ -20,7 +23,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    Table,
+    Text,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -145,3 +159,16 @@ run_timers = timer_table(metadata, "run_timers", Column("run_id", Key))
 processed_messages = processed_messages_table(metadata)
 profiles = profile_projection_table(metadata)
 outbox = outbox_table(metadata)
+#: a timer table (key ``dispatch_id``, ``due_at``) with the request beside it
+dispatch_watch = Table(
+    "dispatch_watch",
+    metadata,
+    Column("dispatch_id", Key, primary_key=True),
+    Column("customer_id", Key, nullable=False),
+    #: the request's bytes as first published
+    Column("request", LargeBinary, nullable=False),
+    #: how many times it was requested again
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("due_at", Timestamp, nullable=False),
+    Index("ix_dispatch_watch_due", "due_at"),
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,6 +21,7 @@ from services.journey.definition import JourneyDefinition
 from services.journey.machine import Facts, Input, Output, Run, Stop, Transition, apply
 from services.journey.metrics import MESSAGES_EMITTED, RUN_EVENTS
 from services.journey.models import outbox, profiles
+from services.journey.watch import watch_requests
 from shared.db.outbox import enqueue
 from shared.db.profile_projection import load_profiles
 from shared.events import customer_events, dispatch_requests, journey_runs
@@ -29,6 +30,10 @@ from shared.events.dispatch_requests import DispatchRequest
 from shared.events.journey_runs import ExitReason, JourneyRunEvent
 from shared.events.registry import CUSTOMER_EVENTS, DISPATCH_REQUESTS, JOURNEY_RUNS
 from shared.kafka.producer import Message
+
+#: a request with no final outcome after this long is requested again (the default of
+#: ``TENURE_JOURNEY_OUTCOME_WAIT_S``)
+WATCH_AFTER = timedelta(minutes=15)
 
 
 class UnknownVersion(Exception):
@@ -69,9 +74,13 @@ async def load_facts(
 class Work:
     """The transitions of one transaction."""
 
-    def __init__(self, catalog: Catalog, now: datetime) -> None:
+    def __init__(
+        self, catalog: Catalog, now: datetime, watch_after: timedelta = WATCH_AFTER
+    ) -> None:
         self.catalog = catalog
         self.now = now
+        #: a request with no final outcome after this long is requested again
+        self.watch_after = watch_after
         self.runs: dict[str, Run] = {}
         #: runs entered in this transaction (inserted, not updated)
         self.new: set[str] = set()
@@ -125,8 +134,15 @@ class Work:
         events = [o for o in self.outputs if isinstance(o, JourneyRunEvent)]
         await repo.count_steps(conn, events=events)
         # one topic after another (each in order): fewer outbox rows, same per-topic order
-        messages = sorted((message_of(o) for o in self.outputs), key=lambda m: _ORDER[m.topic])
+        encoded = [(o, message_of(o)) for o in self.outputs]
+        messages = sorted((m for _, m in encoded), key=lambda m: _ORDER[m.topic])
         await enqueue(session=conn, outbox=outbox, messages=messages)
+        # each request is watched until its final outcome (services/journey/watch.py)
+        await watch_requests(
+            conn,
+            messages=[(o.dispatch_id, m) for o, m in encoded if isinstance(o, DispatchRequest)],
+            due_at=self.now + self.watch_after,
+        )
         for kind, count in Counter(event.kind.value for event in events).items():
             RUN_EVENTS.labels(kind).inc(count)
         requests = sum(isinstance(o, DispatchRequest) for o in self.outputs)

@@ -1,6 +1,6 @@
 """The journey service's parts on a :class:`~shared.runtime.ServiceRuntime`: the
-consumer of five topics, the run timer sweep, the claims cleanup and the outbox
-relay; and the one operation the API runs on runs (stopping them)."""
+consumer of five topics, the run timer sweep, the watch of dispatch requests, the
+claims cleanup and the outbox relay; and the one operation the API runs on runs (stopping them)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from services.journey.processing import Work
 from services.journey.references import ReferenceChecker
 from services.journey.settings import JourneySettings
 from services.journey.timers import timer_sweep
+from services.journey.watch import watch_sweep
 from shared.clock import Clock
 from shared.db.claims import claims_cleanup
 from shared.db.engine import create_engine
@@ -46,8 +47,13 @@ class Runtime:
         self.service = ServiceRuntime(
             "journey", engine=self.engine, publisher=self.publisher, relay=self.relay
         )
+        self.watch_after = timedelta(seconds=group.outcome_wait_s)
         self.handler = JourneyBatchHandler(
-            engine=self.engine, catalogs=self.catalogs, clock=clock, on_commit=self.relay.notify
+            engine=self.engine,
+            catalogs=self.catalogs,
+            clock=clock,
+            on_commit=self.relay.notify,
+            watch_after=self.watch_after,
         )
         self.runner = self.service.consumer(
             "consumer",
@@ -72,6 +78,17 @@ class Runtime:
                 workers=group.sweep_workers,
                 interval_s=group.sweep_interval_s,
                 on_commit=self.relay.notify,
+                watch_after=self.watch_after,
+            ),
+        )
+        self.service.loop(
+            "dispatch watch",
+            watch_sweep(
+                engine=self.engine,
+                clock=clock,
+                first=self.watch_after,
+                interval_s=group.watch_interval_s,
+                on_commit=self.relay.notify,
             ),
         )
         self.service.loop(
@@ -90,7 +107,7 @@ class Runtime:
         now = self.clock()
         async with self.engine.begin() as conn:
             locked = await repo.lock_runs(conn, run_ids=run_ids)
-            work = Work(catalog, now)
+            work = Work(catalog, now, self.watch_after)
             stopped = [work.apply(run, stop, Facts()) for run in locked]
             await work.write(conn)
         self.relay.notify()

@@ -28,6 +28,12 @@ class JourneyGroup(BaseModel):
     sweep_workers: int = Field(default=2, ge=1, le=16)
     #: how often other replicas' journey edits are looked for
     catalog_poll_s: float = Field(default=1.0, gt=0)
+    #: a dispatch request with no final outcome after this long is requested again (the
+    #: same ``dispatch_id``), then after twice as long each time (at most 6 h): a
+    #: request or an outcome the broker lost delays, never drops
+    outcome_wait_s: float = Field(default=900.0, gt=0)
+    #: how often the watch of dispatch requests looks for due ones
+    watch_interval_s: float = Field(default=5.0, gt=0)
     #: claimed message ids are kept this long for deduplication
     dedup_retention_days: int = Field(default=7, ge=1)
     #: the most a simulation may walk (virtual days after the first input)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row
@@ -30,7 +30,7 @@ from services.journey.metrics import (
     TIMERS_FIRED,
 )
 from services.journey.models import run_timers
-from services.journey.processing import UnknownVersion, Work, load_facts
+from services.journey.processing import WATCH_AFTER, UnknownVersion, Work, load_facts
 from shared.db.timers import TimerSweep, firing, schedule
 
 
@@ -41,6 +41,7 @@ def timer_round(
     clock: Callable[[], datetime],
     chunk: int,
     on_commit: Callable[[], None] = lambda: None,
+    watch_after: timedelta = WATCH_AFTER,
 ) -> Callable[[], Awaitable[int]]:
     """One sweep round: returns how many timers it claimed."""
 
@@ -53,7 +54,7 @@ def timer_round(
         if held:
             await schedule(conn, table=run_timers, rows=[(run_id, due[run_id]) for run_id in held])
             TIMERS_DEFERRED.inc(len(held))
-        work = Work(catalog, now)
+        work = Work(catalog, now, watch_after)
         facts = await load_facts(conn, catalog, {run.customer_id for run in locked})
         try:
             for run in locked:
@@ -87,10 +88,16 @@ def timer_sweep(
     workers: int,
     interval_s: float,
     on_commit: Callable[[], None] = lambda: None,
+    watch_after: timedelta = WATCH_AFTER,
 ) -> TimerSweep:
     return TimerSweep(
         timer_round(
-            engine=engine, catalogs=catalogs, clock=clock, chunk=chunk, on_commit=on_commit
+            engine=engine,
+            catalogs=catalogs,
+            clock=clock,
+            chunk=chunk,
+            on_commit=on_commit,
+            watch_after=watch_after,
         ),
         chunk=chunk,
         workers=workers,

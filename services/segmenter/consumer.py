@@ -15,6 +15,12 @@ One batch is one database transaction:
    changed), the next timer of each customer, and the outbox messages
    (``segment.changes``, ``profiles``).
 
+Every profile the batch touched is published, changed or not, stamped with ``folded``:
+the position in ``customer.events`` of the batch's last record of that customer; the
+membership changes the batch made carry the same position. That is what lets the
+journey and the dispatcher tell whether their copy of a profile has seen a given event
+(see "Freshness" in docs/architecture.md).
+
 The runner commits the offsets only after this transaction committed.
 
 An alias is keyed by the known id, the anonymous id's events by the anonymous id:
@@ -66,6 +72,7 @@ from shared.db.claims import claim_messages
 from shared.db.stamped import StampedCache
 from shared.db.transient import is_transient_db_error
 from shared.events import registry
+from shared.events.base import Position
 from shared.events.customer_events import CustomerEvent, EventType
 from shared.events.segment_changes import Change
 from shared.kafka.consumer import Decoder, Record
@@ -138,7 +145,7 @@ class EventBatchHandler:
         async with self._engine.begin() as conn:
             events = await self._drop_suppressed(conn, await self._claim(conn, records))
             if events:
-                await self._apply(conn, catalog, events, now, program)
+                await self._apply(conn, catalog, events, now, program, positions(records))
 
     async def _claim(
         self, conn: AsyncConnection, records: Sequence[Record[CustomerEvent]]
@@ -171,7 +178,9 @@ class EventBatchHandler:
         events: list[CustomerEvent],
         now: datetime,
         program: Program | None = None,
+        at: Mapping[str, Position] | None = None,
     ) -> None:
+        """``at``: each customer id's last position in the batch (:func:`positions`)."""
         exits: list[tuple[str, str]] = []
         merged_from: dict[str, list[str]] = defaultdict(list)
         for event in events:
@@ -201,11 +210,16 @@ class EventBatchHandler:
                 profile = working[customer_id] = new_profile(customer_id, first)
             for event in customer_events:
                 apply_event(profile, event, catalog.tracked)
-        for customer_id in merged_from.keys() & working.keys():
-            working[customer_id].changed = True  # publish the merge and the merged traits
         for profile in working.values():
-            if profile.changed:
-                profile.version += 1  # each published update of a profile has a new version
+            # every profile the batch folded is published, changed or not: its ``folded``
+            # position tells the projections they have seen this batch's events (and a
+            # merge's traits are published too); each update has a new version
+            profile.changed = True
+            profile.version += 1
+        folded = folded_positions(at or {}, merged_into)
+        for customer_id, position in folded.items():
+            if customer_id in working:
+                working[customer_id].folded = position  # stored, and on its messages
         versions = await repo.upsert_profiles(conn, rows=list(working.values()))
         # every profile of the batch is locked now: a merge or an erasure of one of
         # them either committed before (it shows here) or waits for this transaction
@@ -229,7 +243,7 @@ class EventBatchHandler:
         removed = await repo.remove_memberships(conn, rows=exits)
         changes = [(s, c, Change.EXITED) for s, c in sorted(removed)]
         changes += await self._evaluate(conn, catalog, working, scores, now)
-        await repo.enqueue(conn, messages=membership_change_messages(changes, catalog, now))
+        await repo.enqueue(conn, messages=membership_change_messages(changes, catalog, now, folded))
         changed = [p for p in working.values() if p.changed]
         await self._publish_profiles(conn, changed, versions, scores, now, merged_from)
 
@@ -449,15 +463,54 @@ async def load_snapshots(
     return snapshots
 
 
+def positions(records: Sequence[Record[CustomerEvent]]) -> dict[str, Position]:
+    """Each customer id's last position in the batch (duplicates included: a record the
+    segmenter skips as already folded was folded before)."""
+    last: dict[str, Position] = {}
+    for record in records:
+        held = last.get(record.value.customer_id)
+        if held is None or (record.partition, record.offset) > (held.partition, held.offset):
+            last[record.value.customer_id] = Position(
+                partition=record.partition, offset=record.offset
+            )
+    return last
+
+
+def folded_positions(
+    at: Mapping[str, Position], merged_into: Mapping[str, str]
+) -> dict[str, Position]:
+    """The position each profile folded up to: its own id's; for a profile with no event
+    of its own in the batch, the latest of the ids merged into it (an alias's anonymous
+    id, whose events may sit on another partition)."""
+    folded: dict[str, Position] = {}
+    for customer_id, position in at.items():
+        target = merged_into.get(customer_id, customer_id)
+        if target != customer_id and target in at:
+            continue  # the profile's own position wins
+        held = folded.get(target)
+        if held is None or (position.partition, position.offset) > (
+            held.partition,
+            held.offset,
+        ):
+            folded[target] = position
+    return folded
+
+
 def membership_change_messages(
-    changes: list[tuple[str, str, Change]], catalog: SegmentCatalog, now: datetime
+    changes: list[tuple[str, str, Change]],
+    catalog: SegmentCatalog,
+    now: datetime,
+    folded: Mapping[str, Position] | None = None,
 ) -> list[Message]:
     messages = []
     counts: Counter[Change] = Counter()
     for segment_id, customer_id, change in changes:
         segment = catalog.by_id.get(segment_id)
         version = segment.version if segment is not None else 1
-        messages.append(change_message(segment_id, version, customer_id, change, now, "event"))
+        position = folded.get(customer_id) if folded else None
+        messages.append(
+            change_message(segment_id, version, customer_id, change, now, "event", position)
+        )
         counts[change] += 1
     for change, count in counts.items():  # one metric update per kind, not per change
         MEMBERSHIP_CHANGES.labels(change.value).inc(count)

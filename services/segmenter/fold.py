@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from services.segmenter.rules.ast import dimension_key
+from shared.events.base import Position
 from shared.events.customer_events import CustomerEvent, EventType
 from shared.events.engagement import NOT_ACTIVITY
 
@@ -77,6 +78,8 @@ class WorkingProfile:
     stats: dict[str, StatDelta] = field(default_factory=dict)
     rollups: dict[tuple[str, str, date], list[float]] = field(default_factory=dict)
     _trait_times: dict[str, str] | None = field(default=None, repr=False, compare=False)
+    #: the ``customer.events`` position folded into it so far (stored; set by a batch)
+    folded: Position | None = None
 
     @property
     def trait_times(self) -> dict[str, str]:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from services.segmenter.fold import WorkingProfile
+from shared.events.base import Position
 from shared.events.profiles import ComputedFields, ProfileUpdate
 from shared.events.registry import PROFILES, SEGMENT_CHANGES
 from shared.events.segment_changes import Cause, Change
@@ -28,8 +29,16 @@ def change_id(segment_id: str, customer_id: str, version: int, change: str, at: 
 
 
 def change_message(
-    segment_id: str, version: int, customer_id: str, change: Change, at: datetime, cause: Cause
+    segment_id: str,
+    version: int,
+    customer_id: str,
+    change: Change,
+    at: datetime,
+    cause: Cause,
+    position: Position | None = None,
 ) -> Message:
+    """A membership change; ``position``: the ``customer.events`` position it was folded
+    from (an event's change)."""
     value = SEGMENT_CHANGES.encode_values(
         change_id=change_id(segment_id, customer_id, version, change.value, at),
         customer_id=customer_id,
@@ -38,6 +47,7 @@ def change_message(
         change=change,
         at=at,
         cause=cause,
+        position=_position(position),
     )
     return Message(SEGMENT_CHANGES.name, customer_id.encode(), value)
 
@@ -48,7 +58,8 @@ def change_json_sql(
     """The SQL expression (``bytea``) of one ``SegmentChange`` as UTF-8 JSON, from SQL
     expressions of its values, for the set-based writers (:mod:`membership_sql`); the
     same bytes as :func:`change_message` up to key order (the JSON of ``jsonb``), its
-    ``changeId`` made as :func:`change_id` makes it. A test decodes what every writer
+    ``changeId`` made as :func:`change_id` makes it. These changes come from time, not
+    from an event: they carry no ``position``. A test decodes what every writer
     puts in the outbox with the registry's decoder."""
     return f"""
         convert_to(jsonb_build_object(
@@ -74,7 +85,9 @@ def profile_message(
     """The ``profiles`` message of a customer: traits, contact fields, locale, scores,
     and their recommendations when they have some (every writer passes them: each
     message replaces the whole profile in the consumers' projections); ``merged_from``
-    announces the ids this batch merged into the customer."""
+    announces the ids this batch merged into the customer, and ``folded`` is the
+    position of the last ``customer.events`` record folded into it (stored with the
+    profile, so the jobs' messages carry it too)."""
     traits = profile.traits
     fields: dict[str, Any] = {
         "customer_id": profile.customer_id,
@@ -93,7 +106,12 @@ def profile_message(
     computed = {
         alias: score for name, alias in _COMPUTED if (score := scores.get(name)) is not None
     }
-    value = PROFILES.encode_values(**fields, computed=computed, recommendations=recommendations)
+    value = PROFILES.encode_values(
+        **fields,
+        computed=computed,
+        recommendations=recommendations,
+        folded=_position(profile.folded),
+    )
     return Message(PROFILES.name, profile.customer_id.encode(), value)
 
 
@@ -120,6 +138,13 @@ def deleted_profile_messages(
 _COMPUTED = tuple(
     (name, field.alias or name) for name, field in ComputedFields.model_fields.items()
 )
+
+
+def _position(position: Position | None) -> dict[str, int] | None:
+    """A position as :meth:`~shared.events.registry.Topic.encode_values` takes it."""
+    if position is None:
+        return None
+    return {"partition": position.partition, "offset": position.offset}
 
 
 def _text(value: Any) -> str | None:

@@ -90,6 +90,10 @@ class Profile(Base):
     scored_at: Mapped[datetime | None] = mapped_column(Timestamp)
     version: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    # the customer.events position last folded into the profile (Freshness): every
+    # ``profiles`` message carries it, the jobs' too
+    folded_partition: Mapped[int | None] = mapped_column(Integer)
+    folded_offset: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class EventStat(Base):

@@ -134,6 +134,12 @@ class ErasurePublic(BaseModel):
     suppressed: bool
 
 
+class RepublishPublic(BaseModel):
+    #: profiles changed at or after this instant were published again
+    since: datetime
+    profiles: int
+
+
 class SuppressionRequest(SafeModel):
     model_config = ConfigDict(extra="forbid")
 

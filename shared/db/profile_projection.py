@@ -6,6 +6,11 @@ tables nor calls it on the event path. The highest ``version`` wins, whatever or
 redeliveries come in. An erased profile (``deleted``) keeps only a tombstone, its
 id and version, with every personal field dropped, so that a stale update that
 arrives later cannot bring the data back.
+
+Each row keeps ``folded``, the ``customer.events`` position the segmenter had folded
+into the profile (``folded_partition``, ``folded_offset``): a message without one (a
+job's) keeps the position held. :func:`load_folded` reads it for the freshness checks
+(see "Freshness" in docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Integer,
     MetaData,
     Table,
     Text,
@@ -30,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.driver import fetch
 from shared.db.jsonb import json_object, json_text
+from shared.events.base import Position
 from shared.events.profiles import ProfileUpdate
 
 Timestamp = DateTime(timezone=True)
@@ -55,6 +62,9 @@ def profile_projection_table(metadata: MetaData, name: str = "profiles") -> Tabl
         Column("first_seen_at", Timestamp),
         Column("last_seen_at", Timestamp),
         Column("updated_at", Timestamp, nullable=False),
+        #: how far the segmenter had folded the customer's ``customer.events``
+        Column("folded_partition", Integer),
+        Column("folded_offset", BigInteger),
     )
 
 
@@ -107,21 +117,26 @@ async def apply_profile_updates(
         conn,
         f"""
         INSERT INTO {table.fullname} AS p (customer_id, version, deleted, traits, email, phone,
-            timezone, locale, computed, first_seen_at, last_seen_at, updated_at)
+            timezone, locale, computed, first_seen_at, last_seen_at, updated_at,
+            folded_partition, folded_offset)
         SELECT u.customer_id, u.version, u.deleted, u.traits::jsonb, u.email, u.phone,
             u.timezone, u.locale, u.computed::jsonb, u.first_seen_at, u.last_seen_at,
-            u.updated_at
+            u.updated_at, u.folded_partition, u.folded_offset
         FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::text[], $5::text[], $6::text[],
             $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[],
-            $12::timestamptz[])
+            $12::timestamptz[], $13::int[], $14::bigint[])
             AS u(customer_id, version, deleted, traits, email, phone, timezone, locale,
-                 computed, first_seen_at, last_seen_at, updated_at)
+                 computed, first_seen_at, last_seen_at, updated_at, folded_partition,
+                 folded_offset)
         ON CONFLICT (customer_id) DO UPDATE SET
             version = EXCLUDED.version, deleted = EXCLUDED.deleted, traits = EXCLUDED.traits,
             email = EXCLUDED.email, phone = EXCLUDED.phone, timezone = EXCLUDED.timezone,
             locale = EXCLUDED.locale, computed = EXCLUDED.computed,
             first_seen_at = EXCLUDED.first_seen_at, last_seen_at = EXCLUDED.last_seen_at,
-            updated_at = EXCLUDED.updated_at
+            updated_at = EXCLUDED.updated_at,
+            folded_partition = coalesce(EXCLUDED.folded_partition, p.folded_partition),
+            folded_offset = CASE WHEN EXCLUDED.folded_partition IS NULL THEN p.folded_offset
+                ELSE EXCLUDED.folded_offset END
         WHERE p.version < EXCLUDED.version
         RETURNING customer_id, deleted
         """,
@@ -137,6 +152,8 @@ async def apply_profile_updates(
         column(lambda row: row.first_seen_at),
         column(lambda row: row.last_seen_at),
         [row.updated_at for row in rows],
+        [row.folded.partition if row.folded else None for row in rows],
+        [row.folded.offset if row.folded else None for row in rows],
     )
     return ProjectionChanges(
         updated=frozenset(r["customer_id"] for r in changed if not r["deleted"]),
@@ -176,6 +193,30 @@ async def erased_ids(conn: AsyncConnection, *, table: Table, ids: Iterable[str])
         wanted,
     )
     return frozenset(row["customer_id"] for row in rows)
+
+
+async def load_folded(
+    conn: AsyncConnection, *, table: Table, ids: Iterable[str]
+) -> dict[str, Position | None]:
+    """How far each projected profile among ``ids`` (erased ones too) has folded
+    (``None``: a row without a position); ids without a row are absent."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
+    rows = await fetch(
+        conn,
+        f"SELECT customer_id, folded_partition, folded_offset FROM {table.fullname} "
+        "WHERE customer_id = ANY($1::text[])",
+        wanted,
+    )
+    return {
+        row["customer_id"]: (
+            Position(partition=row["folded_partition"], offset=row["folded_offset"])
+            if row["folded_partition"] is not None
+            else None
+        )
+        for row in rows
+    }
 
 
 def _profile(row: Mapping[str, Any]) -> ProjectedProfile:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 
@@ -37,3 +37,25 @@ class EventModel(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes) -> Self:
         return cls.model_validate_json(raw)
+
+
+class Position(EventModel):
+    """Where a record sits in ``customer.events``: its partition and offset.
+
+    All of a customer's events are on one partition (the topic is keyed by customer
+    id) and every consumer reads a partition in order, so a position is a watermark:
+    a service that folded a customer's events up to ``offset`` on ``partition`` has
+    seen every earlier event of that customer. Positions on different partitions are
+    not comparable (see "Freshness" in docs/architecture.md)."""
+
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+
+    def reached_by(self, folded: Position | None) -> bool:
+        """Whether a copy that folded up to ``folded`` has seen this position: the same
+        partition at this offset or later, or another partition (not comparable: the
+        customer's events moved, say by an alias, and the copy is taken as current).
+        ``None`` (nothing folded, or no position known) never has."""
+        if folded is None:
+            return False
+        return folded.partition != self.partition or folded.offset >= self.offset

@@ -48,6 +48,9 @@ class Reason(StrEnum):
     """The reasons the dispatcher gives; ``reason`` is free text beyond these."""
 
     NO_CONTACT = "no_contact"
+    #: the dispatcher's profile copy had not folded the request's trigger yet (a wait,
+    #: not an outcome; in a ``no_contact`` decided once the wait's bound passed)
+    PROFILE_BEHIND = "profile_behind"
     NO_CONSENT = "no_consent"
     UNSUBSCRIBED = "unsubscribed"
     ERASED = "erased"

@@ -3,7 +3,12 @@
 Keyed by customer id. ``dispatch_id`` is deterministic from the run, the step and the
 attempt (:func:`dispatch_id_for`), so the same request published twice (an outbox
 redelivery, a replayed timer) is one send: the dispatcher records a delivery under
-``dispatch_id`` before it calls a provider and drops a request it already holds.
+``dispatch_id`` before it calls a provider and drops a request it already holds
+(re-publishing its final outcome, if it has one: the journey re-requests a dispatch
+whose outcome never came).
+
+Additive to v1: ``requires``, the ``customer.events`` position the decision needs the
+dispatcher's profile copy to have folded (the trigger's); absent: none.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, JsonValue, model_validator
 
-from shared.events.base import EventModel, UtcDatetime
+from shared.events.base import EventModel, Position, UtcDatetime
 from shared.events.channels import Channel
 
 TOPIC = "dispatch.requests"
@@ -106,6 +111,8 @@ class DispatchRequest(EventModel):
     run_id: str | None = None
     variant: str | None = None
     requested_at: UtcDatetime
+    #: the ``customer.events`` position the profile must have folded before a decision
+    requires: Position | None = None
 
     @model_validator(mode="after")
     def _distinct_channels(self) -> DispatchRequest:

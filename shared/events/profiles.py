@@ -11,7 +11,11 @@ of theirs it came from), absent until computed; ``mergedFrom`` (on the known
 customer's update: the ids just merged into it by an ``alias``, or an ``identify``
 carrying both ``userId`` and ``anonymousId``) and ``mergedInto`` (on the ``deleted``
 tombstone of a merged-away id: the id it now lives under; such a tombstone is a
-merge, not an erasure).
+merge, not an erasure); ``folded``: the position in
+``customer.events`` of the last record the segmenter folded into this profile (stored
+with it, so the jobs' messages carry it too); absent for a profile not folded since
+positions exist: a projection then keeps the position it holds. See "Freshness" in
+docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Literal
 
 from pydantic import Field, JsonValue
 
-from shared.events.base import EventModel, UtcDatetime
+from shared.events.base import EventModel, Position, UtcDatetime
 
 TOPIC = "profiles"
 DLQ_TOPIC = f"{TOPIC}.dlq"
@@ -63,6 +67,8 @@ class ProfileUpdate(EventModel):
     #: a ``deleted`` tombstone of an id merged into another: that id (not an erasure)
     merged_into: str | None = Field(default=None, min_length=1)
     updated_at: UtcDatetime
+    #: how far the segmenter folded this customer's ``customer.events`` (additive to v1)
+    folded: Position | None = None
 
     @property
     def key(self) -> bytes:

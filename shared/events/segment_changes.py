@@ -2,6 +2,10 @@
 
 Keyed by customer id. Emitted once per change through the segmenter's outbox;
 ``change_id`` is unique per change, so a consumer can drop redeliveries.
+
+Additive to v1: ``position``, for a change made by folding an event, is that batch's
+last ``customer.events`` position of the customer (the ``folded`` of the ``profiles``
+message queued with it); absent for changes made by time, edits or scores.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.events.base import EventModel, UtcDatetime
+from shared.events.base import EventModel, Position, UtcDatetime
 
 TOPIC = "segment.changes"
 DLQ_TOPIC = f"{TOPIC}.dlq"
@@ -35,6 +39,8 @@ class SegmentChange(EventModel):
     at: UtcDatetime
     #: what caused it: an event batch, time passing, a segment edit, a deletion
     cause: Cause = "event"
+    #: the ``customer.events`` position the change was folded from (``cause`` event)
+    position: Position | None = None
 
     @property
     def key(self) -> bytes:

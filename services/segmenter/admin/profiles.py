@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from services.segmenter import repository as repo
 from services.segmenter.catalog import SegmentCatalog
 from services.segmenter.errors import NotFound
@@ -12,6 +14,7 @@ from services.segmenter.schemas import (
     EventStatPublic,
     MembershipPublic,
     ProfilePublic,
+    RepublishPublic,
     ScoresPublic,
 )
 from shared.db.engine import snapshot
@@ -109,3 +112,27 @@ async def erase_profile(runtime: Runtime, customer_id: str, *, suppress: bool) -
 def _version(catalog: SegmentCatalog, segment_id: str) -> int:
     segment = catalog.by_id.get(segment_id)
     return segment.version if segment is not None else 1
+
+
+#: profiles published again per transaction
+REPUBLISH_CHUNK = 1_000
+
+
+async def republish_profiles(runtime: Runtime, since: datetime) -> RepublishPublic:
+    """Publish again every profile written at or after ``since``, each with a new
+    version (so it replaces whatever a consumer's projection holds): the resync of the
+    journey's and the dispatcher's copies after the broker lost ``profiles`` messages.
+    In chunks of :data:`REPUBLISH_CHUNK`, one transaction each."""
+    count, after = 0, ""
+    while True:
+        async with runtime.engine.begin() as conn:
+            ids = await repo.profiles_changed_since(
+                conn, since=since, after=after, limit=REPUBLISH_CHUNK
+            )
+            if ids:
+                await repo.publish_profiles(conn, ids=ids, now=runtime.clock())
+        if not ids:
+            break
+        runtime.relay.notify()
+        count, after = count + len(ids), ids[-1]
+    return RepublishPublic(since=since, profiles=count)

@@ -30,7 +30,11 @@ from services.segmenter.repository.memberships import (
     remove_memberships,
     set_timers,
 )
-from services.segmenter.repository.outbox import enqueue, publish_profiles
+from services.segmenter.repository.outbox import (
+    enqueue,
+    profiles_changed_since,
+    publish_profiles,
+)
 from services.segmenter.repository.profiles import (
     add_event_stats,
     add_rollups,
@@ -109,6 +113,7 @@ __all__ = [
     "merged_or_suppressed",
     "move_activity",
     "profile_row",
+    "profiles_changed_since",
     "publish_profiles",
     "record_alias",
     "record_backfill_progress",

@@ -16,6 +16,7 @@ from services.segmenter.messages import profile_message
 from services.segmenter.models import outbox
 from services.segmenter.repository.profiles import bump_versions, load_profiles, load_scores
 from services.segmenter.repository.recommendations import load_recommendations
+from shared.db.driver import fetch
 from shared.db.outbox import enqueue as enqueue_in_outbox
 from shared.kafka.producer import Message
 
@@ -44,3 +45,19 @@ async def publish_profiles(conn: AsyncConnection, *, ids: Sequence[str], now: da
         for customer_id, profile in working.items()
     ]
     await enqueue(conn, messages=messages)
+
+
+async def profiles_changed_since(
+    conn: AsyncConnection, *, since: datetime, after: str, limit: int
+) -> list[str]:
+    """Up to ``limit`` ids (in order, after ``after``) of profiles written at or after
+    ``since``."""
+    rows = await fetch(
+        conn,
+        "SELECT customer_id FROM segmenter.profiles WHERE updated_at >= $1 "
+        "AND customer_id > $2 ORDER BY customer_id LIMIT $3",
+        since,
+        after,
+        limit,
+    )
+    return [row[0] for row in rows]

@@ -18,12 +18,13 @@ from services.segmenter.repository.tables import profiles
 from services.segmenter.rules.snapshot import DayTotals, EventStatView, RollupKey
 from shared.db.driver import execute, fetch
 from shared.db.jsonb import json_object, json_text
+from shared.events.base import Position
 
 # jsonb as text, decoded by orjson: the engine's codec decodes with ``json.loads``,
 # several times slower on the traits of thousands of profiles per batch.
 _PROFILE_COLUMNS = (
     "customer_id, traits::text, trait_times::text, first_seen_at, last_seen_at, timezone, "
-    "locale, version"
+    "locale, version, folded_partition, folded_offset"
 )
 _SCORE_COLUMNS = (
     "churn_risk",
@@ -49,6 +50,7 @@ def _working(row: Any) -> WorkingProfile:
         locale=row[6],
         version=row[7],
         stored=True,
+        folded=Position(partition=row[8], offset=row[9]) if row[8] is not None else None,
     )
 
 
@@ -75,7 +77,7 @@ async def load_profiles_and_scores(
         wanted,
     )
     found = {row[0]: _working(row) for row in rows}
-    scores = {row[0]: _scores(row[0], row[8:]) for row in rows}
+    scores = {row[0]: _scores(row[0], row[10:]) for row in rows}
     return found, scores
 
 
@@ -124,10 +126,14 @@ async def _upsert_whole(conn: AsyncConnection, rows: Sequence[WorkingProfile]) -
         """
         INSERT INTO segmenter.profiles AS p
             (customer_id, traits, trait_times, first_seen_at, last_seen_at, timezone, locale,
-             version)
+             version, folded_partition, folded_offset)
         SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::timestamptz[],
-                             $5::timestamptz[], $6::text[], $7::text[], $8::bigint[])
+                             $5::timestamptz[], $6::text[], $7::text[], $8::bigint[],
+                             $9::int[], $10::bigint[])
         ON CONFLICT (customer_id) DO UPDATE SET
+            folded_partition = coalesce(excluded.folded_partition, p.folded_partition),
+            folded_offset = CASE WHEN excluded.folded_partition IS NULL
+                THEN p.folded_offset ELSE excluded.folded_offset END,
             traits = excluded.traits,
             trait_times = excluded.trait_times,
             first_seen_at = LEAST(p.first_seen_at, excluded.first_seen_at),
@@ -146,8 +152,16 @@ async def _upsert_whole(conn: AsyncConnection, rows: Sequence[WorkingProfile]) -
         [p.timezone for p in rows],
         [p.locale for p in rows],
         [p.version for p in rows],
+        *_folded(rows),
     )
     return {row[0]: row[1] for row in stored}
+
+
+def _folded(rows: Sequence[WorkingProfile]) -> tuple[list[int | None], list[int | None]]:
+    return (
+        [p.folded.partition if p.folded else None for p in rows],
+        [p.folded.offset if p.folded else None for p in rows],
+    )
 
 
 async def _update_activity(conn: AsyncConnection, rows: Sequence[WorkingProfile]) -> dict[str, int]:
@@ -159,9 +173,14 @@ async def _update_activity(conn: AsyncConnection, rows: Sequence[WorkingProfile]
             first_seen_at = LEAST(p.first_seen_at, v.first_seen_at),
             last_seen_at = GREATEST(p.last_seen_at, v.last_seen_at),
             version = GREATEST(p.version, v.version),
+            folded_partition = coalesce(v.folded_partition, p.folded_partition),
+            folded_offset = CASE WHEN v.folded_partition IS NULL
+                THEN p.folded_offset ELSE v.folded_offset END,
             updated_at = now()
-        FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bigint[])
-            AS v(customer_id, first_seen_at, last_seen_at, version)
+        FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bigint[],
+                    $5::int[], $6::bigint[])
+            AS v(customer_id, first_seen_at, last_seen_at, version, folded_partition,
+                 folded_offset)
         WHERE p.customer_id = v.customer_id
         RETURNING p.customer_id, p.version
         """,
@@ -169,6 +188,7 @@ async def _update_activity(conn: AsyncConnection, rows: Sequence[WorkingProfile]
         [p.first_seen_at for p in rows],
         [p.last_seen_at for p in rows],
         [p.version for p in rows],
+        *_folded(rows),
     )
     return {row[0]: row[1] for row in stored}
 

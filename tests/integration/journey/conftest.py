@@ -114,15 +114,24 @@ class Stack:
     async def dispatches(
         self, customer_id: str, count: int, within_s: float = 15.0
     ) -> list[dict[str, Any]]:
-        records = await self.requests.wait_for_count(
-            lambda r: r.key == customer_id.encode(), count, within_s
-        )
-        return [orjson.loads(r.value) for r in records]
+        """The customer's first ``count`` dispatches, each once: a dispatch requested
+        again by the journey's watch (the clock moved past its wait for an outcome, and
+        no dispatcher runs here) is the same ``dispatchId``."""
+        for _ in range(int(within_s / 0.05)):
+            found = self.dispatches_so_far(customer_id)
+            if len(found) >= count:
+                return found[:count]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{len(found)} dispatches of {customer_id}, not {count}")
 
     def dispatches_so_far(self, customer_id: str) -> list[dict[str, Any]]:
-        return [
-            orjson.loads(r.value) for r in self.requests.records if r.key == customer_id.encode()
-        ]
+        """The customer's dispatches so far, each once (see :meth:`dispatches`)."""
+        distinct: dict[str, dict[str, Any]] = {}
+        for r in self.requests.records:
+            if r.key == customer_id.encode():
+                value = orjson.loads(r.value)
+                distinct.setdefault(value["dispatchId"], value)
+        return list(distinct.values())
 
     async def customer_runs(self, customer_id: str, *, until: Any = None) -> list[dict[str, Any]]:
         """The customer's runs once ``until(runs)`` holds (the consumer is asynchronous)."""
@@ -172,6 +181,7 @@ def journey_settings(kafka: KafkaSettings, url: str, **group: Any) -> JourneySet
             consumer_group=f"journey-{uuid.uuid4().hex[:8]}",
             sweep_interval_s=0.05,
             catalog_poll_s=0.1,
+            watch_interval_s=0.1,
             **group,
         ),
     )

@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from shared.db.migrations import upgrade
+from shared.events import customer_events as customer_events_topic
 from shared.events import profiles as profiles_topic
+from shared.events.base import Position
 from shared.events.profiles import ProfileUpdate
 from tenure.embedded import EmbeddedBroker
 from tenure.services import SERVICES
@@ -20,7 +22,7 @@ from tenure.sinks import HttpRecorder, SmtpSink
 from tests.conftest import NewDatabase
 from tests.integration.dispatcher.conftest import ADMIN as DISPATCHER_ADMIN
 from tests.integration.dispatcher.conftest import start_stack
-from tests.integration.journey.conftest import Stack, module_kafka
+from tests.integration.journey.conftest import Stack, module_kafka, track
 from tests.integration.journey.test_steps import customer, kinds, name
 
 
@@ -95,6 +97,14 @@ async def test_outcomes_of_the_real_dispatcher_move_runs_on(
         }
     )
     reachable, unreachable = customer(), customer()
+    before = smtp.count
+    at = {}
+    for who in (reachable, unreachable):
+        (delivered,) = await stack.send(
+            customer_events_topic.TOPIC, track(who, trigger, stack.clock.now)
+        )
+        at[who] = Position(partition=delivered.partition, offset=delivered.offset)
+    # the segmenter's profiles, having folded the trigger (the requests wait for them)
     await stack.send(
         profiles_topic.TOPIC,
         ProfileUpdate(
@@ -102,14 +112,12 @@ async def test_outcomes_of_the_real_dispatcher_move_runs_on(
             version=1,
             email=f"{reachable}@example.com",
             updated_at=stack.clock.now,
+            folded=at[reachable],
         ),
-        ProfileUpdate(customer_id=unreachable, version=1, updated_at=stack.clock.now),
+        ProfileUpdate(
+            customer_id=unreachable, version=1, updated_at=stack.clock.now, folded=at[unreachable]
+        ),
     )
-    await _projected(dispatcher_engine, "dispatcher", [reachable, unreachable])
-    await _projected(stack.runtime.engine, "journey", [reachable, unreachable])
-    before = smtp.count
-    for who in (reachable, unreachable):
-        await stack.track(who, trigger)
     sent = await stack.run_events(reachable, 5, within_s=30)
     assert kinds(sent)[-2:] == ["step_reached:done", "exited:"]
     await smtp.wait_for(before + 1)

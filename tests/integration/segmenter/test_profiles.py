@@ -356,3 +356,65 @@ async def test_suppressing_without_erasure_freezes_the_profile(stack: Stack) -> 
     await _suppressed_events_after(dropped_before, 1)
     assert (await stack.profile(customer))["traits"] == {"plan": "free"}
     assert (await stack.client.get("/v1/suppressions")).status_code == 401
+
+
+async def test_every_batch_publishes_the_profile_stamped_with_how_far_it_folded(
+    stack: Stack,
+) -> None:
+    """A batch that changes nothing published (a track event) still publishes the
+    profile, with a later ``folded`` position on the same partition: that is how the
+    journey and the dispatcher know their copy has seen an event (Freshness)."""
+    customer = f"c-{run_id()}"
+    mine = lambda r: r.key == customer.encode()  # noqa: E731
+    await stack.send(event("identify", customer, START, traits={"email": "f@example.com"}))
+    first = orjson.loads((await stack.profiles.wait_for(mine)).value)
+    await stack.send(event("track", customer, START, event="Viewed"))
+    records = await stack.profiles.wait_for_count(mine, 2)
+    second = orjson.loads(records[1].value)
+    assert second["traits"] == first["traits"]
+    assert second["version"] > first["version"]
+    assert first["folded"]["partition"] == second["folded"]["partition"]
+    assert second["folded"]["offset"] > first["folded"]["offset"]
+
+
+async def test_profiles_changed_since_are_published_again_with_a_new_version(
+    stack: Stack,
+) -> None:
+    """The resync of the consumers' profile copies after the broker lost messages."""
+    from datetime import UTC
+
+    customer = f"c-{run_id()}"
+    mine = lambda r: r.key == customer.encode()  # noqa: E731
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    await stack.send(event("identify", customer, START, traits={"email": "r@example.com"}))
+    first = orjson.loads((await stack.profiles.wait_for(mine)).value)
+    answer = await stack.client.post(
+        "/v1/profiles/republish", params={"since": since.isoformat()}, headers=ADMIN
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["profiles"] >= 1
+    again = orjson.loads((await stack.profiles.wait_for_count(mine, 2))[1].value)
+    assert again["version"] > first["version"]
+    assert again["email"] == "r@example.com"
+    naive = await stack.client.post(
+        "/v1/profiles/republish", params={"since": "2026-01-01T00:00:00"}, headers=ADMIN
+    )
+    assert naive.status_code == 422
+
+
+async def test_the_position_is_stored_so_a_republished_profile_carries_it(
+    stack: Stack,
+) -> None:
+    from datetime import UTC
+
+    customer = f"c-{run_id()}"
+    mine = lambda r: r.key == customer.encode()  # noqa: E731
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    await stack.send(event("identify", customer, START, traits={"email": "p@example.com"}))
+    first = orjson.loads((await stack.profiles.wait_for(mine)).value)
+    answer = await stack.client.post(
+        "/v1/profiles/republish", params={"since": since.isoformat()}, headers=ADMIN
+    )
+    assert answer.status_code == 200, answer.text
+    again = orjson.loads((await stack.profiles.wait_for_count(mine, 2))[1].value)
+    assert again["folded"] == first["folded"]

@@ -314,3 +314,21 @@ async def test_preview_counts_matching_profiles_without_saving(stack: Stack) -> 
     assert answer.status_code == 200
     assert answer.json()["count"] == 2
     assert sorted(answer.json()["sample"]) == sorted(ids[3:])
+
+
+async def test_a_change_made_by_an_event_carries_the_position_its_profile_folded(
+    stack: Stack,
+) -> None:
+    run = run_id()
+    await create(
+        stack,
+        f"pos-{run}",
+        tagged(run, {"kind": "trait", "trait": "vip", "op": "eq", "value": True}),
+    )
+    customer = f"c-{run}"
+    await stack.send(event("identify", customer, START, traits={"run": run, "vip": True}))
+    (change,) = await stack.changes_of(customer, 1)
+    profile = await stack.profiles.wait_for(lambda r: r.key == customer.encode())
+    import orjson
+
+    assert change["position"] == orjson.loads(profile.value)["folded"]

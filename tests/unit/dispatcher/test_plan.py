@@ -11,9 +11,17 @@ from hypothesis import strategies as st
 from services.dispatcher.compose import Composer
 from services.dispatcher.contacts import Contact
 from services.dispatcher.links import LinkSigner
-from services.dispatcher.plan import Facts, Template, plan
+from services.dispatcher.plan import (
+    RECHECK_MAX,
+    Facts,
+    Template,
+    behind,
+    plan,
+    recheck_after,
+)
 from services.dispatcher.policy import Action, Preferences, SendPolicy, Sent
 from services.dispatcher.templates import TemplateDefinition
+from shared.events.base import Position
 from shared.events.channels import Channel
 from shared.events.dispatch_outcomes import Reason, Status
 from shared.events.dispatch_requests import DLQ_TOPIC, DispatchRequest, Priority
@@ -33,6 +41,9 @@ BROKEN = TemplateDefinition.model_validate(
 )
 _FIRST = datetime(2026, 1, 1)  # noqa: DTZ001 (hypothesis wants naive bounds)
 _LAST = datetime(2027, 1, 1)  # noqa: DTZ001
+
+#: positions in customer.events, on few partitions and offsets so that they often meet
+positions = st.builds(Position, partition=st.integers(0, 1), offset=st.integers(0, 5))
 
 ZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo", "Pacific/Apia", "Nowhere/X"]
 
@@ -63,6 +74,9 @@ def cases(draw: st.DrawFn) -> tuple[DispatchRequest, Facts, SendPolicy, datetime
     }
     if expires is not None:
         fields["expires_at"] = now + timedelta(seconds=expires)
+    requires = draw(st.none() | positions)
+    if requires is not None:
+        fields["requires"] = requires
     request = DispatchRequest.model_validate(fields)
     contact = draw(
         st.none()
@@ -95,6 +109,8 @@ def cases(draw: st.DrawFn) -> tuple[DispatchRequest, Facts, SendPolicy, datetime
             channels=draw(st.fixed_dictionaries({}, optional={"email": st.booleans()})),
         ),
         recent=recent,
+        folded=draw(st.none() | positions),
+        waited=timedelta(seconds=draw(st.integers(0, 1_200))),
     )
     return request, facts, SendPolicy(), now
 
@@ -112,9 +128,11 @@ def test_exactly_one_action_with_its_effects(case: Any) -> None:
     }[result.action]
     assert result.update.dispatch_id == request.dispatch_id
     assert result.update.status == status
-    # a send is handed over and has no outcome yet; every other action has its outcome
+    # a send is handed over and has no outcome yet, nor has a wait for the profile copy
+    # (nothing is decided); every other action has its outcome
     assert (result.send is not None) == (result.action is Action.SEND)
-    assert (result.outcome is None) == (result.action is Action.SEND)
+    waiting = result.update.reason == Reason.PROFILE_BEHIND
+    assert (result.outcome is None) == (result.action is Action.SEND or waiting)
     assert (result.timer is not None) == (result.action is Action.DEFER)
     if result.outcome is not None:
         assert (
@@ -231,3 +249,89 @@ def test_a_template_that_does_not_render_fails_with_a_dead_letter() -> None:
     assert (result.update.reason or "").startswith(Reason.TEMPLATE_ERROR)
     assert result.update.template_version == 2
     assert [m.topic for m in result.messages][-1] == DLQ_TOPIC
+
+
+# --- freshness: a request waits (bounded) for the profile copy to reach its trigger ---
+
+
+@settings(max_examples=200, deadline=None)
+@given(cases())
+def test_a_request_behind_its_profile_waits_with_no_outcome_until_the_bound(case: Any) -> None:
+    request, facts, policy, now = case
+    result = plan(request, facts, policy, now, COMPOSER)
+    expires = request.expires_at
+    if (
+        behind(request, facts)
+        and facts.waited < facts.profile_wait
+        and (expires is None or expires > now + RECHECK_MAX)
+    ):
+        assert result.action is Action.DEFER
+        assert result.update.status == "deferred"
+        assert result.update.reason == Reason.PROFILE_BEHIND
+        assert result.outcome is None and result.messages == () and result.send is None
+        # the send time and the template are decided once the copy caught up
+        assert result.update.not_before is None and result.update.template_version is None
+        assert result.timer is not None and now < result.timer <= now + RECHECK_MAX
+        # never beyond the bound: once it is reached the request is decided
+        assert result.timer <= now - facts.waited + facts.profile_wait
+    elif not behind(request, facts) or facts.waited >= facts.profile_wait:
+        assert result.update.reason != Reason.PROFILE_BEHIND
+    if result.update.reason == Reason.PROFILE_BEHIND and expires is not None:
+        assert result.timer is not None and result.timer < expires  # never waits past it
+
+
+@settings(max_examples=200, deadline=None)
+@given(cases())
+def test_a_copy_that_reached_the_trigger_decides_as_if_nothing_was_required(case: Any) -> None:
+    request, facts, policy, now = case
+    if behind(request, facts):
+        return
+    free = request.model_copy(update={"requires": None})
+    first, again = (
+        plan(request, facts, policy, now, COMPOSER),
+        plan(free, facts, policy, now, COMPOSER),
+    )
+    assert (first.action, first.update, first.timer) == (again.action, again.update, again.timer)
+
+
+@settings(max_examples=200, deadline=None)
+@given(cases())
+def test_past_the_bound_it_is_decided_and_a_no_contact_says_it_was_behind(case: Any) -> None:
+    request, facts, policy, now = case
+    if not behind(request, facts) or facts.waited < facts.profile_wait:
+        return
+    result = plan(request, facts, policy, now, COMPOSER)
+    free = plan(request.model_copy(update={"requires": None}), facts, policy, now, COMPOSER)
+    assert result.action is free.action
+    if free.update.reason == Reason.NO_CONTACT:
+        assert result.update.reason is not None
+        assert result.update.reason.startswith(f"{Reason.NO_CONTACT}: ")
+        assert Reason.PROFILE_BEHIND in result.update.reason
+        assert result.outcome is not None and result.outcome.reason == result.update.reason
+    else:
+        assert result.update == free.update
+
+
+@given(
+    required=positions,
+    folded=st.none() | positions,
+)
+def test_behind_means_no_copy_or_an_earlier_offset_on_the_same_partition(
+    required: Position, folded: Position | None
+) -> None:
+    request = _now_request().model_copy(update={"requires": required})
+    facts = Facts(contact=Contact("ada"), template=Template(1, TEMPLATE), folded=folded)
+    expected = folded is None or (
+        folded.partition == required.partition and folded.offset < required.offset
+    )
+    assert behind(request, facts) is expected
+    erased = Facts(contact=Contact("ada", erased=True), template=Template(1, TEMPLATE))
+    assert not behind(request, erased)  # nothing newer will come for an erased customer
+    assert not behind(_now_request(), facts)  # nothing required
+
+
+@given(st.integers(0, 3_600), st.integers(0, 3_600))
+def test_looks_again_after_1_s_then_about_the_time_waited_at_most_30_s(a: int, b: int) -> None:
+    first, second = sorted((timedelta(seconds=a), timedelta(seconds=b)))
+    assert timedelta(seconds=1) <= recheck_after(first) <= recheck_after(second) <= RECHECK_MAX
+    assert recheck_after(timedelta(0)) == timedelta(seconds=1)

@@ -13,13 +13,15 @@ from services.journey.machine import (
     SegmentInput,
     Stop,
     TimerFired,
+    apply,
     may_enter,
     next_local_time,
     trigger_matches,
 )
+from shared.events.base import Position
 from shared.events.customer_events import CustomerEvent
 from shared.events.dispatch_outcomes import Status
-from shared.events.dispatch_requests import dispatch_id_for
+from shared.events.dispatch_requests import DispatchRequest, dispatch_id_for
 from shared.events.journey_runs import ExitReason
 from tests.unit.journey.helpers import ABANDONED_CART, START, Driver, definition
 
@@ -382,3 +384,52 @@ def test_a_match_on_a_key_the_trigger_lacks_waits_for_the_timeout() -> None:
     assert run.run is not None and run.run.step_id == "wait_order"
     run.fire()
     assert [r.template_id for r in run.requests] == ["cart-reminder"]
+
+
+def test_a_request_requires_the_position_of_the_input_that_made_it() -> None:
+    """Freshness: the trigger's position in customer.events goes with the request (the
+    dispatcher decides it on a profile that folded it); a timer's requires none."""
+    from services.journey.machine import enter, run_id_for
+
+    welcome = definition(
+        {
+            "triggers": [{"kind": "event", "event": "Signed Up"}],
+            "steps": [
+                {
+                    "id": "hi",
+                    "type": "send",
+                    "channels": ["email"],
+                    "template_id": "welcome",
+                    "next": "wait",
+                },
+                {"id": "wait", "type": "wait", "duration": "PT1H", "next": "again"},
+                {
+                    "id": "again",
+                    "type": "send",
+                    "channels": ["email"],
+                    "template_id": "welcome",
+                    "next": "done",
+                },
+                {"id": "done", "type": "exit"},
+            ],
+        }
+    )
+    at = Position(partition=2, offset=41)
+    entered = enter(
+        welcome,
+        journey_id="j1",
+        version=1,
+        customer_id="c1",
+        run_id=run_id_for(journey_id="j1", customer_id="c1", cause_id="e:1"),
+        trigger_event="Signed Up",
+        trigger={},
+        now=START,
+        facts=Facts(),
+        position=at,
+    )
+    (first,) = [o for o in entered.outputs if isinstance(o, DispatchRequest)]
+    assert first.requires == at
+    assert DispatchRequest.from_bytes(first.to_bytes()) == first
+    later = apply(welcome, entered.run, TimerFired(), START + timedelta(hours=1), Facts())
+    (second,) = [o for o in later.outputs if isinstance(o, DispatchRequest)]
+    assert second.requires is None

@@ -41,6 +41,13 @@ json_values = st.recursive(
     max_leaves=8,
 )
 maybe_text = st.none() | st.text(max_size=8)
+#: a customer.events position as the segmenter passes it: a mapping by JSON name, in
+#: the model's order
+positions = st.none() | st.builds(
+    lambda partition, offset: {"partition": partition, "offset": offset},
+    st.integers(0, 2**31),
+    st.integers(0, 2**63 - 1),
+)
 maybe_float = st.none() | st.floats(allow_nan=False, allow_infinity=False)
 _NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
@@ -53,10 +60,12 @@ _NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
     change=st.sampled_from(Change),
     at=instants,
     cause=st.sampled_from(["event", "time", "segment_edit", "score", "customer_deleted"]),
+    position=positions,
 )
 def test_a_change_from_values_or_model_is_the_models_bytes(**fields: Any) -> None:
     model = SegmentChange(**fields)
     assert SEGMENT_CHANGES.encode_values(**fields) == model.to_bytes()
+    assert SEGMENT_CHANGES.decode(model.to_bytes()) == model
     assert encode_model(model) == model.to_bytes()
 
 
@@ -97,6 +106,7 @@ def test_a_change_from_values_or_model_is_the_models_bytes(**fields: Any) -> Non
         ),
         max_size=4,
     ),
+    folded=positions,
 )
 def test_a_profile_from_values_or_model_is_the_models_bytes(
     computed: dict[str, Any], recommendations: list[dict[str, Any]] | None, **fields: Any
