@@ -24,11 +24,9 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -36,11 +34,14 @@ from services.segmenter.loyalty_rules import Program
 from services.segmenter.recommend_job import RecomputeReport, recompute_recommendations
 from services.segmenter.repository.loyalty import apply_loyalty
 from shared.db.engine import create_engine
-from shared.db.migrations import upgrade
 from shared.events.customer_events import CustomerEvent
 from shared.settings import DatabaseSettings
-from tenure.embedded import EmbeddedPostgres, machine_sized_settings, uri_for_database
-from tenure.services import SERVICES
+from tenure.bench.scratch import (
+    copy_baseline,
+    embedded_postgres,
+    migrated_database,
+    scratch_name,
+)
 
 FULL_CUSTOMERS = 1_000_000
 QUICK_CUSTOMERS = 100_000
@@ -146,29 +147,15 @@ async def _ledger_rate(engine: AsyncEngine, *, customers: int, now: datetime) ->
     return entries / elapsed, entries
 
 
-def _dsn(url: str) -> str:
-    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix) :]
-    return url
-
-
 async def _copy_baseline(url: str) -> tuple[float, int]:
     """Seconds to COPY the stored lists into an unindexed table, and how many."""
-    conn = await asyncpg.connect(_dsn(url))
-    try:
-        rows = await conn.fetch(
-            "SELECT customer_id, items::text, computed_at FROM segmenter.recommendations"
-        )
-        await conn.execute(
+    return await copy_baseline(
+        url,
+        select=("SELECT customer_id, items::text, computed_at FROM segmenter.recommendations"),
+        create=(
             "CREATE UNLOGGED TABLE copy_baseline (customer_id text, items text, at timestamptz)"
-        )
-        records = [tuple(r) for r in rows]
-        started = time.perf_counter()
-        await conn.copy_records_to_table("copy_baseline", records=records)
-        return time.perf_counter() - started, len(records)
-    finally:
-        await conn.close()
+        ),
+    )
 
 
 def _line(report: RecomputeReport, label: str, copy_s: float) -> str:
@@ -180,19 +167,9 @@ def _line(report: RecomputeReport, label: str, copy_s: float) -> str:
 
 
 async def run(customers: int, log_dir: Path) -> int:
-    postgres = EmbeddedPostgres(
-        log_dir / "postgres", database="tenure_bench", settings=machine_sized_settings()
-    )
-    server = await asyncio.to_thread(postgres.start)
+    postgres, server = await embedded_postgres(log_dir)
     try:
-        name = f"bench_recommend_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(_dsn(server))
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        url = uri_for_database(server, name)
-        await asyncio.to_thread(
-            upgrade, script_location=SERVICES["segmenter"].migrations_dir, database_url=url
-        )
+        url = await migrated_database(server, scratch_name("recommend"), "segmenter")
         engine = create_engine(DatabaseSettings(url=url))
         now = datetime.now(UTC).replace(microsecond=0)
         started = time.perf_counter()
