@@ -67,7 +67,7 @@ from shared.kafka.producer import EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import DatabaseSettings, KafkaSettings
 from tenure.bench.report import percentile_ms
-from tenure.bench.scratch import BenchServers, asyncpg_dsn
+from tenure.bench.scratch import BenchServers, Log, asyncpg_dsn, log_to_stderr
 from tenure.embedded import (
     free_port,
 )
@@ -78,12 +78,6 @@ TARGET_P99_MS = 200.0
 JOURNEYS = 10
 PRODUCE_CHUNK = 10_000
 STALL_TIMEOUT_S = 120.0
-
-Log = Callable[[str], None]
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +93,7 @@ class JourneyBenchOptions:
     max_batch_records: int = JourneyGroup().max_batch_records
     database_url: str | None = None
     bootstrap_servers: str | None = None
-    log: Log = _stderr
+    log: Log = log_to_stderr
 
     @classmethod
     def for_run(cls, *, duration_s: float, quick: bool) -> JourneyBenchOptions:

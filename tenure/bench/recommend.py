@@ -36,12 +36,7 @@ from services.segmenter.repository.loyalty import apply_loyalty
 from shared.db.engine import create_engine
 from shared.events.customer_events import CustomerEvent
 from shared.settings import DatabaseSettings
-from tenure.bench.scratch import (
-    copy_baseline,
-    embedded_postgres,
-    migrated_database,
-    scratch_name,
-)
+from tenure.bench.scratch import copy_baseline, embedded_database
 
 FULL_CUSTOMERS = 1_000_000
 QUICK_CUSTOMERS = 100_000
@@ -167,9 +162,7 @@ def _line(report: RecomputeReport, label: str, copy_s: float) -> str:
 
 
 async def run(customers: int, log_dir: Path) -> int:
-    postgres, server = await embedded_postgres(log_dir)
-    try:
-        url = await migrated_database(server, scratch_name("recommend"), "segmenter")
+    async with embedded_database(log_dir, "segmenter", "recommend") as url:
         engine = create_engine(DatabaseSettings(url=url))
         now = datetime.now(UTC).replace(microsecond=0)
         started = time.perf_counter()
@@ -204,8 +197,6 @@ async def run(customers: int, log_dir: Path) -> int:
             "apply_loyalty as the consumer calls it)"
         )
         return 0
-    finally:
-        await asyncio.to_thread(postgres.stop)
 
 
 def recommend_bench(*, duration_s: float, quick: bool, **_: float) -> int:

@@ -31,12 +31,7 @@ from services.segmenter.scoring.refit import RefitOptions
 from services.segmenter.scoring_job import refit_scores
 from shared.db.engine import create_engine
 from shared.settings import DatabaseSettings
-from tenure.bench.scratch import (
-    copy_baseline,
-    embedded_postgres,
-    migrated_database,
-    scratch_name,
-)
+from tenure.bench.scratch import copy_baseline, embedded_database
 
 FULL_CUSTOMERS = 1_000_000
 QUICK_CUSTOMERS = 50_000
@@ -127,9 +122,7 @@ def _line(report: FitReport, label: str, copy_s: float) -> str:
 
 
 async def run(customers: int, log_dir: Path) -> int:
-    postgres, server = await embedded_postgres(log_dir)
-    try:
-        url = await migrated_database(server, scratch_name("scoring"), "segmenter")
+    async with embedded_database(log_dir, "segmenter", "scoring") as url:
         engine = create_engine(DatabaseSettings(url=url))
         now = datetime.now(UTC).replace(microsecond=0)
         started = time.perf_counter()
@@ -161,8 +154,6 @@ async def run(customers: int, log_dir: Path) -> int:
             )
         print(f"  ltv: {first.ltv_method} ({first.ltv_reason})")
         return 0
-    finally:
-        await asyncio.to_thread(postgres.stop)
 
 
 def scoring_bench(*, duration_s: float, quick: bool, **_: float) -> int:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 import asyncpg
@@ -136,3 +137,22 @@ async def drop_databases(server_url: str, names: Iterable[str]) -> None:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def embedded_database(state: Path, service: str, purpose: str) -> AsyncIterator[str]:
+    """For the block: an embedded PostgreSQL under ``state`` with one database migrated to
+    ``service``'s head; its SQLAlchemy-style URL."""
+    postgres, server = await embedded_postgres(state)
+    try:
+        yield await migrated_database(server, scratch_name(purpose), service)
+    finally:
+        await asyncio.to_thread(postgres.stop)
+
+
+Log = Callable[[str], None]
+
+
+def log_to_stderr(line: str) -> None:
+    """A benchmark's progress lines go to stderr (its figures to stdout)."""
+    print(line, file=sys.stderr, flush=True)

@@ -61,7 +61,7 @@ from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import DatabaseSettings, KafkaSettings
 from tenure.bench import cpu
 from tenure.bench.report import format_columns
-from tenure.bench.scratch import BenchServers, asyncpg_dsn
+from tenure.bench.scratch import BenchServers, Log, asyncpg_dsn, log_to_stderr
 from tenure.bench.segmenter_data import (
     CONSUMER_SEGMENTS,
     SWEEP_SEGMENTS,
@@ -87,12 +87,6 @@ PRODUCE_CHUNK = 20_000
 RSS_SAMPLE_S = 0.5
 #: give up when the consumer commits nothing for this long
 STALL_TIMEOUT_S = 120.0
-
-Log = Callable[[str], None]
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +118,7 @@ class SegmenterBenchOptions:
     #: trace Python's allocations during the soak (``tracemalloc``): tells a leak of
     #: Python objects from an allocator that keeps freed memory
     trace_heap: bool = False
-    log: Log = _stderr
+    log: Log = log_to_stderr
 
     @classmethod
     def for_run(
