@@ -12,11 +12,7 @@ OUTCOMES = metrics.counter(
     "Outcomes published on dispatch.outcomes, by status and reason.",
     ["status", "reason"],
 )
-SENT = metrics.counter(
-    "messages_sent",
-    "Messages a provider accepted, by channel.",
-    ["channel"],
-)
+SENT = metrics.counter("messages_sent", "Messages a provider accepted, by channel.", ["channel"])
 PROVIDER_ERRORS = metrics.counter(
     "provider_failures",
     "Messages that failed for good at a provider, by channel and kind (permanent, transient).",
@@ -29,22 +25,16 @@ SEND_SECONDS = metrics.histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 REQUESTS_DUPLICATE = metrics.counter(
-    "requests_duplicate",
-    "Dispatch requests dropped because their dispatch id was already held.",
+    "requests_duplicate", "Dispatch requests dropped because their dispatch id was already held."
 )
 DEAD_LETTERS = metrics.counter(
-    "dead_letters",
-    "Requests written to dispatch.requests.dlq (failed for good).",
+    "dead_letters", "Requests written to dispatch.requests.dlq (failed for good)."
 )
 TRACKED = metrics.counter(
-    "tracking_events",
-    "Engagement events recorded by the public endpoints, by event.",
-    ["event"],
+    "tracking_events", "Engagement events recorded by the public endpoints, by event.", ["event"]
 )
 LINKS_REFUSED = metrics.counter(
-    "links_refused",
-    "Tracking links refused (tampered or expired), by purpose.",
-    ["purpose"],
+    "links_refused", "Tracking links refused (tampered or expired), by purpose.", ["purpose"]
 )
 REQUEST_TO_HANDOFF_SECONDS = metrics.histogram(
     "request_to_handoff_seconds",

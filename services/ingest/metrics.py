@@ -5,14 +5,10 @@ from shared.metrics import Metrics
 metrics = Metrics("ingest")
 
 EVENTS_RECEIVED = metrics.counter(
-    "events_received",
-    "Events accepted and acknowledged by the broker.",
-    ["type"],
+    "events_received", "Events accepted and acknowledged by the broker.", ["type"]
 )
 EVENTS_REJECTED = metrics.counter(
-    "events_rejected",
-    "Events refused, by reason.",
-    ["type", "reason"],
+    "events_rejected", "Events refused, by reason.", ["type", "reason"]
 )
 PUBLISH_SECONDS = metrics.histogram(
     "publish_seconds",

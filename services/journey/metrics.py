@@ -31,8 +31,7 @@ MESSAGES_EMITTED = metrics.counter(
     ["topic"],
 )
 TIMERS_FIRED = metrics.counter(
-    "timers_fired",
-    "Run timers fired (waits ended, timeouts, goal windows closed).",
+    "timers_fired", "Run timers fired (waits ended, timeouts, goal windows closed)."
 )
 TIMERS_DEFERRED = metrics.counter(
     "timers_deferred",

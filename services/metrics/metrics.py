@@ -11,14 +11,10 @@ from shared.metrics import Metrics
 metrics = Metrics("metrics")
 
 MESSAGES_AGGREGATED = metrics.counter(
-    "messages_aggregated",
-    "Messages folded into the aggregates, by topic.",
-    ["topic"],
+    "messages_aggregated", "Messages folded into the aggregates, by topic.", ["topic"]
 )
 MESSAGES_DUPLICATE = metrics.counter(
-    "messages_duplicate",
-    "Redelivered messages skipped by their id.",
-    ["topic"],
+    "messages_duplicate", "Redelivered messages skipped by their id.", ["topic"]
 )
 FUNNEL = metrics.counter(
     "funnel_messages",
@@ -58,14 +54,11 @@ CHURN_RATE = metrics.gauge(
     ["period"],
 )
 OUTBOX_BACKLOG = metrics.gauge(
-    "outbox_backlog_messages",
-    "Messages waiting in the metrics service's outbox.",
+    "outbox_backlog_messages", "Messages waiting in the metrics service's outbox."
 )
 LTV_TO_DATE = metrics.gauge(
-    "ltv_to_date",
-    "Revenue to date over customers to date, at the last evaluation.",
+    "ltv_to_date", "Revenue to date over customers to date, at the last evaluation."
 )
 REPEAT_PURCHASE_RATE = metrics.gauge(
-    "repeat_purchase_rate",
-    "Buyers with two orders or more over buyers, at the last evaluation.",
+    "repeat_purchase_rate", "Buyers with two orders or more over buyers, at the last evaluation."
 )

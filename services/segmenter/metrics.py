@@ -9,36 +9,26 @@ from shared.metrics import Metrics
 
 metrics = Metrics("segmenter")
 
-EVENTS_APPLIED = metrics.counter(
-    "events_applied",
-    "Customer events folded into profiles.",
-)
+EVENTS_APPLIED = metrics.counter("events_applied", "Customer events folded into profiles.")
 EVENTS_DUPLICATE = metrics.counter(
-    "events_duplicate",
-    "Redelivered customer events skipped by messageId.",
+    "events_duplicate", "Redelivered customer events skipped by messageId."
 )
 EVENTS_SUPPRESSED = metrics.counter(
-    "events_suppressed",
-    "Customer events dropped because their customer id is suppressed.",
+    "events_suppressed", "Customer events dropped because their customer id is suppressed."
 )
 BATCHES_RERUN = metrics.counter(
     "batches_rerun",
     "Batches run again because one of their customers was merged or suppressed meanwhile.",
 )
 MEMBERSHIP_CHANGES = metrics.counter(
-    "membership_changes",
-    "Segment enters and exits emitted.",
-    ["change"],
+    "membership_changes", "Segment enters and exits emitted.", ["change"]
 )
 SWEEP_SECONDS = metrics.histogram(
     "sweep_seconds",
     "Time to re-evaluate one chunk of customers whose timers were due.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-SWEPT_CUSTOMERS = metrics.counter(
-    "swept_customers",
-    "Customers re-evaluated because time passed.",
-)
+SWEPT_CUSTOMERS = metrics.counter("swept_customers", "Customers re-evaluated because time passed.")
 BACKFILL_SECONDS = metrics.histogram(
     "backfill_seconds",
     "Time to compute the memberships of a new or edited segment.",
@@ -50,9 +40,7 @@ SCORE_FIT_SECONDS = metrics.histogram(
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 SCORED_CUSTOMERS = metrics.gauge(
-    "scored_customers",
-    "Customers scored by the last fit, by churn method.",
-    ["method"],
+    "scored_customers", "Customers scored by the last fit, by churn method.", ["method"]
 )
 CHURN_BACKTEST_AUC = metrics.gauge(
     "churn_backtest_auc",

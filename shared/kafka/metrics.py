@@ -4,15 +4,9 @@ from shared.metrics import Metrics
 
 metrics = Metrics("kafka")
 
-PUBLISHED = metrics.counter(
-    "published_messages",
-    "Messages acknowledged by the broker.",
-    ["topic"],
-)
+PUBLISHED = metrics.counter("published_messages", "Messages acknowledged by the broker.", ["topic"])
 PUBLISH_FAILED = metrics.counter(
-    "publish_failures",
-    "Messages the broker did not acknowledge.",
-    ["topic"],
+    "publish_failures", "Messages the broker did not acknowledge.", ["topic"]
 )
 PUBLISH_BATCH_SIZE = metrics.histogram(
     "publish_batch_messages",
@@ -20,19 +14,13 @@ PUBLISH_BATCH_SIZE = metrics.histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
 )
 CONSUMED = metrics.counter(
-    "consumed_messages",
-    "Messages consumed and committed.",
-    ["topic", "group"],
+    "consumed_messages", "Messages consumed and committed.", ["topic", "group"]
 )
 DEAD_LETTERED = metrics.counter(
-    "dead_lettered_messages",
-    "Messages sent to a dead-letter topic.",
-    ["topic", "group"],
+    "dead_lettered_messages", "Messages sent to a dead-letter topic.", ["topic", "group"]
 )
 BATCH_SECONDS = metrics.histogram(
-    "consumer_batch_seconds",
-    "Time to apply and commit one consumed batch.",
-    ["group"],
+    "consumer_batch_seconds", "Time to apply and commit one consumed batch.", ["group"]
 )
 CONSUMER_LAG = metrics.histogram(
     "consumer_batch_lag_messages",
