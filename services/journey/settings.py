@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from shared.settings import ServiceSettings
+from shared.settings import AdminApiGroup, ServiceSettings
 
 DEFAULT_PORT = 8003
 
 
-class JourneyGroup(BaseModel):
-    #: SHA-256 hex digests of the admin bearer tokens, comma-separated.
-    admin_token_hashes: str = ""
+class JourneyGroup(AdminApiGroup):
     consumer_group: str = "tenure-journey"
     max_batch_records: int = Field(default=2_000, ge=1)
     #: how long the broker may hold a fetch while it has no data: the latency a trigger
@@ -31,10 +29,6 @@ class JourneyGroup(BaseModel):
     dedup_retention_days: int = Field(default=7, ge=1)
     #: the most a simulation may walk (virtual days after the first input)
     simulate_max_days: int = Field(default=400, ge=1)
-
-    @property
-    def admin_token_digests(self) -> list[str]:
-        return self.admin_token_hashes.split(",")
 
 
 class JourneySettings(ServiceSettings):
