@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test lint bench install clean
+.PHONY: run demo test lint bench install clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -22,6 +22,10 @@ install: $(VENV)/.installed
 
 run: install
 	$(VENV)/bin/tenure dev
+
+# with `make run` running in another terminal: a shop's journeys and simulated customers
+demo: install
+	$(VENV)/bin/tenure demo
 
 test: install
 	$(VENV)/bin/pytest

@@ -23,7 +23,8 @@ callbacks run (last registered first), and the engine is disposed last.
 Health: ``/readyz`` gets ``broker`` (the publisher answers, and the broker has
 the ``topics`` the service was given: one that restarted without them would
 let a producer auto-create them with its own partition count), ``database``,
-``consumer`` (every consumer task still runs) and ``loops`` (every loop and the
+``consumer`` (every consumer task still runs, and has completed its first group join:
+it has its partitions, or knows it gets none) and ``loops`` (every loop and the
 relay still run: a part that ended before shutdown was asked for is a fault).
 """
 
@@ -248,8 +249,12 @@ class ServiceRuntime:
         return checks
 
     async def check_consumers(self) -> None:
-        """Raise when a consumer task has ended."""
+        """Raise when a consumer task has ended, or has not joined its group yet."""
         self._check_running(self._consumers)
+        for name, runner in self._consumers.items():
+            assigned = getattr(runner, "assigned", None)
+            if isinstance(assigned, asyncio.Event) and not assigned.is_set():
+                raise RuntimeError(f"the {name} has no partitions yet (joining its group)")
 
     async def check_loops(self) -> None:
         """Raise when a loop task, or the relay's, has ended."""

@@ -16,29 +16,41 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class KafkaSettings(BaseModel):
+    #: Kafka bootstrap servers, comma-separated
     bootstrap_servers: str = "127.0.0.1:9092"
+    #: client id prefix
     client_id: str = "tenure"
     partitions: int = Field(default=6, ge=1, description="partition count for topics we create")
+    #: replication factor of the topics we create (3 on a real cluster)
     replication_factor: int = Field(default=1, ge=1)
-    # Off by default: the embedded broker cannot run InitProducerId (see CONVENTIONS.md).
+    #: idempotent producer: set true on Apache Kafka; off by default because the
+    #: embedded broker cannot run InitProducerId (see CONVENTIONS.md)
     enable_idempotence: bool = False
     linger_ms: int = Field(
         default=0, ge=0, description="producer linger; batches form while a request is in flight"
     )
+    #: producer batch size
     max_batch_bytes: int = Field(default=1_048_576, ge=16_384)
+    #: Kafka request timeout
     request_timeout_ms: int = Field(default=10_000, ge=1_000)
+    #: how long a publish waits for the broker's ack (a request then answers 503)
     publish_timeout_s: float = Field(default=10.0, gt=0)
+    #: consumer group session timeout
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
-    heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    #: a third of the session timeout; more often keeps an idle broker busy for nothing
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
 
 
 class DatabaseSettings(BaseModel):
+    #: PostgreSQL URL; plain DATABASE_URL is used when this is unset
     url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/tenure")
+    #: connection pool size per process
     pool_size: int = Field(default=10, ge=1)
     #: PostgreSQL's JIT compiles a plan when its estimated cost is high, as set-based
     #: statements over thousands of rows often are; it then spends ~0.3 s compiling a
     #: statement that runs in ~1 s, every time. Off for our sessions unless asked for.
     jit: bool = False
+    #: log SQL statements
     echo: bool = False
     #: the longest a statement of the service's sessions may run (API requests and
     #: consumers alike), in milliseconds; PostgreSQL cancels it then, so no request
@@ -50,8 +62,12 @@ class DatabaseSettings(BaseModel):
 
 
 class HttpSettings(BaseModel):
+    #: listen address (0.0.0.0 in the image)
     host: str = "127.0.0.1"
-    port: int | None = Field(default=None, ge=1, le=65535, description="default: the service's")
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="listen port (default: the service's, 8001-8005)"
+    )
+    #: uvicorn worker processes (each consumes in the service's group: one per core)
     workers: int = Field(default=1, ge=1)
     #: largest request body a service's FastAPI routes read (shared/http/body_limit.py)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -108,7 +124,9 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     database: DatabaseSettings = DatabaseSettings()
     http: HttpSettings = HttpSettings()
+    #: the least severe level logged
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: one JSON object per line, or text (what `tenure dev` sets)
     log_format: Literal["json", "text"] = "json"
     #: how often freed heap memory is returned to the OS (glibc ``malloc_trim``; 0: never)
     memory_trim_interval_s: float = Field(default=DEFAULT_MEMORY_TRIM_INTERVAL_S, ge=0)

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from shared.retry import FailureStreak, sleep_unless_stopped
+
 log = logging.getLogger(__name__)
 
-
-async def sleep_unless_stopped(stopping: asyncio.Event, seconds: float) -> bool:
-    """Sleep ``seconds``, waking at once when ``stopping`` is set; return whether it is."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), timeout=seconds)
-    return stopping.is_set()
+__all__ = ["PeriodicJob", "StoppableLoop", "sleep_unless_stopped"]
 
 
 class StoppableLoop:
@@ -35,7 +31,8 @@ class StoppableLoop:
 
 class PeriodicJob(StoppableLoop):
     """Run ``job`` every ``interval_s`` until shutdown (0: never on its own), and once at
-    the start when ``at_start``; a failure is logged and the next round tries again."""
+    the start when ``at_start``; a failure is logged (one line per failure streak and
+    interval, :class:`~shared.retry.FailureStreak`) and the next round tries again."""
 
     def __init__(
         self,
@@ -49,6 +46,7 @@ class PeriodicJob(StoppableLoop):
         self._name = name
         self._interval_s = interval_s
         self._at_start = at_start
+        self._streak = FailureStreak(name, logger=log)
         super().__init__()
 
     async def run(self) -> None:
@@ -63,5 +61,7 @@ class PeriodicJob(StoppableLoop):
     async def _run_job(self) -> None:
         try:
             await self._job()
-        except Exception:
-            log.exception("%s failed; will try again", self._name)
+        except Exception as exc:
+            self._streak.failed(exc, delay_s=self._interval_s)
+        else:
+            self._streak.succeeded()

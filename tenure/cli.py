@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from tenure.bench import TARGETS as BENCH_TARGETS
 from tenure.services import SERVICES
 
+DESCRIPTION = "Tenure: run the stack, one service, migrations, topics, benchmarks."
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tenure", description=__doc__)
+    parser = argparse.ArgumentParser(prog="tenure", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"tenure {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dev = sub.add_parser("dev", help="run the whole stack locally (embedded broker and database)")
@@ -37,9 +41,60 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start everything, print the banner, then stop (a smoke test)",
     )
+    dev.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the longest the start may take in all while every service makes progress "
+        "(default: TENURE_DEV_READY_TIMEOUT_S, 600)",
+    )
+
+    demo = sub.add_parser(
+        "demo",
+        help="against the running stack: a shop's segments, templates and five journeys, "
+        "then a simulated population of customers (emails land in the dev Maildir)",
+    )
+    demo.add_argument(
+        "--customers", type=int, default=3000, help="customers to simulate (default 3000)"
+    )
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument(
+        "--engage-seconds",
+        type=float,
+        default=150.0,
+        help="how long the customers read and act on their email (default 150)",
+    )
+    demo.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="the dev stack's state directory: write key, admin token, Maildir (default ./.tenure)",
+    )
+    demo.add_argument(
+        "--base-port", type=int, default=None, help="the --base-port `tenure dev` was given"
+    )
+    for name in ("ingest", "segmenter", "journey", "dispatcher", "metrics"):
+        demo.add_argument(f"--{name}-url", default=None, help=f"the {name} service's URL")
+    demo.add_argument("--write-key", default=None, help="default: <state-dir>/write-key")
+    demo.add_argument("--admin-token", default=None, help="default: <state-dir>/admin-token")
+    demo.add_argument(
+        "--maildir", type=Path, default=None, help="default: <state-dir>/mail/Maildir"
+    )
 
     serve = sub.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=sorted(SERVICES))
+    serve.add_argument("--checked", action="store_true", help=argparse.SUPPRESS)
+
+    doc = sub.add_parser(
+        "settings-doc", help="write docs/settings.md, every setting of every service"
+    )
+    doc.add_argument(
+        "--output", type=Path, default=Path("docs/settings.md"), help="default docs/settings.md"
+    )
+    doc.add_argument(
+        "--check", action="store_true", help="only say whether the file is current (exit 1 if not)"
+    )
 
     sub.add_parser("migrate", help="apply every service's database migrations")
     topics = sub.add_parser(
@@ -69,11 +124,54 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="segmenter: seconds of steady load while RSS is sampled (default 600; 5 if --quick)",
     )
+    bench.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="idle: seconds of idle measured (default 300; 30 if --quick)",
+    )
     return parser
+
+
+def _version() -> str:
+    try:
+        return version("tenure")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _settings_ok(services: list[str], *, warn: bool = True, dev: bool = False) -> bool:
+    """Check the services' settings; print one line per bad value, and unknown variables."""
+    from tenure.settings_check import check
+
+    errors, warnings = check(services, unknown=warn, dev=dev)
+    if warn:
+        for line in warnings:
+            print(f"tenure: warning: {line}", file=sys.stderr)
+    for line in errors:
+        print(f"tenure: bad setting: {line}", file=sys.stderr)
+    if errors:
+        print("tenure: nothing was started; see docs/settings.md", file=sys.stderr)
+    return not errors
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "settings-doc":
+        from tenure.settings_check import reference
+
+        text = reference()
+        if args.check:
+            current = args.output.exists() and args.output.read_text() == text
+            print(f"{args.output} is {'current' if current else 'out of date'}")
+            return 0 if current else 1
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+        return 0
+    if args.command == "dev" and not _settings_ok(list(SERVICES), dev=True):
+        return 2
+    if args.command == "serve" and not _settings_ok([args.service], warn=not args.checked):
+        return 2
     if args.command == "dev":
         from tenure.dev import DevOptions, run_dev
         from tenure.embedded import project_state_dir
@@ -83,7 +181,36 @@ def main(argv: list[str] | None = None) -> int:
                 kafka_port=args.kafka_port,
                 base_port=args.base_port,
                 exit_when_ready=args.exit_when_ready,
+                ready_timeout_s=args.ready_timeout,
                 state_dir=(args.state_dir or project_state_dir()).resolve(),
+            )
+        )
+    if args.command == "demo":
+        import dataclasses
+
+        from tenure.demo import DemoOptions, run_demo
+        from tenure.demo.client import Endpoints
+        from tenure.embedded import project_state_dir
+
+        if args.customers < 1:
+            print("tenure demo: --customers must be at least 1", file=sys.stderr)
+            return 2
+        endpoints = Endpoints.from_base_port(args.base_port)
+        given = {
+            name: getattr(args, f"{name}_url").rstrip("/")
+            for name in ("ingest", "segmenter", "journey", "dispatcher", "metrics")
+            if getattr(args, f"{name}_url")
+        }
+        return run_demo(
+            DemoOptions(
+                state_dir=(args.state_dir or project_state_dir()).resolve(),
+                customers=args.customers,
+                seed=args.seed,
+                engage_s=args.engage_seconds,
+                endpoints=dataclasses.replace(endpoints, **given),
+                write_key=args.write_key,
+                admin_token=args.admin_token,
+                maildir=args.maildir,
             )
         )
     if args.command == "serve":
@@ -109,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         if extra and args.target != "segmenter":
             print("tenure bench: --soak applies to the segmenter benchmark only", file=sys.stderr)
             return 2
+        if args.seconds is not None:
+            if args.target != "idle":
+                print("tenure bench: --seconds applies to the idle benchmark only", file=sys.stderr)
+                return 2
+            extra["seconds"] = args.seconds
         return run_bench(args.target, duration_s=args.duration, quick=args.quick, **extra)
     return 2
 

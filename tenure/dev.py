@@ -6,6 +6,13 @@ migrates, creates the topics, makes a development write key and admin token on
 first run (kept in the state directory), starts every service as its own
 process, prints how to use it, and stops everything on Ctrl-C.
 
+Readiness has no fixed time limit: ``tenure dev`` waits as long as every service
+process is alive and making progress (using CPU time, or answering HTTP),
+up to ``--ready-timeout`` / ``TENURE_DEV_READY_TIMEOUT_S`` in all; a service that
+makes no progress for ``TENURE_DEV_STALL_TIMEOUT_S`` fails the start. A failed or
+interrupted start, a stop, or a SIGKILL of ``tenure dev`` leaves no process behind
+(:mod:`tenure.lifetime`).
+
 A service that dies is restarted with backoff (1, 2, 4 … s), at most five times
 in five minutes (:class:`~tenure.supervise.RestartPolicy`); the broker, whose
 topics and unconsumed events live only in its memory, and the other services
@@ -27,12 +34,14 @@ from pathlib import Path
 from types import FrameType
 
 import httpx
+from pydantic import SecretStr, ValidationError
 
 from shared.auth import hash_token
 from shared.events import ALL_TOPICS
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import KafkaSettings
 from tenure.dev_providers import LocalProviders, dispatcher_environment, start_local_providers
+from tenure.dev_settings import DevSettings
 from tenure.embedded import (
     EmbeddedBroker,
     EmbeddedPostgres,
@@ -41,11 +50,18 @@ from tenure.embedded import (
     machine_sized_settings,
     project_state_dir,
 )
+from tenure.lifetime import (
+    OtherRunAlive,
+    RunRecord,
+    cpu_ticks,
+    die_with_parent,
+    start_postgres_watchdog,
+    stop_postgres,
+)
 from tenure.migrate import migrate_all
 from tenure.services import SERVICES
 from tenure.supervise import RestartPolicy
 
-READY_TIMEOUT_S = 60.0
 PROMETHEUS_PORT = 9090
 ALERT_RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yml"
 
@@ -56,13 +72,14 @@ class DevOptions:
     base_port: int | None = None
     exit_when_ready: bool = False
     state_dir: Path = field(default_factory=project_state_dir)
+    #: the longest a start may take in all (None: ``TENURE_DEV_READY_TIMEOUT_S``)
+    ready_timeout_s: float | None = None
 
 
-def _secret(state_dir: Path, filename: str, override_env: str) -> str:
+def _secret(state_dir: Path, filename: str, given: SecretStr | None) -> str:
     """A development secret: the override variable, else kept in the state directory."""
-    given = os.environ.get(override_env)
-    if given:
-        return given
+    if given is not None and given.get_secret_value():
+        return given.get_secret_value()
     path = state_dir / filename
     if path.exists():
         return path.read_text().strip()
@@ -73,8 +90,11 @@ def _secret(state_dir: Path, filename: str, override_env: str) -> str:
 
 
 class DevStack:
-    def __init__(self, options: DevOptions) -> None:
+    def __init__(self, options: DevOptions, settings: DevSettings | None = None) -> None:
         self.options = options
+        self.settings = settings or DevSettings()
+        self.record = RunRecord(options.state_dir)
+        self.watchdog: subprocess.Popen[bytes] | None = None
         self.env = dict(os.environ)
         self.broker: EmbeddedBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
@@ -91,6 +111,7 @@ class DevStack:
     def start(self) -> None:
         state = self.options.state_dir
         state.mkdir(parents=True, exist_ok=True)
+        self.record.reap_previous(_say)
         for index, (name, spec) in enumerate(SERVICES.items()):
             base = self.options.base_port
             self.ports[name] = spec.port if base is None else base + index
@@ -103,8 +124,8 @@ class DevStack:
         kafka = KafkaSettings(bootstrap_servers=self.env["TENURE_KAFKA_BOOTSTRAP_SERVERS"])
         created = asyncio.run(ensure_topics(kafka, with_dead_letters(ALL_TOPICS)))
         _say(f"topics ready ({len(created)} created)")
-        self.write_key = _secret(state, "write-key", "TENURE_DEV_WRITE_KEY")
-        self.admin_token = _secret(state, "admin-token", "TENURE_DEV_ADMIN_TOKEN")
+        self.write_key = _secret(state, "write-key", self.settings.write_key)
+        self.admin_token = _secret(state, "admin-token", self.settings.admin_token)
         self.env["TENURE_INGEST_WRITE_KEY_HASHES"] = _joined(
             self.env.get("TENURE_INGEST_WRITE_KEY_HASHES"), hash_token(self.write_key)
         )
@@ -114,6 +135,13 @@ class DevStack:
             "TENURE_METRICS_ADMIN_TOKEN_HASHES",
         ):
             self.env[variable] = _joined(self.env.get(variable), hash_token(self.admin_token))
+        # publishing a journey checks the segments and templates it names with these
+        for peer in ("segmenter", "dispatcher"):
+            if peer in self.ports:
+                self.env.setdefault(
+                    f"TENURE_JOURNEY_{peer.upper()}_URL", f"http://127.0.0.1:{self.ports[peer]}"
+                )
+        self.env.setdefault("TENURE_JOURNEY_PEER_TOKEN", self.admin_token)
         if "dispatcher" in self.ports:
             self._start_local_providers(state)
         self.env.setdefault("TENURE_LOG_FORMAT", "text")
@@ -130,7 +158,7 @@ class DevStack:
         )
         self.env.setdefault(
             "TENURE_DISPATCHER_LINK_SECRET",
-            _secret(state, "link-secret", "TENURE_DEV_LINK_SECRET"),
+            _secret(state, "link-secret", self.settings.link_secret),
         )
         self.env.setdefault(
             "TENURE_DISPATCHER_PUBLIC_BASE_URL", f"http://127.0.0.1:{self.ports['dispatcher']}"
@@ -146,8 +174,12 @@ class DevStack:
         if self.env.get("TENURE_KAFKA_BOOTSTRAP_SERVERS"):
             _say(f"using the broker at {self.env['TENURE_KAFKA_BOOTSTRAP_SERVERS']}")
             return
-        self.broker = EmbeddedBroker(self.options.kafka_port, state / "logs" / "broker.log")
+        self.broker = EmbeddedBroker(
+            self.options.kafka_port, state / "logs" / "broker.log", die_with_parent=True
+        )
         self.broker.start()
+        if self.broker.process is not None:
+            self.record.add("broker", self.broker.process.pid)
         self.env["TENURE_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap_servers
         _say(f"embedded broker (in memory) on {self.broker.bootstrap_servers}")
 
@@ -158,14 +190,18 @@ class DevStack:
             _say("using the database at DATABASE_URL")
             return
         self.postgres = EmbeddedPostgres(state / "postgres", settings=machine_sized_settings())
+        self.watchdog = start_postgres_watchdog(self.postgres.data_dir)
         self.env["TENURE_DATABASE_URL"] = self.postgres.start()
         _say(f"embedded PostgreSQL, data in {state / 'postgres'}")
 
     def _start_service(self, name: str) -> None:
         env = dict(self.env, TENURE_HTTP_PORT=str(self.ports[name]), TENURE_HTTP_HOST="127.0.0.1")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "tenure", "serve", name], env=env
+            [sys.executable, "-m", "tenure", "serve", name, "--checked"],
+            env=env,
+            preexec_fn=die_with_parent(),  # only calls prctl: safe with threads
         )
+        self.record.add(name, self.processes[name].pid)
         self.started_at[name] = time.monotonic()
 
     def _start_prometheus(self, state: Path) -> None:
@@ -183,16 +219,7 @@ class DevStack:
             return
         folder = state / "prometheus"
         folder.mkdir(parents=True, exist_ok=True)
-        jobs = "".join(
-            f"  - job_name: {name}\n    static_configs:\n"
-            f'      - targets: ["127.0.0.1:{service_port}"]\n'
-            for name, service_port in self.ports.items()
-        )
-        (folder / "prometheus.yml").write_text(
-            "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
-            f"rule_files:\n  - {ALERT_RULES}\n  - {ALERT_RULES.parent / 'rules' / '*.yml'}\n"
-            f"scrape_configs:\n{jobs}"
-        )
+        (folder / "prometheus.yml").write_text(prometheus_config(self.ports))
         (state / "logs").mkdir(parents=True, exist_ok=True)
         log = (state / "logs" / "prometheus.log").open("ab")
         self.prometheus = subprocess.Popen(
@@ -204,30 +231,58 @@ class DevStack:
             ],
             stdout=log,
             stderr=log,
+            preexec_fn=die_with_parent(),  # only calls prctl: safe with threads
         )
         log.close()
+        self.record.add("prometheus", self.prometheus.pid)
         self.prometheus_url = f"http://127.0.0.1:{port}"
         _say(
             f"local Prometheus on {self.prometheus_url} (scrapes every service, alert rules loaded)"
         )
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        """Wait while every service is alive and making progress, up to the overall limit."""
+        limit = self.options.ready_timeout_s or self.settings.ready_timeout_s
+        stall = self.settings.stall_timeout_s
+        began = time.monotonic()
+        last_said = began
+        progress: dict[str, tuple[int | None, float]] = {}  # name -> (cpu ticks, when it moved)
         pending = set(self.processes)
         with httpx.Client(timeout=2.0) as client:
             while pending:
+                now = time.monotonic()
                 for name in sorted(pending):
                     process = self.processes[name]
                     if process.poll() is not None:
                         raise RuntimeError(f"the {name} service exited with {process.returncode}")
+                    ticks = cpu_ticks(process.pid)
+                    seen = progress.get(name)
+                    if seen is None or ticks is None or ticks != seen[0]:
+                        progress[name] = (ticks, now)
                     try:
                         answer = client.get(f"http://127.0.0.1:{self.ports[name]}/readyz")
                     except httpx.TransportError:
                         continue
+                    progress[name] = (ticks, now)  # it answers: alive, waiting on something
                     if answer.status_code == 200:
                         pending.discard(name)
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"not ready after {READY_TIMEOUT_S:.0f}s: {sorted(pending)}")
+                stalled = sorted(n for n in pending if now - progress[n][1] > stall)
+                if stalled:
+                    raise RuntimeError(
+                        f"{', '.join(stalled)} made no progress for {stall:.0f} s (no CPU time, "
+                        "no answer); see their output above (TENURE_DEV_STALL_TIMEOUT_S)"
+                    )
+                if now - began > limit:
+                    raise RuntimeError(
+                        f"not ready after {limit:g} s: {sorted(pending)}; give more time with "
+                        "--ready-timeout or TENURE_DEV_READY_TIMEOUT_S"
+                    )
+                if pending and now - last_said >= 15:
+                    last_said = now
+                    _say(
+                        f"still starting after {now - began:.0f} s: {', '.join(sorted(pending))} "
+                        "(alive and making progress)"
+                    )
                 time.sleep(0.2)
 
     # --- run and stop ---------------------------------------------------------
@@ -334,23 +389,59 @@ class DevStack:
             self.broker.stop()
         if self.postgres is not None:
             self.postgres.stop()
+            stop_postgres(self.postgres.data_dir)
+        if self.watchdog is not None:
+            self.watchdog.terminate()
+            self.watchdog.wait()
+        self.record.clear()
+
+
+def prometheus_config(ports: dict[str, int]) -> str:
+    """The local Prometheus's configuration: every service, every alert rule."""
+    jobs = "".join(
+        f"  - job_name: {name}\n    static_configs:\n"
+        f'      - targets: ["127.0.0.1:{service_port}"]\n'
+        for name, service_port in ports.items()
+    )
+    return (
+        "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
+        f"rule_files:\n  - {ALERT_RULES}\n  - {ALERT_RULES.parent / 'rules' / '*.yml'}\n"
+        f"scrape_configs:\n{jobs}"
+    )
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise _Interrupted
 
 
 def run_dev(options: DevOptions) -> int:
-    stack = DevStack(options)
+    try:
+        stack = DevStack(options)
+    except ValidationError as exc:
+        _say(f"cannot start: {exc}")
+        return 2
+    # a SIGTERM while starting stops what has started, as Ctrl-C does
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack.start()
-    except PortTaken as exc:
+    except (PortTaken, OtherRunAlive) as exc:
         _say(f"cannot start: {exc}")
         stack.stop()
         return 2
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         _say(f"cannot start: {exc}")
         stack.stop()
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Interrupted):
+        _say("interrupted while starting; stopping what has started")
         stack.stop()
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(stack.banner(), flush=True)
     code = 0 if options.exit_when_ready else stack.wait()
     _say("stopping")

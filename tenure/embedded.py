@@ -19,6 +19,8 @@ from typing import IO, Any, TypeVar
 
 import asyncpg
 
+from tenure.lifetime import die_with_parent
+
 T = TypeVar("T")
 
 
@@ -81,6 +83,9 @@ class EmbeddedBroker:
     log_path: Path
     #: the port clients are told to connect to; another one puts a proxy in between
     advertised_port: int | None = None
+    #: SIGTERM the broker when the process (the thread) that started it dies; for
+    #: ``tenure dev``, whose broker must not outlive it holding its port
+    die_with_parent: bool = False
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -109,7 +114,10 @@ class EmbeddedBroker:
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            # its own session: Ctrl-C reaches the services, which still need the broker
+            # to commit, and not the broker, which ``tenure dev`` stops last
             start_new_session=True,
+            preexec_fn=die_with_parent() if self.die_with_parent else None,
         )
         try:
             wait_for_port(self.port)

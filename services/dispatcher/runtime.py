@@ -14,13 +14,13 @@ from services.dispatcher.compose import Composer
 from services.dispatcher.consumer import DECODERS, DispatcherBatchHandler, is_transient
 from services.dispatcher.dispatching import Dispatcher, RetryPolicy, SendsInFlight
 from services.dispatcher.links import LinkSigner
-from services.dispatcher.models import outbox
+from services.dispatcher.models import deferrals, outbox
 from services.dispatcher.providers import build_providers
 from services.dispatcher.settings import DispatcherSettings
 from shared.clock import Clock
 from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
-from shared.db.timers import TimerSweep
+from shared.db.timers import TimerSweep, Watched
 from shared.events.channels import Channel
 from shared.kafka.producer import EventPublisher
 from shared.runtime import ServiceRuntime
@@ -89,6 +89,7 @@ class Runtime:
                 workers=group.sweep_workers,
                 interval_s=group.sweep_interval_s,
                 name="deferral sweep",
+                watched=Watched(self.engine, deferrals, self.clock),
             ),
         )
         self.service.loop(

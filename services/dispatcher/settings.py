@@ -41,8 +41,9 @@ class DispatcherGroup(AdminApiGroup):
     retry_max_s: float = Field(default=5.0, gt=0)
     #: a send still unrecorded after this long was cut short by a crash: failed, not resent
     sending_lease_s: float = Field(default=600.0, gt=0)
-    #: how often due deferrals are looked for
-    sweep_interval_s: float = Field(default=1.0, gt=0)
+    #: the longest the deferral sweep sleeps: it sleeps until the next deferral is due,
+    #: and a sooner one wakes it (PostgreSQL NOTIFY, shared/db/timers.py)
+    sweep_interval_s: float = Field(default=60.0, gt=0)
     sweep_workers: int = Field(default=1, ge=1, le=16)
     sweep_chunk: int = Field(default=500, ge=1)
     #: keys of signed offer codes, ``<id>:<secret>`` comma-separated (ids 0–7; verifiers

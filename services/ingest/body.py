@@ -10,7 +10,7 @@ Errors form one tree, each carrying its HTTP status and error code::
     BodyError
     ├── PayloadTooLarge       413 payload_too_large
     ├── UnsupportedEncoding   415 unsupported_encoding
-    ├── UnsupportedMediaType  415 unsupported_media_type
+    ├── UnsupportedMediaType  415 unsupported_media_type (not JSON; a form of fields)
     ├── InvalidEncoding       400 invalid_encoding (a corrupt or truncated stream)
     └── MalformedJson         400 invalid_json (not JSON, or nested too deep)
 """
@@ -34,6 +34,10 @@ MAX_JSON_DEPTH = 64
 #: media types ingest reads as JSON; ``text/plain`` is what browsers' ``sendBeacon``
 #: sends to avoid a CORS preflight, so it is read as JSON too
 JSON_MEDIA_TYPES = frozenset({"application/json", "text/plain"})
+#: what axios (and so RudderStack's Node SDK, which gzips by default) labels a
+#: Buffer body it was given without a type: read as JSON when the body is JSON
+#: (an object or an array), refused as 415 when it is form fields
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 ACCEPTED_ENCODINGS = "gzip, deflate"
 _ID_KEYS = frozenset({"userId", "anonymousId", "groupId", "previousId", "messageId"})
 #: integers orjson turns into floats: beyond 64 bits (u64 above, i64 below zero)
@@ -90,12 +94,31 @@ class Body:
     may_contain_nul: bool
 
 
+def _media_type(content_type: str) -> str:
+    return content_type.partition(";")[0].strip().lower()
+
+
+def check_form_body(content_type: str | None, body: bytes) -> None:
+    """A body labelled as a form is read only when it holds JSON (an object or array)."""
+    if content_type is None or _media_type(content_type) != FORM_MEDIA_TYPE:
+        return
+    if body.lstrip()[:1] not in (b"{", b"["):
+        raise UnsupportedMediaType(
+            f"a body of form fields ({FORM_MEDIA_TYPE}) cannot be read; send application/json"
+        )
+
+
 def check_media_type(content_type: str | None) -> None:
-    """Accept JSON, ``text/plain`` (sendBeacon) and no Content-Type at all."""
+    """Accept JSON, ``text/plain`` (sendBeacon), form-labelled JSON and no Content-Type."""
     if content_type is None:
         return
-    media_type = content_type.partition(";")[0].strip().lower()
-    if not media_type or media_type in JSON_MEDIA_TYPES or media_type.endswith("+json"):
+    media_type = _media_type(content_type)
+    if (
+        not media_type
+        or media_type in JSON_MEDIA_TYPES
+        or media_type == FORM_MEDIA_TYPE
+        or media_type.endswith("+json")
+    ):
         return
     raise UnsupportedMediaType(
         f"a body of type {media_type!r} cannot be read; send application/json"
@@ -150,7 +173,9 @@ async def read_limited(request: Request, limit: int, headers: CallHeaders | None
         chunks.append(chunk)
     if inflater is not None:
         inflater.finish()
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    check_form_body(headers.content_type, body)
+    return body
 
 
 class _Inflater:

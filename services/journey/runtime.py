@@ -12,6 +12,7 @@ from services.journey.consumer import DECODERS, JourneyBatchHandler, is_transien
 from services.journey.machine import Facts, Run, Stop
 from services.journey.models import outbox, processed_messages
 from services.journey.processing import Work
+from services.journey.references import ReferenceChecker
 from services.journey.settings import JourneySettings
 from services.journey.timers import timer_sweep
 from shared.clock import Clock
@@ -31,6 +32,11 @@ class Runtime:
         self.engine: AsyncEngine = create_engine(settings.database)
         self.publisher = EventPublisher(settings.kafka, client_id="tenure-journey")
         self.catalogs = CatalogCache(self.engine, poll_s=group.catalog_poll_s)
+        self.references = ReferenceChecker(
+            segmenter_url=group.segmenter_url,
+            dispatcher_url=group.dispatcher_url,
+            token=group.peer_token.get_secret_value(),
+        )
         self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
         self.service = ServiceRuntime(
             "journey", engine=self.engine, publisher=self.publisher, relay=self.relay

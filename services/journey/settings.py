@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from shared.settings import AdminApiGroup, ServiceSettings
 
@@ -17,8 +17,9 @@ class JourneyGroup(AdminApiGroup):
     #: how long the broker may hold a fetch while it has no data: the latency a trigger
     #: can wait before the consumer sees it (aiokafka's default is 500 ms)
     fetch_max_wait_ms: int = Field(default=50, ge=1, le=500)
-    #: how often the timer sweep looks for due timers when the last round was not full
-    sweep_interval_s: float = Field(default=0.2, gt=0)
+    #: the longest the timer sweep sleeps; it wakes when the next timer is due, or when a
+    #: sooner one is set (shared/db/timers.py)
+    sweep_interval_s: float = Field(default=60.0, gt=0)
     #: timers per sweep transaction
     sweep_chunk: int = Field(default=1_000, ge=1)
     #: sweep loops per process, each on a database connection of its own
@@ -29,6 +30,14 @@ class JourneyGroup(AdminApiGroup):
     dedup_retention_days: int = Field(default=7, ge=1)
     #: the most a simulation may walk (virtual days after the first input)
     simulate_max_days: int = Field(default=400, ge=1)
+    #: the segmenter's base URL: publishing checks that every segment named exists
+    #: (empty: not checked)
+    segmenter_url: str = ""
+    #: the dispatcher's base URL: publishing checks that every template (and pinned
+    #: version) named exists (empty: not checked)
+    dispatcher_url: str = ""
+    #: the admin token the journey presents to the segmenter and the dispatcher
+    peer_token: SecretStr = SecretStr("")
 
 
 class JourneySettings(ServiceSettings):

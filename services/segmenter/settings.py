@@ -28,8 +28,9 @@ class SegmenterGroup(AdminApiGroup):
     max_batch_records: int = Field(default=5_000, ge=1)
     #: the track event whose ``revenue`` (else ``value``) is a purchase, for churn and LTV
     purchase_event: str = "Order Completed"
-    #: how often due membership timers are swept
-    sweep_interval_s: float = Field(default=1.0, gt=0)
+    #: the longest the membership sweep sleeps; it wakes when the next timer is due, or
+    #: when a sooner one is set (shared/db/timers.py)
+    sweep_interval_s: float = Field(default=60.0, gt=0)
     sweep_chunk: int = Field(default=50_000, ge=100)
     #: sweep loops per replica, each on a database connection of its own
     sweep_workers: int = Field(default=2, ge=1, le=16)

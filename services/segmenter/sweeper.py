@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.segmenter import membership_sql as msql
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.metrics import MEMBERSHIP_CHANGES, SWEEP_SECONDS, SWEPT_CUSTOMERS
-from shared.db.timers import TimerSweep
+from services.segmenter.models import membership_timers
+from shared.db.timers import TimerSweep, Watched
 
 
 class MembershipSweep:
@@ -66,7 +67,7 @@ def membership_sweep(
     engine: AsyncEngine,
     catalogs: CatalogCache,
     clock: Callable[[], datetime],
-    interval_s: float = 1.0,
+    interval_s: float = 60.0,
     chunk: int = 50_000,
     workers: int = 1,
     on_commit: Callable[[], None] = lambda: None,
@@ -81,4 +82,5 @@ def membership_sweep(
         workers=workers,
         interval_s=interval_s,
         name="membership timer sweep",
+        watched=Watched(engine, membership_timers, clock),
     )

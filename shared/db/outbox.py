@@ -126,7 +126,9 @@ class OutboxRelay(StoppableLoop):
 
     Each pass takes the oldest rows while the messages before them number fewer
     than ``batch_size`` (a pack goes whole, so a pass may publish up to
-    ``batch_size + PACK_MESSAGES - 1``).
+    ``batch_size + PACK_MESSAGES - 1``). Idle, it waits for :meth:`notify` (called by
+    whoever commits rows, after the commit) and otherwise looks every ``idle_poll_s``
+    (for rows written by another process).
     """
 
     def __init__(
@@ -136,7 +138,7 @@ class OutboxRelay(StoppableLoop):
         outbox: Table,
         publisher: EventPublisher,
         batch_size: int = 2_000,
-        idle_poll_s: float = 0.05,
+        idle_poll_s: float = 5.0,
     ) -> None:
         self._engine = engine
         self._outbox = outbox

@@ -14,6 +14,17 @@ timer twice) and fires them. A restart loses nothing: timers are rows; a round
 that fails rolls back and its timers are due again. The clock is injected, so
 tests move time instead of waiting.
 
+An idle sweep sleeps: after a round that found less than a chunk it reads the
+earliest ``due_at`` (:func:`next_due`, one index probe) and sleeps until then, at
+most ``interval_s`` (the safety net; at most :data:`NOTIFY_HORIZON_S`). A timer set
+for sooner than the sweep would wake wakes it: :func:`schedule` sends a PostgreSQL
+``NOTIFY`` on the table's channel (:func:`channel`) when one of its timers is due
+within :data:`NOTIFY_HORIZON_S`, delivered at commit to the sweep of every replica,
+which listens on a connection of its own (given the table, :class:`Watched`).
+In-process, :meth:`TimerSweep.notify` does the same. A failed round backs off
+exponentially and logs one line per failure streak and interval
+(:class:`~shared.retry.FailureStreak`).
+
 The common round is :func:`firing`: claim and delete the due rows, call the
 service's ``fire(conn, rows, now)`` in the same transaction (it may schedule new
 timers, or the same keys again). A service with its own way of claiming (the
@@ -24,11 +35,15 @@ segmenter claims into a temp table, see ``membership_sql``) builds its claim on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import (
     Column,
     DateTime,
@@ -39,6 +54,7 @@ from sqlalchemy import (
     String,
     Table,
     delete,
+    func,
     select,
     tuple_,
 )
@@ -49,6 +65,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from shared.db.driver import execute
 from shared.db.jsonb import json_text
+from shared.retry import FailureStreak
 from shared.stopping import StoppableLoop
 
 log = logging.getLogger(__name__)
@@ -56,6 +73,15 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 #: fires claimed timers inside the claiming transaction
 Fire = Callable[[AsyncConnection, list[Row[Any]], datetime], Awaitable[None]]
+
+#: :func:`schedule` notifies the sweeps of timers due sooner than this from now; a
+#: sweep never sleeps longer, so it reads any later timer before it is due
+NOTIFY_HORIZON_S = 60.0
+
+
+def channel(table: Table) -> str:
+    """The ``NOTIFY`` channel of a timer table."""
+    return f"timers:{table.fullname}"
 
 
 def timer_table(metadata: MetaData, name: str, *keys: Column[Any], payload: bool = False) -> Table:
@@ -116,6 +142,16 @@ async def schedule(conn: AsyncConnection, *, table: Table, rows: Sequence[Sequen
         f"WHERE {changed}",
         *values,
     )
+    soonest = min(row[len(_keys(table))] for row in rows)
+    if utc_timestamp(soonest) - time.time() <= NOTIFY_HORIZON_S:
+        # delivered at commit (and not at all on rollback); one per transaction and channel
+        await execute(conn, "SELECT pg_notify($1, '')", channel(table))
+
+
+async def next_due(conn: AsyncConnection, *, table: Table) -> datetime | None:
+    """The earliest ``due_at`` of the table, None when it has no timer."""
+    due_at: datetime | None = await conn.scalar(select(func.min(table.c.due_at)))
+    return due_at
 
 
 async def cancel(conn: AsyncConnection, *, table: Table, keys: Sequence[Any]) -> None:
@@ -177,6 +213,46 @@ async def claim_due(
     return sorted(rows, key=lambda row: (row.due_at, *(row[i] for i in range(len(keys)))))
 
 
+@dataclass(frozen=True)
+class Watched:
+    """The timer table a :class:`TimerSweep` fires, for it to sleep until the next
+    timer and be woken by a new one."""
+
+    engine: AsyncEngine
+    table: Table
+    clock: Clock
+
+
+class FiringRound:
+    """The common round of a :class:`TimerSweep` (see :func:`firing`)."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        table: Table,
+        fire: Fire,
+        clock: Clock,
+        chunk: int,
+        on_commit: Callable[[], None],
+    ) -> None:
+        self.watched = Watched(engine, table, clock)
+        self._fire = fire
+        self._chunk = chunk
+        self._on_commit = on_commit
+
+    async def __call__(self) -> int:
+        engine, table, clock = self.watched.engine, self.watched.table, self.watched.clock
+        now = clock()
+        async with engine.begin() as conn:
+            rows = await claim_due(conn, table=table, now=now, limit=self._chunk)
+            if rows:
+                await self._fire(conn, rows, now)
+        if rows:
+            self._on_commit()
+        return len(rows)
+
+
 def firing(
     *,
     engine: AsyncEngine,
@@ -185,32 +261,26 @@ def firing(
     clock: Clock,
     chunk: int,
     on_commit: Callable[[], None] = lambda: None,
-) -> Callable[[], Awaitable[int]]:
+) -> FiringRound:
     """The common round of a :class:`TimerSweep`: one transaction that claims (and
     removes) up to ``chunk`` due timers at ``clock()`` and calls ``fire(conn, rows, now)``;
     ``on_commit`` runs after it committed (say, to wake the outbox relay). Returns how
-    many timers fired."""
-
-    async def sweep_once() -> int:
-        now = clock()
-        async with engine.begin() as conn:
-            rows = await claim_due(conn, table=table, now=now, limit=chunk)
-            if rows:
-                await fire(conn, rows, now)
-        if rows:
-            on_commit()
-        return len(rows)
-
-    return sweep_once
+    many timers fired. It carries its table (``watched``), which the sweep reads."""
+    return FiringRound(
+        engine=engine, table=table, fire=fire, clock=clock, chunk=chunk, on_commit=on_commit
+    )
 
 
 class TimerSweep(StoppableLoop):
     """``workers`` loops calling ``sweep_once`` (one round: a transaction claiming up to
     ``chunk`` timers, returning how many) until shutdown. A loop goes on at once while
-    rounds come back full, and pauses ``interval_s`` otherwise; a failed round is logged
-    and retried after the pause. Several workers, each on a connection of its own,
-    share a large wave of due timers (``SKIP LOCKED``) over more than one core of
-    PostgreSQL."""
+    rounds come back full; otherwise it sleeps until the next timer is due, at most
+    ``interval_s``, woken early by :meth:`notify` or by a ``NOTIFY`` from
+    :func:`schedule` (both only when it knows its table: ``watched``, or the
+    ``watched`` of a :func:`firing` round; without it, it pauses ``interval_s``). A
+    failed round backs off (one log line per failure streak and interval). Several
+    workers, each on a connection of its own, share a large wave of due timers
+    (``SKIP LOCKED``) over more than one core of PostgreSQL."""
 
     def __init__(
         self,
@@ -218,25 +288,115 @@ class TimerSweep(StoppableLoop):
         *,
         chunk: int,
         workers: int = 1,
-        interval_s: float = 1.0,
+        interval_s: float = NOTIFY_HORIZON_S,
         name: str = "timer sweep",
+        watched: Watched | None = None,
     ) -> None:
         self.sweep_once = sweep_once
         self._chunk = chunk
         self._workers = workers
-        self._interval_s = interval_s
+        self._watched = watched or getattr(sweep_once, "watched", None)
+        self._interval_s = min(interval_s, NOTIFY_HORIZON_S)
         self._name = name
         super().__init__()
+        self._wakeup = asyncio.Event()
+        #: set while the sweep LISTENs for new timers (tests wait for it)
+        self.listening = asyncio.Event()
+
+    def notify(self) -> None:
+        """A timer was just committed: look again now."""
+        self._wakeup.set()
+
+    def signal_shutdown(self) -> None:
+        super().signal_shutdown()
+        self._wakeup.set()
 
     async def run(self) -> None:
-        await asyncio.gather(*(self._loop() for _ in range(self._workers)))
+        listener = None
+        if self._watched is not None:
+            listener = asyncio.create_task(self._listen(self._watched), name=f"{self._name} listen")
+        try:
+            await asyncio.gather(*(self._loop() for _ in range(self._workers)))
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
 
     async def _loop(self) -> None:
+        streak = FailureStreak(self._name, logger=log)
         while not self._stopping.is_set():
+            self._wakeup.clear()
             try:
                 swept = await self.sweep_once()
-            except Exception:
-                log.exception("%s failed; retrying", self._name)
-                swept = 0
-            if swept < self._chunk:
-                await self._pause(self._interval_s)
+                if swept >= self._chunk:
+                    streak.succeeded()
+                    continue
+                pause = await self._until_next()
+            except Exception as exc:
+                await self._pause(streak.failed(exc))
+                continue
+            streak.succeeded()
+            if pause > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=pause)
+
+    async def _until_next(self) -> float:
+        """Seconds until the next timer is due, at most ``interval_s``."""
+        watched = self._watched
+        if watched is None:
+            return self._interval_s
+        async with watched.engine.connect() as conn:
+            due_at = await next_due(conn, table=watched.table)
+        if due_at is None:
+            return self._interval_s
+        return max(0.0, min(self._interval_s, (due_at - watched.clock()).total_seconds()))
+
+    async def _listen(self, watched: Watched) -> None:
+        """LISTEN on the table's channel on a connection of its own, for as long as the
+        sweep runs; reconnect (backing off) when the connection is lost."""
+        url = watched.engine.url.set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        streak = FailureStreak(f"{self._name}: listening for new timers", logger=log)
+        while not self._stopping.is_set():
+            try:
+                conn = await asyncpg.connect(dsn, timeout=10)
+            except Exception as exc:
+                await self._pause(streak.failed(exc))
+                continue
+            lost = asyncio.Event()
+            try:
+                conn.add_termination_listener(_setter(lost))
+                await conn.add_listener(channel(watched.table), lambda *_: self.notify())
+                streak.succeeded()
+                self.listening.set()
+                self.notify()  # a timer may have come while nobody listened
+                await _first(lost.wait(), self._stopping.wait())
+            except Exception as exc:
+                await self._pause(streak.failed(exc))
+            finally:
+                self.listening.clear()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), timeout=5)
+            if lost.is_set() and not self._stopping.is_set():
+                streak.failed(ConnectionError("the listening connection was lost"))
+                await self._pause(1.0)
+
+
+def _setter(event: asyncio.Event) -> Callable[[Any], None]:
+    return lambda _: event.set()
+
+
+async def _first(*waits: Awaitable[Any]) -> None:
+    """Wait until the first of ``waits`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def utc_timestamp(when: datetime) -> float:
+    """``when`` in seconds since the epoch (naive values are taken as UTC)."""
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from shared.http.body_limit import BodyLimitMiddleware
+from shared.http.docs import install_local_docs
 from shared.http.metrics import render_metrics
 from shared.http.middleware import RequestContextMiddleware
 from shared.http.nul import RefuseNulMiddleware
@@ -47,8 +48,11 @@ def create_service_app(
         # FastAPI's native OpenTelemetry looks up the global providers on every request
         # (~8 us) to find none configured: services export Prometheus metrics instead
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # served from local assets instead (shared/http/docs.py)
+        redoc_url=None,
         **kwargs,
     )
+    install_local_docs(app)
     app.state.readiness_checks = {}
     app.add_middleware(BodyLimitMiddleware)  # inside the request context: 413s get ids
     app.add_middleware(RefuseNulMiddleware)

@@ -21,6 +21,7 @@ TARGETS = {
     "dispatcher": "tenure.bench.dispatcher:dispatcher_bench",
     "metrics": "tenure.bench.metrics:metrics_bench",
     "scoring": "tenure.bench.scoring:scoring_bench",
+    "idle": "tenure.bench.idle:idle_bench",
 }
 
 

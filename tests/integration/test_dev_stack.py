@@ -44,7 +44,7 @@ def _start(state: Path, kafka_port: int, base_port: int) -> subprocess.Popen[str
     )
 
 
-def _wait_for_banner(process: subprocess.Popen[str], timeout_s: float = 90) -> str:
+def _wait_for_banner(process: subprocess.Popen[str], timeout_s: float = 400) -> str:
     assert process.stdout is not None
     seen = []
     deadline = time.monotonic() + timeout_s
@@ -136,7 +136,7 @@ def _child_serving(parent: int, service: str) -> int:
     children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
     for child in children:
         command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-        if command[-3:-1] == [b"serve", service.encode()]:
+        if b"serve" in command and command[command.index(b"serve") + 1] == service.encode():
             return int(child)
     raise AssertionError(f"no child serves {service}: {children}")
 
@@ -227,3 +227,115 @@ def test_a_taken_port_is_named(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"port {port} (Kafka broker) is already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _processes_of(state: Path, kafka_port: int) -> list[str]:
+    """Processes of a ``tenure dev`` run: the broker on ``kafka_port``, the services
+    pointed at it, PostgreSQL in ``state`` (found by command line and environment)."""
+    marks = (f"127.0.0.1:{kafka_port}".encode(), str(state).encode())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            environment = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if command and any(mark in command or mark in environment for mark in marks):
+            words = command.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{entry.name}: {words}")
+    return found
+
+
+def _wait_until_gone(state: Path, kafka_port: int, timeout_s: float = 60) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    left = _processes_of(state, kafka_port)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = _processes_of(state, kafka_port)
+    return left
+
+
+def test_a_failed_start_leaves_no_process(tmp_path: Path) -> None:
+    """Services that are not ready within --ready-timeout: the start fails, all stop."""
+    kafka_port, state = free_port(), tmp_path / "state"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tenure",
+            "dev",
+            "--state-dir",
+            str(state),
+            "--kafka-port",
+            str(kafka_port),
+            "--base-port",
+            str(_base_port()),
+            "--ready-timeout",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "cannot start: not ready after 0.5 s" in result.stderr
+    assert "--ready-timeout" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _processes_of(state, kafka_port) == []
+    assert not (state / "run" / "pids.json").exists()
+
+
+def test_bad_settings_are_named_before_anything_starts(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tenure", "dev", "--state-dir", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "TENURE_LOG_LEVEL": "info",
+            "TENURE_KAFKA_PARTITIONS": "six",
+            "TENURE_INGEST_RATE_LIMT": "5",
+        },
+    )
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("tenure: bad setting: TENURE_LOG_LEVEL=info: ") for line in lines)
+    assert any("TENURE_KAFKA_PARTITIONS=six: " in line for line in lines)
+    assert any(
+        "TENURE_INGEST_RATE_LIMT" in line and "did you mean TENURE_INGEST_RATE_LIMIT?" in line
+        for line in lines
+    )
+    assert "Traceback" not in result.stderr
+    assert len(lines) == 4, result.stderr
+    assert not (tmp_path / "s").exists()  # nothing started, nothing made
+
+
+async def test_a_killed_tenure_dev_leaves_nothing_and_the_next_start_works(
+    tmp_path: Path,
+) -> None:
+    kafka_port, base, state = free_port(), _base_port(), tmp_path / "state"
+    process = _start(state, kafka_port, base)
+    try:
+        await asyncio.to_thread(_wait_for_banner, process)
+        assert len(_processes_of(state, kafka_port)) >= len(SERVICES) + 1
+        process.kill()  # SIGKILL: no chance to stop anything itself
+        process.wait()
+        left = await asyncio.to_thread(_wait_until_gone, state, kafka_port)
+        assert left == [], left
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+    again = _start(state, kafka_port, base)
+    try:
+        banner = await asyncio.to_thread(_wait_for_banner, again)
+        assert f"127.0.0.1:{kafka_port}" in banner
+    finally:
+        again.send_signal(signal.SIGINT)
+        output, _ = await asyncio.to_thread(again.communicate, timeout=60)
+    assert again.returncode == 0, output
+    assert await asyncio.to_thread(_wait_until_gone, state, kafka_port, 30) == []

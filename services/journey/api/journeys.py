@@ -180,11 +180,17 @@ async def delete_journey(journey_id: str, runtime: RuntimeDep) -> Response:
 
 
 @router.post(
-    "/{journey_id}/publish", response_model=JourneyPublic, responses=problems(404, 409, 422)
+    "/{journey_id}/publish", response_model=JourneyPublic, responses=problems(404, 409, 422, 503)
 )
 async def publish_journey(journey_id: str, runtime: RuntimeDep) -> JourneyPublic:
     """The draft becomes a new version, which new entrants take; the journey becomes
-    active. Runs in flight stay on the version they entered."""
+    active. Runs in flight stay on the version they entered. Every segment and
+    template (version) the draft names must exist: 422 naming those that do not;
+    503 when the segmenter or dispatcher cannot be asked."""
+    # asked before the row is locked: the other services may take a moment to answer
+    async with snapshot(runtime.engine) as conn:
+        checked = (await _journey_or_404(conn, journey_id)).draft
+    await runtime.references.check(_definition(checked))
     now = runtime.clock()
     async with runtime.engine.begin() as conn:
         row = await repo.lock_journey(conn, journey_id=journey_id)
@@ -192,16 +198,8 @@ async def publish_journey(journey_id: str, runtime: RuntimeDep) -> JourneyPublic
             raise NotFound(f"no journey {journey_id!r}")
         if row.status == "archived":
             raise Conflict(f"journey {journey_id!r} is archived")
-        try:
-            JourneyDefinition.model_validate(row.draft)
-        except ValidationError as exc:  # a draft saved by an older, laxer version
-            raise Invalid(
-                f"the draft is not a valid journey: {exc.error_count()} error(s)",
-                errors=[
-                    {"loc": ["draft", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                    for e in exc.errors(include_url=False, include_input=False)
-                ],
-            ) from None
+        if row.draft != checked:  # edited meanwhile: check what is published
+            await runtime.references.check(_definition(row.draft))
         version = (row.version or 0) + 1
         await conn.execute(
             insert(repo.versions).values(
@@ -213,6 +211,19 @@ async def publish_journey(journey_id: str, runtime: RuntimeDep) -> JourneyPublic
         )
     runtime.catalogs.invalidate()
     return await get_journey(journey_id, runtime)
+
+
+def _definition(draft: Any) -> JourneyDefinition:
+    try:
+        return JourneyDefinition.model_validate(draft)
+    except ValidationError as exc:  # a draft saved by an older, laxer version
+        raise Invalid(
+            f"the draft is not a valid journey: {exc.error_count()} error(s)",
+            errors=[
+                {"loc": ["draft", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                for e in exc.errors(include_url=False, include_input=False)
+            ],
+        ) from None
 
 
 async def _set_status(

@@ -73,6 +73,11 @@ from services.segmenter.scoring.bgnbd import (
     p_no_purchase,
 )
 from services.segmenter.scoring.errors import FitError
+from services.segmenter.scoring.evaluation import (
+    calibration,
+    roc_auc,
+    stratified_folds,
+)
 from services.segmenter.scoring.fallback import inactivity_churn_risk
 from services.segmenter.scoring.rfm import rfm_scores
 
@@ -97,7 +102,6 @@ FOLDS = 5
 #: customers the candidates are compared on at most (a seeded sample beyond): 21 fits
 #: instead of one, so the comparison is bounded; the winner is trained on all of them
 DEFAULT_CV_MAX_ROWS = 50_000
-DECILES = 10
 NEVER_TIER = "never"
 _P_CLIP = 1e-6
 
@@ -386,30 +390,6 @@ def _probabilities(model: _Classifier, x: FloatArray) -> FloatArray:
     return np.asarray(np.clip(model.predict_proba(x)[:, 1], 0.0, 1.0), dtype=np.float64)
 
 
-def roc_auc(y: BoolArray, score: FloatArray) -> float:
-    """Area under the ROC curve (ties count a half), NaN unless both outcomes occur."""
-    y = np.asarray(y, dtype=np.bool_)
-    positives = int(y.sum())
-    negatives = y.size - positives
-    if positives == 0 or negatives == 0:
-        return math.nan
-    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
-    average_rank = np.cumsum(counts) - (counts - 1) / 2.0
-    ranks = average_rank[inverse.ravel()]
-    return float((ranks[y].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
-
-
-def stratified_folds(y: BoolArray, folds: int, seed: int) -> npt.NDArray[np.intp]:
-    """Each row's fold in ``0..folds-1``: each outcome's rows shuffled (seeded) and dealt
-    round-robin, so every fold holds both outcomes in the base's proportion."""
-    rng = np.random.default_rng(seed)
-    fold = np.empty(y.size, dtype=np.intp)
-    for outcome in (False, True):
-        rows = np.flatnonzero(y == outcome)
-        fold[rng.permutation(rows)] = np.arange(rows.size) % folds
-    return fold
-
-
 def _enough(churned: BoolArray, min_customers: int, min_class: int) -> str | None:
     n, churners = churned.size, int(churned.sum())
     if n < min_customers:
@@ -490,25 +470,6 @@ def _choose(trials: dict[ChurnMethod, _Trial], folds: int) -> tuple[ChurnMethod,
         f"{best.name} ({figure(best)}), does not beat it by more than the spread "
         f"({gain:.3f} <= {spread:.3f})"
     )
-
-
-def _calibration(risk: FloatArray, y: BoolArray) -> tuple[dict[str, Any], ...]:
-    order = np.argsort(risk, kind="stable")
-    out = []
-    for decile, rows in enumerate(np.array_split(order, DECILES), start=1):
-        if rows.size == 0:
-            continue
-        out.append(
-            {
-                "decile": decile,
-                "customers": int(rows.size),
-                "mean_risk": _round(float(risk[rows].mean())),
-                "observed": _round(float(y[rows].mean())),
-                "min_risk": _round(float(risk[rows].min())),
-                "max_risk": _round(float(risk[rows].max())),
-            }
-        )
-    return tuple(out)
 
 
 def training_tiers(snapshot: Snapshot) -> list[str]:
@@ -701,7 +662,7 @@ def _fit_churn(
         bgnbd=bg_train.params,
         folds=folds,
         seed=seed,
-        calibration=_calibration(np.asarray(winner.oof), y),
+        calibration=calibration(np.asarray(winner.oof), y),
         tiers=_per_tier(training_tiers(training.take(compared)), y, winner, trials.get(BASELINE)),
         extras={"p_alive": bg_now.p_alive, "p_no_purchase": bg_now.p_no_purchase},
     )

@@ -179,9 +179,25 @@ async def test_json_and_text_plain_are_read(
     assert answer.status_code == 200, answer.text
 
 
-@pytest.mark.parametrize(
-    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
-)
+async def test_json_labelled_as_a_form_is_read(client: httpx.AsyncClient) -> None:
+    """axios labels a Buffer body as a form: RudderStack's Node SDK sends gzipped JSON so."""
+    headers = {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}
+    answer = await client.post("/v1/track", content=orjson.dumps(_track()), headers=headers)
+    assert answer.status_code == 200, answer.text
+
+
+async def test_form_fields_are_415(client: httpx.AsyncClient) -> None:
+    answer = await client.post(
+        "/v1/track",
+        content=b"userId=u&event=Signed+Up",
+        headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 415, answer.text
+    assert answer.json()["error"] == "unsupported_media_type"
+    assert "form fields" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=x", "application/xml"])
 async def test_other_media_types_are_415(client: httpx.AsyncClient, content_type: str) -> None:
     answer = await client.post(
         "/v1/track", content=b'{"userId": "u"}', headers={**AUTH, "Content-Type": content_type}

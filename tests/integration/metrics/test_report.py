@@ -176,6 +176,50 @@ async def test_report_page_renders_in_chromium(stack: Stack, served: int, tmp_pa
         SCREENSHOT.write_bytes(shot.read_bytes())
 
 
+XSS = '<img src=x onerror="document.body.dataset.pwned=1">'
+
+
+async def test_a_hostile_objective_name_is_shown_as_text(
+    stack: Stack, populated: None, served: int, tmp_path: Path
+) -> None:
+    """Issue 21 #9: an objective's name was inserted with innerHTML (stored XSS), and the
+    admin token was kept in localStorage."""
+    browser = _chromium()
+    body = {
+        "id": "xss",
+        "name": XSS,
+        "metric": "revenue",
+        "target": 5000,
+        "start": "2026-01-01",
+        "deadline": "2026-12-31",
+    }
+    answer = await stack.client.post("/v1/objectives", json=body, headers=ADMIN)
+    assert answer.status_code == 201, answer.text
+    try:
+        page = (await stack.client.get("/report")).text
+        assert "Content-Security-Policy" in page and "script-src 'self'" in page
+        profile = tmp_path / "profile"
+        url = f"http://127.0.0.1:{served}/report?journey=welcome#token={ADMIN_TOKEN}"
+        dom = await asyncio.to_thread(
+            _run, [browser, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", url]
+        )
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        html = dom.stdout
+        assert 'data-rendered="true"' in html, html[:3000]
+        assert "pwned" not in html.split("<body", 1)[1].split(">", 1)[0]  # onerror never ran
+        assert "<img" not in html
+        # the name, as characters, in the objectives table
+        assert "&lt;img src=x onerror=" in html
+        # the journey filter (client-side) applied
+        assert "journey welcome" in html
+        # the token is not written to localStorage on disk
+        for stored in profile.rglob("*"):
+            if "Local Storage" in str(stored) and stored.is_file():
+                assert ADMIN_TOKEN.encode() not in stored.read_bytes(), stored
+    finally:
+        await stack.client.delete("/v1/objectives/xss", headers=ADMIN)
+
+
 async def test_report_data_needs_a_token(stack: Stack) -> None:
     assert (await stack.client.get("/v1/report")).status_code == 401
 

@@ -430,3 +430,61 @@ async def test_signal_shutdown_while_idle_returns_promptly_and_stops_the_consume
     assert task.result() is None
     with pytest.raises(ConsumerStoppedError):
         await consumer.getmany(timeout_ms=10)
+
+
+async def test_an_idle_runner_lets_fetches_wait_longer_and_still_wakes_on_data(
+    kafka_settings: KafkaSettings, publisher: EventPublisher, topic: str, group_id: str
+) -> None:
+    """After ``idle_after_s`` without records the broker may hold fetches for the idle
+    wait; a record still arrives (within that wait) and brings the short wait back;
+    a shutdown does not wait for the long poll."""
+    got: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def handler(records: Sequence[Record[Item]]) -> None:
+        got.extend(loop.time() for _ in records)
+
+    runner = ConsumerRunner(
+        settings=kafka_settings,
+        group_id=group_id,
+        decoders={topic: Item.from_bytes},
+        handler=handler,
+        dead_letters=DeadLetterPolicy(publisher),
+        poll_timeout_ms=60_000,
+        fetch_max_wait_ms=100,
+        idle_fetch_max_wait_ms=1_500,
+        idle_after_s=0.5,
+    )
+
+    def fetch_wait() -> int:
+        consumer = runner.consumer
+        assert consumer is not None
+        return int(consumer._fetcher._fetch_max_wait_ms)
+
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.wait_for(runner.assigned.wait(), JOIN_S)
+        await asyncio.sleep(1.0)
+        await publish(publisher, topic, [item(1)])  # ends the first long poll
+        await _until(lambda: len(got) == 1)
+        await asyncio.sleep(2.5)
+        assert fetch_wait() == 1_500  # idle again
+        sent = loop.time()
+        await publish(publisher, topic, [item(2)])
+        await _until(lambda: len(got) == 2)
+        assert got[1] - sent < 1.5 + 0.5
+        await asyncio.sleep(0.1)
+        assert fetch_wait() == 100  # records flow: short waits
+        await asyncio.sleep(1.0)  # the runner is in a 60 s getmany now
+        stopped = loop.time()
+    finally:
+        runner.signal_shutdown()
+        await asyncio.wait_for(task, 15)
+    assert loop.time() - stopped < 5
+
+
+async def _until(condition: Any, within_s: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "not in time"
+        await asyncio.sleep(0.02)

@@ -187,3 +187,62 @@ async def test_a_real_consumer_runner_applies_and_is_healthy_until_stopped(
     finally:
         await runtime.stop()
         await tail.stop()
+
+
+async def test_ready_only_once_each_consumer_joined_its_group_even_without_partitions(
+    database: tuple[str, Table], kafka_settings: KafkaSettings, group_id: str
+) -> None:
+    """Ready means the consumer has its partitions; a member left without any (more
+    members than partitions) knows it and is ready too."""
+    url, _ = database
+    one_partition = kafka_settings.model_copy(update={"partitions": 1})
+    topic = f"ready-{uuid.uuid4().hex[:10]}"
+    await ensure_topics(one_partition, [topic])
+
+    async def handler(records: Sequence[Record[bytes]]) -> None:
+        return None
+
+    runtimes: list[ServiceRuntime] = []
+    runners: list[ConsumerRunner] = []
+    for _ in range(2):
+        runtime = ServiceRuntime("test", engine=engine_of(url))
+        runners.append(
+            runtime.consumer(
+                "consumer",
+                ConsumerRunner(
+                    settings=kafka_settings,
+                    group_id=group_id,
+                    decoders={topic: bytes},
+                    handler=handler,
+                    dead_letters=DeadLetterPolicy(EventPublisher(kafka_settings, client_id="t")),
+                ),
+            )
+        )
+        runtimes.append(runtime)
+    try:
+        await runtimes[0].start()
+        with pytest.raises(RuntimeError, match="no partitions yet"):
+            await runtimes[0].check_consumers()
+        await _ready(runtimes[0])
+        consumer = runners[0].consumer
+        assert consumer is not None and len(consumer.assignment()) == 1
+        await runtimes[1].start()
+        await _ready(runtimes[1])
+        await _ready(runtimes[0])
+        assignments = [len(r.consumer.assignment()) for r in runners if r.consumer is not None]
+        assert sorted(assignments) in ([0, 1], [1, 1])  # [1, 1]: mid-rebalance
+    finally:
+        for runtime in runtimes:
+            await runtime.stop()
+
+
+async def _ready(runtime: ServiceRuntime, within_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        try:
+            await runtime.check_consumers()
+            return
+        except RuntimeError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)

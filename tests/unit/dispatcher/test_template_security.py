@@ -11,10 +11,8 @@ from datetime import date
 import pytest
 
 from services.dispatcher.offers.template import OfferFunctions
+from services.dispatcher.sandbox import _HTML, _TEXT, MAX_BUILT
 from services.dispatcher.templates import (
-    _HTML,
-    _TEXT,
-    MAX_BUILT,
     TemplateError,
     Variant,
     link_hosts,

@@ -18,7 +18,6 @@ from sklearn.metrics import roc_auc_score
 from services.segmenter.scoring.churn import (
     BASELINE,
     CANDIDATES,
-    DECILES,
     HEURISTIC,
     ChurnDefinition,
     ChurnFit,
@@ -29,6 +28,7 @@ from services.segmenter.scoring.churn import (
     roc_auc,
     stratified_folds,
 )
+from services.segmenter.scoring.evaluation import DECILES
 from tests.unit.segmenter.churn_sim import Population, churned_truth, simulate, snapshot
 
 H = 90
