@@ -3,6 +3,7 @@ diagram."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -27,6 +28,7 @@ async def test_the_api_needs_the_admin_token(stack: Stack) -> None:
     wrong = {"Authorization": "Bearer nope"}
     assert (await stack.client.get("/v1/journeys", headers=wrong)).status_code == 401
     assert (await stack.client.get("/healthz")).status_code == 200
+    await asyncio.wait_for(stack.runtime.runner.assigned.wait(), 30)  # ready once it joined
     ready = await stack.client.get("/readyz")
     assert ready.status_code == 200, ready.text
     metrics = await stack.client.get("/metrics")
