@@ -47,7 +47,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy import MetaData, insert, text
 
 from services.journey.catalog import CatalogCache
@@ -68,6 +68,7 @@ from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import DatabaseSettings, KafkaSettings
 from tenure.bench.report import percentile_ms
 from tenure.bench.scratch import BenchServers, Log, asyncpg_dsn, log_to_stderr
+from tenure.bench.topic_reader import TopicReader
 from tenure.embedded import (
     free_port,
 )
@@ -612,32 +613,27 @@ async def _produce_at_rate(
     return sent
 
 
-class _Tail:
+class _Tail(TopicReader):
     """Reads a topic from its end as of :meth:`start`, noting each value's arrival."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(
+            AIOKafkaConsumer(
+                bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+            ),
+            poll_ms=20,
+        )
         self.topic = topic
         self.seen: list[tuple[dict[str, Any], float]] = []
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
-        )
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self._consumer.start()
+    async def prepare(self) -> None:
         partitions = self._consumer.partitions_for_topic(self.topic) or set()
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
-        self._task = asyncio.create_task(self._read())
 
-    async def _read(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=20)
-            arrived = time.time()
-            for messages in batches.values():
-                for message in messages:
-                    self.seen.append((orjson.loads(message.value), arrived))
+    def take(self, record: ConsumerRecord[bytes, bytes], arrived: float) -> None:
+        self.seen.append((orjson.loads(record.value), arrived))
 
     async def wait(self, matches: Callable[[dict[str, Any]], bool], count: int) -> None:
         for _ in range(int(STALL_TIMEOUT_S / 0.1)):
@@ -645,13 +641,6 @@ class _Tail:
                 return
             await asyncio.sleep(0.1)
         raise TimeoutError(f"{self.topic}: fewer than {count} records arrived")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
 
 
 def format_table(figures: Sequence[Figure]) -> str:
