@@ -17,11 +17,20 @@ which checks every string, key, float and date it holds, at any depth, once.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field, JsonValue, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    model_validator,
+)
 
 #: the first year a date may have, and the first it may not
 MIN_YEAR = 1970
@@ -115,6 +124,19 @@ def _bounded_date(value: _D) -> _D:
     return value
 
 
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_text(value: Any) -> Any:
+    """Only ISO 8601 text (or a date already): pydantic's lax mode would read a number,
+    or a string of one (``?to=9.6e-270``), as seconds since 1970."""
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and _ISO_DAY.match(value):
+        return value
+    raise ValueError("must be an ISO 8601 date (YYYY-MM-DD…)")
+
+
 def _safe_json(value: Any) -> Any:
     found = value_problem(value)
     if found is not None:
@@ -126,9 +148,22 @@ SafeStr = Annotated[str, AfterValidator(_safe_text)]
 """Text with no NUL and no lone surrogate."""
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
 """A float that is neither NaN nor ±Infinity."""
-BoundedDatetime = Annotated[datetime, AfterValidator(_bounded_date)]
+#: the years allowed, as the OpenAPI documents say it (a generator such as Schemathesis
+#: then sends only dates that are accepted)
+YEAR_PATTERN = "^(19[7-9][0-9]|20[0-9][0-9])-"
+BoundedDatetime = Annotated[
+    datetime,
+    BeforeValidator(_iso_text),
+    AfterValidator(_bounded_date),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": YEAR_PATTERN}),
+]
 """A datetime in [1970, 2100)."""
-BoundedDate = Annotated[date, AfterValidator(_bounded_date)]
+BoundedDate = Annotated[
+    date,
+    BeforeValidator(_iso_text),
+    AfterValidator(_bounded_date),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": YEAR_PATTERN}),
+]
 """A date in [1970, 2100)."""
 SafeJson = Annotated[JsonValue, AfterValidator(_safe_json)]
 """A JSON value whose strings, keys and numbers can all be stored."""

@@ -1,8 +1,9 @@
 """The dispatcher's consumer: ``profiles`` into the contacts projection, and
 ``dispatch.requests`` through :class:`~services.dispatcher.dispatching.Dispatcher`.
 
-A batch applies its profiles first (one transaction; an erased customer's
-preferences, engagement and stored request contexts are dropped with them), then
+A batch applies its profiles first (one transaction; an erased customer's pending
+and deferred deliveries end ``suppressed`` with the reason ``erased``, and what the
+dispatcher holds about them is dropped or scrubbed: :meth:`Dispatcher.erase`), then
 decides its requests (one transaction). The runner commits the offsets once both
 are durable; the batch's sends and their records go on meanwhile (a redelivered
 request finds its delivery row and sends nothing).
@@ -15,7 +16,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.dispatcher import repository as repo
 from services.dispatcher.dispatching import Dispatcher
 from services.dispatcher.models import profiles
 from shared.db.profile_projection import apply_profile_updates
@@ -50,7 +50,7 @@ class DispatcherBatchHandler:
         if updates:
             async with self._engine.begin() as conn:
                 changes = await apply_profile_updates(conn, table=profiles, updates=updates)
-                await repo.erase_requests(conn, customer_ids=changes.erased)
+                await self._dispatcher.erase(conn, customer_ids=sorted(changes.erased))
         if requests:
             # the sends go on while the next batch is decided (their rows are durable)
             await self._dispatcher.handle_requests(requests, wait=False)

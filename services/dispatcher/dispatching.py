@@ -44,7 +44,7 @@ from services.dispatcher.channels.base import (
 )
 from services.dispatcher.compose import Composer
 from services.dispatcher.messages import dead_letter, outcome, outcome_message
-from services.dispatcher.models import deferrals, outbox
+from services.dispatcher.models import deferrals, outbox, profiles
 from services.dispatcher.offers.issue import draw_for
 from services.dispatcher.plan import (
     Claimed,
@@ -61,6 +61,7 @@ from services.dispatcher.templates import TemplateDefinition
 from shared.clock import Clock, utc_now
 from shared.db.locks import lock_name, xact_locks
 from shared.db.outbox import enqueue
+from shared.db.profile_projection import erased_ids
 from shared.db.timers import claim_due, schedule
 from shared.db.transient import is_transient_db_error
 from shared.events.channels import Channel
@@ -211,6 +212,21 @@ class Dispatcher:
         await self.deliver(claimed)
         return len(rows)
 
+    async def erase(self, conn: AsyncConnection, *, customer_ids: Sequence[str]) -> None:
+        """Customers erased (their profile tombstones written in this transaction):
+        their pending and deferred deliveries end ``suppressed`` (``erased``), each with
+        its outcome, then what is held about them is scrubbed (:func:`repo.erase_customers`)."""
+        if not customer_ids:
+            return
+        now = self._clock()
+        cancelled = await repo.cancel_pending(conn, customer_ids=customer_ids, now=now)
+        effects = _Effects()
+        for request in cancelled:
+            effects.conclude(outcome(request, Status.SUPPRESSED, now, reason=Reason.ERASED))
+        await repo.insert_outcomes(conn, rows=effects.outcomes)
+        await enqueue(session=conn, outbox=outbox, messages=effects.messages)
+        await repo.erase_customers(conn, customer_ids=customer_ids)
+
     async def _decide(
         self, conn: AsyncConnection, held: Sequence[HeldRequest], now: datetime, first: bool
     ) -> list[Claimed]:
@@ -280,6 +296,10 @@ class Dispatcher:
         await repo.insert_outcomes(conn, rows=effects.outcomes)
         await schedule(conn, table=deferrals, rows=effects.timers)
         await enqueue(session=conn, outbox=outbox, messages=effects.messages)
+        # a request for a customer erased before it came: suppressed above, and its row
+        # (the context it carried, the customer id) scrubbed like the customer's others
+        erased = [c for c, contact in contacts.items() if contact.erased]
+        await repo.erase_customers(conn, customer_ids=erased)
         return effects.claimed
 
     async def _templates(
@@ -371,6 +391,9 @@ class Dispatcher:
                 await repo.update_deliveries(conn, updates=updates, now=now)
                 await repo.insert_outcomes(conn, rows=rows)
                 await enqueue(session=conn, outbox=outbox, messages=messages)
+                # a customer erased while their message was with the provider
+                gone = await erased_ids(conn, table=profiles, ids=[r.customer_id for r in rows])
+                await repo.erase_customers(conn, customer_ids=sorted(gone))
 
         # The messages are out: keep trying to record them (a redelivered request
         # would not send them again, and left unrecorded they would end "interrupted").

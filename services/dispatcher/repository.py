@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.dispatcher.contacts import Contact
 from services.dispatcher.models import (
+    deferrals,
     deliveries,
     engagement_hours,
     outcomes,
@@ -26,12 +27,15 @@ from services.dispatcher.models import (
     template_versions,
     templates,
 )
+from services.dispatcher.offers.tables import coupons
 from services.dispatcher.policy import Preferences, SendPolicy, Sent
 from services.dispatcher.templates import TemplateDefinition
 from shared.db.engine import driver_connection
 from shared.db.profile_projection import load_profiles
+from shared.db.timers import cancel as cancel_timers
+from shared.erasure import pseudonym
 from shared.events.channels import Channel
-from shared.events.dispatch_outcomes import DispatchOutcome
+from shared.events.dispatch_outcomes import DispatchOutcome, Reason
 from shared.events.dispatch_requests import DispatchRequest
 
 # --- deliveries ----------------------------------------------------------------------
@@ -164,17 +168,81 @@ async def update_deliveries(
     )
 
 
-async def erase_requests(conn: AsyncConnection, *, customer_ids: Iterable[str]) -> None:
-    """An erased customer: drop the context (personal data) of their stored requests,
-    their preferences and their engagement hours; the delivery keys stay."""
-    ids = list(customer_ids)
+async def cancel_pending(
+    conn: AsyncConnection, *, customer_ids: Iterable[str], now: datetime
+) -> list[DispatchRequest]:
+    """An erased customer's deliveries not sent yet (``pending``, ``deferred``) end
+    ``suppressed`` (``erased``), their deferral timers deleted; returns their requests,
+    for the caller to give each its final outcome. One being sent (``sending``) is
+    the provider's already: it ends as its send does."""
+    ids = list(dict.fromkeys(customer_ids))
+    if not ids:
+        return []
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(
+        f"UPDATE {deliveries.fullname} SET status = 'suppressed', reason = $2, "
+        "deferred_until = NULL, updated_at = $3 "
+        "WHERE customer_id = ANY($1::text[]) AND status IN ('pending', 'deferred') "
+        "RETURNING dispatch_id, request::text AS request",
+        ids,
+        Reason.ERASED.value,
+        now,
+    )
+    await cancel_timers(conn, table=deferrals, keys=[row["dispatch_id"] for row in rows])
+    return [read_request(row["request"]) for row in rows if row["request"] is not None]
+
+
+async def erase_customers(conn: AsyncConnection, *, customer_ids: Iterable[str]) -> None:
+    """Remove or scrub what the dispatcher holds about erased customers (see
+    :mod:`shared.erasure`): preferences and engagement hours are deleted; deliveries,
+    outcomes and issued coupons stay for counts and caps, under a pseudonym (one per
+    customer), with the request's context dropped and free-text reasons (a provider's
+    answer may quote the address) cut to their code. Idempotent; the profile tombstone
+    is the only row left that holds the id."""
+    ids = list(dict.fromkeys(customer_ids))
     if not ids:
         return
+    names = [pseudonym() for _ in ids]
+    codes = [r.value for r in Reason]
     driver = await driver_connection(conn)
+    reason = (
+        "CASE WHEN t.reason IS NULL THEN NULL "
+        "WHEN btrim(split_part(t.reason, ':', 1)) = ANY($3::text[]) "
+        "THEN btrim(split_part(t.reason, ':', 1)) ELSE 'other' END"
+    )
     await driver.execute(
-        f"UPDATE {deliveries.fullname} SET request = jsonb_set(request, '{{context}}', '{{}}') "
-        "WHERE customer_id = ANY($1::text[]) AND request ? 'context'",
+        f"""
+        UPDATE {deliveries.fullname} AS t SET
+            customer_id = p.pseudonym,
+            request = CASE WHEN t.request IS NULL THEN NULL ELSE
+                jsonb_set(t.request - 'context', '{{customerId}}', to_jsonb(p.pseudonym))
+                || '{{"context": {{}}}}'::jsonb END,
+            reason = {reason}
+        FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym)
+        WHERE t.customer_id = p.customer_id
+        """,
         ids,
+        names,
+        codes,
+    )
+    await driver.execute(
+        f"""
+        UPDATE {outcomes.fullname} AS t SET customer_id = p.pseudonym, reason = {reason}
+        FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym)
+        WHERE t.customer_id = p.customer_id
+        """,
+        ids,
+        names,
+        codes,
+    )
+    await driver.execute(
+        f"""
+        UPDATE {coupons.fullname} AS t SET customer_id = p.pseudonym
+        FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym)
+        WHERE t.customer_id = p.customer_id
+        """,
+        ids,
+        names,
     )
     await driver.execute(
         f"DELETE FROM {preferences.fullname} WHERE customer_id = ANY($1::text[])", ids

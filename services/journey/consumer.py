@@ -12,7 +12,9 @@ A batch of all five topics is one database transaction:
    the same state); a batch of only skipped events touches no database at all;
 2. claim the message ids of what is left (a redelivered message is skipped);
 3. update the projections: ``profiles`` (highest version wins; an erased customer's
-   runs exit), ``segment.changes`` (memberships), split winners;
+   runs exit, then all their runs are scrubbed: see ``repository.erase_runs``; the
+   inputs of an erased customer, now or later, are dropped), ``segment.changes``
+   (memberships), split winners;
 4. lock the runs in flight of the batch's customers and, for each customer, apply
    their inputs one at a time in the order consumed: each run in flight gets the
    input, then each active journey it triggers starts a run if its entry rule and
@@ -52,7 +54,7 @@ from services.journey.models import processed_messages, profiles
 from services.journey.processing import UnknownVersion, Work, load_facts
 from shared.clock import Clock, utc_now
 from shared.db.claims import claim_messages
-from shared.db.profile_projection import apply_profile_updates
+from shared.db.profile_projection import apply_profile_updates, erased_ids
 from shared.db.transient import is_transient_db_error
 from shared.events import (
     customer_events,
@@ -186,6 +188,15 @@ class JourneyBatchHandler:
             if updates:
                 erased = (await apply_profile_updates(conn, table=profiles, updates=updates)).erased
                 await repo.forget_memberships(conn, customer_ids=erased)
+            # nothing more about an erased customer (this batch's or an earlier one's)
+            gone = await erased_ids(
+                conn,
+                table=profiles,
+                ids={i.customer_id for i in items} | {m.customer_id for m in memberships},
+            )
+            if gone:
+                items = [i for i in items if i.customer_id not in gone]
+                memberships = [m for m in memberships if m.customer_id not in gone]
             # routed changes and the others are of different segments: each pair's
             # changes stay in the order consumed
             changes = [i.value for i in items if isinstance(i.value, SegmentChange)]
@@ -213,6 +224,8 @@ class JourneyBatchHandler:
             if customers:
                 await self._runs(conn, catalog, work, by_customer, erased)
             await work.write(conn)
+            # once stopped (their exits written): every run of theirs, done or not
+            await repo.erase_runs(conn, customer_ids=erased)
         return bool(winners)
 
     async def _runs(

@@ -33,6 +33,7 @@ from services.journey.models import (
 from shared.db.driver import execute, fetch
 from shared.db.tables import table_of
 from shared.db.timers import cancel, schedule
+from shared.erasure import pseudonym
 from shared.events.journey_runs import ExitReason, JourneyRunEvent, RunEventKind
 
 journeys = table_of(Journey)
@@ -183,6 +184,31 @@ async def list_runs(
         *params,
     )
     return [_run(row) for row in rows]
+
+
+async def erase_runs(conn: AsyncConnection, *, customer_ids: Iterable[str]) -> int:
+    """An erased customer's runs, in flight or done, keep what counts need and nothing
+    personal: the customer id becomes a :func:`~shared.erasure.pseudonym` (one per
+    customer), the trigger's properties are dropped (the step history, ``visits``, is
+    step ids and counts). Runs in flight must have been stopped first. Returns how
+    many runs were scrubbed."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return 0
+    rows = await fetch(
+        conn,
+        f"""
+        UPDATE {runs.fullname} AS r
+        SET customer_id = p.pseudonym,
+            state = jsonb_set(r.state, '{{trigger}}', '{{}}'::jsonb)
+        FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym)
+        WHERE r.customer_id = p.customer_id
+        RETURNING r.run_id
+        """,
+        ids,
+        [pseudonym() for _ in ids],
+    )
+    return len(rows)
 
 
 async def active_run_ids(conn: AsyncConnection, *, journey_id: str) -> list[str]:

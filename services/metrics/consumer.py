@@ -3,6 +3,9 @@
 1. claim each message's id (``topic:id``: messageId, dispatchId, outcomeId, eventId,
    changeId); a redelivered message is skipped, so nothing counts twice;
 2. fold the fresh messages into deltas (:mod:`services.metrics.fold`), by event time;
+   Before folding, a ``deleted`` profile (an erasure) moves the customer's rows to a
+   pseudonym and logs the id (:mod:`.repository.erasure`); messages of an erased
+   customer are then dropped (events) or counted under a pseudonym (the others);
 3. apply them with multi-row upserts: customer activity and its period and cohort
    counts, sends (touches) before the goal events they may be credited with, the
    funnel, surveys, segment flows, runs and experiment counts.
@@ -16,6 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.metrics import repository as repo
@@ -29,25 +33,43 @@ from services.metrics.fold import (
 )
 from services.metrics.metrics import CONVERSIONS, FUNNEL, MESSAGES_AGGREGATED, MESSAGES_DUPLICATE
 from services.metrics.models import processed_messages
+from shared.clock import utc_now
 from shared.db.claims import claim_messages
 from shared.db.engine import driver_connection
+from shared.erasure import pseudonym
 from shared.events import (
     customer_events,
     dispatch_outcomes,
     dispatch_requests,
     journey_runs,
+    profiles,
     registry,
     segment_changes,
 )
+from shared.events.base import EventModel
 from shared.kafka.consumer import Decoder, Record
 
-DECODERS: dict[str, Decoder[Any]] = registry.decoders(
-    registry.CUSTOMER_EVENTS,
-    registry.DISPATCH_REQUESTS,
-    registry.DISPATCH_OUTCOMES,
-    registry.JOURNEY_RUNS,
-    registry.SEGMENT_CHANGES,
-)
+
+class Erasure(EventModel):
+    """What metrics reads of a ``profiles`` message: whether it erases the customer
+    (the rest of the profile is not parsed into a model, nor kept)."""
+
+    customer_id: str = Field(min_length=1)
+    deleted: bool = False
+
+
+DECODERS: dict[str, Decoder[Any]] = {
+    **registry.decoders(
+        registry.CUSTOMER_EVENTS,
+        registry.DISPATCH_REQUESTS,
+        registry.DISPATCH_OUTCOMES,
+        registry.JOURNEY_RUNS,
+        registry.SEGMENT_CHANGES,
+    ),
+    profiles.TOPIC: Erasure.model_validate_json,
+}
+#: the topics folded into counts (``profiles`` only erases)
+COUNTED = tuple(topic for topic in DECODERS if topic != profiles.TOPIC)
 
 
 def message_key(topic: str, value: Any) -> str:
@@ -85,15 +107,31 @@ class MetricsBatchHandler:
 
     async def __call__(self, records: Sequence[Record[Any]]) -> None:
         unique: dict[str, Record[Any]] = {}
+        erased: set[str] = set()
         for record in records:
+            if record.topic == profiles.TOPIC:
+                if record.value.deleted:
+                    erased.add(record.value.customer_id)
+                continue
             unique.setdefault(message_key(record.topic, record.value), record)
+        if not unique and not erased:
+            return
         async with self._engine.begin() as conn:
             fresh = await claim_messages(conn, table=processed_messages, message_ids=list(unique))
             driver = await driver_connection(conn)
-            by_topic: dict[str, list[Any]] = {topic: [] for topic in DECODERS}
+            # the erasures first: what the batch holds of those customers is then
+            # dropped or counted under a pseudonym, as are later messages of theirs
+            names = await repo.erase_customers(driver, customer_ids=erased, at=utc_now())
+            by_topic: dict[str, list[Any]] = {topic: [] for topic in COUNTED}
             for key, record in unique.items():
                 if key in fresh:
                     by_topic[record.topic].append(record.value)
+            gone = await repo.erased_among(
+                driver,
+                customer_ids={v.customer_id for values in by_topic.values() for v in values},
+            )
+            if gone:
+                _pseudonymise(by_topic, gone, names)
             delta = self.fold(by_topic)
             await self._apply(driver, delta)
         for topic, values in by_topic.items():
@@ -151,3 +189,23 @@ class MetricsBatchHandler:
         )
         for (journey, _, step, variant), count in converted.items():
             CONVERSIONS.labels(journey, step, variant).inc(count)
+
+
+def _pseudonymise(
+    by_topic: dict[str, list[Any]], gone: frozenset[str], names: dict[str, str]
+) -> None:
+    """Messages of erased customers: their events are dropped (activity of nobody);
+    the others (sends, outcomes, runs, segment changes) still count, under the
+    customer's pseudonym of this batch's erasure, else a fresh one."""
+    by_topic[customer_events.TOPIC] = [
+        e for e in by_topic[customer_events.TOPIC] if e.customer_id not in gone
+    ]
+    for topic, values in by_topic.items():
+        if topic == customer_events.TOPIC:
+            continue
+        by_topic[topic] = [
+            v.model_copy(update={"customer_id": names.setdefault(v.customer_id, pseudonym())})
+            if v.customer_id in gone
+            else v
+            for v in values
+        ]

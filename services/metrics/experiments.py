@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.metrics.metrics import DECISIONS, EXPERIMENT_P_VALUE, EXPERIMENT_RATE
 from services.metrics.models import HOLDOUT_STEP, HOLDOUT_VARIANT, outbox
 from services.metrics.stats import Arm, Decision, Policy, Verdict, decide, plan, tau_for_effect
-from shared.db.engine import driver_connection
+from shared.db.engine import driver_connection, long_statements
 from shared.db.locks import lock_name, try_xact_lock
 from shared.db.outbox import enqueue
 from shared.events.experiment_decisions import ExperimentDecision, VariantResult
@@ -52,6 +52,7 @@ def default_control(step_id: str, variants: list[str]) -> str:
 async def evaluate_all(engine: AsyncEngine, *, policy: Policy, now: datetime) -> int:
     """Evaluate every experiment; return how many decisions were enqueued."""
     async with engine.begin() as conn:
+        await long_statements(conn)
         if not await try_xact_lock(conn, EVALUATION_LOCK):
             log.info("another process is evaluating the experiments")
             return 0

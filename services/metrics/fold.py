@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from shared.erasure import reason_code
 from shared.events import engagement
 from shared.events.customer_events import CustomerEvent, EventType
 from shared.events.dispatch_outcomes import DispatchOutcome, Status
@@ -209,7 +210,10 @@ def fold_outcomes(delta: Delta, outcomes: Iterable[DispatchOutcome]) -> None:
             outcome.variant or "",
             outcome.channel.value if outcome.channel is not None else "",
         )
-        reason = "" if outcome.status in (Status.SENT, Status.DELIVERED) else outcome.reason or ""
+        # the reason's code only: free text (a provider's answer) may quote the address
+        reason = (
+            "" if outcome.status in (Status.SENT, Status.DELIVERED) else reason_code(outcome.reason)
+        ) or ""
         delta.funnel[
             (
                 outcome.at.date(),

@@ -17,7 +17,7 @@ Customer KPIs are kept incrementally, so every KPI query reads a few hundred row
   bought once / twice or more, their orders and revenue (LTV per cohort).
 - ``daily_totals``: per day, events, orders and revenue.
 - ``funnel_daily``: the messaging funnel per day, journey, step, variant, channel,
-  metric and reason ('' where absent).
+  metric and reason code ('' where absent; never a provider's free text).
 - ``engagements``: (dispatch, kind) seen, so opens and clicks count once per message.
 - ``touches``: each message sent, for last-touch attribution of goal events.
 - ``survey_daily``: answers per day, kind (nps, csat), journey and score.
@@ -30,6 +30,9 @@ Customer KPIs are kept incrementally, so every KPI query reads a few hundred row
   its numbers, the running minimum of the sequential p-values, the decision sent.
 - ``objectives``: SMART goals as JSON documents.
 - ``coupon_issues``: which dispatch each offer code was issued for.
+- ``erasures``: the erased customer ids (a tombstone: the only row that may hold an
+  erased id). Their rows above were moved to a random pseudonym; their later
+  messages are dropped (events) or counted under a pseudonym (the others).
 - ``processed_messages``: the ids of messages applied (idempotency).
 - ``outbox``: ``experiment.decisions`` to relay.
 """
@@ -258,6 +261,13 @@ class Experiment(Base):
     decision_id: Mapped[str | None] = mapped_column(Text)
     decided_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class Erasure(Base):
+    __tablename__ = "erasures"
+
+    customer_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class Objective(Base):

@@ -13,7 +13,7 @@ from typing import Any, Literal, NotRequired
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
-from shared.http.nul_body import NulFree
+from shared.validation import BoundedDate, FiniteFloat, SafeModel
 
 PeriodKind = Literal["day", "week", "month"]
 CohortKind = Literal["week", "month"]
@@ -207,7 +207,7 @@ class SegmentsPublic(RangePublic):
 # --- experiments -------------------------------------------------------------------------
 
 
-class ExperimentUpdate(NulFree):
+class ExperimentUpdate(SafeModel):
     #: the variant the others are compared with (default: control, else a, else first)
     control: str = Field(min_length=1)
 
@@ -271,16 +271,16 @@ class ObjectiveFields(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     metric: ObjectiveMetric
     period: CohortKind = "month"
-    target: float
+    target: FiniteFloat
     #: the value at the start; measured over the period before ``start`` when omitted
-    baseline: float | None = None
-    start: date
-    deadline: date
+    baseline: FiniteFloat | None = None
+    start: BoundedDate
+    deadline: BoundedDate
     journey_id: str | None = Field(default=None, min_length=1)
     description: str = ""
 
 
-class ObjectiveCreate(ObjectiveFields, NulFree):
+class ObjectiveCreate(ObjectiveFields, SafeModel):
     id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
 
     @model_validator(mode="after")

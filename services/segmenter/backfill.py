@@ -24,6 +24,7 @@ from services.segmenter import repository as repo
 from services.segmenter.catalog import ActiveSegment, SegmentCatalog
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.metrics import BACKFILL_SECONDS, MEMBERSHIP_CHANGES
+from shared.db.engine import long_statements
 from shared.db.transient import is_transient_db_error
 from shared.retry import retrying
 
@@ -149,6 +150,7 @@ async def _backfill_chunk(
     or (a first backfill of its version) found finished when the walk starts."""
     segment = walk.segment
     async with engine.begin() as conn:
+        await long_statements(conn)
         await repo.hold_off_erasures(conn)
         state = await repo.lock_segment_backfill(conn, segment_id=segment.id)
         if state is None or state.deleted or state.version != segment.version:

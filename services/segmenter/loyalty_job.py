@@ -21,6 +21,7 @@ from services.segmenter.repository import load_profiles
 from services.segmenter.repository import loyalty as store
 from services.segmenter.repository.outbox import publish_profiles
 from services.segmenter.rules import LoyaltyTierRule, walk
+from shared.db.engine import long_statements
 from shared.db.locks import lock_name, session_lock
 from shared.stopping import PeriodicJob
 
@@ -44,6 +45,7 @@ async def refresh_all(
         after: str | None = None
         while True:
             async with engine.begin() as conn:
+                await long_statements(conn)
                 ids = await store.customers_with_points(conn, after=after, limit=chunk)
                 if not ids:
                     break

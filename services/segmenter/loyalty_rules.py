@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.http.nul_body import NulFree
+from shared.validation import SafeModel
 
 RuleId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 Scalar = str | int | float | bool
@@ -65,7 +65,7 @@ class Tier(BaseModel):
     multiplier: float = Field(default=1.0, ge=0, le=100)
 
 
-class Program(NulFree):
+class Program(SafeModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     rules: list[Rule] = Field(default_factory=list, max_length=100)
     tiers: list[Tier] = Field(

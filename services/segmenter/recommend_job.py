@@ -34,6 +34,7 @@ from services.segmenter.recommend.model import (
 )
 from services.segmenter.repository import recommendations as store
 from services.segmenter.repository.outbox import publish_profiles
+from shared.db.engine import long_statements
 from shared.db.locks import lock_name, session_lock
 from shared.db.transient import is_transient_db_error
 from shared.retry import retrying
@@ -168,6 +169,7 @@ async def _recompute(
 ) -> RecomputeReport:
     started = time.perf_counter()
     async with engine.connect() as conn, conn.begin():
+        await long_statements(conn)
         catalogue = await store.read_catalogue(conn)
         rows = await store.read_interactions(conn)
     read_s = time.perf_counter() - started
@@ -228,6 +230,7 @@ async def _write_chunk(
     engine: AsyncEngine, payload: list[tuple[str, bytes]], now: datetime
 ) -> list[str]:
     async with engine.begin() as conn:
+        await long_statements(conn)
         ids = await store.write_recommendations(conn, rows=payload, now=now)
         # customers erased or merged away since the read have no profile: no message
         await publish_profiles(conn, ids=ids, now=now)

@@ -1,4 +1,6 @@
-"""What the segmenter's HTTP API takes and returns."""
+"""What the segmenter's HTTP API takes and returns. Request bodies derive from
+:class:`~shared.validation.SafeModel`: a NUL, a lone surrogate or NaN anywhere in one
+(a rule's values included) is a 422."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.segmenter.rules.ast import Rule
+from shared.validation import SafeModel
 
 SEGMENT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -22,7 +25,7 @@ def _no_nul(text: str | None) -> str | None:
 Text = Annotated[str, AfterValidator(_no_nul)]
 
 
-class SegmentCreate(BaseModel):
+class SegmentCreate(SafeModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(
@@ -35,7 +38,7 @@ class SegmentCreate(BaseModel):
     rule: Rule
 
 
-class SegmentUpdate(BaseModel):
+class SegmentUpdate(SafeModel):
     """A new version of the segment; omitted fields keep their value."""
 
     model_config = ConfigDict(extra="forbid")
@@ -63,7 +66,7 @@ class SegmentVersionPublic(BaseModel):
     created_at: datetime
 
 
-class PreviewRequest(BaseModel):
+class PreviewRequest(SafeModel):
     model_config = ConfigDict(extra="forbid")
 
     rule: Rule
@@ -131,7 +134,7 @@ class ErasurePublic(BaseModel):
     suppressed: bool
 
 
-class SuppressionRequest(BaseModel):
+class SuppressionRequest(SafeModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Text = Field(default="requested", min_length=1, max_length=200)
@@ -230,7 +233,7 @@ class StandingPublic(BaseModel):
     expiries: list[ExpiryPublic]
 
 
-class RedemptionCreate(BaseModel):
+class RedemptionCreate(SafeModel):
     id: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00]+$")
     points: int = Field(ge=1, le=100_000_000)
 
@@ -250,7 +253,7 @@ class RefreshPublic(BaseModel):
 # --- /v1/recommendations, /v1/products ----------------------------------------------
 
 
-class ProductUpdate(BaseModel):
+class ProductUpdate(SafeModel):
     category: str | None = Field(default=None, min_length=1, max_length=200)
     consumable: bool = False
     name: str | None = Field(default=None, min_length=1, max_length=500)

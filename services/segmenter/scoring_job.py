@@ -37,7 +37,7 @@ from services.segmenter.scoring import CustomerSummary, ScoringResult
 from services.segmenter.scoring.churn_sql import churn_snapshots
 from services.segmenter.scoring.refit import RefitOptions, compute_refit
 from services.segmenter.settings import SegmenterGroup
-from shared.db.engine import driver_connection
+from shared.db.engine import driver_connection, long_statements
 from shared.db.locks import lock_name, session_lock
 from shared.db.tables import table_of
 
@@ -220,6 +220,7 @@ async def refit_scores(
     started = time.perf_counter()
     definition = options.churn_definition
     async with engine.connect() as conn:
+        await long_statements(conn)
         # both reads group the rollups by customer: in memory, not in sorted runs on disk
         await conn.execute(text(f"SET LOCAL work_mem = '{READ_WORK_MEM}'"))
         summaries = await purchase_summaries(conn, purchase_event=options.purchase_event, now=at)
@@ -236,6 +237,7 @@ async def refit_scores(
     fit_s = time.perf_counter() - started - read_s
     result, churn = outcome.population, outcome.churn
     async with engine.begin() as conn:
+        await long_statements(conn)
         write_started = time.perf_counter()
         changed = await _write_scores(conn, outcome.rows)
         await _publish_changed_profiles(conn, changed, now)

@@ -20,6 +20,7 @@ from services.segmenter import membership_sql as msql
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.metrics import MEMBERSHIP_CHANGES, SWEEP_SECONDS, SWEPT_CUSTOMERS
 from services.segmenter.models import membership_timers
+from shared.db.engine import long_statements
 from shared.db.timers import TimerSweep, Watched
 
 
@@ -47,6 +48,7 @@ class MembershipSweep:
         now = self._clock()
         started = time.perf_counter()
         async with self._engine.begin() as conn:
+            await long_statements(conn)
             await msql.bound_plans_to_the_scope(conn)
             await msql.create_scope(conn)
             claimed = await msql.claim_due_timers(conn, now=now, limit=self.chunk)

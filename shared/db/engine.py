@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import MetaData, text
+from sqlalchemy import Engine, MetaData, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -47,23 +48,35 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         "jit": "on" if settings.jit else "off",
         "statement_timeout": str(settings.statement_timeout_ms),
     }
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(settings.url.get_secret_value()),
         pool_size=settings.pool_size,
         pool_pre_ping=True,
         echo=settings.echo,
         connect_args={"server_settings": server_settings},
     )
+    _JOB_TIMEOUT_MS[engine.sync_engine] = settings.job_statement_timeout_ms
+    return engine
 
 
-async def long_statements(conn: AsyncConnection, settings: DatabaseSettings) -> None:
+#: each engine's limit for background jobs, so that a job given only the engine can ask
+_JOB_TIMEOUT_MS: WeakKeyDictionary[Engine, int] = WeakKeyDictionary()
+
+
+async def long_statements(conn: AsyncConnection, settings: DatabaseSettings | None = None) -> None:
     """Lets the statements of ``conn``'s current transaction run up to
     ``settings.job_statement_timeout_ms`` (``SET LOCAL``: back to the session's limit at
-    commit or rollback). For background jobs, never for a request's queries."""
-    await conn.execute(
-        text("SELECT set_config('statement_timeout', :ms, true)"),
-        {"ms": str(settings.job_statement_timeout_ms)},
-    )
+    commit or rollback); without ``settings``, the limit of the settings ``conn``'s engine
+    was made from (:func:`create_engine`). For background jobs (a refit, a backfill, an
+    evaluation) and the admin routes that run one, never for a request's reads."""
+    if settings is not None:
+        ms = settings.job_statement_timeout_ms
+    else:
+        ms = _JOB_TIMEOUT_MS.get(
+            conn.engine.sync_engine,
+            DatabaseSettings.model_fields["job_statement_timeout_ms"].default,
+        )
+    await conn.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(ms)})
 
 
 @asynccontextmanager

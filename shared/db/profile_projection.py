@@ -164,6 +164,20 @@ async def load_profiles(
     return {row["customer_id"]: _profile(row) for row in rows}
 
 
+async def erased_ids(conn: AsyncConnection, *, table: Table, ids: Iterable[str]) -> frozenset[str]:
+    """The ids among ``ids`` that are tombstones: erased customers, whose later inputs
+    a service drops (or pseudonymises) rather than keep under their id."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return frozenset()
+    rows = await fetch(
+        conn,
+        f"SELECT customer_id FROM {table.fullname} WHERE customer_id = ANY($1::text[]) AND deleted",
+        wanted,
+    )
+    return frozenset(row["customer_id"] for row in rows)
+
+
 def _profile(row: Mapping[str, Any]) -> ProjectedProfile:
     return ProjectedProfile(
         customer_id=row["customer_id"],

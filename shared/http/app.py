@@ -25,6 +25,7 @@ from shared.http.nul import RefuseNulMiddleware
 from shared.http.openapi import with_shared_answers
 from shared.http.problems import install_problem_handlers
 from shared.http.responses import json_response
+from shared.http.timeouts import install_timeout_handlers
 from shared.memory import HeapTrimmer
 from shared.settings import DEFAULT_MEMORY_TRIM_INTERVAL_S
 
@@ -58,6 +59,7 @@ def create_service_app(
     app.add_middleware(RefuseNulMiddleware)
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app)
+    install_timeout_handlers(app)  # a statement timeout: 503, not 500
     app.openapi = with_shared_answers(app.openapi)  # type: ignore[method-assign]
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["operations"])

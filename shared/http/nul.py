@@ -3,9 +3,15 @@
 PostgreSQL's text cannot hold one, so a path id like ``/v1/profiles/a%00b`` reached
 asyncpg and failed with a 500. No Tenure identifier may contain NUL (ingest refuses
 it in events too), so such a request is answered 400 before any route sees it.
+
+A query string that names a parameter twice (``?journey_id=a&journey_id=b``) or has a
+nameless one (``?=x``) is a 400 too: no Tenure parameter is a list, and FastAPI would
+silently keep one of the values (found by Schemathesis's negative data).
 """
 
 from __future__ import annotations
+
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -28,4 +34,22 @@ class RefuseNulMiddleware:
             await send(asgi_problem_start(400, body))
             await send({"type": "http.response.body", "body": body})
             return
+        query = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if query and (problem := query_problem(query)) is not None:
+            body = problem_body(400, problem, code="invalid_query")
+            await send(asgi_problem_start(400, body))
+            await send({"type": "http.response.body", "body": body})
+            return
         await self.app(scope, receive, send)
+
+
+def query_problem(query: bytes) -> str | None:
+    """Why a query string is refused (a parameter named twice, or without a name)."""
+    seen: set[str] = set()
+    for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if not name:
+            return "the query string has a parameter without a name"
+        if name in seen:
+            return f"the query parameter {name!r} is given more than once"
+        seen.add(name)
+    return None

@@ -2,7 +2,8 @@
 
 Routes document their own answers (``responses=problems(404, 409)``); this adds the
 ones the shared middleware and dependencies give, to every operation they apply to:
-400 ``invalid_character`` (a NUL in the URL) where an operation has parameters, 404
+400 ``invalid_character`` (a NUL in the URL) or ``invalid_query`` (a parameter given
+twice) where an operation has parameters, 400 where it takes a body (not JSON), 404
 where it has a path parameter, 413 where it takes a body (the body cap), 401 where
 it is secured, 422 where FastAPI validates. Then every answer of status 400 or more
 documented as JSON is rewritten to ``application/problem+json`` with the ``Problem``
@@ -43,7 +44,11 @@ def add_shared_answers(document: dict[str, Any]) -> dict[str, Any]:
                 continue
             responses = operation["responses"]
             if operation.get("parameters"):
-                responses.setdefault("400", _answer("a NUL character in the URL"))
+                responses.setdefault(
+                    "400", _answer("a NUL character in the URL, or a query parameter given twice")
+                )
+            if "requestBody" in operation:
+                responses.setdefault("400", _answer("the body is not JSON (or not UTF-8)"))
             if any(p.get("in") == "path" for p in operation.get("parameters", ())):
                 responses.setdefault("404", _answer("nothing has that id"))
             if "requestBody" in operation:

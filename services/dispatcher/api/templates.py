@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated
 
@@ -118,7 +119,10 @@ async def preview_template(
         )
     composer = runtime.composer
     try:
-        outgoing = composer.compose(
+        # in a worker thread, as every render (dispatching.py): a template at its time
+        # limit must not hold up the event loop (health, tracking pages, the consumer)
+        outgoing = await asyncio.to_thread(
+            composer.compose,
             preview,
             Decision(Action.SEND, body.channel, address="preview"),
             found.definition,

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import email.utils
+import re
 import uuid
 from email.header import Header
 from typing import Literal
@@ -28,6 +29,7 @@ from services.dispatcher.channels.base import (
 from services.dispatcher.channels.plaintext import html_to_text
 
 DISPATCH_ID_HEADER = "X-Tenure-Dispatch-Id"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class SmtpSettings(BaseModel):
@@ -58,21 +60,23 @@ def build_email(message: Outgoing, settings: SmtpSettings) -> bytes:
     RFC 2047 encoded.
     """
     rendered = message.rendered
-    text = rendered.text
-    if text is None and rendered.html is not None:
-        text = html_to_text(rendered.html)
+    html = None if rendered.html is None else well_formed(rendered.html)
+    text = None if rendered.text is None else well_formed(rendered.text)
+    if text is None and html is not None:
+        text = html_to_text(html)
+    dispatch_id = well_formed(message.dispatch_id)
     boundary = f"=_tenure_{uuid.uuid4().hex}"
     headers = [
         f"From: {_header(settings.from_address)}",
-        f"To: {_no_breaks(str(message.address))}",
-        f"Subject: {_header(rendered.subject or '')}",
+        f"To: {_no_breaks(well_formed(str(message.address)))}",
+        f"Subject: {_header(well_formed(rendered.subject or ''))}",
         f"Date: {email.utils.formatdate(usegmt=True)}",
-        f"Message-ID: {message_id(message.dispatch_id, settings.message_id_domain)}",
-        f"{DISPATCH_ID_HEADER}: {_no_breaks(message.dispatch_id)}",
+        f"Message-ID: {message_id(dispatch_id, settings.message_id_domain)}",
+        f"{DISPATCH_ID_HEADER}: {_no_breaks(dispatch_id)}",
         "MIME-Version: 1.0",
     ]
     if message.unsubscribe_url:
-        targets = [f"<{_no_breaks(message.unsubscribe_url)}>"]
+        targets = [f"<{_no_breaks(well_formed(message.unsubscribe_url))}>"]
         if settings.unsubscribe_mailto:
             targets.append(
                 f"<mailto:{_no_breaks(settings.unsubscribe_mailto)}?subject=unsubscribe>"
@@ -80,8 +84,8 @@ def build_email(message: Outgoing, settings: SmtpSettings) -> bytes:
         headers.append(f"List-Unsubscribe: {', '.join(targets)}")
         headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
     parts = [("plain", text or "")]
-    if rendered.html is not None:
-        parts.append(("html", rendered.html))
+    if html is not None:
+        parts.append(("html", html))
     headers.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
     lines = [*headers, "", "This is a multi-part message in MIME format."]
     for subtype, body in parts:
@@ -94,6 +98,14 @@ def build_email(message: Outgoing, settings: SmtpSettings) -> bytes:
         ]
     lines += [f"--{boundary}--", ""]
     return "\r\n".join(lines).encode()
+
+
+def well_formed(value: str) -> str:
+    """``value`` with every lone surrogate (``\\ud800``, which UTF-8 cannot encode: a
+    trait or a template may hold one) replaced by U+FFFD, as a decoder shows bad input."""
+    if value.isascii():
+        return value
+    return _LONE_SURROGATE.sub("\ufffd", value)
 
 
 def _no_breaks(value: str) -> str:

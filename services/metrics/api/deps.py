@@ -15,13 +15,18 @@ from services.metrics.runtime import Runtime
 from shared.db.engine import driver_connection, snapshot
 from shared.http.deps import runtime_dependency
 from shared.http.problems import Invalid
+from shared.validation import BoundedDate
 
 RuntimeDep = Annotated[Runtime, Depends(runtime_dependency(Runtime))]
 #: a journey version, as the events carry it (``ge=1``) and Postgres stores it (int4)
 VersionP = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
-FromQ = Annotated[date | None, Query(alias="from", description="first day (UTC), inclusive")]
-ToQ = Annotated[date | None, Query(alias="to", description="last day (UTC), inclusive")]
-#: the longest range of days a KPI answers
+FromQ = Annotated[
+    BoundedDate | None, Query(alias="from", description="first day (UTC), inclusive; 1970–2099")
+]
+ToQ = Annotated[
+    BoundedDate | None, Query(alias="to", description="last day (UTC), inclusive; 1970–2099")
+]
+#: the longest range of days a KPI (or the report) answers: ten years and a bit
 MAX_DAYS = 3_700
 
 

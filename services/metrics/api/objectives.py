@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from fastapi import APIRouter, Response
 
 from services.metrics.api.deps import MAX_DAYS, RuntimeDep, reading
@@ -16,17 +14,11 @@ from shared.http.problems import Conflict, Invalid, NotFound, problems
 from shared.ids import id_from_name
 
 router = APIRouter(prefix="/v1/objectives", tags=["objectives"], dependencies=ADMIN)
-#: an objective's progress is measured from the period before its start
-MIN_OBJECTIVE_START = date(1900, 1, 1)
 
 
 @router.post("", status_code=201, responses=problems(409))
 async def create_objective(body: ObjectiveCreate, runtime: RuntimeDep) -> ObjectivePublic:
     """Store a SMART objective; answers with its progress (409: an objective has this id)."""
-    if body.start < MIN_OBJECTIVE_START:
-        raise Invalid(
-            f"an objective starts on {MIN_OBJECTIVE_START} or later", loc=("body", "start")
-        )
     if (body.deadline - body.start).days > MAX_DAYS:
         raise Invalid(f"an objective may span at most {MAX_DAYS} days", loc=("body", "deadline"))
     objective = body.model_copy(update={"id": body.id or id_from_name(body.name, "objective")})

@@ -5,6 +5,7 @@ the admin API's experiments and objectives. The KPI reads are in
 """
 
 from services.metrics.repository.activity import apply_activity
+from services.metrics.repository.erasure import erase_customers, erased_among
 from services.metrics.repository.messaging import (
     attribute_goals,
     attribute_redemptions,
@@ -22,6 +23,8 @@ __all__ = [
     "apply_runs",
     "attribute_goals",
     "attribute_redemptions",
+    "erase_customers",
+    "erased_among",
     "first_engagements",
     "insert_touches",
     "record_coupon_issues",

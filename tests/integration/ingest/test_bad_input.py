@@ -204,3 +204,42 @@ async def test_other_media_types_are_415(client: httpx.AsyncClient, content_type
     )
     assert answer.status_code == 415, answer.text
     assert problem_code(answer) == "unsupported_media_type"
+
+
+#: (issue 21) ingest keeps its own checks (services/ingest/body.py, normalize.py) rather
+#: than `shared.validation`: each kind of value storage cannot hold, in each place, and on
+#: both parse paths (orjson; the standard library when an integer is wider than 64 bits)
+_WIDE = ', "properties": {"big": 123456789012345678901234567890'
+_UNSTORABLE = [
+    ('"event": "a\\ud800"', "a lone leading surrogate in a value"),
+    ('"event": "a\\udc00"', "a lone trailing surrogate in a value"),
+    ('"userId": "\\ud800"', "a lone surrogate in an id"),
+    ('"properties": {"\\ud800": 1}', "a lone surrogate in a key"),
+    ('"properties": {"total": NaN}', "NaN"),
+    ('"properties": {"total": Infinity}', "Infinity"),
+    ('"properties": {"total": -Infinity}', "-Infinity"),
+    ('"properties": {"total": 1e999}', "a number that is infinity as a double"),
+]
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["orjson", "wide-integers"])
+@pytest.mark.parametrize(("member", "what"), _UNSTORABLE, ids=[w for _, w in _UNSTORABLE])
+async def test_lone_surrogates_nan_and_infinity_are_400s(
+    client: httpx.AsyncClient, member: str, what: str, wide: bool
+) -> None:
+    fields = {"userId": "bad-input", "event": "Checked", "messageId": f"m-{uuid.uuid4()}"}
+    key = member.split(":")[0].strip().strip('"')
+    fields.pop(key, None)
+    head = orjson.dumps(fields).decode()[1:-1]
+    extra = _WIDE + "}" if wide and not member.startswith('"properties"') else ""
+    raw = "{" + head + ", " + member + extra + "}"
+    if wide and member.startswith('"properties"'):
+        raw = raw.replace(
+            '"properties": {', '"properties": {"big": 123456789012345678901234567890, '
+        )
+    answer = await client.post(
+        "/v1/track", content=raw.encode(), headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400, (what, answer.text)
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert problem_code(answer) == "invalid_json"

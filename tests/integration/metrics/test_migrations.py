@@ -72,3 +72,35 @@ async def test_head_matches_the_models_and_downgrades_cleanly(new_database: NewD
         await engine.dispose()
     await asyncio.to_thread(upgrade, script_location=MIGRATIONS, database_url=url)
     assert await _compare(url) == expected
+
+
+async def test_0003_cuts_funnel_reasons_to_their_codes(new_database: NewDatabase) -> None:
+    """Free-text reasons (a provider's answer quoting an address) become their code,
+    their counts merged into the code's row."""
+    import asyncpg
+
+    url = await new_database()
+    await asyncio.to_thread(upgrade, script_location=MIGRATIONS, database_url=url, revision="0002")
+    db = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        key = "'2026-12-01', 'j', 's', '', 'email', 'failed'"
+        await db.execute(
+            "INSERT INTO metrics.funnel_daily "
+            "(day, journey_id, step_id, variant, channel, metric, reason, count) VALUES "
+            f"({key}, 'provider_error', 1), "
+            f"({key}, 'provider_error: smtp: 550 <alice@example.com>', 2), "
+            f"({key}, 'provider_error: smtp: 550 <bob@example.com>', 3), "
+            f"({key}, 'no template ''x''', 4), "
+            "('2026-12-01', 'j', 's', '', 'email', 'sent', '', 5)"
+        )
+        await asyncio.to_thread(upgrade, script_location=MIGRATIONS, database_url=url)
+        rows = await db.fetch(
+            "SELECT metric, reason, count FROM metrics.funnel_daily ORDER BY metric, reason"
+        )
+    finally:
+        await db.close()
+    assert [tuple(r) for r in rows] == [
+        ("failed", "other", 4),
+        ("failed", "provider_error", 6),
+        ("sent", "", 5),
+    ]

@@ -111,3 +111,55 @@ async def test_a_preview_of_the_largest_rule_leaves_the_loop_free(stack: Stack) 
     assert took > 0.5, "the rule was too small to show anything"
     longest_gap = max(b - a for a, b in zip(answered, answered[1:], strict=False))
     assert longest_gap < min(0.5, took / 2), (longest_gap, took)
+
+
+# ``a\ud800`` below: a lone surrogate, as JSON carries it (not UTF-8: asyncpg cannot
+# send it)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw"),
+    [
+        ("POST", "/v1/segments", '{"name": "a\\ud800", "rule": {"kind": "segment", "id": "x"}}'),
+        (
+            "POST",
+            "/v1/segments",
+            '{"name": "n", "description": "a\\ud800", "rule": {"kind": "segment", "id": "x"}}',
+        ),
+        (
+            "POST",
+            "/v1/segments",
+            '{"name": "n", "rule": {"kind": "event_count", "event": "a\\ud800", "op": "gte",'
+            ' "count": 1, "within_days": 7}}',
+        ),
+        (
+            "POST",
+            "/v1/segments/preview",
+            '{"rule": {"kind": "trait", "trait": "plan", "op": "eq", "value": "a\\ud800"}}',
+        ),
+        ("PUT", "/v1/segments/any", '{"name": "a\\ud800"}'),
+        ("PUT", "/v1/suppressions/someone", '{"reason": "a\\ud800"}'),
+        ("PUT", "/v1/products/p-1", '{"category": "a\\ud800"}'),
+        ("PUT", "/v1/products/p-1", '{"name": "a\\u0000b"}'),
+        ("POST", "/v1/loyalty/someone/redemptions", '{"id": "a\\ud800", "points": 1}'),
+        (
+            "PUT",
+            "/v1/loyalty/program",
+            '{"rules": [{"id": "r", "kind": "per_event", "event": "a\\ud800", "points": 1}]}',
+        ),
+        (
+            "PUT",
+            "/v1/loyalty/program",
+            '{"rules": [{"id": "r", "kind": "per_event", "event": "Order", "points": 1,'
+            ' "where": {"total": NaN}}]}',
+        ),
+    ],
+)
+async def test_a_lone_surrogate_nul_or_nan_in_a_body_is_a_422(
+    stack: Stack, method: str, path: str, raw: str
+) -> None:
+    """Issue 21: every segmenter body is on the shared validator (`SafeModel`)."""
+    answer = await stack.client.request(method, path, content=raw.encode(), headers=JSON)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["errors"]

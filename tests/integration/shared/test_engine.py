@@ -122,5 +122,11 @@ async def test_a_statement_past_the_timeout_is_cancelled(new_database: NewDataba
             assert await conn.scalar(text("SELECT 1 FROM pg_sleep(0.4)")) == 1
         async with engine.connect() as conn:
             assert await conn.scalar(text("SHOW statement_timeout")) == "200ms"
+        # a job given only the engine gets the limit of the settings it was made from
+        async with engine.begin() as conn:
+            await long_statements(conn)
+            assert await conn.scalar(text("SHOW statement_timeout")) == "5s"
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SHOW statement_timeout")) == "200ms"
     finally:
         await engine.dispose()
