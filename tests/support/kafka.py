@@ -68,6 +68,13 @@ class TopicTail:
 
         return await asyncio.wait_for(find(), within_s)
 
+    async def wait_for_text(
+        self, text: str, within_s: float = 10.0
+    ) -> ConsumerRecord[bytes, bytes]:
+        """The first record whose value holds ``text`` (a message id, say)."""
+        needle = text.encode()
+        return await self.wait_for(lambda record: needle in record.value, within_s)
+
     async def wait_for_count(
         self,
         predicate: Callable[[ConsumerRecord[bytes, bytes]], bool],
