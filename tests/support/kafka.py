@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 
@@ -71,8 +72,9 @@ class TopicTail:
     async def wait_for_text(
         self, text: str, within_s: float = 10.0
     ) -> ConsumerRecord[bytes, bytes]:
-        """The first record whose value holds ``text`` (a message id, say)."""
-        needle = text.encode()
+        """The first record whose JSON value holds the string ``text`` (a message id, say):
+        the whole string, so that ``m-1`` does not find ``m-10``."""
+        needle = orjson.dumps(text)
         return await self.wait_for(lambda record: needle in record.value, within_s)
 
     async def wait_for_count(
@@ -100,6 +102,4 @@ class TopicTail:
 
 
 def json_value(record: ConsumerRecord[bytes, bytes]) -> Any:
-    import orjson
-
     return orjson.loads(record.value) if record.value else None
