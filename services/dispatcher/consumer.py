@@ -22,7 +22,7 @@ from shared.db.profile_projection import apply_profile_updates
 from shared.db.transient import is_transient_db_error
 from shared.events import registry
 from shared.events.dispatch_requests import DispatchRequest
-from shared.events.profiles import ProfileUpdate
+from shared.events.profiles import ProfileUpdate, is_erasure
 from shared.kafka.consumer import Decoder, Record
 
 DECODERS: dict[str, Decoder[Any]] = registry.decoders(registry.DISPATCH_REQUESTS, registry.PROFILES)
@@ -50,7 +50,8 @@ class DispatcherBatchHandler:
         if updates:
             async with self._engine.begin() as conn:
                 changes = await apply_profile_updates(conn, table=profiles, updates=updates)
-                await self._dispatcher.erase(conn, customer_ids=sorted(changes.erased))
+                merged = {u.customer_id for u in updates if u.deleted and not is_erasure(u)}
+                await self._dispatcher.erase(conn, customer_ids=sorted(changes.erased - merged))
         if requests:
             # the sends go on while the next batch is decided (their rows are durable)
             await self._dispatcher.handle_requests(requests, wait=False)

@@ -14,7 +14,8 @@ A batch of all five topics is one database transaction:
 3. update the projections: ``profiles`` (highest version wins; an erased customer's
    runs exit, then all their runs are scrubbed: see ``repository.erase_runs``; the
    inputs of an erased customer, now or later, are dropped), ``segment.changes``
-   (memberships), split winners;
+   (memberships), split winners; apply the id merges ``profiles`` announce and
+   redirect inputs of merged-away ids (:mod:`services.journey.merges`);
 4. lock the runs in flight of the batch's customers and, for each customer, apply
    their inputs one at a time in the order consumed: each run in flight gets the
    input, then each active journey it triggers starts a run if its entry rule and
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,7 @@ from services.journey.machine import (
     run_id_for,
     trigger_matches,
 )
+from services.journey.merges import apply_merges, lock_and_resolve
 from services.journey.metrics import ENTRIES_REFUSED, EVENTS_SKIPPED, INPUTS_DUPLICATE
 from services.journey.models import processed_messages, profiles
 from services.journey.processing import UnknownVersion, Work, load_facts
@@ -68,7 +70,7 @@ from shared.events.customer_events import CustomerEvent, EventType
 from shared.events.dispatch_outcomes import DispatchOutcome
 from shared.events.experiment_decisions import ExperimentDecision, Verdict
 from shared.events.journey_runs import ExitReason
-from shared.events.profiles import ProfileUpdate
+from shared.events.profiles import ProfileUpdate, is_erasure, merges_of
 from shared.events.segment_changes import Change, SegmentChange
 from shared.kafka.consumer import Decoder, Record
 
@@ -185,18 +187,13 @@ class JourneyBatchHandler:
             decisions = [d for d in decisions if f"d:{d.decision_id}" in fresh]
 
             erased: frozenset[str] = frozenset()
+            pairs = merges_of(updates)
             if updates:
                 erased = (await apply_profile_updates(conn, table=profiles, updates=updates)).erased
+                # a tombstone naming ``mergedInto`` is a merge (its runs move), not an erasure
+                erased -= {u.customer_id for u in updates if not is_erasure(u)}
                 await repo.forget_memberships(conn, customer_ids=erased)
-            # nothing more about an erased customer (this batch's or an earlier one's)
-            gone = await erased_ids(
-                conn,
-                table=profiles,
-                ids={i.customer_id for i in items} | {m.customer_id for m in memberships},
-            )
-            if gone:
-                items = [i for i in items if i.customer_id not in gone]
-                memberships = [m for m in memberships if m.customer_id not in gone]
+            memberships = [m for m in memberships if m.customer_id not in erased]
             # routed changes and the others are of different segments: each pair's
             # changes stay in the order consumed
             changes = [i.value for i in items if isinstance(i.value, SegmentChange)]
@@ -217,6 +214,28 @@ class JourneyBatchHandler:
             await repo.save_winners(conn, decisions=winners)
 
             work = Work(catalog, now)
+            if items or pairs:
+                # merges first: the batch's inputs then find the runs under their new id
+                resolved = await lock_and_resolve(
+                    conn, ids={i.customer_id for i in items} | {i for p in pairs for i in p}
+                )
+                await apply_merges(conn, work, pairs=pairs, resolved=resolved, now=now)
+                items = [
+                    replace(i, customer_id=resolved[i.customer_id])
+                    if i.customer_id in resolved
+                    else i
+                    for i in items
+                ]
+            # nothing more about an erased customer (this batch's or an earlier one's);
+            # after the merges: a merged-away id's tombstone is not an erasure, and its
+            # inputs now carry the id it was merged into
+            gone = await erased_ids(
+                conn,
+                table=profiles,
+                ids={i.customer_id for i in items} | {m.customer_id for m in memberships},
+            )
+            if gone:
+                items = [i for i in items if i.customer_id not in gone]
             by_customer: dict[str, list[_Item]] = {}
             for item in items:
                 by_customer.setdefault(item.customer_id, []).append(item)

@@ -8,6 +8,8 @@
   ``run_timers``: each active run's one timer (its ``wake_at``).
 - ``memberships`` and ``profiles``: this service's projections of ``segment.changes``
   and ``profiles``, what branches and audiences read.
+- ``aliases``: ids merged into another (``profiles`` ``mergedFrom`` / ``mergedInto``):
+  their runs were re-keyed, their late inputs are redirected.
 - ``split_winners``: promoted winners from ``experiment.decisions``.
 - ``step_counts``: how many runs reached, converted and exited at each step.
 - ``processed_messages`` (claims of consumed message ids) and ``outbox``.
@@ -105,6 +107,14 @@ class MembershipRow(Base):
     customer_id: Mapped[str] = mapped_column(Key, primary_key=True)
     segment_id: Mapped[str] = mapped_column(Key, primary_key=True)
     entered_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class AliasRow(Base):
+    __tablename__ = "aliases"
+
+    previous_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Key)
+    merged_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class SplitWinner(Base):

@@ -10,6 +10,10 @@
    counts, sends (touches) before the goal events they may be credited with, the
    funnel, surveys, segment flows, runs and experiment counts.
 
+``profiles`` is read only for the id merges it announces (``mergedFrom`` /
+``mergedInto``): the merged-away id's runs and touches move to the known id
+(:mod:`services.metrics.repository.merges`), before the batch's own rows.
+
 The runner commits offsets after this transaction committed.
 """
 
@@ -19,7 +23,6 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.metrics import repository as repo
@@ -46,29 +49,18 @@ from shared.events import (
     registry,
     segment_changes,
 )
-from shared.events.base import EventModel
+from shared.events.profiles import ProfileUpdate, is_erasure, merges_of
 from shared.kafka.consumer import Decoder, Record
 
-
-class Erasure(EventModel):
-    """What metrics reads of a ``profiles`` message: whether it erases the customer
-    (the rest of the profile is not parsed into a model, nor kept)."""
-
-    customer_id: str = Field(min_length=1)
-    deleted: bool = False
-
-
-DECODERS: dict[str, Decoder[Any]] = {
-    **registry.decoders(
-        registry.CUSTOMER_EVENTS,
-        registry.DISPATCH_REQUESTS,
-        registry.DISPATCH_OUTCOMES,
-        registry.JOURNEY_RUNS,
-        registry.SEGMENT_CHANGES,
-    ),
-    profiles.TOPIC: Erasure.model_validate_json,
-}
-#: the topics folded into counts (``profiles`` only erases)
+DECODERS: dict[str, Decoder[Any]] = registry.decoders(
+    registry.CUSTOMER_EVENTS,
+    registry.DISPATCH_REQUESTS,
+    registry.DISPATCH_OUTCOMES,
+    registry.JOURNEY_RUNS,
+    registry.SEGMENT_CHANGES,
+    registry.PROFILES,
+)
+#: the topics folded into counts (``profiles`` only erases and merges ids)
 COUNTED = tuple(topic for topic in DECODERS if topic != profiles.TOPIC)
 
 
@@ -107,14 +99,16 @@ class MetricsBatchHandler:
 
     async def __call__(self, records: Sequence[Record[Any]]) -> None:
         unique: dict[str, Record[Any]] = {}
-        erased: set[str] = set()
+        updates: list[ProfileUpdate] = []
         for record in records:
-            if record.topic == profiles.TOPIC:
-                if record.value.deleted:
-                    erased.add(record.value.customer_id)
+            if record.topic == profiles.TOPIC:  # erasures and id merges only, idempotent
+                updates.append(record.value)
                 continue
             unique.setdefault(message_key(record.topic, record.value), record)
-        if not unique and not erased:
+        erased = {u.customer_id for u in updates if is_erasure(u)}
+        merges = merges_of(updates)
+        if not unique and not erased and not merges:
+            self._on_commit()
             return
         async with self._engine.begin() as conn:
             fresh = await claim_messages(conn, table=processed_messages, message_ids=list(unique))
@@ -122,6 +116,8 @@ class MetricsBatchHandler:
             # the erasures first: what the batch holds of those customers is then
             # dropped or counted under a pseudonym, as are later messages of theirs
             names = await repo.erase_customers(driver, customer_ids=erased, at=utc_now())
+            # before the batch's own rows: its goal events then find the moved touches
+            await repo.apply_merges(driver, merges)
             by_topic: dict[str, list[Any]] = {topic: [] for topic in COUNTED}
             for key, record in unique.items():
                 if key in fresh:
@@ -164,6 +160,7 @@ class MetricsBatchHandler:
     async def _apply(self, driver: Any, delta: Delta) -> None:
         await repo.apply_activity(driver, delta)
         await repo.insert_touches(driver, delta.touches)
+        await repo.redirect_touches(driver, [t.dispatch_id for t in delta.touches])
         await repo.record_coupon_issues(driver, delta.coupon_issues)
         redeemed, converted_by_coupon, credited = await repo.attribute_redemptions(
             driver, delta.redemptions
@@ -187,6 +184,7 @@ class MetricsBatchHandler:
         _, converted = await repo.apply_runs(
             driver, runs=delta.runs, exposures=delta.exposures, conversions=delta.conversions
         )
+        await repo.redirect_runs(driver, [r.run_id for r in delta.runs])
         for (journey, _, step, variant), count in converted.items():
             CONVERSIONS.labels(journey, step, variant).inc(count)
 

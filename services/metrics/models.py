@@ -221,6 +221,16 @@ class RunRow(Base):
     converted_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
+class Alias(Base):
+    """An id merged into another (``profiles`` ``mergedFrom`` / ``mergedInto``): rows
+    of the old id that arrive after the merge are moved to the known id too."""
+
+    __tablename__ = "aliases"
+
+    previous_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Key)
+
+
 class RunVariant(Base):
     __tablename__ = "run_variants"
 

@@ -4,8 +4,10 @@ One batch is one database transaction:
 
 1. claim the batch's messageIds (a redelivered message is skipped: idempotent),
    and drop the events of suppressed customer ids;
-2. merge alias calls (the anonymous profile, stats and rollups move to the
-   known id; the anonymous id's memberships end);
+2. merge alias calls, and identify calls carrying both an anonymousId and a
+   userId (the anonymous profile, stats and rollups move to the known id; the
+   anonymous id's memberships end; the known id's ``profiles`` message announces
+   the merge in ``mergedFrom``, the old id's tombstone names ``mergedInto``);
 3. fold the events into each customer's profile (traits last-write-wins by
    event timestamp), add event statistics and daily rollups;
 4. evaluate every active segment for the affected customers in Python, write
@@ -171,12 +173,17 @@ class EventBatchHandler:
         program: Program | None = None,
     ) -> None:
         exits: list[tuple[str, str]] = []
-        merged: set[str] = set()
-        for alias in (e for e in events if e.type is EventType.ALIAS):
-            left, into = await self._merge_alias(conn, alias)
+        merged_from: dict[str, list[str]] = defaultdict(list)
+        for event in events:
+            pair = merge_pair(event)
+            if pair is None:
+                continue
+            left, merge = await self._merge_ids(
+                conn, *pair, event.received_at, explicit=event.type is EventType.ALIAS
+            )
             exits.extend(left)
-            if into is not None:
-                merged.add(into)
+            if merge is not None:
+                merged_from[merge[1]].append(merge[0])
         others = [e for e in events if e.type is not EventType.ALIAS]
         merged_into = await repo.resolve_aliases(conn, ids={e.customer_id for e in events})
         by_customer: dict[str, list[CustomerEvent]] = defaultdict(list)
@@ -194,8 +201,8 @@ class EventBatchHandler:
                 profile = working[customer_id] = new_profile(customer_id, first)
             for event in customer_events:
                 apply_event(profile, event, catalog.tracked)
-        for customer_id in merged & working.keys():
-            working[customer_id].changed = True  # publish the merged traits
+        for customer_id in merged_from.keys() & working.keys():
+            working[customer_id].changed = True  # publish the merge and the merged traits
         for profile in working.values():
             if profile.changed:
                 profile.version += 1  # each published update of a profile has a new version
@@ -224,7 +231,7 @@ class EventBatchHandler:
         changes += await self._evaluate(conn, catalog, working, scores, now)
         await repo.enqueue(conn, messages=membership_change_messages(changes, catalog, now))
         changed = [p for p in working.values() if p.changed]
-        await self._publish_profiles(conn, changed, versions, scores, now)
+        await self._publish_profiles(conn, changed, versions, scores, now, merged_from)
 
     async def _apply_loyalty(
         self,
@@ -258,15 +265,25 @@ class EventBatchHandler:
             if customer in working:
                 working[customer].changed = True
 
-    async def _merge_alias(
-        self, conn: AsyncConnection, alias: CustomerEvent
-    ) -> tuple[list[tuple[str, str]], str | None]:
-        """Merge ``previousId`` into ``userId``; return the memberships the old id leaves,
-        and the id a stored profile was merged into (None when there was none)."""
-        assert alias.previous_id is not None and alias.user_id is not None
-        resolved = await repo.resolve_aliases(conn, ids=[alias.previous_id, alias.user_id])
-        old = resolved.get(alias.previous_id, alias.previous_id)
-        new = resolved.get(alias.user_id, alias.user_id)
+    async def _merge_ids(
+        self,
+        conn: AsyncConnection,
+        previous_id: str,
+        user_id: str,
+        at: datetime,
+        *,
+        explicit: bool = True,
+    ) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
+        """Merge ``previous_id`` into ``user_id``; return the memberships the old id
+        leaves, and the ``(old, new)`` ids merged (None when they were one already).
+
+        An ``identify`` (not ``explicit``) never moves an anonymous id already merged
+        into someone: a shared device's next user is not merged with the last one."""
+        resolved = await repo.resolve_aliases(conn, ids=[previous_id, user_id])
+        if not explicit and previous_id in resolved:
+            return [], None
+        old = resolved.get(previous_id, previous_id)
+        new = resolved.get(user_id, user_id)
         if old == new:
             return [], None
         await repo.record_alias(conn, previous_id=old, customer_id=new)
@@ -285,14 +302,14 @@ class EventBatchHandler:
             await repo.enqueue(
                 conn,
                 messages=deleted_profile_messages(
-                    {old: stored[old].version + 1}, alias.received_at
+                    {old: stored[old].version + 1}, at, merged_into=new
                 ),
             )
         unused = [new] if new in reserved and old not in stored else []
         await repo.delete_profiles(conn, ids=[old, *unused])
         memberships = await repo.load_memberships(conn, ids=[old])
         left = [(segment_id, old) for segment_id in sorted(memberships.get(old, ()))]
-        return left, new if old in stored else None
+        return left, (old, new)
 
     async def _evaluate(
         self,
@@ -331,6 +348,7 @@ class EventBatchHandler:
         versions: dict[str, int],
         scores: dict[str, dict[str, Any]],
         now: datetime,
+        merged_from: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """Queue the ``profiles`` messages with the versions the upsert stored; ``scores``
         were read under the profiles' row locks, so they are still current (only a refit
@@ -348,10 +366,27 @@ class EventBatchHandler:
                 scores.get(p.customer_id, {}),
                 now,
                 recommendations=lists.get(p.customer_id),
+                merged_from=(merged_from or {}).get(p.customer_id),
             )
             for p in changed
         ]
         await repo.enqueue(conn, messages=messages)
+
+
+def merge_pair(event: CustomerEvent) -> tuple[str, str] | None:
+    """``(previous id, known id)`` when the event merges two ids: an ``alias``, or an
+    ``identify`` carrying both an ``anonymousId`` and a different ``userId`` (what
+    the Segment and RudderStack SDKs send when a visitor signs in)."""
+    if event.type is EventType.ALIAS and event.previous_id and event.user_id:
+        return event.previous_id, event.user_id
+    if (
+        event.type is EventType.IDENTIFY
+        and event.user_id
+        and event.anonymous_id
+        and event.anonymous_id != event.user_id
+    ):
+        return event.anonymous_id, event.user_id
+    return None
 
 
 def event_batch_handler(

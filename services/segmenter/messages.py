@@ -69,10 +69,12 @@ def profile_message(
     scores: Mapping[str, Any],
     now: datetime,
     recommendations: Sequence[Mapping[str, Any]] | None = None,
+    merged_from: Sequence[str] | None = None,
 ) -> Message:
     """The ``profiles`` message of a customer: traits, contact fields, locale, scores,
     and their recommendations when they have some (every writer passes them: each
-    message replaces the whole profile in the consumers' projections)."""
+    message replaces the whole profile in the consumers' projections); ``merged_from``
+    announces the ids this batch merged into the customer."""
     traits = profile.traits
     fields: dict[str, Any] = {
         "customer_id": profile.customer_id,
@@ -86,6 +88,8 @@ def profile_message(
         "last_seen_at": profile.last_seen_at,
         "updated_at": now,
     }
+    if merged_from:
+        fields["merged_from"] = sorted(merged_from)
     computed = {
         alias: score for name, alias in _COMPUTED if (score := scores.get(name)) is not None
     }
@@ -93,11 +97,20 @@ def profile_message(
     return Message(PROFILES.name, profile.customer_id.encode(), value)
 
 
-def deleted_profile_messages(versions: Mapping[str, int], now: datetime) -> list[Message]:
-    """Tell profile consumers to forget these customers (merged away, or erased)."""
+def deleted_profile_messages(
+    versions: Mapping[str, int], now: datetime, merged_into: str | None = None
+) -> list[Message]:
+    """Tell profile consumers to forget these customers (merged away into
+    ``merged_into``, or erased)."""
     return [
         PROFILES.message(
-            ProfileUpdate(customer_id=customer_id, version=version, deleted=True, updated_at=now)
+            ProfileUpdate(
+                customer_id=customer_id,
+                version=version,
+                deleted=True,
+                merged_into=merged_into,
+                updated_at=now,
+            )
         )
         for customer_id, version in versions.items()
     ]

@@ -170,7 +170,7 @@ PROFILES = Topic(
     name=profiles.TOPIC,
     model=profiles.ProfileUpdate,
     producers="segmenter (outbox)",
-    consumers="journey, dispatcher, metrics (erasures only)",
+    consumers="journey, dispatcher, metrics (erasures and id merges only)",
 )
 DISPATCH_REQUESTS = Topic(
     name=dispatch_requests.TOPIC,

@@ -6,6 +6,7 @@ the admin API's experiments and objectives. The KPI reads are in
 
 from services.metrics.repository.activity import apply_activity
 from services.metrics.repository.erasure import erase_customers, erased_among
+from services.metrics.repository.merges import apply_merges, redirect_runs, redirect_touches
 from services.metrics.repository.messaging import (
     attribute_goals,
     attribute_redemptions,
@@ -20,6 +21,7 @@ from services.metrics.repository.runs import apply_runs
 
 __all__ = [
     "apply_activity",
+    "apply_merges",
     "apply_runs",
     "attribute_goals",
     "attribute_redemptions",
@@ -28,6 +30,8 @@ __all__ = [
     "first_engagements",
     "insert_touches",
     "record_coupon_issues",
+    "redirect_runs",
+    "redirect_touches",
     "upsert_funnel",
     "upsert_segments",
     "upsert_surveys",

@@ -168,6 +168,61 @@ async def test_alias_merges_the_anonymous_history_into_the_known_customer(stack:
     assert orjson.loads(deleted.value)["deleted"] is True
 
 
+async def test_identify_with_both_ids_merges_and_announces_it(stack: Stack) -> None:
+    known, anonymous = f"u-{run_id()}", f"anon-{run_id()}"
+    await stack.send(
+        event("track", None, START - timedelta(hours=3), anonymousId=anonymous, event="Cart Viewed")
+    )
+    await stack.profile(anonymous)
+    # signing in: the SDK's identify carries the anonymous id and the user id
+    await stack.send(
+        event(
+            "identify",
+            known,
+            START - timedelta(hours=2),
+            anonymousId=anonymous,
+            traits={"email": "k@example.com"},
+        )
+    )
+    merged = await stack.profile(known, until=lambda p: anonymous in p["aliases"])
+    assert merged["traits"] == {"email": "k@example.com"}
+    announced = await stack.profiles.wait_for(
+        lambda r: r.key == known.encode() and b"mergedFrom" in r.value
+    )
+    assert orjson.loads(announced.value)["mergedFrom"] == [anonymous]
+    tombstone = await stack.profiles.wait_for(
+        lambda r: r.key == anonymous.encode() and b'"deleted":true' in r.value
+    )
+    assert orjson.loads(tombstone.value)["mergedInto"] == known
+    # the next identify with both ids is no new merge: no second announcement
+    await stack.send(
+        event(
+            "identify",
+            known,
+            START - timedelta(hours=1),
+            anonymousId=anonymous,
+            traits={"plan": "pro"},
+        )
+    )
+    latest = await stack.profiles.wait_for(
+        lambda r: r.key == known.encode() and b'"plan"' in r.value
+    )
+    assert b"mergedFrom" not in latest.value
+    # another user signing in on the same device is not merged with the first one
+    other = f"u-{run_id()}"
+    await stack.send(
+        event(
+            "identify",
+            other,
+            START - timedelta(minutes=30),
+            anonymousId=anonymous,
+            traits={"email": "o@example.com"},
+        )
+    )
+    assert (await stack.profile(other))["aliases"] == []
+    assert (await stack.profile(known))["traits"]["email"] == "k@example.com"
+
+
 async def test_redelivered_events_change_nothing(stack: Stack) -> None:
     customer = f"c-{run_id()}"
     purchases = [
