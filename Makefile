@@ -33,7 +33,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared services tenure
+	$(VENV)/bin/mypy shared services tenure tests
 
 bench: install
 	$(VENV)/bin/tenure bench ingest

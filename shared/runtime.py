@@ -34,18 +34,38 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from contextlib import nullcontext
+from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from fastapi import FastAPI
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared import collector
+from shared.auth import TokenDigests
+from shared.clock import Clock
+from shared.db.claims import claims_cleanup
 from shared.db.engine import check_database
 from shared.db.outbox import OutboxRelay
-from shared.http.app import ReadinessCheck, add_readiness_check
+from shared.http.app import ReadinessCheck, add_readiness_check, create_service_app
+from shared.kafka.consumer import BatchHandler, ConsumerRunner, Decoder, IsTransient
+from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
+from shared.settings import KafkaSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
+
+
+class ConsumerGroup(Protocol):
+    """What a service's settings group says of its consumer."""
+
+    @property
+    def consumer_group(self) -> str: ...
+
+    @property
+    def max_batch_records(self) -> int: ...
 
 
 class Loop(Protocol):
@@ -96,6 +116,48 @@ class ServiceRuntime:
         """A background loop (sweeps, periodic jobs): stopped with the consumers."""
         self._loops[self._new_name(name)] = loop
         return loop
+
+    def kafka_consumer(
+        self,
+        *,
+        kafka: KafkaSettings,
+        group: ConsumerGroup,
+        decoders: Mapping[str, Decoder[Any]],
+        handler: BatchHandler,
+        is_transient: IsTransient,
+        name: str = "consumer",
+        **options: Any,
+    ) -> ConsumerRunner:
+        """The service's consumer in ``group``: what it cannot apply goes to the dead-letter
+        topic through the service's publisher (``options``: more of :class:`ConsumerRunner`)."""
+        if self.publisher is None:
+            raise ValueError(f"{self.name} has no publisher for its dead letters")
+        return self.consumer(
+            name,
+            ConsumerRunner(
+                settings=kafka,
+                group_id=group.consumer_group,
+                decoders=decoders,
+                handler=handler,
+                dead_letters=DeadLetterPolicy(self.publisher),
+                is_transient=is_transient,
+                max_records=group.max_batch_records,
+                **options,
+            ),
+        )
+
+    def claims_cleanup(self, table: Table, *, clock: Clock, retention_days: int) -> None:
+        """The periodic job forgetting the message claims older than ``retention_days``
+        (:func:`shared.db.claims.claims_cleanup`)."""
+        self.loop(
+            "claims cleanup",
+            claims_cleanup(
+                engine=self.engine,
+                table=table,
+                clock=clock,
+                retention=timedelta(days=retention_days),
+            ),
+        )
 
     def closing(self, name: str, close: Callable[[], Awaitable[Any]]) -> None:
         """Something to close after the publisher stopped (an HTTP client…)."""
@@ -209,3 +271,45 @@ class ServiceRuntime:
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background task failed", exc_info=task.exception())
+
+
+class HasServiceRuntime(Protocol):
+    """A service's ``Runtime``: what its routes use, with the parts it runs."""
+
+    @property
+    def service(self) -> ServiceRuntime: ...
+
+
+def service_app(
+    *,
+    title: str,
+    description: str,
+    settings: ServiceSettings,
+    clock: Clock,
+    admin_token_digests: Iterable[str],
+    runtime: Callable[[], HasServiceRuntime],
+    install: Callable[[FastAPI], None],
+    tuned_for_throughput: bool = True,
+) -> FastAPI:
+    """The app of a service whose parts a :class:`ServiceRuntime` runs.
+
+    Its lifespan builds the service's runtime (``runtime()``), keeps it in
+    ``app.state.runtime`` for the routes and runs its parts for the app's life (with the
+    collector :func:`~shared.collector.tuned_for_throughput` unless told otherwise). The
+    admin routes accept the tokens of ``admin_token_digests``; ``install`` adds the
+    service's routes."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built = runtime()
+        app.state.runtime = built
+        async with built.service.running(app):
+            with collector.tuned_for_throughput() if tuned_for_throughput else nullcontext():
+                yield
+
+    app = create_service_app(title=title, description=description, version="1", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.admin_tokens = TokenDigests(admin_token_digests)
+    install(app)
+    return app

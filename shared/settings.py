@@ -100,6 +100,17 @@ def known_dev_secrets(value: object, where: str = "") -> list[str]:
     return []
 
 
+class AdminApiGroup(BaseModel):
+    """The base of a service's own settings group: the tokens its admin API accepts."""
+
+    #: SHA-256 hex digests of the admin bearer tokens, comma-separated.
+    admin_token_hashes: str = ""
+
+    @property
+    def admin_token_digests(self) -> list[str]:
+        return self.admin_token_hashes.split(",")
+
+
 class ServiceSettings(BaseSettings):
     """Base class of every service's settings; subclasses add their own group."""
 

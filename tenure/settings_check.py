@@ -92,7 +92,17 @@ def _variable(name: str, info: FieldInfo, comment: str) -> Variable:
 
 
 def _comments(cls: type) -> dict[str, str]:
-    """``#:`` comments above each field of a class, from its source."""
+    """``#:`` comments above each field of a class and of its bases (the group's
+    ``AdminApiGroup``), from their source."""
+    found: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass.__module__.partition(".")[0] in ("shared", "services", "tenure"):
+            found.update(_own_comments(klass))
+    return found
+
+
+def _own_comments(cls: type) -> dict[str, str]:
+    """``#:`` comments above each field of one class, from its source."""
     try:
         source = inspect.getsource(cls)
     except (OSError, TypeError):

@@ -63,8 +63,7 @@ def postgres_admin_url(state_dir: Path) -> Iterator[str]:
         yield given
         return
     server = EmbeddedPostgres(state_dir / "postgres", database="tenure_test")
-    server.start()
-    yield uri_for_database(server._server.get_uri(), "postgres")  # type: ignore[union-attr]
+    yield uri_for_database(server.start(), "postgres")
     server.stop()
 
 

@@ -5,8 +5,7 @@ token>``) in :mod:`.api`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 
 from fastapi import FastAPI
 
@@ -14,18 +13,9 @@ from services.dispatcher import api
 from services.dispatcher.channels.base import Provider
 from services.dispatcher.runtime import Runtime
 from services.dispatcher.settings import DispatcherSettings, get_settings
-from shared.auth import TokenDigests
 from shared.clock import Clock, utc_now
 from shared.events.channels import Channel
-from shared.http.app import create_service_app
-
-
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    runtime = Runtime(app.state.settings, app.state.clock, app.state.providers)
-    app.state.runtime = runtime
-    async with runtime.services.running(app):
-        yield
+from shared.runtime import service_app
 
 
 def create_app(
@@ -41,16 +31,14 @@ def create_app(
             "set TENURE_DISPATCHER_LINK_SECRET (at least 16 characters, the same on every "
             "replica): it signs the tracking and unsubscribe links"
         )
-    app = create_service_app(
+    return service_app(
         title="Tenure dispatcher",
         description="Personalised email, push and social messages with consent, caps, "
         "quiet hours, tracking and surveys.",
-        version="1",
-        lifespan=lifespan,
+        settings=settings,
+        clock=clock,
+        admin_token_digests=settings.dispatcher.admin_token_digests,
+        runtime=lambda: Runtime(settings, clock, providers),
+        install=api.install,
+        tuned_for_throughput=False,
     )
-    app.state.settings = settings
-    app.state.clock = clock
-    app.state.providers = providers
-    app.state.admin_tokens = TokenDigests(settings.dispatcher.admin_token_digests)
-    api.install(app)
-    return app

@@ -23,8 +23,6 @@ from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
 from shared.db.timers import TimerSweep, Watched
 from shared.events.channels import Channel
-from shared.kafka.consumer import ConsumerRunner
-from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
 from shared.runtime import ServiceRuntime
 from shared.stopping import PeriodicJob
@@ -73,24 +71,19 @@ class Runtime:
             batches_sending=group.batches_sending,
             profile_wait=timedelta(seconds=group.profile_wait_s),
         )
-        self.services = ServiceRuntime(
+        self.service = ServiceRuntime(
             "dispatcher", engine=self.engine, publisher=self.publisher, relay=self.relay
         )
-        self.runner = self.services.consumer(
-            "consumer",
-            ConsumerRunner(
-                settings=settings.kafka,
-                group_id=group.consumer_group,
-                decoders=DECODERS,
-                handler=DispatcherBatchHandler(engine=self.engine, dispatcher=self.dispatcher),
-                dead_letters=DeadLetterPolicy(self.publisher),
-                is_transient=is_transient,
-                max_records=group.max_batch_records,
-            ),
+        self.runner = self.service.kafka_consumer(
+            kafka=settings.kafka,
+            group=group,
+            decoders=DECODERS,
+            handler=DispatcherBatchHandler(engine=self.engine, dispatcher=self.dispatcher),
+            is_transient=is_transient,
         )
         # declared first: on shutdown it waits for the sends of the last batches
-        self.services.loop("sends in flight", SendsInFlight(self.dispatcher))
-        self.services.loop(
+        self.service.loop("sends in flight", SendsInFlight(self.dispatcher))
+        self.service.loop(
             "deferrals",
             TimerSweep(
                 lambda: self.dispatcher.fire_due(limit=group.sweep_chunk),
@@ -101,7 +94,7 @@ class Runtime:
                 watched=Watched(self.engine, deferrals, self.clock),
             ),
         )
-        self.services.loop(
+        self.service.loop(
             "interrupted sends",
             PeriodicJob(
                 lambda: self.dispatcher.expire_interrupted(lease_s=group.sending_lease_s),
@@ -109,6 +102,6 @@ class Runtime:
                 interval_s=min(60.0, group.sending_lease_s),
             ),
         )
-        self.services.closing("http client", self.http.aclose)
+        self.service.closing("http client", self.http.aclose)
         for name, provider in self.providers.items():
-            self.services.closing(f"{name} provider", provider.close)
+            self.service.closing(f"{name} provider", provider.close)

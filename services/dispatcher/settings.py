@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from services.dispatcher.channels.email import SmtpSettings
 from services.dispatcher.channels.http import (
@@ -16,14 +16,12 @@ from services.dispatcher.channels.http import (
     WebPushSettings,
     WhatsAppSettings,
 )
-from shared.settings import ServiceSettings
+from shared.settings import AdminApiGroup, ServiceSettings
 
 DEFAULT_PORT = 8004
 
 
-class DispatcherGroup(BaseModel):
-    #: SHA-256 hex digests of the admin bearer tokens, comma-separated.
-    admin_token_hashes: str = ""
+class DispatcherGroup(AdminApiGroup):
     consumer_group: str = "tenure-dispatcher"
     max_batch_records: int = Field(default=1_000, ge=1)
     #: where the public tracking endpoints are reached from a customer's mail client
@@ -66,10 +64,6 @@ class DispatcherGroup(BaseModel):
                     raise ValueError("offer keys are <id 0-7>:<secret of 16+ characters>")
                 keys[int(key_id)] = secret.encode()
         return keys
-
-    @property
-    def admin_token_digests(self) -> list[str]:
-        return self.admin_token_hashes.split(",")
 
 
 class DispatcherSettings(ServiceSettings):

@@ -59,6 +59,34 @@ async def load_delivery(conn: AsyncConnection, dispatch_id: str) -> Delivery:
     return Delivery(dispatch_id, row.customer_id, row.channel, row.template_id, request)
 
 
+async def _record(
+    conn: AsyncConnection,
+    found: Delivery,
+    event: str,
+    properties: Mapping[str, Any],
+    *,
+    now: datetime,
+    client: Mapping[str, Any],
+    message_id: str | None = None,
+) -> None:
+    """Queue the customer's engagement event about the delivery (``client``: the request's
+    context)."""
+    await enqueue(
+        session=conn,
+        outbox=outbox,
+        messages=[
+            engagement_event(
+                customer_id=found.customer_id,
+                event=event,
+                properties=properties,
+                at=now,
+                message_id=message_id,
+                context=client,
+            )
+        ],
+    )
+
+
 async def track(
     engine: AsyncEngine,
     *,
@@ -80,19 +108,14 @@ async def track(
         contact = (await repo.load_contacts(conn, ids=[found.customer_id])).get(found.customer_id)
         if contact is not None and contact.erased:
             return event
-        await enqueue(
-            session=conn,
-            outbox=outbox,
-            messages=[
-                engagement_event(
-                    customer_id=found.customer_id,
-                    event=event,
-                    properties=found.properties(**(properties or {})),
-                    at=now,
-                    message_id=message_id,
-                    context=client,
-                )
-            ],
+        await _record(
+            conn,
+            found,
+            event,
+            found.properties(**(properties or {})),
+            now=now,
+            client=client,
+            message_id=message_id,
         )
         if learn_hour:
             await repo.add_engagement(conn, customer_id=found.customer_id, hour=now.hour)
@@ -116,20 +139,14 @@ async def unsubscribe(
             unsubscribed=None if topic else True,
             topics={topic: False} if topic else None,
         )
-        props = found.properties(**({"topic": topic} if topic else {"all": True}))
-        await enqueue(
-            session=conn,
-            outbox=outbox,
-            messages=[
-                engagement_event(
-                    customer_id=found.customer_id,
-                    event=engagement.UNSUBSCRIBED,
-                    properties=props,
-                    at=now,
-                    message_id=f"tenure-unsubscribe-{dispatch_id}",
-                    context=client,
-                )
-            ],
+        await _record(
+            conn,
+            found,
+            engagement.UNSUBSCRIBED,
+            found.properties(**({"topic": topic} if topic else {"all": True})),
+            now=now,
+            client=client,
+            message_id=f"tenure-unsubscribe-{dispatch_id}",
         )
     return topic
 
@@ -198,18 +215,13 @@ async def save_preferences(
             topics={topic: f"topic:{topic}" in checked for topic in known},
         )
         if unsubscribed:
-            await enqueue(
-                session=conn,
-                outbox=outbox,
-                messages=[
-                    engagement_event(
-                        customer_id=found.customer_id,
-                        event=engagement.UNSUBSCRIBED,
-                        properties=found.properties(all=True),
-                        at=now,
-                        context=client,
-                    )
-                ],
+            await _record(
+                conn,
+                found,
+                engagement.UNSUBSCRIBED,
+                found.properties(all=True),
+                now=now,
+                client=client,
             )
 
 

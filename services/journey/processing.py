@@ -9,6 +9,7 @@ counts and every emitted message (to the outbox) in the same transaction.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -96,15 +97,7 @@ class Work:
         chosen = self.catalog.winners.get((journey_id, version))
         if not chosen:
             return facts
-        return Facts(
-            traits=facts.traits,
-            memberships=facts.memberships,
-            churn_risk=facts.churn_risk,
-            predicted_ltv=facts.predicted_ltv,
-            rfm_tier=facts.rfm_tier,
-            timezone=facts.timezone,
-            winners=chosen,
-        )
+        return dataclasses.replace(facts, winners=chosen)
 
     def apply(self, run: Run, given: Input, facts: Facts) -> Run:
         if run.journey_id in self.catalog.archived and not isinstance(given, Stop):

@@ -19,11 +19,8 @@ from services.journey.settings import JourneySettings
 from services.journey.timers import timer_sweep
 from services.journey.watch import watch_sweep
 from shared.clock import Clock
-from shared.db.claims import claims_cleanup
 from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
-from shared.kafka.consumer import ConsumerRunner
-from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
 from shared.runtime import ServiceRuntime
 
@@ -55,18 +52,13 @@ class Runtime:
             on_commit=self.relay.notify,
             watch_after=self.watch_after,
         )
-        self.runner = self.service.consumer(
-            "consumer",
-            ConsumerRunner(
-                settings=settings.kafka,
-                group_id=group.consumer_group,
-                decoders=DECODERS,
-                handler=self.handler,
-                dead_letters=DeadLetterPolicy(self.publisher),
-                is_transient=is_transient,
-                max_records=group.max_batch_records,
-                fetch_max_wait_ms=group.fetch_max_wait_ms,
-            ),
+        self.runner = self.service.kafka_consumer(
+            kafka=settings.kafka,
+            group=group,
+            decoders=DECODERS,
+            handler=self.handler,
+            is_transient=is_transient,
+            fetch_max_wait_ms=group.fetch_max_wait_ms,
         )
         self.sweep = self.service.loop(
             "timers",
@@ -91,14 +83,8 @@ class Runtime:
                 on_commit=self.relay.notify,
             ),
         )
-        self.service.loop(
-            "claims cleanup",
-            claims_cleanup(
-                engine=self.engine,
-                table=processed_messages,
-                clock=clock,
-                retention=timedelta(days=group.dedup_retention_days),
-            ),
+        self.service.claims_cleanup(
+            processed_messages, clock=clock, retention_days=group.dedup_retention_days
         )
 
     async def apply_to_runs(self, run_ids: list[str], stop: Stop) -> list[Run]:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
 
-from shared.settings import ServiceSettings
+from shared.settings import AdminApiGroup, ServiceSettings
 
 DEFAULT_PORT = 8003
 
 
-class JourneyGroup(BaseModel):
-    #: SHA-256 hex digests of the admin bearer tokens, comma-separated.
-    admin_token_hashes: str = ""
+class JourneyGroup(AdminApiGroup):
     consumer_group: str = "tenure-journey"
     max_batch_records: int = Field(default=2_000, ge=1)
     #: how long the broker may hold a fetch while it has no data: the latency a trigger
@@ -46,10 +44,6 @@ class JourneyGroup(BaseModel):
     dispatcher_url: str = ""
     #: the admin token the journey presents to the segmenter and the dispatcher
     peer_token: SecretStr = SecretStr("")
-
-    @property
-    def admin_token_digests(self) -> list[str]:
-        return self.admin_token_hashes.split(",")
 
 
 class JourneySettings(ServiceSettings):

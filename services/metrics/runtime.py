@@ -23,12 +23,9 @@ from services.metrics.periods import period_start, shift_period
 from services.metrics.settings import MetricsSettings
 from services.metrics.stats import Policy
 from shared.clock import Clock
-from shared.db.claims import claims_cleanup
 from shared.db.engine import create_engine, driver_connection, snapshot
 from shared.db.outbox import OutboxRelay
 from shared.db.transient import is_transient_db_error
-from shared.kafka.consumer import ConsumerRunner
-from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
 from shared.runtime import ServiceRuntime
 from shared.stopping import PeriodicJob
@@ -57,22 +54,17 @@ class Runtime:
             max_unsubscribe_increase=group.max_unsubscribe_increase,
             max_complaint_increase=group.max_complaint_increase,
         )
-        self.runner = self.service.consumer(
-            "consumer",
-            ConsumerRunner(
-                settings=settings.kafka,
-                group_id=group.consumer_group,
-                decoders=DECODERS,
-                handler=MetricsBatchHandler(
-                    engine=self.engine,
-                    purchase_event=group.purchase_event,
-                    goals=group.goals,
-                    attribution_window=timedelta(hours=group.attribution_window_hours),
-                ),
-                dead_letters=DeadLetterPolicy(self.publisher),
-                is_transient=is_transient_db_error,
-                max_records=group.max_batch_records,
+        self.runner = self.service.kafka_consumer(
+            kafka=settings.kafka,
+            group=group,
+            decoders=DECODERS,
+            handler=MetricsBatchHandler(
+                engine=self.engine,
+                purchase_event=group.purchase_event,
+                goals=group.goals,
+                attribution_window=timedelta(hours=group.attribution_window_hours),
             ),
+            is_transient=is_transient_db_error,
         )
         self.service.loop(
             "evaluator",
@@ -80,14 +72,8 @@ class Runtime:
                 self.evaluate, name="experiment evaluation", interval_s=group.evaluate_interval_s
             ),
         )
-        self.service.loop(
-            "claims cleanup",
-            claims_cleanup(
-                engine=self.engine,
-                table=processed_messages,
-                clock=clock,
-                retention=timedelta(days=group.dedup_retention_days),
-            ),
+        self.service.claims_cleanup(
+            processed_messages, clock=clock, retention_days=group.dedup_retention_days
         )
 
     async def evaluate(self) -> int:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from shared.settings import ServiceSettings
+from shared.settings import AdminApiGroup, ServiceSettings
 
 DEFAULT_PORT = 8005
 
 
-class MetricsGroup(BaseModel):
-    #: SHA-256 hex digests of the admin bearer tokens, comma-separated.
-    admin_token_hashes: str = ""
+class MetricsGroup(AdminApiGroup):
     consumer_group: str = "tenure-metrics"
     max_batch_records: int = Field(default=5_000, ge=1)
     #: the track event whose ``revenue`` (else ``value``) is an order
@@ -35,10 +33,6 @@ class MetricsGroup(BaseModel):
     max_complaint_increase: float = Field(default=0.001, ge=0)
     #: processed message ids are kept this long for deduplication
     dedup_retention_days: int = Field(default=7, ge=1)
-
-    @property
-    def admin_token_digests(self) -> list[str]:
-        return self.admin_token_hashes.split(",")
 
     @property
     def goals(self) -> frozenset[str]:

@@ -8,39 +8,23 @@ Every endpoint but the operational ones needs ``Authorization: Bearer <admin tok
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 
 from services.segmenter import api
 from services.segmenter.runtime import Runtime
 from services.segmenter.settings import SegmenterSettings, get_settings
-from shared.auth import TokenDigests
 from shared.clock import Clock, utc_now
-from shared.collector import tuned_for_throughput
-from shared.http.app import create_service_app
-
-
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    runtime = Runtime(app.state.settings, app.state.clock)
-    app.state.runtime = runtime
-    async with runtime.service.running(app):
-        with tuned_for_throughput():
-            yield
+from shared.runtime import service_app
 
 
 def create_app(settings: SegmenterSettings | None = None, *, clock: Clock = utc_now) -> FastAPI:
     settings = settings or get_settings()
-    app = create_service_app(
+    return service_app(
         title="Tenure segmenter",
         description="Customer profiles, segments, churn risk and lifetime value.",
-        version="1",
-        lifespan=lifespan,
+        settings=settings,
+        clock=clock,
+        admin_token_digests=settings.segmenter.admin_token_digests,
+        runtime=lambda: Runtime(settings, clock),
+        install=api.install,
     )
-    app.state.settings = settings
-    app.state.clock = clock
-    app.state.admin_tokens = TokenDigests(settings.segmenter.admin_token_digests)
-    api.install(app)
-    return app

@@ -1,113 +1,67 @@
 """Segmenter metrics, declared once; never a label per customer or per segment id.
 
-Every gauge reports shared state (read from the database) as set by whichever worker
-evaluated last: ``multiprocess_mode="livemostrecent"``, so with several workers the
-newest value of a live worker is exported, never a dead worker's stale one."""
+Every gauge keeps the newest value of a live worker (see :mod:`shared.metrics`)."""
 
 import math
 
-from prometheus_client import Counter, Gauge, Histogram
-
 from services.segmenter.scoring.churn import CANDIDATES, HEURISTIC, ChurnFit
+from shared.metrics import Metrics
 
-EVENTS_APPLIED = Counter(
-    "events_applied",
-    "Customer events folded into profiles.",
-    namespace="tenure",
-    subsystem="segmenter",
+metrics = Metrics("segmenter")
+
+EVENTS_APPLIED = metrics.counter("events_applied", "Customer events folded into profiles.")
+EVENTS_DUPLICATE = metrics.counter(
+    "events_duplicate", "Redelivered customer events skipped by messageId."
 )
-EVENTS_DUPLICATE = Counter(
-    "events_duplicate",
-    "Redelivered customer events skipped by messageId.",
-    namespace="tenure",
-    subsystem="segmenter",
+EVENTS_SUPPRESSED = metrics.counter(
+    "events_suppressed", "Customer events dropped because their customer id is suppressed."
 )
-EVENTS_SUPPRESSED = Counter(
-    "events_suppressed",
-    "Customer events dropped because their customer id is suppressed.",
-    namespace="tenure",
-    subsystem="segmenter",
-)
-BATCHES_RERUN = Counter(
+BATCHES_RERUN = metrics.counter(
     "batches_rerun",
     "Batches run again because one of their customers was merged or suppressed meanwhile.",
-    namespace="tenure",
-    subsystem="segmenter",
 )
-MEMBERSHIP_CHANGES = Counter(
-    "membership_changes",
-    "Segment enters and exits emitted.",
-    ["change"],
-    namespace="tenure",
-    subsystem="segmenter",
+MEMBERSHIP_CHANGES = metrics.counter(
+    "membership_changes", "Segment enters and exits emitted.", ["change"]
 )
-SWEEP_SECONDS = Histogram(
+SWEEP_SECONDS = metrics.histogram(
     "sweep_seconds",
     "Time to re-evaluate one chunk of customers whose timers were due.",
-    namespace="tenure",
-    subsystem="segmenter",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-SWEPT_CUSTOMERS = Counter(
-    "swept_customers",
-    "Customers re-evaluated because time passed.",
-    namespace="tenure",
-    subsystem="segmenter",
-)
-BACKFILL_SECONDS = Histogram(
+SWEPT_CUSTOMERS = metrics.counter("swept_customers", "Customers re-evaluated because time passed.")
+BACKFILL_SECONDS = metrics.histogram(
     "backfill_seconds",
     "Time to compute the memberships of a new or edited segment.",
-    namespace="tenure",
-    subsystem="segmenter",
     buckets=(0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
-SCORE_FIT_SECONDS = Histogram(
+SCORE_FIT_SECONDS = metrics.histogram(
     "score_fit_seconds",
     "Time to fit the churn / LTV models and write the scores.",
-    namespace="tenure",
-    subsystem="segmenter",
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
-SCORED_CUSTOMERS = Gauge(
-    "scored_customers",
-    "Customers scored by the last fit, by churn method.",
-    ["method"],
-    namespace="tenure",
-    multiprocess_mode="livemostrecent",
-    subsystem="segmenter",
+SCORED_CUSTOMERS = metrics.gauge(
+    "scored_customers", "Customers scored by the last fit, by churn method.", ["method"]
 )
-CHURN_BACKTEST_AUC = Gauge(
+CHURN_BACKTEST_AUC = metrics.gauge(
     "churn_backtest_auc",
     "Last refit's backtest: area under the ROC curve of each churn candidate (NaN: not fitted).",
     ["candidate"],
-    namespace="tenure",
-    multiprocess_mode="livemostrecent",
-    subsystem="segmenter",
 )
-CHURN_BACKTEST_BRIER = Gauge(
+CHURN_BACKTEST_BRIER = metrics.gauge(
     "churn_backtest_brier",
     "Last refit's backtest: Brier score (mean squared error of the probability) of each "
     "churn candidate.",
     ["candidate"],
-    namespace="tenure",
-    multiprocess_mode="livemostrecent",
-    subsystem="segmenter",
 )
-CHURN_BACKTEST_CUSTOMERS = Gauge(
+CHURN_BACKTEST_CUSTOMERS = metrics.gauge(
     "churn_backtest_customers",
     "Last refit's backtest: customers in the training and held-out sets, and churners among them.",
     ["set", "outcome"],
-    namespace="tenure",
-    multiprocess_mode="livemostrecent",
-    subsystem="segmenter",
 )
-CHURN_MODEL_USED = Gauge(
+CHURN_MODEL_USED = metrics.gauge(
     "churn_model_used",
     "1 for the churn method the last refit scores with, 0 for the others.",
     ["method"],
-    namespace="tenure",
-    multiprocess_mode="livemostrecent",
-    subsystem="segmenter",
 )
 
 

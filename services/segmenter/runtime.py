@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Coroutine
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,13 +26,10 @@ from services.segmenter.scoring_job import last_fit_at, refit_lock, refit_option
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.sweeper import membership_sweep
 from shared.clock import Clock
-from shared.db.claims import claims_cleanup
 from shared.db.engine import create_engine
 from shared.db.outbox import OutboxRelay
 from shared.events import profiles, segment_changes
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
-from shared.kafka.consumer import ConsumerRunner
-from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
 from shared.runtime import ServiceRuntime
 from shared.stopping import PeriodicJob
@@ -60,24 +57,19 @@ class Runtime:
         )
         group = settings.segmenter
         self.loyalty = program_cache(self.engine)
-        self.runner = self.service.consumer(
-            "consumer",
-            ConsumerRunner(
-                settings=settings.kafka,
-                group_id=group.consumer_group,
-                decoders=DECODERS,
-                handler=event_batch_handler(
-                    group,
-                    engine=self.engine,
-                    catalogs=self.catalogs,
-                    loyalty=self.loyalty,
-                    clock=clock,
-                    on_commit=self.relay.notify,
-                ),
-                dead_letters=DeadLetterPolicy(self.publisher),
-                is_transient=is_transient,
-                max_records=group.max_batch_records,
+        self.runner = self.service.kafka_consumer(
+            kafka=settings.kafka,
+            group=group,
+            decoders=DECODERS,
+            handler=event_batch_handler(
+                group,
+                engine=self.engine,
+                catalogs=self.catalogs,
+                loyalty=self.loyalty,
+                clock=clock,
+                on_commit=self.relay.notify,
             ),
+            is_transient=is_transient,
         )
         self.service.loop(
             "sweeper",
@@ -91,14 +83,8 @@ class Runtime:
                 on_commit=self.relay.notify,
             ),
         )
-        self.service.loop(
-            "claims cleanup",
-            claims_cleanup(
-                engine=self.engine,
-                table=processed_messages,
-                clock=clock,
-                retention=timedelta(days=group.dedup_retention_days),
-            ),
+        self.service.claims_cleanup(
+            processed_messages, clock=clock, retention_days=group.dedup_retention_days
         )
         self.service.loop(
             "refit",

@@ -30,10 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.segmenter import repository as repo
 from services.segmenter.backfill import DEFAULT_CHUNK, backfill, with_dependents
 from services.segmenter.catalog import SegmentCatalog
-from services.segmenter.messages import profile_message
 from services.segmenter.metrics import SCORE_FIT_SECONDS, record_churn_metrics
-from services.segmenter.models import Profile, ScoreFit, outbox
-from services.segmenter.repository import recommendations as recommend_store
+from services.segmenter.models import Profile, ScoreFit
 from services.segmenter.schemas import FitReport, LastFitPublic
 from services.segmenter.scoring import CustomerSummary, ScoringResult
 from services.segmenter.scoring.churn_sql import churn_snapshots
@@ -41,7 +39,6 @@ from services.segmenter.scoring.refit import RefitOptions, compute_refit
 from services.segmenter.settings import SegmenterGroup
 from shared.db.engine import driver_connection, long_statements
 from shared.db.locks import lock_name, session_lock
-from shared.db.outbox import enqueue
 from shared.db.tables import table_of
 
 log = logging.getLogger(__name__)
@@ -389,19 +386,4 @@ async def _publish_changed_profiles(
     conn: AsyncConnection, ids: list[str], now: datetime, chunk: int = 10_000
 ) -> None:
     for start in range(0, len(ids), chunk):
-        part = ids[start : start + chunk]
-        versions = await repo.bump_versions(conn, ids=part)
-        working = await repo.load_profiles(conn, ids=part, lock=False)
-        scores = await repo.load_scores(conn, ids=part)
-        lists = await recommend_store.load_recommendations(conn, ids=part)
-        messages = [
-            profile_message(
-                profile,
-                versions[customer_id],
-                scores.get(customer_id, {}),
-                now,
-                recommendations=lists.get(customer_id),
-            )
-            for customer_id, profile in working.items()
-        ]
-        await enqueue(session=conn, outbox=outbox, messages=messages)
+        await repo.publish_profiles(conn, ids=ids[start : start + chunk], now=now)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from shared.events import engagement
-from shared.settings import ServiceSettings
+from shared.settings import AdminApiGroup, ServiceSettings
 
 DEFAULT_PORT = 8002
 #: the engagement events whose counts feed the learned churn model when they exist (all
@@ -23,9 +23,7 @@ DEFAULT_ENGAGEMENT_EVENTS = (
 )
 
 
-class SegmenterGroup(BaseModel):
-    #: SHA-256 hex digests of the admin bearer tokens, comma-separated.
-    admin_token_hashes: str = ""
+class SegmenterGroup(AdminApiGroup):
     consumer_group: str = "tenure-segmenter"
     max_batch_records: int = Field(default=5_000, ge=1)
     #: the track event whose ``revenue`` (else ``value``) is a purchase, for churn and LTV
@@ -66,10 +64,6 @@ class SegmenterGroup(BaseModel):
     recommend_view_event: str = "Product Viewed"
     #: how often every loyalty balance and tier is recomputed (expiries; 0: on demand)
     loyalty_refresh_interval_s: float = Field(default=24 * 3600, ge=0)
-
-    @property
-    def admin_token_digests(self) -> list[str]:
-        return self.admin_token_hashes.split(",")
 
 
 class SegmenterSettings(ServiceSettings):

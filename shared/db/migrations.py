@@ -8,15 +8,16 @@ service's schema, so services migrate independently.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, Table, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.db.engine import async_url
+from shared.db.engine import async_url, service_metadata
 
 
 def alembic_config(*, script_location: Path, database_url: str) -> Config:
@@ -56,3 +57,12 @@ def run_alembic_env(*, target_metadata: MetaData, schema: str) -> None:
         await engine.dispose()
 
     asyncio.run(run())
+
+
+def create_declared_table(schema: str, declare: Callable[[MetaData], Table]) -> None:
+    """In a revision: create a table that a ``shared.db`` helper declares (the outbox,
+    the claims, a timer table), with its keys and indexes, in ``schema``.
+
+    The models declare the same table with the same helper, so the two cannot drift
+    apart. Run online only (the revision's connection)."""
+    declare(service_metadata(schema)).create(op.get_bind())

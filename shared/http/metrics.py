@@ -5,17 +5,18 @@ import os
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Histogram,
     generate_latest,
     multiprocess,
 )
 
-REQUEST_SECONDS = Histogram(
+from shared.metrics import Metrics
+
+metrics = Metrics("http")
+
+REQUEST_SECONDS = metrics.histogram(
     "request_duration_seconds",
     "Time to answer an HTTP request, by route template and status code.",
     ["method", "route", "status"],
-    namespace="tenure",
-    subsystem="http",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 

@@ -34,7 +34,20 @@ def sample(
     ``alone`` without theirs: a bench process whose children are the embedded servers)."""
     if not _PROC.is_dir():
         return None
-    stats = _process_stats()
+    totals = tree_cpu(groups, alone=alone)
+    return CpuSample(at, totals, _machine_busy())
+
+
+def tree_cpu(
+    groups: Mapping[str, Collection[int]],
+    *,
+    alone: Collection[int] = (),
+    reaped: bool = False,
+) -> dict[str, float]:
+    """CPU seconds so far of each group's processes and their descendants (those in
+    ``alone`` without theirs); with ``reaped``, the exited children's time too (a reaped
+    child's time is in its parent's ``cutime``/``cstime``)."""
+    stats = _process_stats(reaped=reaped)
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
@@ -49,7 +62,7 @@ def sample(
                 if pid not in alone:
                     todo.extend(children.get(pid, ()))
         totals[name] = sum(stats[pid][1] for pid in seen)
-    return CpuSample(at, totals, _machine_busy())
+    return totals
 
 
 def cores_used(first: CpuSample | None, last: CpuSample | None) -> dict[str, float] | None:
@@ -72,8 +85,9 @@ def resident_mb(pid: int | None = None) -> float | None:
     return pages * _PAGE / 2**20
 
 
-def _process_stats() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, CPU seconds) of every process we can read."""
+def _process_stats(*, reaped: bool = False) -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds) of every process we can read (with ``reaped``,
+    its reaped children's too)."""
     stats: dict[int, tuple[int, float]] = {}
     for entry in _PROC.iterdir():
         if not entry.name.isdigit():
@@ -84,7 +98,9 @@ def _process_stats() -> dict[int, tuple[int, float]]:
             continue
         # the command name may hold spaces and parentheses: split after the last ")"
         fields = raw[raw.rindex(b")") + 2 :].split()
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS)
+        # utime stime, and cutime cstime with ``reaped``
+        ticks = sum(int(f) for f in fields[11 : 15 if reaped else 13])
+        stats[int(entry.name)] = (int(fields[1]), ticks / _TICKS)
     return stats
 
 

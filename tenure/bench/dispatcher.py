@@ -38,7 +38,7 @@ import aiosmtplib
 import asyncpg
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from shared.auth import hash_token
 from shared.db.migrations import upgrade
@@ -49,6 +49,7 @@ from shared.kafka.producer import EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import KafkaSettings
 from tenure.bench.segmenter import Figure, format_table
+from tenure.bench.topic_reader import TopicReader
 from tenure.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, wait_for_port
 from tenure.services import SERVICES
 
@@ -321,38 +322,31 @@ def _request(customer: str, channel: str) -> DispatchRequest:
     )
 
 
-class _OutcomeCounter:
+class _OutcomeCounter(TopicReader):
     """Reads dispatch.outcomes (every partition, no group) and keeps final ones."""
 
     def __init__(self, bootstrap_servers: str) -> None:
-        self._consumer = AIOKafkaConsumer(
-            dispatch_outcomes.TOPIC,
-            bootstrap_servers=bootstrap_servers,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            group_id=None,
+        super().__init__(
+            AIOKafkaConsumer(
+                dispatch_outcomes.TOPIC,
+                bootstrap_servers=bootstrap_servers,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                group_id=None,
+            )
         )
         self.final: dict[str, str] = {}
         #: when each sent message was accepted by its provider (the outcome's ``at``)
         self.sent_at: dict[str, datetime] = {}
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=100, max_records=10_000)
-            for records in batches.values():
-                for record in records:
-                    value = orjson.loads(record.value)
-                    if value["status"] in ("sent", "failed", "suppressed"):
-                        self.final[value["dispatchId"]] = (
-                            f"{value['status']} {value.get('reason') or ''}".strip()
-                        )
-                        if value["status"] == "sent":
-                            self.sent_at[value["dispatchId"]] = datetime.fromisoformat(value["at"])
+    def take(self, record: ConsumerRecord[bytes, bytes], arrived: float) -> None:
+        value = orjson.loads(record.value)
+        if value["status"] in ("sent", "failed", "suppressed"):
+            self.final[value["dispatchId"]] = (
+                f"{value['status']} {value.get('reason') or ''}".strip()
+            )
+            if value["status"] == "sent":
+                self.sent_at[value["dispatchId"]] = datetime.fromisoformat(value["at"])
 
     async def wait_for(self, ids: set[str], *, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -364,13 +358,6 @@ class _OutcomeCounter:
         failed = [i for i in ids if self.final[i] != "sent"]
         if failed:
             raise RuntimeError(f"{len(failed):,} requests were not sent: {self.final[failed[0]]}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
 
 
 async def _raw_smtp(port: int, count: int, connections: int) -> float:

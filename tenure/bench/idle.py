@@ -25,17 +25,17 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tenure.bench.cpu import tree_cpu
 from tenure.dev import DevOptions, DevStack
 from tenure.embedded import free_port
 
 TARGET_PERCENT = 3.0
 SETTLE_S = 20.0
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def idle_bench(*, duration_s: float, quick: bool, seconds: float | None = None, **_: Any) -> int:
@@ -65,12 +65,12 @@ def _measure(stack: DevStack, *, window: float, quick: bool) -> int:
         parts["postgresql"] = [postmaster]
     print(f"ready; settling {SETTLE_S:.0f}s, then measuring {window:.0f}s of idle")
     time.sleep(SETTLE_S)
-    first, started = tree_cpu(parts), time.monotonic()
+    first, started = tree_cpu(parts, reaped=True), time.monotonic()
     prometheus = stack.prometheus.pid if stack.prometheus is not None else None
-    prom_first = tree_cpu({"prometheus": [prometheus]}) if prometheus else {}
+    prom_first = tree_cpu({"prometheus": [prometheus]}, reaped=True) if prometheus else {}
     time.sleep(window)
-    last, span = tree_cpu(parts), time.monotonic() - started
-    prom_last = tree_cpu({"prometheus": [prometheus]}) if prometheus else {}
+    last, span = tree_cpu(parts, reaped=True), time.monotonic() - started
+    prom_last = tree_cpu({"prometheus": [prometheus]}, reaped=True) if prometheus else {}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     shares = {name: 100 * (last[name] - first[name]) / span for name in parts}
     total = sum(shares.values())
@@ -87,41 +87,6 @@ def _measure(stack: DevStack, *, window: float, quick: bool) -> int:
     met = total <= TARGET_PERCENT and timer_s < 1.0 and message_s < 2.5
     print(f"\nverdict: {'met' if met else 'MISSED'}" + (" (a --quick run)" if quick else ""))
     return 0 if met or quick else 1
-
-
-def tree_cpu(parts: Mapping[str, Sequence[int]]) -> dict[str, float]:
-    """CPU seconds so far of each part's process trees, exited children included
-    (a reaped child's time is in its parent's ``cutime``/``cstime``)."""
-    stats = _stats()
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    totals = {}
-    for name, roots in parts.items():
-        seen: set[int] = set()
-        todo = [pid for pid in roots if pid in stats]
-        while todo:
-            pid = todo.pop()
-            if pid not in seen:
-                seen.add(pid)
-                todo.extend(children.get(pid, ()))
-        totals[name] = sum(stats[pid][1] for pid in seen)
-    return totals
-
-
-def _stats() -> dict[int, tuple[int, float]]:
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "stat").read_bytes()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(b")") + 2 :].split()
-        ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-        stats[int(entry.name)] = (int(fields[1]), ticks / _TICKS)
-    return stats
 
 
 def _postmaster(stack: DevStack) -> int | None:

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy import MetaData, insert, text
 
 from services.journey.catalog import CatalogCache
@@ -58,7 +57,6 @@ from services.journey.settings import JourneyGroup
 from services.journey.timers import timer_round
 from shared.collector import tuned_for_throughput
 from shared.db.engine import create_engine
-from shared.db.migrations import upgrade
 from shared.db.timers import claim_due, timer_table
 from shared.events import ALL_TOPICS, dispatch_requests
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
@@ -69,14 +67,11 @@ from shared.kafka.producer import EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import DatabaseSettings, KafkaSettings
 from tenure.bench.report import percentile_ms
+from tenure.bench.scratch import BenchServers, Log, asyncpg_dsn, log_to_stderr
+from tenure.bench.topic_reader import TopicReader
 from tenure.embedded import (
-    EmbeddedBroker,
-    EmbeddedPostgres,
     free_port,
-    machine_sized_settings,
-    uri_for_database,
 )
-from tenure.services import SERVICES
 
 TARGET_EVENTS_PER_S = 5_000.0
 TARGET_TIMERS_PER_S = 5_000.0
@@ -84,12 +79,6 @@ TARGET_P99_MS = 200.0
 JOURNEYS = 10
 PRODUCE_CHUNK = 10_000
 STALL_TIMEOUT_S = 120.0
-
-Log = Callable[[str], None]
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +94,7 @@ class JourneyBenchOptions:
     max_batch_records: int = JourneyGroup().max_batch_records
     database_url: str | None = None
     bootstrap_servers: str | None = None
-    log: Log = _stderr
+    log: Log = log_to_stderr
 
     @classmethod
     def for_run(cls, *, duration_s: float, quick: bool) -> JourneyBenchOptions:
@@ -140,11 +129,19 @@ class JourneyBench:
     options: JourneyBenchOptions
     figures: list[Figure] = field(default_factory=list)
     _state: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tenure-bench-j-")))
-    _postgres: EmbeddedPostgres | None = None
-    _broker: EmbeddedBroker | None = None
-    _server_url: str = ""
-    _bootstrap: str = ""
-    _databases: list[str] = field(default_factory=list)
+    _servers: BenchServers = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._servers = BenchServers(
+            self._state,
+            database_url=self.options.database_url,
+            bootstrap_servers=self.options.bootstrap_servers,
+            log=self.options.log,
+        )
+
+    @property
+    def _bootstrap(self) -> str:
+        return self._servers.bootstrap
 
     async def run(self) -> list[Figure]:
         try:
@@ -154,60 +151,19 @@ class JourneyBench:
             await self._latency_scenario()
             return self.figures
         finally:
-            await self._cleanup()
+            await self._servers.stop()
 
     # --- servers -------------------------------------------------------------------------
 
     async def _start_servers(self) -> None:
-        options = self.options
-        if options.database_url:
-            self._server_url = options.database_url
-        else:
-            options.log("starting the embedded PostgreSQL …")
-            self._postgres = EmbeddedPostgres(
-                self._state / "postgres", database="tenure_bench", settings=machine_sized_settings()
-            )
-            self._server_url = await asyncio.to_thread(self._postgres.start)
-        if options.bootstrap_servers:
-            self._bootstrap = options.bootstrap_servers
-        else:
-            options.log("starting the embedded broker …")
-            self._broker = EmbeddedBroker(port=free_port(), log_path=self._state / "broker.log")
-            await asyncio.to_thread(self._broker.start)
-            self._bootstrap = self._broker.bootstrap_servers
+        await self._servers.start()
         await ensure_topics(self._kafka(), with_dead_letters(ALL_TOPICS))
 
     def _kafka(self) -> KafkaSettings:
         return KafkaSettings(bootstrap_servers=self._bootstrap, partitions=self.options.partitions)
 
     async def _new_database(self, purpose: str) -> str:
-        name = f"bench_journey_{purpose}_{uuid.uuid4().hex[:8]}"
-        conn = await asyncpg.connect(_dsn(self._server_url))
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        self._databases.append(name)
-        url = uri_for_database(self._server_url, name)
-        await asyncio.to_thread(
-            upgrade, script_location=SERVICES["journey"].migrations_dir, database_url=url
-        )
-        return url
-
-    async def _cleanup(self) -> None:
-        if self._server_url and self.options.database_url:
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
-                conn = await asyncpg.connect(_dsn(self._server_url))
-                try:
-                    for name in self._databases:
-                        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                finally:
-                    await conn.close()
-        if self._broker is not None:
-            await asyncio.to_thread(self._broker.stop)
-        if self._postgres is not None:
-            await asyncio.to_thread(self._postgres.stop)
-        shutil.rmtree(self._state, ignore_errors=True)
+        return await self._servers.new_database("journey", purpose)
 
     # --- 1. the consumer ---------------------------------------------------------------------
 
@@ -494,7 +450,7 @@ async def _publish_journeys(url: str, documents: dict[str, dict[str, Any]]) -> N
 
 async def _seed_waiting_runs(url: str, count: int, *, due: datetime) -> None:
     """``count`` runs of journey ``timers`` waiting at step ``wait``, their timers due."""
-    conn = await asyncpg.connect(_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.execute(
             """
@@ -657,32 +613,27 @@ async def _produce_at_rate(
     return sent
 
 
-class _Tail:
+class _Tail(TopicReader):
     """Reads a topic from its end as of :meth:`start`, noting each value's arrival."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(
+            AIOKafkaConsumer(
+                bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+            ),
+            poll_ms=20,
+        )
         self.topic = topic
         self.seen: list[tuple[dict[str, Any], float]] = []
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
-        )
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self._consumer.start()
+    async def prepare(self) -> None:
         partitions = self._consumer.partitions_for_topic(self.topic) or set()
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
-        self._task = asyncio.create_task(self._read())
 
-    async def _read(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=20)
-            arrived = time.time()
-            for messages in batches.values():
-                for message in messages:
-                    self.seen.append((orjson.loads(message.value), arrived))
+    def take(self, record: ConsumerRecord[bytes, bytes], arrived: float) -> None:
+        self.seen.append((orjson.loads(record.value), arrived))
 
     async def wait(self, matches: Callable[[dict[str, Any]], bool], count: int) -> None:
         for _ in range(int(STALL_TIMEOUT_S / 0.1)):
@@ -690,20 +641,6 @@ class _Tail:
                 return
             await asyncio.sleep(0.1)
         raise TimeoutError(f"{self.topic}: fewer than {count} records arrived")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
-
-
-def _dsn(url: str) -> str:
-    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix) :]
-    return url
 
 
 def format_table(figures: Sequence[Figure]) -> str:

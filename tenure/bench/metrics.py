@@ -28,7 +28,6 @@ import random
 import statistics
 import tempfile
 import time
-import uuid
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,7 +41,6 @@ from services.metrics import queries
 from services.metrics.consumer import DECODERS, MetricsBatchHandler
 from shared.collector import tuned_for_throughput
 from shared.db.engine import create_engine
-from shared.db.migrations import upgrade
 from shared.events import (
     customer_events,
     dispatch_outcomes,
@@ -59,8 +57,8 @@ from shared.events.journey_runs import JourneyRunEvent, RunEventKind
 from shared.events.segment_changes import Change, SegmentChange
 from shared.kafka.consumer import Record
 from shared.settings import DatabaseSettings
-from tenure.embedded import EmbeddedPostgres, machine_sized_settings, uri_for_database
-from tenure.services import SERVICES
+from tenure.bench.scratch import asyncpg_dsn, migrated_database, scratch_name
+from tenure.embedded import EmbeddedPostgres, machine_sized_settings
 
 BATCH = 5_000
 AGGREGATION_TARGET = 15_000.0  # events/s
@@ -228,27 +226,13 @@ def _replica(url: str, raw: list[tuple[str, bytes]]) -> tuple[int, float]:
 
 
 async def _new_database(server: str, purpose: str) -> str:
-    name = f"bench_metrics_{purpose}_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(_dsn(server))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = uri_for_database(server, name)
-    await asyncio.to_thread(
-        upgrade, script_location=SERVICES["metrics"].migrations_dir, database_url=url
-    )
-    return url
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    return await migrated_database(server, scratch_name(f"metrics_{purpose}"), "metrics")
 
 
 async def aggregation(server: str, *, events: int, log: Callable[[str], None]) -> list[Figure]:
     url = await _new_database(server, "aggregation")
     raw = _payloads(events, customers=max(1_000, events // 8))
-    baseline_conn = await asyncpg.connect(_dsn(url))
+    baseline_conn = await asyncpg.connect(asyncpg_dsn(url))
     await baseline_conn.execute(
         "CREATE UNLOGGED TABLE IF NOT EXISTS public.copy_baseline (topic text, value bytea)"
     )
@@ -344,7 +328,7 @@ async def kpi_queries(
     server: str, *, customers: int, events_per_customer: int, log: Callable[[str], None]
 ) -> list[Figure]:
     url = await _new_database(server, "queries")
-    conn = await asyncpg.connect(_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         started = time.perf_counter()
         for statement in GENERATE.split(";\n"):

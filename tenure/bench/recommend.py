@@ -24,11 +24,9 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -36,11 +34,9 @@ from services.segmenter.loyalty_rules import Program
 from services.segmenter.recommend_job import RecomputeReport, recompute_recommendations
 from services.segmenter.repository.loyalty import apply_loyalty
 from shared.db.engine import create_engine
-from shared.db.migrations import upgrade
 from shared.events.customer_events import CustomerEvent
 from shared.settings import DatabaseSettings
-from tenure.embedded import EmbeddedPostgres, machine_sized_settings, uri_for_database
-from tenure.services import SERVICES
+from tenure.bench.scratch import copy_baseline, embedded_database
 
 FULL_CUSTOMERS = 1_000_000
 QUICK_CUSTOMERS = 100_000
@@ -146,29 +142,15 @@ async def _ledger_rate(engine: AsyncEngine, *, customers: int, now: datetime) ->
     return entries / elapsed, entries
 
 
-def _dsn(url: str) -> str:
-    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix) :]
-    return url
-
-
 async def _copy_baseline(url: str) -> tuple[float, int]:
     """Seconds to COPY the stored lists into an unindexed table, and how many."""
-    conn = await asyncpg.connect(_dsn(url))
-    try:
-        rows = await conn.fetch(
-            "SELECT customer_id, items::text, computed_at FROM segmenter.recommendations"
-        )
-        await conn.execute(
+    return await copy_baseline(
+        url,
+        select=("SELECT customer_id, items::text, computed_at FROM segmenter.recommendations"),
+        create=(
             "CREATE UNLOGGED TABLE copy_baseline (customer_id text, items text, at timestamptz)"
-        )
-        records = [tuple(r) for r in rows]
-        started = time.perf_counter()
-        await conn.copy_records_to_table("copy_baseline", records=records)
-        return time.perf_counter() - started, len(records)
-    finally:
-        await conn.close()
+        ),
+    )
 
 
 def _line(report: RecomputeReport, label: str, copy_s: float) -> str:
@@ -180,19 +162,7 @@ def _line(report: RecomputeReport, label: str, copy_s: float) -> str:
 
 
 async def run(customers: int, log_dir: Path) -> int:
-    postgres = EmbeddedPostgres(
-        log_dir / "postgres", database="tenure_bench", settings=machine_sized_settings()
-    )
-    server = await asyncio.to_thread(postgres.start)
-    try:
-        name = f"bench_recommend_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(_dsn(server))
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        url = uri_for_database(server, name)
-        await asyncio.to_thread(
-            upgrade, script_location=SERVICES["segmenter"].migrations_dir, database_url=url
-        )
+    async with embedded_database(log_dir, "segmenter", "recommend") as url:
         engine = create_engine(DatabaseSettings(url=url))
         now = datetime.now(UTC).replace(microsecond=0)
         started = time.perf_counter()
@@ -227,8 +197,6 @@ async def run(customers: int, log_dir: Path) -> int:
             "apply_loyalty as the consumer calls it)"
         )
         return 0
-    finally:
-        await asyncio.to_thread(postgres.stop)
 
 
 def recommend_bench(*, duration_s: float, quick: bool, **_: float) -> int:

@@ -20,11 +20,9 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 from sqlalchemy import text
 
 from services.segmenter.catalog_cache import CatalogCache
@@ -32,10 +30,8 @@ from services.segmenter.schemas import FitReport
 from services.segmenter.scoring.refit import RefitOptions
 from services.segmenter.scoring_job import refit_scores
 from shared.db.engine import create_engine
-from shared.db.migrations import upgrade
 from shared.settings import DatabaseSettings
-from tenure.embedded import EmbeddedPostgres, machine_sized_settings, uri_for_database
-from tenure.services import SERVICES
+from tenure.bench.scratch import copy_baseline, embedded_database
 
 FULL_CUSTOMERS = 1_000_000
 QUICK_CUSTOMERS = 50_000
@@ -100,33 +96,21 @@ def fill_sql(customers: int) -> list[str]:
     ]
 
 
-def _dsn(url: str) -> str:
-    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix) :]
-    return url
-
-
 async def _copy_baseline(url: str) -> tuple[float, int]:
     """Seconds to COPY the profiles' score rows into an unindexed table, and how many."""
-    conn = await asyncpg.connect(_dsn(url))
-    try:
-        rows = await conn.fetch(
+    return await copy_baseline(
+        url,
+        select=(
             "SELECT customer_id, churn_risk, predicted_ltv, rfm_recency, rfm_frequency, "
             "rfm_monetary, rfm_tier, score_method, score_explanation::text, scored_at "
             "FROM segmenter.profiles"
-        )
-        await conn.execute(
+        ),
+        create=(
             "CREATE UNLOGGED TABLE copy_baseline (customer_id text, churn_risk float8, "
             "predicted_ltv float8, r int2, f int2, m int2, tier text, method text, "
             "explanation text, scored_at timestamptz)"
-        )
-        records = [tuple(r) for r in rows]
-        started = time.perf_counter()
-        await conn.copy_records_to_table("copy_baseline", records=records)
-        return time.perf_counter() - started, len(records)
-    finally:
-        await conn.close()
+        ),
+    )
 
 
 def _line(report: FitReport, label: str, copy_s: float) -> str:
@@ -138,19 +122,7 @@ def _line(report: FitReport, label: str, copy_s: float) -> str:
 
 
 async def run(customers: int, log_dir: Path) -> int:
-    postgres = EmbeddedPostgres(
-        log_dir / "postgres", database="tenure_bench", settings=machine_sized_settings()
-    )
-    server = await asyncio.to_thread(postgres.start)
-    try:
-        name = f"bench_scoring_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(_dsn(server))
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        url = uri_for_database(server, name)
-        await asyncio.to_thread(
-            upgrade, script_location=SERVICES["segmenter"].migrations_dir, database_url=url
-        )
+    async with embedded_database(log_dir, "segmenter", "scoring") as url:
         engine = create_engine(DatabaseSettings(url=url))
         now = datetime.now(UTC).replace(microsecond=0)
         started = time.perf_counter()
@@ -182,8 +154,6 @@ async def run(customers: int, log_dir: Path) -> int:
             )
         print(f"  ltv: {first.ltv_method} ({first.ltv_reason})")
         return 0
-    finally:
-        await asyncio.to_thread(postgres.stop)
 
 
 def scoring_bench(*, duration_s: float, quick: bool, **_: float) -> int:

@@ -30,7 +30,6 @@ import contextlib
 import gc
 import multiprocessing as mp
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -55,7 +54,6 @@ from services.segmenter.settings import SegmenterGroup
 from services.segmenter.sweeper import MembershipSweep
 from shared.collector import tuned_for_throughput
 from shared.db.engine import create_engine
-from shared.db.migrations import upgrade
 from shared.events import ALL_TOPICS
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
 from shared.kafka.producer import EventPublisher, Message
@@ -63,6 +61,7 @@ from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import DatabaseSettings, KafkaSettings
 from tenure.bench import cpu
 from tenure.bench.report import format_columns
+from tenure.bench.scratch import BenchServers, Log, asyncpg_dsn, log_to_stderr
 from tenure.bench.segmenter_data import (
     CONSUMER_SEGMENTS,
     SWEEP_SEGMENTS,
@@ -70,14 +69,6 @@ from tenure.bench.segmenter_data import (
     profile_fill_sql,
 )
 from tenure.bench.segmenter_replicas import ReplicaConfig, ReplicaSet
-from tenure.embedded import (
-    EmbeddedBroker,
-    EmbeddedPostgres,
-    free_port,
-    machine_sized_settings,
-    uri_for_database,
-)
-from tenure.services import SERVICES
 
 TARGET_EVENTS_PER_S = 15_000.0
 TARGET_SWEEP_S = 10.0
@@ -96,12 +87,6 @@ PRODUCE_CHUNK = 20_000
 RSS_SAMPLE_S = 0.5
 #: give up when the consumer commits nothing for this long
 STALL_TIMEOUT_S = 120.0
-
-Log = Callable[[str], None]
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +118,7 @@ class SegmenterBenchOptions:
     #: trace Python's allocations during the soak (``tracemalloc``): tells a leak of
     #: Python objects from an allocator that keeps freed memory
     trace_heap: bool = False
-    log: Log = _stderr
+    log: Log = log_to_stderr
 
     @classmethod
     def for_run(
@@ -321,71 +306,33 @@ class SegmenterBench:
         self.log = options.log
         self.result = BenchResult(options)
         self._state = Path(tempfile.mkdtemp(prefix="tenure-bench-segmenter-"))
-        self._postgres: EmbeddedPostgres | None = None
-        self._broker: EmbeddedBroker | None = None
-        self._server_url = ""
-        self._databases: list[str] = []
+        self._servers = BenchServers(
+            self._state,
+            database_url=options.database_url,
+            bootstrap_servers=options.bootstrap_servers,
+            log=options.log,
+        )
         self._replica_pids: list[int] = []
 
     async def run(self) -> BenchResult:
         try:
-            await self._start_servers()
+            await self._servers.start()
             await self._consumer_scenario()
             gc.collect()
             await self._sweep_scenario()
             return self.result
         finally:
-            await self._cleanup()
+            await self._servers.stop()
 
     # --- servers and databases -------------------------------------------------------------
 
-    async def _start_servers(self) -> None:
-        options = self.options
-        if options.database_url:
-            self._server_url = options.database_url
-        else:
-            self.log("starting the embedded PostgreSQL …")
-            self._postgres = EmbeddedPostgres(
-                self._state / "postgres", database="tenure_bench", settings=machine_sized_settings()
-            )
-            self._server_url = await asyncio.to_thread(self._postgres.start)
-        if options.bootstrap_servers:
-            self._bootstrap = options.bootstrap_servers
-        else:
-            self.log("starting the embedded broker …")
-            self._broker = EmbeddedBroker(port=free_port(), log_path=self._state / "broker.log")
-            await asyncio.to_thread(self._broker.start)
-            self._bootstrap = self._broker.bootstrap_servers
+    @property
+    def _bootstrap(self) -> str:
+        return self._servers.bootstrap
 
     async def _new_database(self, purpose: str) -> str:
         """A migrated scratch database on the server; its SQLAlchemy-style URL."""
-        name = f"bench_{purpose}_{uuid.uuid4().hex[:8]}"
-        conn = await asyncpg.connect(_dsn(self._server_url))
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        self._databases.append(name)
-        url = uri_for_database(self._server_url, name)
-        await asyncio.to_thread(
-            upgrade, script_location=SERVICES["segmenter"].migrations_dir, database_url=url
-        )
-        return url
-
-    async def _cleanup(self) -> None:
-        if self._server_url and self.options.database_url:
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
-                conn = await asyncpg.connect(_dsn(self._server_url))
-                try:
-                    for name in self._databases:
-                        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                finally:
-                    await conn.close()
-        if self._broker is not None:
-            await asyncio.to_thread(self._broker.stop)
-        if self._postgres is not None:
-            await asyncio.to_thread(self._postgres.stop)
-        shutil.rmtree(self._state, ignore_errors=True)
+        return await self._servers.new_database("segmenter", purpose)
 
     def _postgres_pid(self) -> int | None:
         pid_file = self._state / "postgres" / "postmaster.pid"
@@ -624,12 +571,13 @@ class SegmenterBench:
     def _cpu_groups(self) -> dict[str, list[int]]:
         """The processes whose CPU time the consumer's window reports, by name (PostgreSQL
         and the broker with their children)."""
-        broker = self._broker.process.pid if self._broker and self._broker.process else None
+        broker = self._servers.broker
+        broker_pid = broker.process.pid if broker and broker.process else None
         postgres = self._postgres_pid()
         return {
             "segmenter replicas": self._replica_pids or [os.getpid()],
             "postgres": [postgres] if postgres else [],
-            "broker": [broker] if broker else [],
+            "broker": [broker_pid] if broker_pid else [],
         }
 
     # --- 2. the sweep --------------------------------------------------------------------------
@@ -892,14 +840,6 @@ async def _produce_steadily(
 # --- helpers on the databases -----------------------------------------------------------------
 
 
-def _dsn(url: str) -> str:
-    """An asyncpg DSN from any spelling of the URL."""
-    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix) :]
-    return url
-
-
 async def save_segments(
     engine: AsyncEngine, definitions: dict[str, dict[str, Any]], *, backfilled: bool = False
 ) -> None:
@@ -938,7 +878,7 @@ async def _start_group_at_end(bootstrap_servers: str, group_id: str) -> None:
 
 
 async def _copy_events(url: str, rows: list[tuple[str, str, datetime, str]]) -> float:
-    conn = await asyncpg.connect(_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.execute(
             "CREATE TABLE public.bench_copy_events "
@@ -959,7 +899,7 @@ async def _copy_events(url: str, rows: list[tuple[str, str, datetime, str]]) -> 
 
 
 async def _copy_profiles(url: str) -> float:
-    conn = await asyncpg.connect(_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         records = await conn.fetch("SELECT * FROM segmenter.profiles")
         columns = list(records[0].keys()) if records else []
@@ -980,7 +920,7 @@ async def _copy_profiles(url: str) -> float:
 
 async def _make_every_timer_due(url: str, *, due: datetime) -> None:
     """Every profile gets a due timer; the memberships and timers are kept to restore them."""
-    conn = await asyncpg.connect(_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.execute(
             "INSERT INTO segmenter.membership_timers (customer_id, due_at) "
@@ -1002,7 +942,7 @@ async def _make_every_timer_due(url: str, *, due: datetime) -> None:
 
 async def _restore_sweep_state(url: str) -> None:
     """The memberships and due timers as they were before the previous sweep."""
-    conn = await asyncpg.connect(_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         async with conn.transaction():
             await conn.execute("TRUNCATE segmenter.memberships, segmenter.membership_timers")
@@ -1019,7 +959,7 @@ async def _restore_sweep_state(url: str) -> None:
 
 
 async def _outbox_rows(url: str) -> int:
-    conn = await asyncpg.connect(_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         return int(await conn.fetchval("SELECT count(*) FROM segmenter.outbox"))
     finally:

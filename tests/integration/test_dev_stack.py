@@ -193,7 +193,7 @@ async def test_a_killed_service_is_restarted_and_the_broker_keeps_its_events(
         try:
             for message in (before, after):
                 message_id = message.json()["messageId"]
-                await tail.wait_for(lambda r, m=message_id: m.encode() in r.value, 30)
+                await tail.wait_for_text(message_id, 30)
         finally:
             await tail.stop()
     finally:

@@ -18,7 +18,7 @@ import base64
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -29,8 +29,9 @@ from hypothesis.errors import Unsatisfiable
 from openapi_spec_validator import validate
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS as CHECK_REGISTRY
-from schemathesis.checks import load_all_checks
+from schemathesis.checks import CheckFunction, load_all_checks
 from schemathesis.config import SchemathesisConfig
+from schemathesis.core.result import Ok
 
 from shared.db.migrations import upgrade
 from shared.events import ALL_TOPICS
@@ -55,7 +56,7 @@ load_all_checks()
 #: headers; auth not ignored; the stateful ones (use after free, resource availability,
 #: object-level authorization) run too, and have something to say only about what a
 #: single request shows
-CHECKS = CHECK_REGISTRY.get_all()
+CHECKS = cast(list[CheckFunction], CHECK_REGISTRY.get_all())
 #: negative data costs as many requests again: a third as many examples (CI time)
 MODES = {GenerationMode.POSITIVE: EXAMPLES, GenerationMode.NEGATIVE: max(1, EXAMPLES // 3)}
 CONFIG = SchemathesisConfig.from_dict(
@@ -192,6 +193,7 @@ def test_schemathesis_finds_no_5xx_and_nothing_undocumented(running: str) -> Non
     headers = _auth(schema.raw_schema)
     found: list[str] = []
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result
         operation = result.ok()
         for mode, examples in MODES.items():
 
@@ -203,7 +205,7 @@ def test_schemathesis_finds_no_5xx_and_nothing_undocumented(running: str) -> Non
                 suppress_health_check=list(HealthCheck),
             )
             @given(case=operation.as_strategy(generation_mode=mode))
-            def check(case: schemathesis.Case) -> None:
+            def check(case: schemathesis.Case[Any]) -> None:
                 case.call_and_validate(base_url=running, headers=headers, checks=CHECKS)
 
             try:

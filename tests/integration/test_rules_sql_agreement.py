@@ -13,6 +13,7 @@ the rules of one statement (as the sweep evaluates its segments).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import Select, Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.segmenter.models import Base, EventRollup, EventStat, Membership, Profile
@@ -509,12 +510,7 @@ async def _evaluate_in_sql(
                 flips = {customer_id: flip for customer_id, _, flip in per_row}
                 correlated.append((matched, values, flips))
                 # built and compiled in a thread, run as SQL text (as the admin API does)
-                off_loop = await execute_off_loop(
-                    conn,
-                    lambda rule=rule: select(profiles.c.customer_id).where(
-                        compile_sql(rule, now=now)
-                    ),
-                )
+                off_loop = await execute_off_loop(conn, functools.partial(_matching, rule, now))
                 assert set(off_loop.scalars()) == matched, rule
             return correlated, await _evaluate_shared(conn, rules, now)
         finally:
@@ -703,3 +699,8 @@ def test_flips_near_the_end_of_time_agree(database: Database) -> None:
             "c3": None,
         }
         assert matched == {"c3"}
+
+
+def _matching(rule: Node, now: datetime) -> Select[tuple[str]]:
+    """The ids of the customers ``rule`` holds for at ``now``."""
+    return select(profiles.c.customer_id).where(compile_sql(rule, now=now))

@@ -95,7 +95,9 @@ async def _sweep(
                     text("SELECT value FROM segmenter.outbox ORDER BY id")
                 )
             ]
-            due = dict((await conn.execute(select(timers.c.customer_id, timers.c.due_at))).all())
+            due = dict(
+                (await conn.execute(select(timers.c.customer_id, timers.c.due_at))).tuples().all()
+            )
             return {c: frozenset(s) for c, s in found.items()}, queued, due, loaded
         finally:
             await conn.rollback()
@@ -177,7 +179,9 @@ async def _sweep_due(engine: AsyncEngine, catalog: SegmentCatalog, now: datetime
             await msql.create_scope(conn)
             assert await msql.claim_due_timers(conn, now=now, limit=10) == 2
             await msql.apply_segments(conn, catalog.time_dependent, now=now, cause="time")
-            return dict((await conn.execute(select(timers.c.customer_id, timers.c.due_at))).all())
+            return dict(
+                (await conn.execute(select(timers.c.customer_id, timers.c.due_at))).tuples().all()
+            )
         finally:
             await conn.rollback()
 

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 
@@ -68,6 +69,14 @@ class TopicTail:
 
         return await asyncio.wait_for(find(), within_s)
 
+    async def wait_for_text(
+        self, text: str, within_s: float = 10.0
+    ) -> ConsumerRecord[bytes, bytes]:
+        """The first record whose JSON value holds the string ``text`` (a message id, say):
+        the whole string, so that ``m-1`` does not find ``m-10``."""
+        needle = orjson.dumps(text)
+        return await self.wait_for(lambda record: needle in record.value, within_s)
+
     async def wait_for_count(
         self,
         predicate: Callable[[ConsumerRecord[bytes, bytes]], bool],
@@ -93,6 +102,4 @@ class TopicTail:
 
 
 def json_value(record: ConsumerRecord[bytes, bytes]) -> Any:
-    import orjson
-
     return orjson.loads(record.value) if record.value else None

@@ -3,6 +3,7 @@ configurations valid, ``--version``, help texts without markup."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -133,7 +134,7 @@ def test_version() -> None:
 def test_help_texts_have_no_markup() -> None:
     parser = _parser()
     texts = [parser.format_help()]
-    subparsers = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    texts += [command.format_help() for command in subparsers.values()]
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    texts += [command.format_help() for command in commands.choices.values()]
     for text in texts:
         assert "``" not in text and ":class:" not in text and ":mod:" not in text, text

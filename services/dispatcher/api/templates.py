@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from typing import Annotated
 
@@ -25,6 +24,7 @@ from shared.events.dispatch_requests import DispatchRequest
 from shared.http.admin import ADMIN
 from shared.http.nul_body import nul_message, nul_path
 from shared.http.problems import Invalid, NotFound, problems
+from shared.ids import id_from_name
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"], dependencies=ADMIN)
 
@@ -41,11 +41,6 @@ def _check(definition: TemplateDefinition) -> None:
         )
 
 
-def _slug(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
-    return f"{slug or 'template'}-{uuid.uuid4().hex[:6]}"
-
-
 async def _public(
     runtime: RuntimeDep, template_id: str, version: int | None = None
 ) -> TemplatePublic:
@@ -55,7 +50,7 @@ async def _public(
 @router.post("", status_code=201, response_model=TemplatePublic, responses=problems(409, 422))
 async def create_template(body: TemplateCreate, runtime: RuntimeDep) -> TemplatePublic:
     _check(body.definition)
-    template_id = body.id or _slug(body.definition.name)
+    template_id = body.id or id_from_name(body.definition.name, "template")
     await ops.create_template(
         runtime.engine, template_id=template_id, definition=body.definition, now=runtime.clock()
     )

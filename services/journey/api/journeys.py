@@ -3,8 +3,6 @@ its diagram."""
 
 from __future__ import annotations
 
-import re
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -36,13 +34,9 @@ from shared.db.engine import snapshot
 from shared.events.journey_runs import ExitReason
 from shared.http.admin import ADMIN
 from shared.http.problems import Conflict, Invalid, NotFound, problems
+from shared.ids import id_from_name
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=ADMIN)
-
-
-def _slug(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
-    return f"{slug or 'journey'}-{uuid.uuid4().hex[:6]}"
 
 
 def _dump(definition: JourneyDefinition) -> dict[str, Any]:
@@ -110,7 +104,7 @@ async def _published(conn: Any, row: Any) -> dict[str, Any] | None:
 @router.post("", status_code=201, response_model=JourneyPublic, responses=problems(409))
 async def create_journey(body: JourneyCreate, runtime: RuntimeDep) -> JourneyPublic:
     """Create a journey as a draft; it runs once published."""
-    journey_id = body.id or _slug(body.name)
+    journey_id = body.id or id_from_name(body.name, "journey")
     now = runtime.clock()
     async with runtime.engine.begin() as conn:
         if await repo.get_journey(conn, journey_id=journey_id) is not None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import uuid
-
 from fastapi import APIRouter, Response
 
 from services.metrics.api.deps import MAX_DAYS, RuntimeDep, reading
@@ -14,13 +11,9 @@ from services.metrics.schemas import ObjectiveCreate, ObjectivePublic
 from shared.db.engine import driver_connection
 from shared.http.admin import ADMIN
 from shared.http.problems import Conflict, Invalid, NotFound, problems
+from shared.ids import id_from_name
 
 router = APIRouter(prefix="/v1/objectives", tags=["objectives"], dependencies=ADMIN)
-
-
-def _slug(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
-    return f"{slug or 'objective'}-{uuid.uuid4().hex[:6]}"
 
 
 @router.post("", status_code=201, responses=problems(409))
@@ -28,7 +21,7 @@ async def create_objective(body: ObjectiveCreate, runtime: RuntimeDep) -> Object
     """Store a SMART objective; answers with its progress (409: an objective has this id)."""
     if (body.deadline - body.start).days > MAX_DAYS:
         raise Invalid(f"an objective may span at most {MAX_DAYS} days", loc=("body", "deadline"))
-    objective = body.model_copy(update={"id": body.id or _slug(body.name)})
+    objective = body.model_copy(update={"id": body.id or id_from_name(body.name, "objective")})
     async with runtime.engine.begin() as conn:
         if not await store.insert_objective(await driver_connection(conn), objective):
             raise Conflict(f"objective {objective.id!r} already exists")

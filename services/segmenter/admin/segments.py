@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import uuid
 from typing import Any
 
 from services.segmenter import repository as repo
@@ -25,12 +23,13 @@ from services.segmenter.schemas import (
 )
 from shared.db.engine import snapshot
 from shared.events.segment_changes import Change
+from shared.ids import id_from_name
 
 
 async def create_segment(runtime: Runtime, body: SegmentCreate, *, wait: bool) -> SegmentPublic:
     """Save version 1; its members are computed over every profile (the backfill), before
     answering when ``wait``."""
-    segment_id = body.id or _slug(body.name)
+    segment_id = body.id or id_from_name(body.name, "segment")
     await _check_references(runtime, segment_id, body.rule, 1)
     async with runtime.engine.begin() as conn:
         if await repo.segment_exists(conn, segment_id=segment_id):
@@ -175,11 +174,6 @@ def _public(row: Any, members: int) -> SegmentPublic:
         updated_at=row.updated_at,
         status="ready" if row.backfilled_version >= row.version else "backfilling",
     )
-
-
-def _slug(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
-    return f"{slug or 'segment'}-{uuid.uuid4().hex[:6]}"
 
 
 async def _run_backfill(runtime: Runtime, segment_ids: list[str], wait: bool) -> None:

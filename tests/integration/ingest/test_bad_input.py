@@ -147,7 +147,7 @@ async def test_integer_ids_beyond_64_bits_keep_their_digits(
         )
         assert answer.status_code == 200, answer.text
     for customer, message_id in zip(ids, message_ids, strict=True):
-        record = await events_tail.wait_for(lambda r, m=message_id: m.encode() in r.value)
+        record = await events_tail.wait_for_text(message_id)
         stored = json_value(record)
         assert stored["userId"] == customer
         assert record.key == customer.encode()

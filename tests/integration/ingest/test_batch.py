@@ -44,7 +44,7 @@ async def test_valid_neighbours_of_invalid_calls_are_stored(
 
     for index in (0, 2, 4):
         message_id = calls[index]["messageId"]  # type: ignore[index]
-        record = await events_tail.wait_for(lambda r, m=message_id: m.encode() in r.value)
+        record = await events_tail.wait_for_text(message_id)
         assert json_value(record)["type"] == calls[index]["type"]  # type: ignore[index]
     for index in (1, 6):
         message_id = calls[index]["messageId"]  # type: ignore[index]
@@ -59,7 +59,7 @@ async def test_batch_sent_at_corrects_every_event(
     assert (await client.post("/v1/batch", json=body, headers=AUTH)).status_code == 200
     stored = []
     for call in calls:
-        record = await events_tail.wait_for(lambda r, m=call["messageId"]: m.encode() in r.value)
+        record = await events_tail.wait_for_text(call["messageId"])
         stored.append(json_value(record))
     from datetime import datetime, timedelta
 
@@ -79,7 +79,8 @@ async def test_all_invalid_is_400(client: httpx.AsyncClient) -> None:
 
 
 async def test_empty_or_missing_batch_is_400(client: httpx.AsyncClient) -> None:
-    for body in ({"batch": []}, {}, {"batch": {"type": "track"}}):
+    bodies: list[dict[str, object]] = [{"batch": []}, {}, {"batch": {"type": "track"}}]
+    for body in bodies:
         answer = await client.post("/v1/batch", json=body, headers=AUTH)
         assert answer.status_code == 400
         assert problem_code(answer) == "invalid_batch"

@@ -29,7 +29,7 @@ ENDPOINTS = ["track", "identify", "page", "screen", "group", "alias", "batch", "
 
 
 def _body(endpoint: str, message_id: str) -> dict[str, object]:
-    call = {
+    call: dict[str, object] = {
         "userId": "gz-user",
         "messageId": message_id,
         "event": "Zipped",

@@ -75,7 +75,7 @@ async def test_every_sdk_event_reaches_the_topic(
     assert errors == []
     assert len(set(message_ids)) == 26
     for message_id in message_ids:
-        record = await events_tail.wait_for(lambda r, m=message_id: m.encode() in r.value)
+        record = await events_tail.wait_for_text(message_id)
         stored = json_value(record)
         assert stored["messageId"] == message_id
         assert record.key in (f"sdk-{tag}".encode(), f"anon-{tag}".encode())
@@ -140,7 +140,7 @@ async def test_every_node_sdk_event_with_default_settings_reaches_the_topic(
     assert report["errors"] == [], report["errors"]
     assert len(set(report["sent"])) == 26
     for message_id in report["sent"]:
-        record = await events_tail.wait_for(lambda r, m=message_id: m.encode() in r.value)
+        record = await events_tail.wait_for_text(message_id)
         stored = json_value(record)
         assert stored["messageId"] == message_id
         assert record.key in (f"sdk-{tag}".encode(), f"anon-{tag}".encode())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -208,7 +209,7 @@ async def test_event_just_under_32kb_is_accepted(client: httpx.AsyncClient) -> N
 
 
 async def test_chunked_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         yield b'{"userId": "u", "event": "E", "properties": {"blob": "'
         for _ in range(40):
             yield b"x" * 1024

@@ -61,7 +61,7 @@ async def peers(
             url=await _migrated(new_database, "dispatcher"),
             smtp=smtp,
             recorder=recorder,
-            clock=stack.clock,  # type: ignore[arg-type]
+            clock=stack.clock,
         )
         async with serving(segmenter) as segmenter_url, serving(dispatcher) as dispatcher_url:
             yield segmenter_url, dispatcher_url

@@ -98,7 +98,7 @@ async def test_two_replicas_fire_each_timer_once(new_database: NewDatabase) -> N
         ]
         fired_by = [0, 0]
         for index, sweep in enumerate(sweeps):
-            sweep.sweep_once = counted(sweep.sweep_once, fired_by, index)  # type: ignore[method-assign]
+            sweep.sweep_once = counted(sweep.sweep_once, fired_by, index)
         tasks = [asyncio.create_task(sweep.run()) for sweep in sweeps]
         try:
             for _ in range(400):

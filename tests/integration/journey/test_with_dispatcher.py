@@ -45,7 +45,7 @@ async def dispatcher(
             url=url,
             smtp=smtp,
             recorder=recorder,
-            clock=stack.clock,  # type: ignore[arg-type]
+            clock=stack.clock,
         )
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

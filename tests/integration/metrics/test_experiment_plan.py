@@ -39,7 +39,8 @@ async def test_an_experiment_answers_its_plan_for_a_minimum_detectable_effect(
     expected = plan(0.05, 0.1, exposed_per_arm=9_800, alpha=stack.runtime.policy.alpha)
     assert found["tau"] == expected.tau
     assert found["fixed_horizon_per_arm"] == expected.fixed_horizon_per_arm
-    assert found["more_per_arm"] == expected.more_per_arm > 0
+    assert expected.more_per_arm is not None and expected.more_per_arm > 0
+    assert found["more_per_arm"] == expected.more_per_arm
     assert found["exposed_per_arm"] == 9_800 and found["baseline_rate"] == 0.05
 
     for bad in ("mde=0", "mde=-1", "mde=0.1&baseline=1.5", "mde=1e-300", "mde=9&baseline=0.2"):

@@ -9,7 +9,7 @@ from typing import Any
 from shared.events.customer_events import CustomerEvent
 
 
-def event(kind: str, customer_id: str, at: datetime, **fields: Any) -> CustomerEvent:
+def event(kind: str, customer_id: str | None, at: datetime, **fields: Any) -> CustomerEvent:
     data: dict[str, Any] = {
         "type": kind,
         "messageId": f"m-{uuid.uuid4()}",

@@ -154,7 +154,7 @@ async def test_a_refit_learns_churn_reports_the_backtest_and_scores_everyone(
     )
 
     async with stack.runtime.engine.connect() as conn:
-        methods = dict(
+        methods: dict[str, int] = dict(
             (
                 await conn.execute(
                     text(
@@ -162,7 +162,9 @@ async def test_a_refit_learns_churn_reports_the_backtest_and_scores_everyone(
                         "WHERE churn_risk BETWEEN 0 AND 1 GROUP BY 1"
                     )
                 )
-            ).all()
+            )
+            .tuples()
+            .all()
         )
     assert methods == {report["method"]: len(population.ids)}
 

@@ -5,9 +5,11 @@ messages), merged with an alias, removed by an erasure."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from aiokafka import ConsumerRecord
 from sqlalchemy import text
 
 from services.segmenter.recommend_job import RECOMMEND_LOCK, recompute_recommendations
@@ -34,9 +36,13 @@ def order(customer: str, at: Any, *products: str, quantity: int = 1) -> Any:
     )
 
 
-async def latest_profile(stack: Stack, customer: str, until: Any) -> ProfileUpdate:
-    def matches(record: Any) -> bool:
-        return record.key == customer.encode() and until(ProfileUpdate.from_bytes(record.value))
+async def latest_profile(
+    stack: Stack, customer: str, until: Callable[[ProfileUpdate], object]
+) -> ProfileUpdate:
+    def matches(record: ConsumerRecord[bytes, bytes]) -> bool:
+        return record.key == customer.encode() and bool(
+            until(ProfileUpdate.from_bytes(record.value))
+        )
 
     record = await stack.profiles.wait_for(matches, within_s=20)
     return ProfileUpdate.from_bytes(record.value)

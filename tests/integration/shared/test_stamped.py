@@ -44,7 +44,9 @@ async def edit(engine: AsyncEngine, statement: str) -> None:
 
 async def test_reloads_only_when_the_stamp_changes(engine: AsyncEngine) -> None:
     journeys = Journeys()
-    cache = StampedCache(engine, stamp=journeys.stamp, load=journeys.load, initial={}, poll_s=0)
+    cache: StampedCache[dict[str, int]] = StampedCache(
+        engine, stamp=journeys.stamp, load=journeys.load, initial={}, poll_s=0
+    )
     assert await cache.current() == {}
     assert await cache.current() == {}
     assert journeys.loads == 1
@@ -55,7 +57,9 @@ async def test_reloads_only_when_the_stamp_changes(engine: AsyncEngine) -> None:
 
 async def test_edits_show_after_poll_s_or_at_once_after_invalidate(engine: AsyncEngine) -> None:
     journeys = Journeys()
-    cache = StampedCache(engine, stamp=journeys.stamp, load=journeys.load, initial={}, poll_s=0.3)
+    cache: StampedCache[dict[str, int]] = StampedCache(
+        engine, stamp=journeys.stamp, load=journeys.load, initial={}, poll_s=0.3
+    )
     assert await cache.current() == {}
     await edit(engine, "INSERT INTO journeys VALUES ('welcome', 1)")
     assert await cache.current() == {}  # checked less than poll_s ago

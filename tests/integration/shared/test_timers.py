@@ -177,7 +177,7 @@ async def test_a_sweep_fires_each_timer_once_with_several_workers_as_the_clock_m
 
     async def fire(conn: AsyncConnection, rows: list[Row[Any]], now: datetime) -> None:
         fired.extend((row.run_id, row.step, now) for row in rows)
-        follow_ups = [
+        follow_ups: list[tuple[Any, ...]] = [
             (r.run_id, r.step + 1, now + timedelta(days=1), {}) for r in rows if r.step == 1
         ]
         await schedule(conn, table=t, rows=follow_ups)

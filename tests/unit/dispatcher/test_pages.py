@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from fastapi import Response
+
 from services.dispatcher.pages import NO_STORE, render
 from services.dispatcher.tracking import Choice
 
 HOSTILE = "<script>alert('x')</script> & \"quotes\""
+
+
+def _text(answer: Response) -> str:
+    return bytes(answer.body).decode()
 
 
 def test_the_preference_page_escapes_names_and_marks_choices() -> None:
@@ -17,7 +23,7 @@ def test_the_preference_page_escapes_names_and_marks_choices() -> None:
         topics=[Choice("tips", HOSTILE, True), Choice("news", "News", False)],
         channels=[Choice("email", "Email", False)],
     )
-    page = answer.body.decode()
+    page = _text(answer)
     assert "<script>" not in page
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &#34;quotes&#34;" in page
     assert 'name="topic:tips" value="on" checked>' in page
@@ -27,13 +33,13 @@ def test_the_preference_page_escapes_names_and_marks_choices() -> None:
 
 
 def test_the_unsubscribed_page_names_the_topic_escaped_or_everything() -> None:
-    one = render("unsubscribed", title="Unsubscribed", topic=HOSTILE).body.decode()
+    one = _text(render("unsubscribed", title="Unsubscribed", topic=HOSTILE))
     assert "from “&lt;script&gt;" in one and "<script>" not in one
-    every = render("unsubscribed", title="Unsubscribed", topic=None).body.decode()
+    every = _text(render("unsubscribed", title="Unsubscribed", topic=None))
     assert "You are unsubscribed from every message." in every
 
 
 def test_the_survey_page_shows_the_score_and_posts_back() -> None:
-    page = render("survey", title="Thank you", score=9, kind="nps", action='/t/s/a"b').body.decode()
+    page = _text(render("survey", title="Thank you", score=9, kind="nps", action='/t/s/a"b'))
     assert "<strong>9</strong> (NPS)" in page
     assert 'action="/t/s/a&#34;b"' in page

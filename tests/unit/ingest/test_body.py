@@ -72,7 +72,7 @@ def test_media_types_other_than_json_are_refused(content_type: str) -> None:
 def _inflate(header: str, data: bytes, limit: int, chunk: int = 7) -> bytes:
     inflater = _inflater(header)
     assert inflater is not None
-    out = []
+    out: list[bytes] = []
     for start in range(0, len(data), chunk):
         piece = inflater.feed(data[start : start + chunk], limit - sum(map(len, out)))
         out.append(piece)

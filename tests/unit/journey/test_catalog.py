@@ -32,7 +32,7 @@ def test_the_index_of_what_runs_read() -> None:
             {"id": "x", "type": "exit"},
         ],
     }
-    paused = {
+    paused: dict[str, Any] = {
         "triggers": [{"kind": "segment", "segment_id": "inactive"}],
         "steps": [
             SEND,

@@ -299,8 +299,8 @@ def test_stop_and_audience_exit() -> None:
     left = Driver(audience).enter({"cart_id": "k"})
     left.give(SegmentInput("others", entered=False))
     assert left.run is not None and left.run.status == "active"
-    left.give(SegmentInput("buyers", entered=False))
-    assert left.run.status == "exited"
+    after = left.give(SegmentInput("buyers", entered=False))
+    assert after.run is not None and after.run.status == "exited"
 
 
 def test_holdout_runs_send_nothing_but_report_conversions() -> None:

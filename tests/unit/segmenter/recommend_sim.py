@@ -85,12 +85,12 @@ def simulate(
             rows_p.append(int(p))
             rows_k.append(VIEW)
             rows_t.append(float(rng.uniform(0.0, days)))
-    c = np.asarray(rows_c, dtype=np.int64)
-    p = np.asarray(rows_p, dtype=np.int64)
-    k = np.asarray(rows_k, dtype=np.int8)
+    customer_of = np.asarray(rows_c, dtype=np.int64)
+    product_of = np.asarray(rows_p, dtype=np.int64)
+    kind_of = np.asarray(rows_k, dtype=np.int8)
     age = np.asarray(rows_t)
     # one row per (customer, product, kind): count them, keep the most recent
-    key = (c * n_products + p) * 2 + k
+    key = (customer_of * n_products + product_of) * 2 + kind_of
     order = np.lexsort((age, key))
     key, age = key[order], age[order]
     uniq, first, counts = np.unique(key, return_index=True, return_counts=True)

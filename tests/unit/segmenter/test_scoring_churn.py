@@ -25,10 +25,8 @@ from services.segmenter.scoring.churn import (
     bgnbd_quantities,
     boosted_depth,
     fit_churn,
-    roc_auc,
-    stratified_folds,
 )
-from services.segmenter.scoring.evaluation import DECILES
+from services.segmenter.scoring.evaluation import DECILES, roc_auc, stratified_folds
 from tests.unit.segmenter.churn_sim import Population, churned_truth, simulate, snapshot
 
 H = 90

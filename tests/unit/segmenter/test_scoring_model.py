@@ -144,6 +144,7 @@ def test_model_scores_a_large_population(modelled: ScoringResult) -> None:
             score.expected_purchases * score.expected_average_value
         )
         assert score.explanation["bgnbd"] == modelled.models.bgnbd.as_dict()
+        assert modelled.models.gamma_gamma is not None
         assert score.explanation["gamma_gamma"] == modelled.models.gamma_gamma.as_dict()
     assert_json_explanations(modelled)
 

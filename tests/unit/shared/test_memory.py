@@ -68,7 +68,12 @@ async def test_the_trimmer_trims_on_its_interval_until_shutdown() -> None:
 
 async def test_a_zero_interval_never_trims_and_a_missing_malloc_trim_stops_it() -> None:
     calls: list[int] = []
-    await asyncio.wait_for(HeapTrimmer(0, trim=lambda: calls.append(1) or True).run(), 1)
+
+    def trim() -> bool:
+        calls.append(1)
+        return True
+
+    await asyncio.wait_for(HeapTrimmer(0, trim=trim).run(), 1)
     assert calls == []
 
     def unavailable() -> bool:

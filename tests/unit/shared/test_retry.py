@@ -79,8 +79,9 @@ def test_waits_double_from_first_s_with_jitter_up_to_first_s_and_stay_under_max(
     attempt: int, first_s: float
 ) -> None:
     max_s = 5.0
-    wait = retrying(what="t", first_s=first_s, max_s=max_s).wait
-    state = RetryCallState(None, None, (), {})
+    retry = retrying(what="t", first_s=first_s, max_s=max_s)
+    wait = retry.wait
+    state = RetryCallState(retry, None, (), {})
     state.attempt_number = attempt
     seconds = wait(state)
     base = first_s * 2 ** (attempt - 1)

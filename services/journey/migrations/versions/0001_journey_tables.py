@@ -11,6 +11,12 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from shared.db.claims import processed_messages_table
+from shared.db.migrations import create_declared_table
+from shared.db.outbox import outbox_table
+from shared.db.timers import timer_table
+from shared.db.types import Key
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -64,43 +70,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("customer_id", "segment_id", name=op.f("pk_memberships")),
         schema="journey",
     )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("topic", sa.Text(), nullable=False),
-        sa.Column("key", sa.LargeBinary(), nullable=True),
-        sa.Column("value", sa.LargeBinary(), nullable=False),
-        sa.Column("headers", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column("packed", sa.Boolean(), server_default=sa.text("false"), nullable=False),
-        sa.Column("messages", sa.Integer(), server_default="1", nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
-        schema="journey",
-    )
-    op.create_table(
-        "processed_messages",
-        sa.Column("message_key", sa.Uuid(), nullable=False),
-        sa.Column(
-            "processed_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("message_key", name=op.f("pk_processed_messages")),
-        schema="journey",
-    )
-    op.create_index(
-        op.f("ix_journey_processed_messages_processed_at"),
-        "processed_messages",
-        ["processed_at"],
-        unique=False,
-        schema="journey",
-    )
+    create_declared_table("journey", outbox_table)
+    create_declared_table("journey", processed_messages_table)
     op.create_table(
         "profiles",
         sa.Column("customer_id", sa.Text(collation="C"), nullable=False),
@@ -122,14 +93,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("customer_id", name=op.f("pk_profiles")),
         schema="journey",
     )
-    op.create_table(
-        "run_timers",
-        sa.Column("run_id", sa.Text(collation="C"), nullable=False),
-        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("run_id", name=op.f("pk_run_timers")),
-        schema="journey",
+    create_declared_table(
+        "journey", lambda m: timer_table(m, "run_timers", sa.Column("run_id", Key))
     )
-    op.create_index("ix_run_timers_due", "run_timers", ["due_at"], unique=False, schema="journey")
     op.create_table(
         "runs",
         sa.Column("run_id", sa.Text(collation="C"), nullable=False),
@@ -220,14 +186,8 @@ def downgrade() -> None:
         postgresql_where=sa.text("status = 'active'"),
     )
     op.drop_table("runs", schema="journey")
-    op.drop_index("ix_run_timers_due", table_name="run_timers", schema="journey")
     op.drop_table("run_timers", schema="journey")
     op.drop_table("profiles", schema="journey")
-    op.drop_index(
-        op.f("ix_journey_processed_messages_processed_at"),
-        table_name="processed_messages",
-        schema="journey",
-    )
     op.drop_table("processed_messages", schema="journey")
     op.drop_table("outbox", schema="journey")
     op.drop_table("memberships", schema="journey")

@@ -9,6 +9,10 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from shared.db.claims import processed_messages_table
+from shared.db.migrations import create_declared_table
+from shared.db.outbox import outbox_table
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -28,12 +32,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT CASE kind WHEN 'day' THEN period + n WHEN 'week' THEN period + 7 * n
          ELSE (period + make_interval(months => n))::date END
 $$;
-
-CREATE TABLE metrics.processed_messages (
-  message_key uuid PRIMARY KEY,
-  processed_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX ix_metrics_processed_messages_processed_at ON metrics.processed_messages (processed_at);
 
 CREATE TABLE metrics.customers (
   customer_id {K} PRIMARY KEY,
@@ -187,17 +185,6 @@ CREATE TABLE metrics.objectives (
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now()
 );
-
-CREATE TABLE metrics.outbox (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  topic text NOT NULL,
-  key bytea,
-  value bytea NOT NULL,
-  headers jsonb,
-  created_at timestamptz NOT NULL DEFAULT now(),
-  packed boolean NOT NULL DEFAULT false,
-  messages integer NOT NULL DEFAULT 1
-);
 """
 
 DOWN = """
@@ -221,6 +208,8 @@ def _run(script: str) -> None:
 
 def upgrade() -> None:
     _run(UP)
+    create_declared_table("metrics", processed_messages_table)
+    create_declared_table("metrics", outbox_table)
 
 
 def downgrade() -> None:
