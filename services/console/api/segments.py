@@ -131,7 +131,7 @@ async def _handle(
 ) -> Response:
     """The editor's three buttons: ``leaf`` (the structured form becomes the rule, then
     preview), ``preview`` (the rule as typed), ``save`` (create or a new version)."""
-    form = await _submitted(request)
+    form = dict.fromkeys(_blank_form(), "") | await _submitted(request)
     action = form.get("action", "preview")
     errors = FieldErrors()
     if action == "leaf":

@@ -1,0 +1,408 @@
+"""The console against the five real services: sign-in, CSRF, CSP and logout, and each
+page rendering what the services hold."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextlib import closing
+
+import httpx
+
+from services.console.security import CONTENT_SECURITY_POLICY
+from tests.integration.console.conftest import (
+    ADMIN_TOKEN,
+    Browser,
+    Stack,
+    csrf_of,
+    sign_in,
+)
+
+# --- sign-in, CSRF, CSP, logout ----------------------------------------------------------
+
+
+def test_pages_need_a_session_and_sign_in_takes_only_a_valid_token(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.console) as client:
+        answer = client.get("/customers/ada?x=1")
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/login?next=/customers/ada%3Fx%3D1"
+        page = client.get("/login")
+        csrf = csrf_of(page.text)
+        wrong = client.post("/login", data={"token": "not-the-token", "csrf": csrf})
+        assert wrong.status_code == 401
+        assert "This admin token is not valid." in wrong.text
+        assert "tenure_console=" not in wrong.headers.get("set-cookie", "")
+        # without the sign-in form's CSRF token (a cross-site login), refused
+        forged = client.post("/login", data={"token": ADMIN_TOKEN, "csrf": "forged"})
+        assert forged.status_code == 403
+        # a `next` to another site is not followed (no open redirect)
+        signed = client.post(
+            "/login", data={"token": ADMIN_TOKEN, "csrf": csrf, "next": "//evil.example/x"}
+        )
+        assert signed.status_code == 303
+        assert signed.headers["location"] == "/customers"
+        assert client.get("/customers").status_code == 200
+
+
+def test_the_session_cookie_is_httponly_strict_and_sealed(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.console) as client:
+        csrf = csrf_of(client.get("/login").text)
+        answer = client.post("/login", data={"token": ADMIN_TOKEN, "csrf": csrf})
+        cookie = next(
+            c for c in answer.headers.get_list("set-cookie") if c.startswith("tenure_console=")
+        )
+        flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+        assert {"httponly", "samesite=strict", "path=/"} <= flags
+        value = cookie.split(";")[0].split("=", 1)[1]
+        assert ADMIN_TOKEN not in value  # encrypted, not only signed
+        # a cookie altered by one character opens no session
+        tampered = value[:-3] + ("A" if value[-3] != "A" else "B") + value[-2:]
+        client.cookies.clear()
+        client.cookies.set("tenure_console", tampered)
+        assert client.get("/customers").status_code == 303
+
+
+def test_every_page_has_a_strict_csp_and_no_inline_script(stack: Stack, browser: Browser) -> None:
+    assert "script-src 'self'" in CONTENT_SECURITY_POLICY
+    assert "unsafe-inline" not in CONTENT_SECURITY_POLICY
+    for path in (
+        "/login",
+        "/customers",
+        f"/customers/{stack.customer}",
+        "/segments",
+        "/segments/new",
+        "/templates",
+        "/journeys",
+        "/report",
+    ):
+        answer = browser.get(path)
+        assert answer.status_code == 200, (path, answer.text)
+        assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["cache-control"] == "no-store"
+        # every script has a src (served by the console), no inline handlers or styles
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", answer.text), path
+        assert not re.search(r"\son[a-z]+=", answer.text), path
+        assert " style=" not in answer.text, path
+    script = browser.get("/static/console.js")
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+
+
+def test_a_form_without_the_session_csrf_token_changes_nothing(
+    stack: Stack, browser: Browser
+) -> None:
+    refused = browser.post(
+        f"/customers/{stack.customer}/erase", data={"confirm": stack.customer, "csrf": "x"}
+    )
+    assert refused.status_code == 403
+    assert browser.post("/logout").status_code == 403
+    # a JSON call with no X-CSRF-Token header neither
+    assert browser.post("/segments/preview", json={"rule": {}}).status_code == 403
+    with stack.api("segmenter") as segmenter:
+        assert segmenter.get(f"/v1/profiles/{stack.customer}").status_code == 200
+    assert browser.get("/customers").status_code == 200  # still signed in
+
+
+def test_logout_ends_the_session(stack: Stack) -> None:
+    with closing(sign_in(stack.console)) as client:
+        answer = client.post("/logout", data={"csrf": client.csrf})
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/login?note=signed-out"
+        assert 'tenure_console=""' in answer.headers["set-cookie"]
+        assert client.get("/customers").status_code == 303
+        assert "You are signed out." in client.get("/login?note=signed-out").text
+
+
+# --- customers -------------------------------------------------------------------------
+
+
+def test_search_finds_a_customer_by_id_and_says_email_is_not_searchable(
+    stack: Stack, browser: Browser
+) -> None:
+    found = browser.get("/customers", params={"q": stack.customer})
+    assert found.status_code == 303
+    assert found.headers["location"] == f"/customers/{stack.customer}"
+    missing = browser.get("/customers", params={"q": stack.email})
+    assert missing.status_code == 200
+    assert "Search by email is not offered" in missing.text
+
+
+def test_the_profile_page_shows_what_every_service_holds(stack: Stack, browser: Browser) -> None:
+    page = browser.get(f"/customers/{stack.customer}")
+    assert page.status_code == 200
+    html = page.text
+    assert stack.email in html
+    # traits are escaped, never markup
+    assert "Ada &lt;b&gt;Lovelace&lt;/b&gt;" in html and "<b>Lovelace" not in html
+    assert "Order Completed" in html
+    for section in ("traits", "memberships", "events", "loyalty", "recommendations", "runs"):
+        assert f'id="{section}"' in html
+    # the dispatcher answered: its preferences form is there, with a CSRF token
+    assert f'action="/customers/{stack.customer}/preferences"' in html
+    assert "Could not read" not in html
+    assert browser.get("/customers/nobody-at-all").status_code == 404
+
+
+def test_preferences_are_saved_through_the_dispatcher(stack: Stack, browser: Browser) -> None:
+    answer = browser.post(
+        f"/customers/{stack.customer}/preferences",
+        data={"csrf": browser.csrf, "channel_email": "on", "channel_webhook": "on"},
+    )
+    assert answer.status_code == 303
+    with stack.api("dispatcher") as dispatcher:
+        saved = dispatcher.get(f"/v1/customers/{stack.customer}/preferences").json()
+    assert saved["unsubscribed"] is False
+    assert saved["channels"]["email"] is True and saved["channels"]["push"] is False
+
+
+def test_erase_asks_for_the_id_then_erases(stack: Stack, browser: Browser) -> None:
+    bob = f"bob-{uuid.uuid4().hex[:8]}"
+    stack.track(bob, "Signed Up")
+    with stack.api("segmenter") as segmenter:
+        stack.until(lambda: segmenter.get(f"/v1/profiles/{bob}").status_code == 200)
+        confirm = browser.get(f"/customers/{bob}/erase")
+        assert confirm.status_code == 200 and "cannot be undone" in confirm.text
+        wrong = browser.post(f"/customers/{bob}/erase", data={"csrf": browser.csrf, "confirm": "b"})
+        assert wrong.status_code == 422 and "Type the customer" in wrong.text
+        assert segmenter.get(f"/v1/profiles/{bob}").status_code == 200
+        done = browser.post(f"/customers/{bob}/erase", data={"csrf": browser.csrf, "confirm": bob})
+        assert done.status_code == 303
+        assert segmenter.get(f"/v1/profiles/{bob}").status_code == 404
+    assert "The customer was erased." in browser.get(done.headers["location"]).text
+
+
+# --- segments --------------------------------------------------------------------------
+
+
+def _leaf(browser: Browser, **fields: str) -> httpx.Response:
+    data = {
+        "csrf": browser.csrf,
+        "action": "leaf",
+        "name": "Repeat buyers",
+        "description": "",
+        "rule": "",
+        "leaf_event": "Order Completed",
+        "leaf_op": "gte",
+        "leaf_count": "2",
+        "leaf_days": "30",
+    }
+    return browser.post("/segments/new", data=data | fields)
+
+
+def test_the_structured_leaf_previews_the_live_count_and_a_sample(
+    stack: Stack, browser: Browser
+) -> None:
+    answer = _leaf(browser)
+    assert answer.status_code == 200, answer.text
+    assert "1 customers match now" in answer.text
+    assert f'href="/customers/{stack.customer}"' in answer.text
+    assert "&#34;within_days&#34;: 30" in answer.text  # the rule it made, in the JSON editor
+    nobody = _leaf(browser, leaf_count="3")
+    assert "0 customers match now" in nobody.text
+
+
+def test_validation_errors_are_shown_next_to_the_rule(stack: Stack, browser: Browser) -> None:
+    bad_leaf = _leaf(browser, leaf_count="two")
+    assert bad_leaf.status_code == 422
+    assert 'id="leaf-error"' in bad_leaf.text and "count must be a whole number" in bad_leaf.text
+    data = {"csrf": browser.csrf, "action": "preview", "name": "x"}
+    refused = browser.post(
+        "/segments/new",
+        data=data | {"rule": '{"kind": "event_count", "event": "X", "op": "gte", "count": -1}'},
+    )
+    assert refused.status_code == 422
+    errors = re.findall(r'<p class="field-error" id="rule-error">([^<]*)</p>', refused.text)
+    assert errors and "count" in errors[0], refused.text
+    not_json = browser.post("/segments/new", data=data | {"rule": "{oops"})
+    assert not_json.status_code == 422 and "not JSON" in not_json.text
+
+
+def test_the_scripts_preview_call(stack: Stack, browser: Browser) -> None:
+    rule = {"kind": "event_count", "event": "Order Completed", "op": "gte", "count": 2}
+    headers = {"X-CSRF-Token": browser.csrf}
+    answer = browser.post("/segments/preview", json={"rule": rule}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["count"] == 1 and answer.json()["sample"] == [stack.customer]
+    bad = browser.post("/segments/preview", json={"rule": {"kind": "nope"}}, headers=headers)
+    assert bad.status_code == 422 and bad.json()["errors"]["rule"]
+
+
+def test_a_segment_is_saved_listed_and_edited(stack: Stack, browser: Browser) -> None:
+    segment_id = f"repeat-{uuid.uuid4().hex[:6]}"
+    saved = _leaf(browser, action="save", id=segment_id, rule=_rule(2))
+    assert saved.status_code == 303, saved.text
+    assert saved.headers["location"] == f"/segments/{segment_id}?note=segment-saved"
+    taken = _leaf(browser, action="save", id=segment_id, rule=_rule(2))
+    assert taken.status_code == 422 and 'id="id-error"' in taken.text
+    listed = browser.get("/segments").text
+    assert f'href="/segments/{segment_id}"' in listed
+    with stack.api("segmenter") as segmenter:
+        stack.until(lambda: segmenter.get(f"/v1/segments/{segment_id}").json()["members"] == 1)
+    page = browser.get(f"/segments/{segment_id}")
+    assert page.status_code == 200 and f'href="/customers/{stack.customer}"' in page.text
+    edited = browser.post(
+        f"/segments/{segment_id}",
+        data={"csrf": browser.csrf, "action": "save", "name": "Repeat buyers", "rule": _rule(1)},
+    )
+    assert edited.status_code == 303
+    with stack.api("segmenter") as segmenter:
+        assert segmenter.get(f"/v1/segments/{segment_id}").json()["version"] == 2
+    profile = browser.get(f"/customers/{stack.customer}").text
+    assert f'href="/segments/{segment_id}"' in profile
+
+
+def _rule(count: int) -> str:
+    return (
+        '{"kind": "event_count", "event": "Order Completed", "op": "gte", '
+        f'"count": {count}, "within_days": 30}}'
+    )
+
+
+# --- templates -------------------------------------------------------------------------
+
+
+def _definition(subject: str) -> str:
+    return (
+        '{"name": "Thanks", "variants": [{"channel": "email", "subject": '
+        f'"{subject}", "html": "<p>Hi {{{{ customer.traits.plan }}}}</p>"}}]}}'
+    )
+
+
+def test_templates_are_created_previewed_for_a_customer_and_versioned(
+    stack: Stack, browser: Browser
+) -> None:
+    template_id = f"thanks-{uuid.uuid4().hex[:6]}"
+    broken = browser.post(
+        "/templates/new",
+        data={"csrf": browser.csrf, "id": template_id, "definition": _definition("{{ oops")},
+    )
+    assert broken.status_code == 422
+    assert 'id="definition-error"' in broken.text and "compile" in broken.text
+    created = browser.post(
+        "/templates/new",
+        data={
+            "csrf": browser.csrf,
+            "id": template_id,
+            "definition": _definition("Thanks {{ customer.traits.name }}"),
+        },
+    )
+    assert created.status_code == 303, created.text
+    assert template_id in browser.get("/templates").text
+
+    def preview() -> httpx.Response | None:
+        answer = browser.post(
+            f"/templates/{template_id}/preview",
+            data={"csrf": browser.csrf, "customer_id": stack.customer, "channel": "email"},
+        )
+        # until the dispatcher's projection of profiles knows the customer
+        return None if 'id="customer_id-error"' in answer.text else answer
+
+    rendered = stack.until(preview)
+    assert rendered.status_code == 200, rendered.text
+    assert "Thanks Ada &lt;b&gt;Lovelace&lt;/b&gt;" in rendered.text
+    assert 'sandbox srcdoc="' in rendered.text and "Hi pro" in rendered.text
+    # a new version that fails for this customer: the render error is shown inline
+    saved = browser.post(
+        f"/templates/{template_id}",
+        data={"csrf": browser.csrf, "definition": _definition("{{ customer.traits.nope }}")},
+    )
+    assert saved.status_code == 303
+    failing = browser.post(
+        f"/templates/{template_id}/preview",
+        data={"csrf": browser.csrf, "customer_id": stack.customer, "version": "2"},
+    )
+    assert failing.status_code == 422
+    assert "Render error" in failing.text and "nope" in failing.text
+    assert "v2" in browser.get(f"/templates/{template_id}").text
+    unknown = browser.post(
+        f"/templates/{template_id}/preview",
+        data={"csrf": browser.csrf, "customer_id": "no-such-customer", "version": "1"},
+    )
+    assert unknown.status_code == 422 and 'id="customer_id-error"' in unknown.text
+
+
+def test_a_test_send_goes_out_through_the_dispatcher(stack: Stack, browser: Browser) -> None:
+    template_id = f"hello-{uuid.uuid4().hex[:6]}"
+    with stack.api("dispatcher") as dispatcher:
+        dispatcher.post(
+            "/v1/templates",
+            json={
+                "id": template_id,
+                "definition": {
+                    "name": "Hello",
+                    "variants": [{"channel": "email", "subject": "Hello", "text": "Hi"}],
+                },
+            },
+        ).raise_for_status()
+    before = stack.smtp.count
+
+    def sent() -> httpx.Response | None:
+        answer = browser.post(
+            f"/templates/{template_id}/preview",
+            data={"csrf": browser.csrf, "customer_id": stack.customer, "action": "send"},
+        )
+        return answer if "badge sent" in answer.text else None
+
+    assert stack.until(sent).status_code == 200
+    assert stack.smtp.count > before
+
+
+# --- journeys --------------------------------------------------------------------------
+
+
+def test_a_journey_page_shows_its_diagram_and_its_buttons_work(
+    stack: Stack, browser: Browser
+) -> None:
+    journey_id = f"welcome-{uuid.uuid4().hex[:6]}"
+    with stack.api("journey") as journey:
+        journey.post(
+            "/v1/journeys",
+            json={
+                "id": journey_id,
+                "name": "Welcome",
+                "definition": {
+                    "triggers": [{"kind": "event", "event": "Signed Up"}],
+                    "steps": [
+                        {"id": "pause", "type": "wait", "duration": "P1D", "next": "done"},
+                        {"id": "done", "type": "exit"},
+                    ],
+                },
+            },
+        ).raise_for_status()
+    page = browser.get(f"/journeys/{journey_id}")
+    assert page.status_code == 200
+    assert "badge draft" in page.text and "flowchart TD" in page.text
+    assert f'href="/journeys/{journey_id}"' in browser.get("/journeys").text
+    for action, state in (("publish", "active"), ("pause", "paused"), ("resume", "active")):
+        moved = browser.post(f"/journeys/{journey_id}/{action}", data={"csrf": browser.csrf})
+        assert moved.status_code == 303, moved.text
+        assert f"badge {state}" in browser.get(moved.headers["location"]).text
+    stack.track(stack.customer, "Signed Up")
+    with stack.api("journey") as journey:
+        stack.until(lambda: journey.get(f"/v1/journeys/{journey_id}/runs").json()["runs"])
+    page = browser.get(f"/journeys/{journey_id}").text
+    assert f'href="/customers/{stack.customer}"' in page
+    profile = browser.get(f"/customers/{stack.customer}").text
+    assert f'href="/journeys/{journey_id}"' in profile
+    archived = browser.post(f"/journeys/{journey_id}/archive", data={"csrf": browser.csrf})
+    assert "badge archived" in browser.get(archived.headers["location"]).text
+    refused = browser.post(f"/journeys/{journey_id}/pause", data={"csrf": browser.csrf})
+    assert refused.status_code == 409  # the journey service's answer, as a page
+
+
+# --- the report ------------------------------------------------------------------------
+
+
+def test_the_report_shows_metrics_kpis(stack: Stack, browser: Browser) -> None:
+    with stack.api("metrics") as metrics:
+        stack.until(
+            lambda: any(p["active"] for p in metrics.get("/v1/kpis/activity").json()["periods"])
+        )
+    page = browser.get("/report")
+    assert page.status_code == 200
+    rows = re.findall(r"<tr><td>(\d{4}-\d{2}-\d{2})</td><td class=\"num\">(\d+)</td>", page.text)
+    assert rows and any(int(active) >= 1 for _, active in rows), page.text
+    assert 'id="funnel"' in page.text and "Could not read" not in page.text
+    bad = browser.get("/report", params={"start": "2026-02-01", "end": "2025-01-01"})
+    assert bad.status_code == 200 and "metrics:" in bad.text  # metrics' 422, in its section
