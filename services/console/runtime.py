@@ -8,7 +8,6 @@ reached (or does not answer in time) is an :class:`UpstreamError` with status 50
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import httpx
@@ -16,7 +15,6 @@ from fastapi import FastAPI
 
 from services.console.settings import ConsoleSettings
 from shared.auth import TokenDigests
-from shared.http.app import add_readiness_check
 
 
 class UpstreamError(Exception):
@@ -94,10 +92,6 @@ class Upstream:
     async def post(self, path: str, *, token: str, json: Any = None, **params: Any) -> Any:
         return await self.call("POST", path, token=token, json=json, params=params)
 
-    async def check_alive(self) -> None:
-        answer = await self.client.get("/healthz")
-        answer.raise_for_status()
-
 
 class Runtime:
     """The clients, the accepted tokens and the session key; :meth:`start` and
@@ -126,8 +120,10 @@ class Runtime:
         self.metrics = self.upstreams["metrics"]
 
     async def start(self, app: FastAPI) -> None:
-        for name, upstream in self.upstreams.items():
-            add_readiness_check(app, name, partial(upstream.check_alive))
+        """Nothing to connect: the clients connect on first use. ``/readyz`` has no
+        checks of the services on purpose: the console has no dependency of its own, and
+        a page shows which service did not answer (one down service must not take the
+        console, and the pages of the others, out of a load balancer)."""
 
     async def stop(self) -> None:
         for upstream in self.upstreams.values():
