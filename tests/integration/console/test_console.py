@@ -3,6 +3,7 @@ page rendering what the services hold."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from contextlib import closing
@@ -406,3 +407,55 @@ def test_the_report_shows_metrics_kpis(stack: Stack, browser: Browser) -> None:
     assert 'id="funnel"' in page.text and "Could not read" not in page.text
     bad = browser.get("/report", params={"start": "2026-02-01", "end": "2025-01-01"})
     assert bad.status_code == 200 and "metrics:" in bad.text  # metrics' 422, in its section
+
+
+def test_a_journey_is_written_validated_and_simulated_in_the_console(
+    stack: Stack, browser: Browser
+) -> None:
+    journey_id = f"thanks-{uuid.uuid4().hex[:6]}"
+    steps = [
+        {"id": "pause", "type": "wait", "duration": "PT1H", "next": "done"},
+        {"id": "done", "type": "exit"},
+    ]
+    definition = {"triggers": [{"kind": "event", "event": "Order Completed"}], "steps": steps}
+    created = browser.post(
+        "/journeys/new",
+        data={
+            "csrf": browser.csrf,
+            "id": journey_id,
+            "name": "Thanks",
+            "definition": json.dumps(definition),
+        },
+    )
+    assert created.status_code == 303, created.text
+    # a step going nowhere: the error names the step by its id
+    broken = definition | {"steps": [steps[0] | {"next": "nowhere"}, steps[1]]}
+    refused = browser.post(
+        f"/journeys/{journey_id}/draft",
+        data={"csrf": browser.csrf, "action": "validate", "definition": json.dumps(broken)},
+    )
+    assert refused.status_code == 422
+    errors = re.findall(r'<p class="field-error" id="definition-error">([^<]*)</p>', refused.text)
+    assert errors and any("nowhere" in e for e in errors), refused.text
+    # a field of a step: the error says which step by its id, not only its index
+    bad_wait = definition | {"steps": [steps[0] | {"duration": "soon"}, steps[1]]}
+    refused = browser.post(
+        f"/journeys/{journey_id}/draft",
+        data={"csrf": browser.csrf, "action": "save", "definition": json.dumps(bad_wait)},
+    )
+    assert refused.status_code == 422
+    assert "step &#34;pause&#34; (steps.0) wait.duration:" in refused.text, refused.text
+    valid = browser.post(
+        f"/journeys/{journey_id}/draft",
+        data={"csrf": browser.csrf, "action": "validate", "definition": json.dumps(definition)},
+    )
+    assert valid.status_code == 200 and "Valid: 2 steps" in valid.text
+    history = [{"at": "2026-06-01T12:00:00Z", "event": "Order Completed", "properties": {}}]
+    simulated = browser.post(
+        f"/journeys/{journey_id}/simulate",
+        data={"csrf": browser.csrf, "history": json.dumps(history)},
+    )
+    assert simulated.status_code == 200, simulated.text
+    assert re.search(r"<td data-path>pause → done</td>", simulated.text), simulated.text
+    page = browser.get(f"/journeys/{journey_id}").text
+    assert 'id="uplift"' in page and "Could not read" not in page
