@@ -7,13 +7,21 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
-from services.console.api import auth, customers, journeys, report, segments, templates
+from services.console.api import (
+    auth,
+    customers,
+    journeys,
+    report,
+    segments,
+    settings,
+    templates,
+)
 from services.console.api.deps import CsrfRefused, SignInRequired, render, sealer
 from services.console.runtime import UpstreamError
 
 
 def install(app: FastAPI) -> None:
-    for module in (auth, customers, segments, templates, journeys, report):
+    for module in (auth, customers, segments, templates, journeys, report, settings):
         app.include_router(module.router, include_in_schema=False)
     app.add_exception_handler(SignInRequired, _sign_in)  # type: ignore[arg-type]
     app.add_exception_handler(CsrfRefused, _csrf_refused)

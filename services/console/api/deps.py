@@ -104,6 +104,7 @@ NOTES = {
     "segment-saved": "Segment saved; its members are being computed.",
     "template-saved": "Template saved as a new version.",
     "published": "Published.",
+    "policy-saved": "Send policy saved.",
     "draft-saved": "Draft saved; publish it to make it the live version.",
     "paused": "Paused: no new entrants.",
     "resumed": "Resumed.",

@@ -75,6 +75,9 @@ def test_every_page_has_a_strict_csp_and_no_inline_script(stack: Stack, browser:
         "/templates",
         "/journeys",
         "/report",
+        "/settings",
+        "/journeys/new",
+        "/templates/new",
     ):
         answer = browser.get(path)
         assert answer.status_code == 200, (path, answer.text)
@@ -459,3 +462,47 @@ def test_a_journey_is_written_validated_and_simulated_in_the_console(
     assert re.search(r"<td data-path>pause → done</td>", simulated.text), simulated.text
     page = browser.get(f"/journeys/{journey_id}").text
     assert 'id="uplift"' in page and "Could not read" not in page
+
+
+# --- settings --------------------------------------------------------------------------
+
+
+def test_settings_show_policy_topics_pools_and_loyalty_and_save_the_policy(
+    stack: Stack, browser: Browser
+) -> None:
+    with stack.api("dispatcher") as dispatcher, stack.api("segmenter") as segmenter:
+        dispatcher.put("/v1/topics/offers", json={"name": "Offers"}).raise_for_status()
+        pool = f"spring-{uuid.uuid4().hex[:6]}"
+        dispatcher.post(
+            "/v1/coupon-pools", json={"id": pool, "name": "Spring", "low_water": 1}
+        ).raise_for_status()
+        dispatcher.post(
+            f"/v1/coupon-pools/{pool}/codes", json={"codes": ["A-1", "A-2", "A-3"]}
+        ).raise_for_status()
+        segmenter.put(
+            "/v1/loyalty/program",
+            json={
+                "rules": [{"kind": "per_event", "id": "review", "event": "Review", "points": 5}],
+                "tiers": [{"name": "Member", "min_points": 0}, {"name": "Gold", "min_points": 50}],
+            },
+        ).raise_for_status()
+        page = browser.get("/settings")
+        assert page.status_code == 200, page.text
+        assert "Could not read" not in page.text
+        assert re.search(
+            rf"Spring <span class=\"muted\">{pool}</span></td>\s*<td class=\"num\">3<", page.text
+        )
+        assert "<td>offers</td><td>Offers</td>" in page.text
+        assert '<td>Gold</td><td class="num">50</td>' in page.text
+        policy = dispatcher.get("/v1/policy").json()
+        wrong = policy | {"quiet_hours": policy["quiet_hours"] | {"start": "25:00"}}
+        refused = browser.post(
+            "/settings/policy", data={"csrf": browser.csrf, "policy": json.dumps(wrong)}
+        )
+        assert refused.status_code == 422 and 'id="policy-error"' in refused.text
+        changed = policy | {"quiet_hours": policy["quiet_hours"] | {"start": "22:30:00"}}
+        saved = browser.post(
+            "/settings/policy", data={"csrf": browser.csrf, "policy": json.dumps(changed)}
+        )
+        assert saved.status_code == 303
+        assert dispatcher.get("/v1/policy").json()["quiet_hours"]["start"] == "22:30:00"
