@@ -130,13 +130,14 @@ async def _page(
     checked: dict[str, Any] | None = None,
     simulated: dict[str, Any] | None = None,
     status_code: int = 200,
+    runs_after: str | None = None,
 ) -> Response:
     path = f"/v1/journeys/{quoted(journey_id)}"
     journey = await runtime.journey.get(path, token=token)
     known = quoted(journey["id"])
     results = await asyncio.gather(
         runtime.journey.get(f"{path}/diagram", token=token),
-        runtime.journey.get(f"{path}/runs", token=token, limit=20),
+        runtime.journey.get(f"{path}/runs", token=token, limit=20, after=runs_after),
         runtime.metrics.get("/v1/experiments", token=token, journey_id=journey["id"]),
         runtime.metrics.get(f"/v1/kpis/uplift/{known}", token=token),
         return_exceptions=True,
@@ -164,9 +165,13 @@ async def _page(
 
 @router.get("/{journey_id}")
 async def journey_page(
-    request: Request, journey_id: str, runtime: RuntimeDep, session: SessionDep
+    request: Request,
+    journey_id: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    runs_after: str | None = None,
 ) -> Response:
-    return await _page(request, runtime, session.token, journey_id)
+    return await _page(request, runtime, session.token, journey_id, runs_after=runs_after)
 
 
 @router.post("/{journey_id}/draft")

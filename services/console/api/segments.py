@@ -204,13 +204,17 @@ async def preview_json(request: Request, runtime: RuntimeDep, session: CsrfDep) 
 
 @router.get("/{segment_id}")
 async def segment_page(
-    request: Request, segment_id: str, runtime: RuntimeDep, session: SessionDep
+    request: Request,
+    segment_id: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    after: str | None = None,
 ) -> Response:
     path = f"/v1/segments/{quoted(segment_id)}"
     segment, versions, members = await asyncio.gather(
         runtime.segmenter.get(path, token=session.token),
         runtime.segmenter.get(f"{path}/versions", token=session.token),
-        runtime.segmenter.get(f"{path}/members", token=session.token, limit=20),
+        runtime.segmenter.get(f"{path}/members", token=session.token, limit=20, after=after),
     )
     form = _blank_form() | {
         "name": segment["name"],

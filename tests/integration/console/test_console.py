@@ -245,6 +245,8 @@ def test_a_segment_is_saved_listed_and_edited(stack: Stack, browser: Browser) ->
         stack.until(lambda: segmenter.get(f"/v1/segments/{segment_id}").json()["members"] == 1)
     page = browser.get(f"/segments/{segment_id}")
     assert page.status_code == 200 and f'href="/customers/{stack.customer}"' in page.text
+    after = browser.get(f"/segments/{segment_id}", params={"after": stack.customer})
+    assert f'href="/customers/{stack.customer}"' not in after.text  # the next page: empty
     edited = browser.post(
         f"/segments/{segment_id}",
         data={"csrf": browser.csrf, "action": "save", "name": "Repeat buyers", "rule": _rule(1)},
