@@ -508,3 +508,64 @@ def test_settings_show_policy_topics_pools_and_loyalty_and_save_the_policy(
         )
         assert saved.status_code == 303
         assert dispatcher.get("/v1/policy").json()["quiet_hours"]["start"] == "22:30:00"
+
+
+def test_a_journey_made_in_the_console_sends_and_its_counts_rise(
+    stack: Stack, browser: Browser
+) -> None:
+    """Template and journey written in the console, published with its button, triggered
+    through ingest: the step's count rises on the journey's page, the email arrives, and
+    the delivery is on the customer's page."""
+    suffix = uuid.uuid4().hex[:6]
+    template_id, journey_id, trigger = f"hi-{suffix}", f"hi-{suffix}", f"Trial Started {suffix}"
+    definition = {"name": "Hi", "variants": [{"channel": "email", "subject": "Hi", "text": "Hi"}]}
+    made = browser.post(
+        "/templates/new",
+        data={"csrf": browser.csrf, "id": template_id, "definition": json.dumps(definition)},
+    )
+    assert made.status_code == 303, made.text
+    journey = {
+        "triggers": [{"kind": "event", "event": trigger}],
+        "steps": [
+            {
+                "id": "hello",
+                "type": "send",
+                "channels": ["email"],
+                "template_id": template_id,
+                "priority": "critical",  # no quiet hours in the way, whatever the hour
+                "next": "done",
+            },
+            {"id": "done", "type": "exit"},
+        ],
+    }
+    made = browser.post(
+        "/journeys/new",
+        data={
+            "csrf": browser.csrf,
+            "id": journey_id,
+            "name": "Hi",
+            "definition": json.dumps(journey),
+        },
+    )
+    assert made.status_code == 303, made.text
+    published = browser.post(f"/journeys/{journey_id}/publish", data={"csrf": browser.csrf})
+    assert published.status_code == 303
+    before = stack.smtp.count
+    stack.track(stack.customer, trigger)
+
+    def entered() -> bool:
+        page = browser.get(f"/journeys/{journey_id}").text
+        row = re.search(r"<tr><td>hello</td>\s*<td class=\"num\">(\d+)</td>", page)
+        return bool(row and int(row.group(1)) >= 1)
+
+    stack.until(entered)
+    stack.until(lambda: stack.smtp.count > before)
+    profile = stack.until(
+        lambda: (
+            (text := browser.get(f"/customers/{stack.customer}").text)
+            and f'href="/templates/{template_id}"' in text
+            and text
+        )
+    )
+    row = rf"{template_id}</a> v1</td>\s*<td>{journey_id} · hello</td>\s*"
+    assert re.search(row + r'<td><span class="badge sent">', profile), profile
