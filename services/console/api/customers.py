@@ -1,7 +1,10 @@
-"""Customers: find one by id, the profile page from every service, preferences, erase.
+"""Customers: find one by id or email, the profile page from every service,
+preferences, erase.
 
-By email: no service's API looks a customer up by a trait (the segmenter's profiles are
-keyed by id only), so the search takes an id; an address typed in is said to be so.
+By email: no service has a lookup by trait, so an address that is not an id is found
+with the segmenter's rule preview (``{"kind": "trait", "trait": "email", "op": "eq"}``,
+``POST /v1/segments/preview``): a set-based query over every profile, with no index on
+traits — fine for thousands of profiles, seconds at millions (docs/console.md).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render
-from services.console.runtime import UpstreamError
+from services.console.runtime import Runtime, UpstreamError
 from services.console.schemas import Section
 from shared.events.channels import Channel
 
@@ -28,21 +31,33 @@ async def search(
 ) -> Response:
     q = q.strip()
     message = ""
+    matches: list[str] = []
     if q:
         try:
             profile = await runtime.segmenter.get(f"/v1/profiles/{quoted(q)}", token=session.token)
         except UpstreamError as exc:
             if exc.status != 404:
                 raise
-            message = f"No customer with the id {q!r}."
             if "@" in q:
-                message += (
-                    " Search by email is not offered: no service's API looks customers up "
-                    "by a trait, so type the customer's id."
-                )
+                matches = await by_email(runtime, session.token, q)
+                if len(matches) == 1:
+                    return RedirectResponse(f"/customers/{quoted(matches[0])}", status_code=303)
+                if not matches:
+                    message = f"No customer with the id or email {q!r}."
+            else:
+                message = f"No customer with the id {q!r}."
         else:
             return RedirectResponse(f"/customers/{quoted(profile['customer_id'])}", status_code=303)
-    return render(request, "customers/search.html", q=q, message=message)
+    return render(request, "customers/search.html", q=q, message=message, matches=matches)
+
+
+async def by_email(runtime: Runtime, token: str, email: str) -> list[str]:
+    """The ids of the customers whose ``email`` trait is ``email`` (at most 20)."""
+    rule = {"kind": "trait", "trait": "email", "op": "eq", "value": email}
+    found = await runtime.segmenter.post(
+        "/v1/segments/preview", token=token, json={"rule": rule, "sample_size": 20}
+    )
+    return [str(customer) for customer in found["sample"]]
 
 
 @router.get("/{customer_id}")

@@ -121,15 +121,17 @@ def test_logout_ends_the_session(stack: Stack) -> None:
 # --- customers -------------------------------------------------------------------------
 
 
-def test_search_finds_a_customer_by_id_and_says_email_is_not_searchable(
-    stack: Stack, browser: Browser
-) -> None:
+def test_search_finds_a_customer_by_id_or_by_email(stack: Stack, browser: Browser) -> None:
     found = browser.get("/customers", params={"q": stack.customer})
     assert found.status_code == 303
     assert found.headers["location"] == f"/customers/{stack.customer}"
-    missing = browser.get("/customers", params={"q": stack.email})
-    assert missing.status_code == 200
-    assert "Search by email is not offered" in missing.text
+    by_email = browser.get("/customers", params={"q": stack.email})
+    assert by_email.status_code == 303
+    assert by_email.headers["location"] == f"/customers/{stack.customer}"
+    nobody = browser.get("/customers", params={"q": "nobody@example.com"})
+    assert nobody.status_code == 200
+    assert "No customer with the id or email &#39;nobody@example.com&#39;." in nobody.text
+    assert "No customer with the id" in browser.get("/customers", params={"q": "zz"}).text
 
 
 def test_the_profile_page_shows_what_every_service_holds(stack: Stack, browser: Browser) -> None:
