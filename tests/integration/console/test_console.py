@@ -468,6 +468,45 @@ def test_a_journey_is_written_validated_and_simulated_in_the_console(
     assert 'id="uplift"' in page and "Could not read" not in page
 
 
+PROGRAM = {
+    "rules": [{"kind": "per_event", "id": "review", "event": "Review", "points": 5}],
+    "tiers": [{"name": "Member", "min_points": 0}, {"name": "Gold", "min_points": 50}],
+}
+
+
+def test_scores_loyalty_and_recommendations_on_the_profile(stack: Stack, browser: Browser) -> None:
+    """With every section filled: churn risk after a refit, loyalty points, and
+    recommendations with their "because"."""
+    others = [f"cleo-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+    shoes = [{"product_id": "shoe-1", "category": "shoes"}]
+    both = shoes + [{"product_id": "sock-1", "category": "socks"}]
+    with stack.api("segmenter") as segmenter:
+        segmenter.put("/v1/loyalty/program", json=PROGRAM).raise_for_status()
+        for other in others:
+            stack.track(other, "Order Completed", revenue=10, products=both)
+        stack.track(stack.customer, "Order Completed", revenue=20, products=shoes)
+        stack.track(stack.customer, "Review")
+        stack.until(
+            lambda: segmenter.get(f"/v1/loyalty/{stack.customer}").json().get("points") == 5
+        )
+        for other in others:
+            stack.until(lambda o=other: segmenter.get(f"/v1/profiles/{o}").status_code == 200)
+        stack.until(
+            lambda: any(
+                e["count"] == 3
+                for e in segmenter.get(f"/v1/profiles/{stack.customer}").json()["events"]
+            )
+        )
+        segmenter.post("/v1/recommendations/recompute").raise_for_status()
+        segmenter.post("/v1/scores/refit").raise_for_status()
+    page = browser.get(f"/customers/{stack.customer}")
+    assert page.status_code == 200, page.text
+    assert "5 pts · Member" in page.text
+    assert re.search(r"Churn risk</div><div class=\"value\">\d+\.\d %", page.text), page.text
+    assert re.search(r"<td>sock-1</td>.*shoe-1 \(purchase ×1\)", page.text, re.S), page.text
+    assert "Why these scores" in page.text
+
+
 # --- settings --------------------------------------------------------------------------
 
 
@@ -483,13 +522,7 @@ def test_settings_show_policy_topics_pools_and_loyalty_and_save_the_policy(
         dispatcher.post(
             f"/v1/coupon-pools/{pool}/codes", json={"codes": ["A-1", "A-2", "A-3"]}
         ).raise_for_status()
-        segmenter.put(
-            "/v1/loyalty/program",
-            json={
-                "rules": [{"kind": "per_event", "id": "review", "event": "Review", "points": 5}],
-                "tiers": [{"name": "Member", "min_points": 0}, {"name": "Gold", "min_points": 50}],
-            },
-        ).raise_for_status()
+        segmenter.put("/v1/loyalty/program", json=PROGRAM).raise_for_status()
         page = browser.get("/settings")
         assert page.status_code == 200, page.text
         assert "Could not read" not in page.text
