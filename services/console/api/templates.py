@@ -239,3 +239,97 @@ async def preview(
         delivery=delivery,
         status_code=422 if errors else 200,
     )
+
+
+#: the fields of a variant the form edits; the others (WhatsApp's, webhook ``data``) are
+#: kept as they are in the version shown, and edited in the JSON
+VARIANT_FIELDS = ("subject", "title", "url", "text", "html")
+
+
+def variants_from_form(
+    form: dict[str, str], kept: list[dict[str, Any]], errors: FieldErrors
+) -> list[dict[str, Any]]:
+    """The variants of the per-channel form: ``variant-N-channel``, ``-locale`` and the
+    text fields; a field left empty is absent; the last, blank fieldset adds one when
+    filled; ``variant-N-remove`` drops one."""
+    variants: list[dict[str, Any]] = []
+    index = 0
+    while f"variant-{index}-channel" in form:
+        prefix = f"variant-{index}-"
+        base = dict(kept[index]) if index < len(kept) else {}
+        fields = {name: form.get(prefix + name, "") for name in VARIANT_FIELDS}
+        is_new = index >= len(kept)
+        if form.get(prefix + "remove") == "on" or (is_new and not any(fields.values())):
+            index += 1
+            continue
+        channel = form[prefix + "channel"]
+        if channel not in CHANNELS:
+            errors.add(f"variant-{index}", f"unknown channel {channel!r}")
+        base["channel"] = channel
+        base["locale"] = form.get(prefix + "locale", "").strip() or "default"
+        for name, value in fields.items():
+            if value.strip():
+                base[name] = value
+            else:
+                base.pop(name, None)
+        variants.append(base)
+        index += 1
+    if not variants:
+        errors.add("variants", "keep at least one variant")
+    return variants
+
+
+@router.post("/{template_id}/variants")
+async def save_variants(
+    request: Request, template_id: str, runtime: RuntimeDep, session: CsrfDep
+) -> Response:
+    """The per-channel, per-locale form: a new version from the version shown."""
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    version = int(form["version"]) if form.get("version", "").isdigit() else None
+    shown = await runtime.dispatcher.get(
+        f"/v1/templates/{quoted(template_id)}", token=session.token, version=version
+    )
+    errors = FieldErrors()
+    definition = dict(shown["definition"])
+    definition["name"] = form.get("name", "").strip() or definition["name"]
+    definition["subscription_topic"] = form.get("subscription_topic", "").strip() or None
+    definition["variants"] = variants_from_form(form, definition.get("variants", []), errors)
+    if not errors:
+        try:
+            await runtime.dispatcher.call(
+                "PUT", f"/v1/templates/{quoted(template_id)}", token=session.token, json=definition
+            )
+        except UpstreamError as exc:
+            if exc.status != 422:
+                raise
+            errors = _variant_errors(exc)
+        else:
+            return RedirectResponse(
+                f"/templates/{quoted(template_id)}?note=template-saved", status_code=303
+            )
+    return await _page(
+        request,
+        runtime,
+        session.token,
+        template_id,
+        version=version,
+        definition=pretty(definition),
+        errors=errors,
+        status_code=422,
+    )
+
+
+def _variant_errors(exc: UpstreamError) -> FieldErrors:
+    """``["body", "variants", 1, "subject"]`` → next to variant 1's fieldset; the rest
+    (a source that does not compile names its variant in the message) above the form."""
+    found = FieldErrors()
+    for error in exc.errors:
+        loc = [str(part) for part in error.get("loc", [])][1:]
+        message = str(error.get("msg", ""))
+        if len(loc) >= 2 and loc[0] == "variants" and loc[1].isdigit():
+            found.add(f"variant-{loc[1]}", f"{'.'.join(loc[2:]) or 'variant'}: {message}")
+        else:
+            found.add("variants", message)
+    if not found:
+        found.add("variants", exc.detail)
+    return found

@@ -604,3 +604,51 @@ def test_a_journey_made_in_the_console_sends_and_its_counts_rise(
     )
     row = rf"{template_id}</a> v1</td>\s*<td>{journey_id} · hello</td>\s*"
     assert re.search(row + r'<td><span class="badge sent">', profile), profile
+
+
+def test_the_per_channel_form_saves_a_version_with_a_new_variant(
+    stack: Stack, browser: Browser
+) -> None:
+    template_id = f"cart-{uuid.uuid4().hex[:6]}"
+    with stack.api("dispatcher") as dispatcher:
+        dispatcher.post(
+            "/v1/templates",
+            json={
+                "id": template_id,
+                "definition": {
+                    "name": "Cart",
+                    "variants": [{"channel": "email", "subject": "Your cart", "text": "Hi"}],
+                },
+            },
+        ).raise_for_status()
+        page = browser.get(f"/templates/{template_id}").text
+        assert 'name="variant-0-subject" value="Your cart"' in page
+        assert 'name="variant-1-channel"' in page  # the blank one, to add a variant
+        form = {
+            "csrf": browser.csrf,
+            "version": "1",
+            "name": "Cart reminder",
+            "variant-0-channel": "email",
+            "variant-0-locale": "",
+            "variant-0-subject": "{{ oops",
+            "variant-0-text": "Hi",
+            "variant-1-channel": "push",
+            "variant-1-locale": "fr",
+            "variant-1-title": "Votre panier",
+            "variant-1-text": "Il vous attend",
+        }
+        broken = browser.post(f"/templates/{template_id}/variants", data=form)
+        assert broken.status_code == 422
+        assert 'id="variants-error"' in broken.text and "compile" in broken.text
+        assert dispatcher.get(f"/v1/templates/{template_id}").json()["latest_version"] == 1
+        saved = browser.post(
+            f"/templates/{template_id}/variants",
+            data=form | {"variant-0-subject": "Your cart, {{ customer.traits.plan }}"},
+        )
+        assert saved.status_code == 303, saved.text
+        stored = dispatcher.get(f"/v1/templates/{template_id}").json()
+    assert stored["version"] == 2 and stored["definition"]["name"] == "Cart reminder"
+    email, push = stored["definition"]["variants"]
+    assert email["subject"] == "Your cart, {{ customer.traits.plan }}" and email["text"] == "Hi"
+    assert (push["channel"], push["locale"], push["title"]) == ("push", "fr", "Votre panier")
+    assert push.get("subject") is None
