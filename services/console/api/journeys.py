@@ -11,7 +11,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render
 from services.console.runtime import Runtime, UpstreamError
@@ -172,6 +172,15 @@ async def journey_page(
     runs_after: str | None = None,
 ) -> Response:
     return await _page(request, runtime, session.token, journey_id, runs_after=runs_after)
+
+
+@router.get("/{journey_id}/counts")
+async def counts(journey_id: str, runtime: RuntimeDep, session: SessionDep) -> Response:
+    """For the page's script: the live counts per step, to refresh the table."""
+    diagram = await runtime.journey.get(
+        f"/v1/journeys/{quoted(journey_id)}/diagram", token=session.token
+    )
+    return JSONResponse({"counts": diagram["counts"]})
 
 
 @router.post("/{journey_id}/draft")

@@ -108,3 +108,26 @@
     });
   });
 })();
+
+// A journey's counts per step, refreshed every 5 s while the page is open.
+(function () {
+  var table = document.querySelector("table[data-counts-url]");
+  if (!table) return;
+  var url = table.getAttribute("data-counts-url");
+  function refresh() {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (answer) { return answer.ok ? answer.json() : null; })
+      .then(function (body) {
+        if (!body) return;
+        table.querySelectorAll("tr[data-step]").forEach(function (row) {
+          var counts = body.counts[row.getAttribute("data-step")] || {};
+          row.querySelectorAll("[data-count]").forEach(function (cell) {
+            var value = counts[cell.getAttribute("data-count")] || 0;
+            cell.textContent = value.toLocaleString("en-US");
+          });
+        });
+      })
+      .catch(function () {});
+  }
+  setInterval(refresh, 5000);
+})();

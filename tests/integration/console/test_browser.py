@@ -1,6 +1,7 @@
 """A real browser (Debian's headless Chromium, driven by Selenium through Debian's
 chromium-driver) signs in, opens a customer's page, gets a segment's live match count
-from the editor's script, previews a template for the customer and publishes a journey,
+from the editor's script, previews a template for the customer, publishes a journey and
+watches its step count rise on the open page as the trigger comes in through ingest,
 under the console's Content-Security-Policy; axe-core (vendored in tests/support/vendor)
 finds no serious or critical accessibility violation on any of these pages."""
 
@@ -120,6 +121,11 @@ def test_sign_in_a_customer_page_and_a_segment_preview_in_a_browser(
     ).click()
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "h1 .badge.active")))
     assert "flowchart TD" in driver.find_element(By.ID, "diagram").text
+    # triggered through ingest: the step's count rises on the open page, with no reload
+    entered = driver.find_element(By.CSS_SELECTOR, "tr[data-step=wait] [data-count=entered]")
+    assert entered.text == "0"
+    stack.track(stack.customer, "Product Viewed", product_id="shoe-1")
+    WebDriverWait(driver, 40).until(lambda _: entered.text == "1")
     _screenshot(driver, "console-journey.png")
     _accessible(driver)
     for page in ("/report", "/settings", "/segments", "/templates", "/journeys"):

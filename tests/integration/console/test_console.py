@@ -590,10 +590,12 @@ def test_a_journey_made_in_the_console_sends_and_its_counts_rise(
 
     def entered() -> bool:
         page = browser.get(f"/journeys/{journey_id}").text
-        row = re.search(r"<tr><td>hello</td>\s*<td class=\"num\">(\d+)</td>", page)
+        row = re.search(r'<tr data-step="hello"><td>hello</td>\s*<td class="num"[^>]*>(\d+)<', page)
         return bool(row and int(row.group(1)) >= 1)
 
     stack.until(entered)
+    live = browser.get(f"/journeys/{journey_id}/counts")  # what the page's script reads
+    assert live.status_code == 200 and live.json()["counts"]["hello"]["entered"] >= 1
     stack.until(lambda: stack.smtp.count > before)
     profile = stack.until(
         lambda: (
