@@ -1,5 +1,6 @@
-"""The report inside the console: metrics' KPIs (activity per month, the messaging
-funnel per journey) for a date range, and a link to metrics' own report page."""
+"""The report inside the console: metrics' KPIs for a date range (activity per month,
+monthly cohorts' retention, the messaging funnel per journey), the experiments and the
+objectives with their progress, and a link to metrics' own charted report page."""
 
 from __future__ import annotations
 
@@ -39,14 +40,22 @@ async def report(
     results = await asyncio.gather(
         runtime.metrics.get("/v1/kpis/activity", token=session.token, period="month", **dates),
         runtime.metrics.get("/v1/kpis/funnel", token=session.token, **funnel_params),
+        runtime.metrics.get(
+            "/v1/kpis/cohorts", token=session.token, period="month", periods=6, **dates
+        ),
+        runtime.metrics.get("/v1/experiments", token=session.token, journey_id=journey_id or None),
+        runtime.metrics.get("/v1/objectives", token=session.token),
         return_exceptions=True,
     )
-    activity, funnel = (Section.of(r) for r in results)
+    activity, funnel, cohorts, experiments, objectives = (Section.of(r) for r in results)
     return render(
         request,
         "report.html",
         activity=activity,
         funnel=funnel,
+        cohorts=cohorts,
+        experiments=experiments,
+        objectives=objectives,
         start=dates["from"] or "",
         end=dates["to"] or "",
         journey_id=journey_id or "",

@@ -407,8 +407,23 @@ def test_the_report_shows_metrics_kpis(stack: Stack, browser: Browser) -> None:
         stack.until(
             lambda: any(p["active"] for p in metrics.get("/v1/kpis/activity").json()["periods"])
         )
+        metrics.post(
+            "/v1/objectives",
+            json={
+                "name": "Grow the base",
+                "metric": "active_customers",
+                "target": 1000,
+                "start": "2026-01-01",
+                "deadline": "2027-12-31",
+            },
+        ).raise_for_status()
     page = browser.get("/report")
     assert page.status_code == 200
+    assert "Grow the base" in page.text
+    assert re.search(
+        r'id="cohorts">.*<tr><td>\d{4}-\d{2}-01</td><td class="num">\d+', page.text, re.S
+    )
+    assert 'id="experiments"' in page.text
     rows = re.findall(r"<tr><td>(\d{4}-\d{2}-\d{2})</td><td class=\"num\">(\d+)</td>", page.text)
     assert rows and any(int(active) >= 1 for _, active in rows), page.text
     assert 'id="funnel"' in page.text and "Could not read" not in page.text
