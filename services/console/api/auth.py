@@ -12,9 +12,17 @@ from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, render, s
 router = APIRouter()
 
 
-def _safe_next(target: str | None) -> str:
-    """Only a path of the console itself (no ``//host`` or scheme: no open redirect)."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+def safe_next(target: str | None) -> str:
+    """Only a path of the console itself: no ``//host``, no backslash and no control
+    character (browsers drop a tab or newline after the first slash, which makes
+    ``//host``), so the sign-in never redirects to another site."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and all(" " <= char != "\x7f" for char in target)
+    ):
         return target
     return "/customers"
 
@@ -33,7 +41,7 @@ def _login_form(
         request,
         "login.html",
         status_code=401 if error else 200,
-        next=_safe_next(next),
+        next=safe_next(next),
         error=error,
         note=note,
         login_csrf=login_csrf,
@@ -74,7 +82,7 @@ async def login(
         )
     if not runtime.admin_tokens.accepts(token.strip()):
         return _login_form(request, runtime, next=next, error="This admin token is not valid.")
-    response = RedirectResponse(_safe_next(next), status_code=303)
+    response = RedirectResponse(safe_next(next), status_code=303)
     seal.start(response, token.strip())
     return response
 

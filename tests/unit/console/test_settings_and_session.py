@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.console.api.auth import safe_next
 from services.console.session import COOKIE, SessionSealer, check_csrf
 from services.console.settings import ConsoleSettings
 
@@ -100,3 +101,20 @@ def test_the_sign_in_token_is_bound_to_its_cookie() -> None:
     assert sealer.check_login(request, token)
     assert not sealer.check_login(request, token[:-1] + "0")
     assert not sealer.check_login(_request(None), token)
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/segments/x?y=1", "/segments/x?y=1"),
+        ("//evil.example", "/customers"),
+        ("/\\evil.example", "/customers"),
+        ("/\t/evil.example", "/customers"),
+        ("/\n/evil.example", "/customers"),
+        ("https://evil.example", "/customers"),
+        ("", "/customers"),
+        (None, "/customers"),
+    ],
+)
+def test_sign_in_returns_only_to_the_console(target: str | None, expected: str) -> None:
+    assert safe_next(target) == expected
