@@ -68,7 +68,10 @@ def test_a_session_opens_only_with_its_own_secret_and_untouched() -> None:
     assert opened is not None and opened.token == "the-token" and opened.csrf == csrf
     assert "the-token" not in cookie
     assert SessionSealer("t" * 40, max_age_s=60, secure=False).open(_request(cookie)) is None
-    assert sealer.open(_request(cookie[:-2] + "xx")) is None
+    assert (
+        sealer.open(_request(cookie[:-6] + ("A" if cookie[-6] != "A" else "B") + cookie[-5:]))
+        is None
+    )
     assert sealer.open(_request(None)) is None
     assert (
         check_csrf(opened, csrf)
@@ -99,7 +102,7 @@ def test_the_sign_in_token_is_bound_to_its_cookie() -> None:
         }
     )
     assert sealer.check_login(request, token)
-    assert not sealer.check_login(request, token[:-1] + "0")
+    assert not sealer.check_login(request, token[:-1] + ("1" if token[-1] == "0" else "0"))
     assert not sealer.check_login(_request(None), token)
 
 
