@@ -78,7 +78,12 @@ DEFAULT_MEMORY_TRIM_INTERVAL_S = 30.0
 
 #: the secrets shipped in examples (docker-compose.yml before issue 21, docs): known to
 #: everyone, so refused outside development — as values and as SHA-256 digests
-KNOWN_DEV_SECRETS = ("dev-admin-token", "dev-write-key", "dev-link-secret-change-me-0123456789")
+KNOWN_DEV_SECRETS = (
+    "dev-admin-token",
+    "dev-write-key",
+    "dev-link-secret-change-me-0123456789",
+    "dev-console-session-secret-change-me-0123",
+)
 _KNOWN = {
     *KNOWN_DEV_SECRETS,
     *(hashlib.sha256(value.encode()).hexdigest() for value in KNOWN_DEV_SECRETS),

@@ -166,6 +166,8 @@ class DevStack:
         self.env.setdefault("TENURE_JOURNEY_PEER_TOKEN", self.admin_token)
         if "dispatcher" in self.ports:
             self._start_local_providers(state)
+        if "console" in self.ports:
+            self._configure_console(state)
         self.env.setdefault("TENURE_LOG_FORMAT", "text")
         for name in SERVICES:
             self._start_service(name)
@@ -191,6 +193,22 @@ class DevStack:
             f"local SMTP server on 127.0.0.1:{self.providers.smtp.port}, "
             f"mail kept in {self.providers.maildir}"
         )
+
+    def _configure_console(self, state: Path) -> None:
+        """The console signs in with the development admin token and calls the services
+        on their ports here."""
+        self.env["TENURE_CONSOLE_ADMIN_TOKEN_HASHES"] = _joined(
+            self.env.get("TENURE_CONSOLE_ADMIN_TOKEN_HASHES"), hash_token(self.admin_token)
+        )
+        self.env.setdefault(
+            "TENURE_CONSOLE_SESSION_SECRET",
+            _secret(state, "session-secret", "TENURE_DEV_SESSION_SECRET"),
+        )
+        for name, port in self.ports.items():
+            if name != "console":
+                self.env.setdefault(
+                    f"TENURE_CONSOLE_{name.upper()}_URL", f"http://127.0.0.1:{port}"
+                )
 
     def _start_broker(self, state: Path) -> None:
         if self.env.get("TENURE_KAFKA_BOOTSTRAP_SERVERS"):
@@ -322,6 +340,11 @@ class DevStack:
         if "metrics" in self.ports:
             lines.append(
                 f"  report      http://127.0.0.1:{self.ports['metrics']}/report#token={self.admin_token}"
+            )
+        if "console" in self.ports:
+            lines.append(
+                f"  console     http://127.0.0.1:{self.ports['console']}/   "
+                "(sign in with the admin token below)"
             )
         if self.prometheus_url:
             lines.append(f"  prometheus  {self.prometheus_url}")

@@ -31,5 +31,6 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("journey", 8003, has_migrations=True),
         ServiceSpec("dispatcher", 8004, has_migrations=True),
         ServiceSpec("metrics", 8005, has_migrations=True),
+        ServiceSpec("console", 8006, has_migrations=False),
     )
 }

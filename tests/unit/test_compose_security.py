@@ -38,6 +38,7 @@ def test_secrets_come_from_the_env_file_and_are_required() -> None:
         "TENURE_WRITE_KEY_HASHES",
         "TENURE_ADMIN_TOKEN_HASHES",
         "TENURE_DISPATCHER_LINK_SECRET",
+        "TENURE_CONSOLE_SESSION_SECRET",
     ):
         assert re.search(rf"\$\{{{variable}:\?", COMPOSE), variable
         assert f"{variable}=" in (ROOT / "deploy" / "env.example").read_text()
