@@ -202,7 +202,7 @@ class DevStack:
         )
         self.env.setdefault(
             "TENURE_CONSOLE_SESSION_SECRET",
-            _secret(state, "session-secret", "TENURE_DEV_SESSION_SECRET"),
+            _secret(state, "session-secret", None),
         )
         for name, port in self.ports.items():
             if name != "console":

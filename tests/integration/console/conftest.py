@@ -35,6 +35,8 @@ from tests.support.services import (
 
 UPSTREAMS = ("ingest", "segmenter", "journey", "dispatcher", "metrics")
 SESSION_SECRET = "console-test-session-secret-0123456789abcdef"
+__all__ = ["ADMIN", "ADMIN_TOKEN"]
+
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
@@ -86,7 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, new_database: NewDatabase) -
     try:
         kafka = module_kafka(broker)
         asyncio.run(ensure_topics(kafka, with_dead_letters(ALL_TOPICS)))
-        url = asyncio.run(new_database())
+        url: str = asyncio.run(new_database())  # type: ignore[arg-type]
         for name in UPSTREAMS:
             if SERVICES[name].has_migrations:
                 upgrade(script_location=SERVICES[name].migrations_dir, database_url=url)

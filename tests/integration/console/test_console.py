@@ -389,8 +389,8 @@ def test_a_journey_page_shows_its_diagram_and_its_buttons_work(
     stack.track(stack.customer, "Signed Up")
     with stack.api("journey") as journey:
         stack.until(lambda: journey.get(f"/v1/journeys/{journey_id}/runs").json()["runs"])
-    page = browser.get(f"/journeys/{journey_id}").text
-    assert f'href="/customers/{stack.customer}"' in page
+    runs_page = browser.get(f"/journeys/{journey_id}").text
+    assert f'href="/customers/{stack.customer}"' in runs_page
     profile = browser.get(f"/customers/{stack.customer}").text
     assert f'href="/journeys/{journey_id}"' in profile
     archived = browser.post(f"/journeys/{journey_id}/archive", data={"csrf": browser.csrf})
@@ -505,7 +505,11 @@ def test_scores_loyalty_and_recommendations_on_the_profile(stack: Stack, browser
             lambda: segmenter.get(f"/v1/loyalty/{stack.customer}").json().get("points") == 5
         )
         for other in others:
-            stack.until(lambda o=other: segmenter.get(f"/v1/profiles/{o}").status_code == 200)
+
+            def profiled(o: str = other) -> bool:
+                return bool(segmenter.get(f"/v1/profiles/{o}").status_code == 200)
+
+            stack.until(profiled)
         stack.until(
             lambda: any(
                 e["count"] == 3
