@@ -26,12 +26,13 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
+from services.journey.conditions import condition_holds, next_local_time
 from services.journey.definition import (
     BranchStep,
     Condition,
@@ -56,7 +57,7 @@ from shared.events.customer_events import CustomerEvent, EventType
 from shared.events.dispatch_outcomes import Status
 from shared.events.dispatch_requests import DispatchRequest, dispatch_id_for
 from shared.events.journey_runs import ExitReason, JourneyRunEvent, RunEventKind
-from shared.rules.json_values import COMPARE, json_equal
+from shared.rules.json_values import json_equal
 
 #: steps one transition may walk without reaching a wait (validation forbids loops
 #: without a wait, so only a very long chain of instant steps gets here)
@@ -672,46 +673,3 @@ def _construct(model: type[M], **values: Any) -> M:
     object.__setattr__(instance, "__pydantic_extra__", None)
     object.__setattr__(instance, "__pydantic_private__", None)
     return instance
-
-
-# --- conditions and times ----------------------------------------------------------------
-
-
-def condition_holds(condition: Condition, facts: Facts, trigger: Mapping[str, Any]) -> bool:
-    from services.journey import definition as d
-
-    match condition:
-        case d.AllCondition():
-            return all(condition_holds(c, facts, trigger) for c in condition.conditions)
-        case d.AnyCondition():
-            return any(condition_holds(c, facts, trigger) for c in condition.conditions)
-        case d.NotCondition():
-            return not condition_holds(condition.condition, facts, trigger)
-        case d.SegmentCondition():
-            return (condition.segment_id in facts.memberships) is condition.member
-        case d.TraitCondition():
-            return condition.test(property_at(facts.traits, condition.trait))
-        case d.TriggerCondition():
-            return condition.test(property_at(trigger, condition.property))
-        case d.ScoreCondition():
-            value = facts.churn_risk if condition.score == "churn_risk" else facts.predicted_ltv
-            return value is not None and COMPARE[condition.op](value, condition.value)
-        case d.RfmTierCondition():
-            return facts.rfm_tier in condition.tiers
-    return False  # pragma: no cover
-
-
-def next_local_time(
-    now: datetime, at: Any, weekdays: tuple[int, ...] | None, zone: ZoneInfo
-) -> datetime:
-    """The first instant after ``now`` whose wall clock in ``zone`` reads ``at``, on one
-    of ``weekdays`` when given. A wall time skipped by a DST change resolves as
-    ``zoneinfo`` does (fold 0)."""
-    local = now.astimezone(zone)
-    day = local.date()
-    for _ in range(16):
-        candidate = datetime.combine(day, at, tzinfo=zone)
-        if candidate > local and (weekdays is None or candidate.isoweekday() in weekdays):
-            return candidate.astimezone(now.tzinfo)
-        day += timedelta(days=1)
-    raise AssertionError("a weekday within 16 days always exists")  # pragma: no cover

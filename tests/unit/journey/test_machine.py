@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from services.journey.conditions import next_local_time
 from services.journey.machine import (
     EntryHistory,
     EventInput,
@@ -15,7 +16,6 @@ from services.journey.machine import (
     TimerFired,
     apply,
     may_enter,
-    next_local_time,
     trigger_matches,
 )
 from shared.events.base import Position
