@@ -193,7 +193,7 @@ async def test_form_fields_are_415(client: httpx.AsyncClient) -> None:
         headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
     )
     assert answer.status_code == 415, answer.text
-    assert answer.json()["error"] == "unsupported_media_type"
+    assert problem_code(answer) == "unsupported_media_type"
     assert "form fields" in answer.json()["detail"]
 
 
