@@ -222,14 +222,10 @@ class FcmProvider:
 
 
 def service_account_jwt(account: dict[str, Any], *, audience: str, now: float | None = None) -> str:
-    """A Google service-account assertion (RS256) for the FCM scope."""
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    """A Google service-account assertion (RS256, signed by PyJWT) for the FCM scope."""
+    import jwt
 
     issued = int(now if now is not None else time.time())
-    header = {"alg": "RS256", "typ": "JWT"}
-    if "private_key_id" in account:
-        header["kid"] = account["private_key_id"]
     claims = {
         "iss": account["client_email"],
         "scope": "https://www.googleapis.com/auth/firebase.messaging",
@@ -237,16 +233,11 @@ def service_account_jwt(account: dict[str, Any], *, audience: str, now: float | 
         "iat": issued,
         "exp": issued + 3600,
     }
-    signing_input = f"{_b64(orjson.dumps(header))}.{_b64(orjson.dumps(claims))}".encode()
-    key = serialization.load_pem_private_key(account["private_key"].encode(), password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("the service account key is not an RSA key")
-    signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-    return f"{signing_input.decode()}.{_b64(signature)}"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    headers = {"kid": account["private_key_id"]} if "private_key_id" in account else None
+    try:
+        return jwt.encode(claims, account["private_key"], algorithm="RS256", headers=headers)
+    except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"the service account key is not a usable RSA key: {exc}") from None
 
 
 def _unb64(text: str) -> bytes:
