@@ -66,7 +66,16 @@ SEGMENTS: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("demo-gold", "Gold loyalty tier", {"kind": "loyalty_tier", "in": ["Gold"]}),
 ]
-#: created after the journeys are live: its backfill is what starts the win-backs
+#: the lapsed segment exists before the win-back journey is published (publishing checks
+#: that the segments a journey names exist) with a rule nobody matches; its real rule
+#: (below) is saved once the journeys are live: that version's backfill starts the win-backs
+NOBODY_YET = {
+    "kind": "event_count",
+    "event": "Demo Placeholder (never sent)",
+    "op": "gte",
+    "count": 1,
+    "within_days": 1,
+}
 LAPSED_SEGMENT = (
     "demo-lapsed",
     "Lapsed: nothing for 30 days",

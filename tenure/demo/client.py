@@ -119,6 +119,12 @@ class Api:
         body = {"id": segment_id, "name": name, "rule": rule}
         return self._create(f"{self.urls.segmenter}/v1/segments", body)
 
+    def update_segment(self, segment_id: str, rule: dict[str, Any]) -> None:
+        """A new version of the segment with ``rule``: its members are recomputed."""
+        self._admin_call(
+            "PUT", f"{self.urls.segmenter}/v1/segments/{segment_id}", json={"rule": rule}
+        )
+
     def segment(self, segment_id: str) -> dict[str, Any] | None:
         answer = self._admin_call(
             "GET", f"{self.urls.segmenter}/v1/segments/{segment_id}", ok=(200, 404)

@@ -290,6 +290,9 @@ class Demo:
                 time.sleep(1)
 
     def publish(self) -> None:
+        sid, name, _ = catalog.LAPSED_SEGMENT
+        if self.api.create_segment(sid, name, catalog.NOBODY_YET):
+            self.result.created["segment"] += 1
         with self._bar("publish the five journeys", len(catalog.JOURNEYS)) as advance:
             for jid in catalog.JOURNEYS:
                 if self.api.publish_journey(jid):
@@ -312,9 +315,11 @@ class Demo:
         self.state.mark("today")
 
     def lapsed(self) -> None:
-        sid, name, rule = catalog.LAPSED_SEGMENT
-        if self.api.create_segment(sid, name, rule):
-            self.result.created["segment"] += 1
+        """The lapsed segment's real rule, now that the win-back journey is live: the
+        new version's members enter it (a second run saves the same members again:
+        nobody enters twice)."""
+        sid, _, rule = catalog.LAPSED_SEGMENT
+        self.api.update_segment(sid, rule)
 
     def engage(self) -> None:
         """Read the Maildir as the customers do, for ``engage_s`` seconds."""

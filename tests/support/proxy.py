@@ -12,9 +12,20 @@ import contextlib
 
 
 class TcpProxy:
-    def __init__(self, *, listen_port: int, target_port: int, host: str = "127.0.0.1") -> None:
+    """Listens on ``host:listen_port``; forwards to ``host:target_port``, or to the unix
+    socket ``target_path`` when given (an embedded PostgreSQL listens on one only)."""
+
+    def __init__(
+        self,
+        *,
+        listen_port: int,
+        target_port: int = 0,
+        host: str = "127.0.0.1",
+        target_path: str | None = None,
+    ) -> None:
         self.listen_port = listen_port
         self.target_port = target_port
+        self.target_path = target_path
         self.host = host
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
@@ -44,7 +55,10 @@ class TcpProxy:
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
-            broker_r, broker_w = await asyncio.open_connection(self.host, self.target_port)
+            if self.target_path is not None:
+                broker_r, broker_w = await asyncio.open_unix_connection(self.target_path)
+            else:
+                broker_r, broker_w = await asyncio.open_connection(self.host, self.target_port)
         except OSError:
             client_w.transport.abort()
             return

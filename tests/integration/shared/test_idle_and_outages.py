@@ -99,10 +99,21 @@ async def test_a_lost_database_logs_a_line_per_streak_not_a_traceback_per_try(
     new_database: NewDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = make_url(await new_database())
-    proxy = await TcpProxy(listen_port=free_port(), target_port=url.port or 5432).start()
+    socket_dir = url.query.get("host")
+    if isinstance(socket_dir, str) and socket_dir.startswith("/"):
+        # the embedded server listens on a unix socket only: the proxy forwards to it
+        socket_path = f"{socket_dir}/.s.PGSQL.{url.port or 5432}"
+        proxy = await TcpProxy(listen_port=free_port(), target_path=socket_path).start()
+        url = url.difference_update_query(["host"])
+    else:
+        proxy = await TcpProxy(
+            listen_port=free_port(), target_port=url.port or 5432, host=url.host or "127.0.0.1"
+        ).start()
     metadata, table = _table()
     engine = create_engine(
-        DatabaseSettings(url=url.set(port=proxy.listen_port).render_as_string(False))
+        DatabaseSettings(
+            url=url.set(host="127.0.0.1", port=proxy.listen_port).render_as_string(False)
+        )
     )
     try:
         async with engine.begin() as conn:
