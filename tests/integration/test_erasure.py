@@ -485,7 +485,8 @@ async def _search(db: asyncpg.Connection, needles: dict[str, str]) -> list[str]:
 
 
 async def _tombstone_only(db: asyncpg.Connection, customer: str, suppress: bool) -> list[str]:
-    """The tombstone rows hold the id, a version, ``deleted`` and times: nothing else."""
+    """The tombstone rows hold the id, a version, ``deleted``, times and the stream
+    position it was folded to (an offset in customer.events, not personal): nothing else."""
     wrong: list[str] = []
     for schema in ("journey", "dispatcher"):
         row = await db.fetchrow(f"SELECT * FROM {schema}.profiles WHERE customer_id = $1", customer)
@@ -493,7 +494,15 @@ async def _tombstone_only(db: asyncpg.Connection, customer: str, suppress: bool)
         kept = {
             k: v
             for k, v in dict(row).items()
-            if k not in ("customer_id", "version", "deleted", "updated_at")
+            if k
+            not in (
+                "customer_id",
+                "version",
+                "deleted",
+                "updated_at",
+                "folded_partition",
+                "folded_offset",
+            )
             and v not in (None, "{}", {})
         }
         if not row["deleted"] or kept:

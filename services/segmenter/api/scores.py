@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -12,11 +11,12 @@ from services.segmenter.schemas import FitReport, LastFitPublic
 from services.segmenter.scoring_job import last_fit, scoring_time
 from shared.http.admin import ADMIN
 from shared.http.problems import Invalid, NotFound, problems
+from shared.validation import BoundedDate
 
 router = APIRouter(prefix="/v1/scores", tags=["scores"], dependencies=ADMIN)
 
 AsOf = Annotated[
-    date | None,
+    BoundedDate | None,
     Query(
         description="score as of the end of this UTC day (YYYY-MM-DD): an imported history "
         "as of its own end, or a backtest; purchases and activity after it are ignored. "
