@@ -24,10 +24,12 @@ from tenure.embedded import EmbeddedBroker
 from tenure.services import SERVICES
 from tenure.sinks import SmtpSink
 from tests.conftest import NewDatabase
-from tests.integration.dispatcher.conftest import ADMIN as DISPATCHER_ADMIN
 from tests.integration.journey.conftest import ADMIN_TOKEN, Stack, module_kafka, track
-from tests.integration.journey.test_steps import customer, name
-from tests.integration.journey.test_with_dispatcher import dispatcher  # noqa: F401 (fixture)
+from tests.integration.journey.test_steps import customer
+from tests.integration.journey.test_with_dispatcher import (  # noqa: F401 (fixture)
+    dispatcher,
+    welcome_journey,
+)
 
 
 async def _delivery(engine: Any, customer_id: str) -> tuple[str, str | None] | None:
@@ -48,35 +50,7 @@ async def test_a_request_waits_for_the_profile_of_its_trigger_then_sends(
     new_database: NewDatabase,
 ) -> None:
     client, smtp, dispatcher_engine = dispatcher
-    template = f"welcome-{uuid.uuid4().hex[:6]}"
-    created = await client.post(
-        "/v1/templates",
-        json={
-            "id": template,
-            "definition": {
-                "name": "Welcome",
-                "variants": [{"channel": "email", "subject": "Welcome", "text": "Hello"}],
-            },
-        },
-        headers=DISPATCHER_ADMIN,
-    )
-    assert created.status_code == 201, created.text
-    trigger = name("Signed Up")
-    await stack.journey(
-        {
-            "triggers": [{"kind": "event", "event": trigger}],
-            "steps": [
-                {
-                    "id": "mail",
-                    "type": "send",
-                    "channels": ["email"],
-                    "template_id": template,
-                    "next": "done",
-                },
-                {"id": "done", "type": "exit"},
-            ],
-        }
-    )
+    trigger = await welcome_journey(stack, client)
     who = customer()
     email = f"{who}@example.com"
     identify = CustomerEvent(
@@ -133,35 +107,7 @@ async def test_past_the_bound_a_no_contact_says_the_profile_never_caught_up(
     dispatcher: tuple[httpx.AsyncClient, SmtpSink, Any],  # noqa: F811
 ) -> None:
     client, smtp, dispatcher_engine = dispatcher
-    template = f"welcome-{uuid.uuid4().hex[:6]}"
-    created = await client.post(
-        "/v1/templates",
-        json={
-            "id": template,
-            "definition": {
-                "name": "Welcome",
-                "variants": [{"channel": "email", "subject": "Welcome", "text": "Hello"}],
-            },
-        },
-        headers=DISPATCHER_ADMIN,
-    )
-    assert created.status_code == 201, created.text
-    trigger = name("Signed Up")
-    await stack.journey(
-        {
-            "triggers": [{"kind": "event", "event": trigger}],
-            "steps": [
-                {
-                    "id": "mail",
-                    "type": "send",
-                    "channels": ["email"],
-                    "template_id": template,
-                    "next": "done",
-                },
-                {"id": "done", "type": "exit"},
-            ],
-        }
-    )
+    trigger = await welcome_journey(stack, client)
     who = customer()
     await stack.track(who, trigger)
     for _ in range(300):

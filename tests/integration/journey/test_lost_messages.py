@@ -23,10 +23,12 @@ from shared.events import profiles as profiles_topic
 from shared.events.base import Position
 from shared.events.profiles import ProfileUpdate
 from tenure.sinks import SmtpSink
-from tests.integration.dispatcher.conftest import ADMIN as DISPATCHER_ADMIN
 from tests.integration.journey.conftest import Stack, track
-from tests.integration.journey.test_steps import customer, kinds, name
-from tests.integration.journey.test_with_dispatcher import dispatcher  # noqa: F401 (fixture)
+from tests.integration.journey.test_steps import customer, kinds
+from tests.integration.journey.test_with_dispatcher import (  # noqa: F401 (fixture)
+    dispatcher,
+    welcome_journey,
+)
 
 
 @asynccontextmanager
@@ -69,41 +71,6 @@ async def _until(engine: Any, sql: str, expected: Any, within_s: float = 20, **p
     raise AssertionError(f"{sql} gave {found!r}, not {expected!r}")
 
 
-async def _welcome(stack: Stack, client: httpx.AsyncClient) -> str:
-    template = f"welcome-{uuid.uuid4().hex[:6]}"
-    created = await client.post(
-        "/v1/templates",
-        json={
-            "id": template,
-            "definition": {
-                "name": "Welcome",
-                "variants": [{"channel": "email", "subject": "Welcome", "text": "Hello"}],
-            },
-        },
-        headers=DISPATCHER_ADMIN,
-    )
-    assert created.status_code == 201, created.text
-    trigger = name("Signed Up")
-    await stack.journey(
-        {
-            "triggers": [{"kind": "event", "event": trigger}],
-            "steps": [
-                {
-                    "id": "mail",
-                    "type": "send",
-                    "channels": ["email"],
-                    "template_id": template,
-                    "next": "done",
-                    "on_failure": "done",
-                    "outcome_timeout": "P2D",
-                },
-                {"id": "done", "type": "exit"},
-            ],
-        }
-    )
-    return trigger
-
-
 async def _signed_up(stack: Stack, trigger: str) -> tuple[str, str]:
     """A reachable customer signs up; returns them and their email."""
     who = customer()
@@ -137,7 +104,7 @@ async def test_a_lost_request_is_requested_again_and_sent_once(
 ) -> None:
     client, smtp, dispatcher_engine = dispatcher
     journey_engine = stack.runtime.engine
-    trigger = await _welcome(stack, client)
+    trigger = await welcome_journey(stack, client, on_failure="done", outcome_timeout="P2D")
     async with losing(journey_engine, "journey", "dispatch.requests"):
         who, email = await _signed_up(stack, trigger)
         await _until(journey_engine, WATCHED, 1, c=who)  # the run asked; nobody heard
@@ -165,7 +132,7 @@ async def test_a_lost_outcome_is_recovered_and_nothing_is_sent_twice(
 ) -> None:
     client, smtp, dispatcher_engine = dispatcher
     journey_engine = stack.runtime.engine
-    trigger = await _welcome(stack, client)
+    trigger = await welcome_journey(stack, client, on_failure="done", outcome_timeout="P2D")
     async with losing(dispatcher_engine, "dispatcher", "dispatch.outcomes"):
         who, email = await _signed_up(stack, trigger)
         await _until(dispatcher_engine, FINALS, 1, c=who)  # sent; its outcome is lost

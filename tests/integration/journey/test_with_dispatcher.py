@@ -5,6 +5,7 @@ reach goes down the failure branch instead of stalling."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -139,3 +140,31 @@ async def _projected(engine: Any, schema: str, ids: list[str]) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{schema} never projected {ids}")
+
+
+async def welcome_journey(stack: Stack, client: httpx.AsyncClient, **send: Any) -> str:
+    """A template "Welcome" on the dispatcher and a published journey that emails it on
+    a fresh "Signed Up" event (``send``: more options of the send step); returns that
+    event's name."""
+    template = f"welcome-{uuid.uuid4().hex[:6]}"
+    created = await client.post(
+        "/v1/templates",
+        json={
+            "id": template,
+            "definition": {
+                "name": "Welcome",
+                "variants": [{"channel": "email", "subject": "Welcome", "text": "Hello"}],
+            },
+        },
+        headers=DISPATCHER_ADMIN,
+    )
+    assert created.status_code == 201, created.text
+    trigger = name("Signed Up")
+    mail = {"id": "mail", "type": "send", "channels": ["email"], "template_id": template}
+    await stack.journey(
+        {
+            "triggers": [{"kind": "event", "event": trigger}],
+            "steps": [{**mail, "next": "done", **send}, {"id": "done", "type": "exit"}],
+        }
+    )
+    return trigger
