@@ -370,19 +370,12 @@ class DevStack:
         ]
         return "\n".join(lines)
 
-    def wait(self) -> int:
-        """Block until a signal, restarting services that die; return the exit code to use."""
-        stop = {"signal": False}
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            stop["signal"] = True
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+    def wait(self, stop: StopRequest) -> int:
+        """Block until `stop` is requested, restarting services that die; return the exit code."""
         #: service -> when to restart it
         due: dict[str, float] = {}
         given_up: set[str] = set()
-        while not stop["signal"]:
+        while not stop.requested:
             self._watch_servers()
             now = time.monotonic()
             for name, process in self.processes.items():
@@ -534,6 +527,27 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise _Interrupted
 
 
+class StopRequest:
+    """Set by SIGINT or SIGTERM once the stack is up: the wait loop ends at its next turn.
+
+    Installed before the banner is printed, so a Ctrl-C the moment "Press Ctrl-C" shows
+    stops the stack cleanly instead of raising KeyboardInterrupt mid-print.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+    @classmethod
+    def installed(cls) -> StopRequest:
+        stop = cls()
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        return stop
+
+
 def run_dev(options: DevOptions) -> int:
     try:
         stack = DevStack(options)
@@ -544,22 +558,24 @@ def run_dev(options: DevOptions) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack.start()
+        stop = StopRequest.installed()
     except (PortTaken, OtherRunAlive) as exc:
+        signal.signal(signal.SIGTERM, previous)
         _say(f"cannot start: {exc}")
         stack.stop()
         return 2
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        signal.signal(signal.SIGTERM, previous)
         _say(f"cannot start: {exc}")
         stack.stop()
         return 1
     except (KeyboardInterrupt, _Interrupted):
+        signal.signal(signal.SIGTERM, previous)
         _say("interrupted while starting; stopping what has started")
         stack.stop()
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     print(stack.banner(), flush=True)
-    code = 0 if options.exit_when_ready else stack.wait()
+    code = 0 if options.exit_when_ready else stack.wait(stop)
     _say("stopping")
     stack.stop()
     return code
