@@ -272,3 +272,28 @@ async def test_a_nul_character_in_a_body_is_a_422_not_a_500(stack: Stack) -> Non
     answer = await stack.client.post("/v1/objectives", json=objective, headers=ADMIN)
     assert answer.status_code == 422, answer.text
     assert "`name` contains a NUL character" in answer.json()["errors"][0]["msg"]
+
+
+async def test_the_report_narrows_to_one_journey_on_the_server(
+    stack: Stack, populated: None
+) -> None:
+    """Issue 22: ``journey_id`` filtered only in the page; an API user (or a big base)
+    had every journey's funnel and tests in each answer."""
+    whole = await stack.get("/v1/report")
+    assert {r["journey_id"] for r in whole["funnel"]} >= {"welcome"}
+    assert any(e["journey_id"] == "welcome" for e in whole["experiments"])
+    one = await stack.get("/v1/report", journey_id="welcome")
+    assert one["funnel"] and {r["journey_id"] for r in one["funnel"]} == {"welcome"}
+    assert one["experiments"] and {e["journey_id"] for e in one["experiments"]} == {"welcome"}
+    assert one["cohorts"] == whole["cohorts"]  # the base's figures stay whole
+    other = await stack.get("/v1/report", journey_id="no-such-journey")
+    assert other["funnel"] == [] and other["experiments"] == []
+
+
+async def test_the_report_page_sends_its_policy_as_a_header(stack: Stack) -> None:
+    for path in ("/report", "/static/report.js"):
+        answer = await stack.client.get(path)
+        assert answer.status_code == 200
+        policy = answer.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert answer.headers["x-content-type-options"] == "nosniff"
