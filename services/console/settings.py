@@ -34,10 +34,15 @@ class ConsoleGroup(BaseModel):
     session_max_age_s: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
     #: mark the cookie ``Secure`` (sent over HTTPS only): set it when served behind TLS
     secure_cookie: bool = False
+    #: where the console reaches ingest's admin API
     ingest_url: str = "http://127.0.0.1:8001"
+    #: where the console reaches the segmenter's admin API
     segmenter_url: str = "http://127.0.0.1:8002"
+    #: where the console reaches the journey's admin API
     journey_url: str = "http://127.0.0.1:8003"
+    #: where the console reaches the dispatcher's admin API
     dispatcher_url: str = "http://127.0.0.1:8004"
+    #: where the console reaches the metrics admin API
     metrics_url: str = "http://127.0.0.1:8005"
     #: the longest one call to a service may take
     upstream_timeout_s: float = Field(default=10.0, gt=0, le=120)

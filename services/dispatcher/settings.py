@@ -22,7 +22,9 @@ DEFAULT_PORT = 8004
 
 
 class DispatcherGroup(AdminApiGroup):
+    #: Kafka consumer group of the dispatcher's consumer (replicas share it)
     consumer_group: str = "tenure-dispatcher"
+    #: the most dispatch requests decided in one transaction
     max_batch_records: int = Field(default=1_000, ge=1)
     #: where the public tracking endpoints are reached from a customer's mail client
     public_base_url: str = "http://127.0.0.1:8004"
@@ -37,7 +39,9 @@ class DispatcherGroup(AdminApiGroup):
     http_connections: int = Field(default=32, ge=1, le=1_000)
     #: tries of a provider call on transient errors, with exponential backoff and jitter
     retry_attempts: int = Field(default=4, ge=1, le=20)
+    #: first backoff of a retried provider call, in seconds
     retry_initial_s: float = Field(default=0.2, gt=0)
+    #: longest backoff between tries of a provider call, in seconds
     retry_max_s: float = Field(default=5.0, gt=0)
     #: a send still unrecorded after this long was cut short by a crash: failed, not resent
     sending_lease_s: float = Field(default=600.0, gt=0)
@@ -47,11 +51,14 @@ class DispatcherGroup(AdminApiGroup):
     #: the longest the deferral sweep sleeps: it sleeps until the next deferral is due,
     #: and a sooner one wakes it (PostgreSQL NOTIFY, shared/db/timers.py)
     sweep_interval_s: float = Field(default=60.0, gt=0)
+    #: concurrent workers of the deferral sweep
     sweep_workers: int = Field(default=1, ge=1, le=16)
+    #: deferred requests claimed per statement by the sweep
     sweep_chunk: int = Field(default=500, ge=1)
     #: keys of signed offer codes, ``<id>:<secret>`` comma-separated (ids 0–7; verifiers
     #: hold every key still in use), and the id new codes are signed with
     offer_keys: SecretStr = SecretStr("")
+    #: the id (in TENURE_DISPATCHER_OFFER_KEYS) that signs new offer codes
     offer_key_id: int = Field(default=0, ge=0, le=7)
 
     @property

@@ -15,8 +15,11 @@ DEFAULT_PORT = 8001
 class IngestGroup(BaseModel):
     #: SHA-256 hex digests of the accepted write keys, comma-separated.
     write_key_hashes: str = ""
+    #: the largest single event accepted, in bytes
     max_event_bytes: int = Field(default=32 * 1024, ge=1024)
+    #: the largest /v1/batch or /v1/import body accepted, in bytes
     max_batch_bytes: int = Field(default=500 * 1024, ge=1024)
+    #: the Retry-After a 429 or 503 answer suggests, in seconds
     retry_after_s: int = Field(default=5, ge=1)
     #: events a second each write key may send to this process, as ``rate`` or
     #: ``rate/burst`` (see services/ingest/ratelimit.py); empty: no default limit

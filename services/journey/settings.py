@@ -12,7 +12,9 @@ DEFAULT_PORT = 8003
 
 
 class JourneyGroup(AdminApiGroup):
+    #: Kafka consumer group of the journey's consumer (replicas share it)
     consumer_group: str = "tenure-journey"
+    #: the most records applied in one transaction
     max_batch_records: int = Field(default=2_000, ge=1)
     #: how long the broker may hold a fetch while it has no data: the latency a trigger
     #: can wait before the consumer sees it (aiokafka's default is 500 ms)

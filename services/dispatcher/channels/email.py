@@ -33,19 +33,27 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class SmtpSettings(BaseModel):
+    #: SMTP server host
     host: str = "127.0.0.1"
+    #: SMTP server port
     port: int = Field(default=1025, ge=1, le=65535)
     #: ``starttls`` (port 587), ``tls`` (implicit, port 465) or ``none`` (a local sink)
     security: Literal["none", "starttls", "tls"] = "none"
+    #: SMTP login (none: no AUTH)
     username: str | None = None
+    #: SMTP password
     password: SecretStr | None = None
+    #: check the server's TLS certificate (keep on outside development)
     validate_certs: bool = True
+    #: the From header of every email
     from_address: str = "Tenure <noreply@tenure.local>"
     #: the domain of Message-IDs (``<dispatch-id@domain>``)
     message_id_domain: str = "tenure.local"
     #: also offered in List-Unsubscribe beside the one-click URL (``None``: not offered)
     unsubscribe_mailto: str | None = None
+    #: SMTP connections kept open per process
     connections: int = Field(default=8, ge=1, le=256)
+    #: the longest one SMTP command may take, in seconds
     timeout_s: float = Field(default=30.0, gt=0)
 
 

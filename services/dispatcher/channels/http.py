@@ -57,36 +57,47 @@ _ALLOW_DOC = "hosts, addresses or CIDR networks the SSRF guard lets through (com
 
 
 class FcmSettings(BaseModel):
+    #: FCM API base URL
     base_url: str = "https://fcm.googleapis.com"
     allow: str = Field(default="", description=_ALLOW_DOC)
     #: the service account's JSON key (``client_email``, ``private_key``, ``project_id``)
     service_account_json: SecretStr | None = None
     #: where the signed JWT is exchanged for an access token (default: the key's token_uri)
     token_url: str | None = None
+    #: Firebase project id (default: the service account's)
     project_id: str | None = None
 
 
 class WebPushSettings(BaseModel):
     #: the VAPID private key (PEM or raw base64url), and the ``sub`` claim (mailto: or https:)
     vapid_private_key: SecretStr | None = None
+    #: the VAPID `sub` claim: a mailto: or https: contact for push services
     vapid_subject: str = "mailto:ops@tenure.local"
+    #: how long a push service keeps an undelivered Web Push, in seconds
     ttl_s: int = Field(default=86_400, ge=0)
     #: endpoints come from customers' traits: nothing but public addresses by default
     allow: str = Field(default="", description=_ALLOW_DOC)
 
 
 class WhatsAppSettings(BaseModel):
+    #: WhatsApp Cloud API base URL
     base_url: str = "https://graph.facebook.com"
     allow: str = Field(default="", description=_ALLOW_DOC)
+    #: Graph API version
     api_version: str = "v21.0"
+    #: the WhatsApp Business phone number id messages are sent from
     phone_number_id: str | None = None
+    #: WhatsApp Cloud API access token
     access_token: SecretStr | None = None
 
 
 class MessengerSettings(BaseModel):
+    #: Messenger (Graph API) base URL
     base_url: str = "https://graph.facebook.com"
     allow: str = Field(default="", description=_ALLOW_DOC)
+    #: Graph API version
     api_version: str = "v21.0"
+    #: the Facebook page's access token for Messenger
     page_access_token: SecretStr | None = None
     #: the tag of a message outside the 24-hour window
     message_tag: str = "ACCOUNT_UPDATE"
@@ -99,6 +110,7 @@ class WebhookSettings(BaseModel):
     secret: SecretStr | None = None
     #: hosts, addresses or CIDR networks allowed although not public (comma-separated)
     allow: str = ""
+    #: redirects a webhook call follows (each target checked again)
     max_redirects: int = Field(default=3, ge=0, le=10)
 
 
