@@ -93,3 +93,32 @@ async def new_database(postgres_admin_url: str) -> AsyncIterator[NewDatabase]:
 def group_id() -> str:
     """A fresh consumer group per test: rejoining a group on the embedded broker is slow."""
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+TESTS = Path(__file__).resolve().parent
+#: the modules that start whole stacks or run benchmarks, longest first (measured with
+#: ``--durations``): under ``make test``'s workers (pytest-xdist, one module per
+#: worker at a time) they start first, so the short tests fill in around them instead
+#: of the longest ones running alone at the end
+LONGEST_FIRST = (
+    "integration/test_dev_stack.py",
+    "integration/test_demo.py",
+    "integration/test_openapi.py",
+    "integration/test_readme.py",
+    "integration/test_dev_stack_servers.py",
+    "integration/test_bench_journey_smoke.py",
+    "integration/test_bench_segmenter_smoke.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> int:
+        where = item.path.relative_to(TESTS).as_posix()
+        if where in LONGEST_FIRST:
+            return LONGEST_FIRST.index(where)
+        return len(LONGEST_FIRST) + (0 if item.path in slow_modules else 1)
+
+    # stable, and by module: a module's tests stay together and in their order
+    items.sort(key=rank)

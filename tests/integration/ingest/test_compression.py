@@ -94,7 +94,7 @@ async def test_an_unknown_encoding_is_415(client: httpx.AsyncClient, encoding: s
     ("encoding", "content"),
     [
         ("gzip", b'{"userId": "u", "event": "E"}'),  # not compressed at all
-        ("gzip", gzip.compress(b'{"userId": "u", "event": "E"}')[:-6]),  # truncated
+        ("gzip", gzip.compress(b'{"userId": "u", "event": "E"}', mtime=0)[:-6]),  # truncated
         ("deflate", b"\x78\x9c garbage"),
     ],
 )

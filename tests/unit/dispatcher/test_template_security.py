@@ -198,7 +198,9 @@ async def test_the_event_loop_answers_while_a_hostile_template_renders() -> None
             await asyncio.sleep(0.02)
             response = await client.get("/healthz")
             assert response.status_code == 200
-            assert time.monotonic() - started - 0.02 < 0.1
+            # a render on the loop would hold this answer for the whole second; a busy
+            # machine (CI, other suites) may delay it by tens of milliseconds
+            assert time.monotonic() - started - 0.02 < 0.5
             answered += 1
     assert answered >= 5  # it answered while the template rendered
     with pytest.raises(TemplateError, match="longer than 1.0s|more than 2,000,000 operations"):
