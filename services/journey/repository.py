@@ -30,7 +30,7 @@ from services.journey.models import (
     StepCount,
     run_timers,
 )
-from shared.db.driver import execute, fetch
+from shared.db.driver import columns_of, execute, fetch
 from shared.db.tables import table_of
 from shared.db.timers import cancel, schedule
 from shared.erasure import pseudonym
@@ -262,10 +262,7 @@ async def save_runs(
                 $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[],
                 $14::text[], $15::jsonb[]) AS u
             """,
-            [r.run_id for r in inserted],
-            [r.journey_id for r in inserted],
-            [r.version for r in inserted],
-            [r.customer_id for r in inserted],
+            *columns_of(inserted, "run_id", "journey_id", "version", "customer_id"),
             *_mutable_columns(inserted, with_holdout=True),
             now,
         )
@@ -305,9 +302,7 @@ def _mutable_columns(rows: Sequence[Run], *, with_holdout: bool) -> list[list[An
     """The columns a transition may change, in the order of both statements (with
     ``holdout`` and ``entered_at`` for an insert)."""
     columns: list[list[Any]] = [
-        [r.status for r in rows],
-        [r.step_id for r in rows],
-        [r.on_steps for r in rows],
+        *columns_of(rows, "status", "step_id", "on_steps"),
     ]
     if with_holdout:
         columns.append([r.holdout for r in rows])
@@ -315,9 +310,7 @@ def _mutable_columns(rows: Sequence[Run], *, with_holdout: bool) -> list[list[An
     if with_holdout:
         columns.append([r.entered_at for r in rows])
     columns += [
-        [r.wake_at for r in rows],
-        [r.converted_at for r in rows],
-        [r.exited_at for r in rows],
+        *columns_of(rows, "wake_at", "converted_at", "exited_at"),
         [r.exit_reason.value if r.exit_reason else None for r in rows],
         [_state(r) for r in rows],
     ]
