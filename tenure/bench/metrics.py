@@ -88,6 +88,19 @@ class Figure:
         )
 
 
+def _track(n: int, customer: str, at: datetime, event: str, properties: dict[str, Any]) -> bytes:
+    """The ``n``-th payload as a ``track`` call."""
+    return CustomerEvent(
+        type=EventType.TRACK,
+        message_id=f"m{n}",
+        user_id=customer,
+        timestamp=at,
+        received_at=at,
+        event=event,
+        properties=properties,
+    ).to_bytes()
+
+
 def _payloads(count: int, *, customers: int, seed: int = 1) -> list[tuple[str, bytes]]:
     """``count`` (topic, raw bytes) in the proportions of a busy day."""
     rng = random.Random(seed)
@@ -104,32 +117,23 @@ def _payloads(count: int, *, customers: int, seed: int = 1) -> list[tuple[str, b
         }
         if roll < 0.60:
             order = rng.random() < 0.1
-            value = CustomerEvent(
-                type=EventType.TRACK,
-                message_id=f"m{n}",
-                user_id=customer,
-                timestamp=at,
-                received_at=at,
-                event="Order Completed" if order else "Product Viewed",
-                properties={"revenue": 25.0} if order else {"sku": "x"},
-            ).to_bytes()
+            value = _track(
+                n,
+                customer,
+                at,
+                "Order Completed" if order else "Product Viewed",
+                {"revenue": 25.0} if order else {"sku": "x"},
+            )
             topic = customer_events.TOPIC
         elif roll < 0.70:
-            value = CustomerEvent(
-                type=EventType.TRACK,
-                message_id=f"m{n}",
-                user_id=customer,
-                timestamp=at,
-                received_at=at,
-                event=eng.EMAIL_OPENED,
-                properties={
-                    eng.DISPATCH_ID: dispatch,
-                    eng.JOURNEY_ID: attribution["journey_id"],
-                    eng.STEP_ID: "s1",
-                    eng.VARIANT: attribution["variant"],
-                    eng.CHANNEL: "email",
-                },
-            ).to_bytes()
+            opened = {
+                eng.DISPATCH_ID: dispatch,
+                eng.JOURNEY_ID: attribution["journey_id"],
+                eng.STEP_ID: "s1",
+                eng.VARIANT: attribution["variant"],
+                eng.CHANNEL: "email",
+            }
+            value = _track(n, customer, at, eng.EMAIL_OPENED, opened)
             topic = customer_events.TOPIC
         elif roll < 0.75:
             value = DispatchRequest(
