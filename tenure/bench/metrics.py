@@ -57,8 +57,7 @@ from shared.events.journey_runs import JourneyRunEvent, RunEventKind
 from shared.events.segment_changes import Change, SegmentChange
 from shared.kafka.consumer import Record
 from shared.settings import DatabaseSettings
-from tenure.bench.scratch import asyncpg_dsn, migrated_database, scratch_name
-from tenure.embedded import EmbeddedPostgres, machine_sized_settings
+from tenure.bench.scratch import asyncpg_dsn, embedded_postgres, migrated_database, scratch_name
 
 BATCH = 5_000
 AGGREGATION_TARGET = 15_000.0  # events/s
@@ -417,10 +416,7 @@ async def run_metrics_bench(*, quick: bool, log: Callable[[str], None]) -> list[
     if not server:
         state = Path(tempfile.mkdtemp(prefix="tenure-bench-metrics-"))
         log("starting the embedded PostgreSQL …")
-        postgres = EmbeddedPostgres(
-            state / "postgres", database="tenure_bench", settings=machine_sized_settings()
-        )
-        server = await asyncio.to_thread(postgres.start)
+        postgres, server = await embedded_postgres(state)
     try:
         figures = await aggregation(server, events=40_000 if quick else 300_000, log=log)
         figures += await kpi_queries(
