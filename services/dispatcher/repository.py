@@ -34,7 +34,7 @@ from shared.db.driver import columns_of
 from shared.db.engine import driver_connection
 from shared.db.profile_projection import load_profiles
 from shared.db.timers import cancel as cancel_timers
-from shared.erasure import pseudonym
+from shared.erasure import pseudonym, pseudonymise_sql
 from shared.events.channels import Channel
 from shared.events.dispatch_outcomes import DispatchOutcome, Reason, Status
 from shared.events.dispatch_requests import DispatchRequest
@@ -224,40 +224,16 @@ async def erase_customers(conn: AsyncConnection, *, customer_ids: Iterable[str])
         "WHEN btrim(split_part(t.reason, ':', 1)) = ANY($3::text[]) "
         "THEN btrim(split_part(t.reason, ':', 1)) ELSE 'other' END"
     )
-    await driver.execute(
-        f"""
-        UPDATE {deliveries.fullname} AS t SET
-            customer_id = p.pseudonym,
-            request = CASE WHEN t.request IS NULL THEN NULL ELSE
-                jsonb_set(t.request - 'context', '{{customerId}}', to_jsonb(p.pseudonym))
-                || '{{"context": {{}}}}'::jsonb END,
-            reason = {reason}
-        FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym)
-        WHERE t.customer_id = p.customer_id
-        """,
-        ids,
-        names,
-        codes,
+    request = (
+        "CASE WHEN t.request IS NULL THEN NULL ELSE "
+        "jsonb_set(t.request - 'context', '{customerId}', to_jsonb(p.pseudonym)) "
+        """|| '{"context": {}}'::jsonb END"""
     )
-    await driver.execute(
-        f"""
-        UPDATE {outcomes.fullname} AS t SET customer_id = p.pseudonym, reason = {reason}
-        FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym)
-        WHERE t.customer_id = p.customer_id
-        """,
-        ids,
-        names,
-        codes,
-    )
-    await driver.execute(
-        f"""
-        UPDATE {coupons.fullname} AS t SET customer_id = p.pseudonym
-        FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym)
-        WHERE t.customer_id = p.customer_id
-        """,
-        ids,
-        names,
-    )
+    also = f", request = {request}, reason = {reason}"
+    await driver.execute(pseudonymise_sql(deliveries.fullname, also=also), ids, names, codes)
+    also = f", reason = {reason}"
+    await driver.execute(pseudonymise_sql(outcomes.fullname, also=also), ids, names, codes)
+    await driver.execute(pseudonymise_sql(coupons.fullname), ids, names)
     await driver.execute(
         f"DELETE FROM {preferences.fullname} WHERE customer_id = ANY($1::text[])", ids
     )

@@ -33,7 +33,7 @@ from services.journey.models import (
 from shared.db.driver import columns_of, execute, fetch
 from shared.db.tables import table_of
 from shared.db.timers import cancel, schedule
-from shared.erasure import pseudonym
+from shared.erasure import pseudonym, pseudonymise_sql
 from shared.events.journey_runs import ExitReason, JourneyRunEvent, RunEventKind
 
 journeys = table_of(Journey)
@@ -195,19 +195,12 @@ async def erase_runs(conn: AsyncConnection, *, customer_ids: Iterable[str]) -> i
     ids = sorted(set(customer_ids))
     if not ids:
         return 0
-    rows = await fetch(
-        conn,
-        f"""
-        UPDATE {runs.fullname} AS r
-        SET customer_id = p.pseudonym,
-            state = jsonb_set(r.state, '{{trigger}}', '{{}}'::jsonb)
-        FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym)
-        WHERE r.customer_id = p.customer_id
-        RETURNING r.run_id
-        """,
-        ids,
-        [pseudonym() for _ in ids],
+    statement = pseudonymise_sql(
+        runs.fullname,
+        also=", state = jsonb_set(t.state, '{trigger}', '{}'::jsonb)",
+        returning="t.run_id",
     )
+    rows = await fetch(conn, statement, ids, [pseudonym() for _ in ids])
     return len(rows)
 
 
