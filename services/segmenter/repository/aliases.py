@@ -10,11 +10,12 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.segmenter.repository.tables import aliases as alias_table
 from services.segmenter.repository.tables import event_rollups, event_stats
 from shared.db import aliases
 from shared.db.driver import fetch
 
-_ALIASES = "segmenter.aliases"
+_ALIASES = alias_table.fullname
 
 
 async def resolve_aliases(conn: AsyncConnection, *, ids: Iterable[str]) -> dict[str, str]:
