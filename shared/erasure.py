@@ -27,6 +27,18 @@ def pseudonym() -> str:
     return f"{PSEUDONYM_PREFIX}{uuid.uuid4().hex}"
 
 
+def pseudonymise_sql(table: str, *, also: str = "", returning: str = "") -> str:
+    """The statement that moves ``table``'s rows of the erased ids (``$1``, text[]) to
+    their pseudonyms (``$2``, one per id, in order). ``also``: more assignments, after a
+    comma, on the row ``t``; ``returning``: what the statement returns."""
+    statement = (
+        f"UPDATE {table} AS t SET customer_id = p.pseudonym{also} "
+        "FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym) "
+        "WHERE t.customer_id = p.customer_id"
+    )
+    return f"{statement} RETURNING {returning}" if returning else statement
+
+
 def reason_code(reason: str | None) -> str | None:
     """A reason without its free text: its known code (``provider_error`` for
     ``provider_error: smtp: 550 <alice@example.com>…``), else ``other``."""

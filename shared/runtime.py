@@ -36,6 +36,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -47,7 +48,7 @@ from shared import collector
 from shared.auth import TokenDigests
 from shared.clock import Clock
 from shared.db.claims import claims_cleanup
-from shared.db.engine import check_database
+from shared.db.engine import check_database, create_engine
 from shared.db.outbox import OutboxRelay
 from shared.http.app import ReadinessCheck, add_readiness_check, create_service_app
 from shared.kafka.consumer import BatchHandler, ConsumerRunner, Decoder, IsTransient
@@ -78,6 +79,34 @@ class Loop(Protocol):
 
 
 L = TypeVar("L", bound=Loop)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxParts:
+    """What a service that writes its messages through an outbox builds first: its
+    database, its producer (client id ``tenure-<name>``) and the relay between them."""
+
+    name: str
+    engine: AsyncEngine
+    publisher: EventPublisher
+    relay: OutboxRelay
+
+    @classmethod
+    def build(cls, name: str, settings: ServiceSettings, outbox: Table) -> OutboxParts:
+        engine = create_engine(settings.database)
+        publisher = EventPublisher(settings.kafka, client_id=f"tenure-{name}")
+        relay = OutboxRelay(engine=engine, outbox=outbox, publisher=publisher)
+        return cls(name, engine, publisher, relay)
+
+    def service(self, *, topics: Iterable[str] = ()) -> ServiceRuntime:
+        """The runtime that starts and stops these parts (and the loops declared on it)."""
+        return ServiceRuntime(
+            self.name,
+            engine=self.engine,
+            publisher=self.publisher,
+            relay=self.relay,
+            topics=topics,
+        )
 
 
 class ServiceRuntime:

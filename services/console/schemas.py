@@ -3,7 +3,9 @@ and the forms' fields (validated here, so errors are shown next to the field).""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,12 @@ class Section:
         return cls(data=result)
 
 
+async def sections(*reads: Awaitable[Any]) -> list[Section]:
+    """The parts of a page, read at once: each the service's answer or why it failed."""
+    results = await asyncio.gather(*reads, return_exceptions=True)
+    return [Section.of(result) for result in results]
+
+
 @dataclass(slots=True)
 class FieldErrors:
     """Errors to show next to a form's fields, by field name (``""``: the whole form)."""
@@ -45,6 +53,10 @@ class FieldErrors:
 
     def get(self, name: str) -> list[str]:
         return self.by_field.get(name, [])
+
+    def gathered(self, name: str) -> FieldErrors:
+        """Every message under the one field ``name`` (a form with one big text area)."""
+        return FieldErrors({name: [m for ms in self.by_field.values() for m in ms]})
 
     @classmethod
     def from_problem(cls, exc: UpstreamError, fields: dict[str, str]) -> FieldErrors:
@@ -63,6 +75,16 @@ class FieldErrors:
         if not found:
             found.add("", exc.detail)
         return found
+
+    @classmethod
+    def from_refused_save(cls, exc: UpstreamError, fields: dict[str, str]) -> FieldErrors:
+        """A save the service refused: 409 (the id is taken) next to ``id``, 422 as
+        :meth:`from_problem`; any other failure is raised again."""
+        if exc.status == 409:
+            return cls({"id": [exc.detail]})
+        if exc.status == 422:
+            return cls.from_problem(exc, fields)
+        raise exc
 
 
 def parse_json_object(text: str, errors: FieldErrors, name: str) -> dict[str, Any] | None:

@@ -227,15 +227,7 @@ async def customer_deliveries(
     by_dispatch: dict[str, list[OutcomePublic]] = {}
     for o in found:
         by_dispatch.setdefault(o.dispatch_id, []).append(
-            OutcomePublic(
-                outcome_id=o.outcome_id,
-                status=o.status,
-                reason=o.reason,
-                channel=o.channel,
-                at=o.at,
-                deferred_until=o.deferred_until,
-                provider_message_id=o.provider_message_id,
-            )
+            OutcomePublic.model_validate(o, from_attributes=True)
         )
     answer = []
     for r in rows:

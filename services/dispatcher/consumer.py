@@ -13,6 +13,7 @@ request finds its delivery row and sends nothing).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,30 +34,24 @@ def is_transient(exc: BaseException) -> bool:
     return is_transient_db_error(exc)
 
 
+@dataclass(kw_only=True, eq=False)
 class DispatcherBatchHandler:
-    def __init__(
-        self,
-        *,
-        engine: AsyncEngine,
-        dispatcher: Dispatcher,
-        on_commit: Callable[[], None] = lambda: None,
-    ) -> None:
-        self._engine = engine
-        self._dispatcher = dispatcher
-        self._on_commit = on_commit
+    engine: AsyncEngine
+    dispatcher: Dispatcher
+    on_commit: Callable[[], None] = lambda: None
 
     async def __call__(self, records: Sequence[Record[Any]]) -> None:
         updates = [r.value for r in records if isinstance(r.value, ProfileUpdate)]
         requests = [r.value for r in records if isinstance(r.value, DispatchRequest)]
         if updates:
-            async with self._engine.begin() as conn:
+            async with self.engine.begin() as conn:
                 changes = await apply_profile_updates(conn, table=profiles, updates=updates)
                 merged = {u.customer_id for u in updates if u.deleted and not is_erasure(u)}
-                await self._dispatcher.erase(conn, customer_ids=sorted(changes.erased - merged))
+                await self.dispatcher.erase(conn, customer_ids=sorted(changes.erased - merged))
                 # requests waiting for these copies to catch up are looked at again now
-                await self._dispatcher.profiles_advanced(
+                await self.dispatcher.profiles_advanced(
                     conn, customer_ids=sorted(changes.updated | changes.erased)
                 )
         if requests:
             # the sends go on while the next batch is decided (their rows are durable)
-            await self._dispatcher.handle_requests(requests, wait=False)
+            await self.dispatcher.handle_requests(requests, wait=False)

@@ -30,10 +30,11 @@ from services.dispatcher.models import (
 from services.dispatcher.offers.tables import coupons
 from services.dispatcher.policy import Preferences, SendPolicy, Sent
 from services.dispatcher.templates import TemplateDefinition
+from shared.db.driver import columns_of
 from shared.db.engine import driver_connection
 from shared.db.profile_projection import load_profiles
 from shared.db.timers import cancel as cancel_timers
-from shared.erasure import pseudonym
+from shared.erasure import pseudonym, pseudonymise_sql
 from shared.events.channels import Channel
 from shared.events.dispatch_outcomes import DispatchOutcome, Reason, Status
 from shared.events.dispatch_requests import DispatchRequest
@@ -61,10 +62,7 @@ async def claim_new(
         ON CONFLICT (dispatch_id) DO NOTHING
         RETURNING dispatch_id
         """,
-        [r.dispatch_id for r in unique],
-        [r.customer_id for r in unique],
-        [r.template_id for r in unique],
-        [r.template_version for r in unique],
+        *columns_of(unique, "dispatch_id", "customer_id", "template_id", "template_version"),
         [r.priority.rank for r in unique],
         [r.to_bytes().decode() for r in unique],
         list(range(len(unique))),
@@ -165,16 +163,19 @@ async def update_deliveries(
         WHERE d.dispatch_id = u.dispatch_id AND d.status = ANY($12::text[])
         RETURNING d.dispatch_id
         """,
-        [u.dispatch_id for u in updates],
-        [u.status for u in updates],
-        [u.channel for u in updates],
-        [u.template_version for u in updates],
-        [u.reason for u in updates],
-        [u.not_before for u in updates],
-        [u.deferred_until for u in updates],
-        [u.sent_at for u in updates],
-        [u.provider_message_id for u in updates],
-        [u.attempts for u in updates],
+        *columns_of(
+            updates,
+            "dispatch_id",
+            "status",
+            "channel",
+            "template_version",
+            "reason",
+            "not_before",
+            "deferred_until",
+            "sent_at",
+            "provider_message_id",
+            "attempts",
+        ),
         now,
         list(only_from),
     )
@@ -223,40 +224,16 @@ async def erase_customers(conn: AsyncConnection, *, customer_ids: Iterable[str])
         "WHEN btrim(split_part(t.reason, ':', 1)) = ANY($3::text[]) "
         "THEN btrim(split_part(t.reason, ':', 1)) ELSE 'other' END"
     )
-    await driver.execute(
-        f"""
-        UPDATE {deliveries.fullname} AS t SET
-            customer_id = p.pseudonym,
-            request = CASE WHEN t.request IS NULL THEN NULL ELSE
-                jsonb_set(t.request - 'context', '{{customerId}}', to_jsonb(p.pseudonym))
-                || '{{"context": {{}}}}'::jsonb END,
-            reason = {reason}
-        FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym)
-        WHERE t.customer_id = p.customer_id
-        """,
-        ids,
-        names,
-        codes,
+    request = (
+        "CASE WHEN t.request IS NULL THEN NULL ELSE "
+        "jsonb_set(t.request - 'context', '{customerId}', to_jsonb(p.pseudonym)) "
+        """|| '{"context": {}}'::jsonb END"""
     )
-    await driver.execute(
-        f"""
-        UPDATE {outcomes.fullname} AS t SET customer_id = p.pseudonym, reason = {reason}
-        FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym)
-        WHERE t.customer_id = p.customer_id
-        """,
-        ids,
-        names,
-        codes,
-    )
-    await driver.execute(
-        f"""
-        UPDATE {coupons.fullname} AS t SET customer_id = p.pseudonym
-        FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym)
-        WHERE t.customer_id = p.customer_id
-        """,
-        ids,
-        names,
-    )
+    also = f", request = {request}, reason = {reason}"
+    await driver.execute(pseudonymise_sql(deliveries.fullname, also=also), ids, names, codes)
+    also = f", reason = {reason}"
+    await driver.execute(pseudonymise_sql(outcomes.fullname, also=also), ids, names, codes)
+    await driver.execute(pseudonymise_sql(coupons.fullname), ids, names)
     await driver.execute(
         f"DELETE FROM {preferences.fullname} WHERE customer_id = ANY($1::text[])", ids
     )
@@ -520,15 +497,11 @@ async def insert_outcomes(conn: AsyncConnection, *, rows: Sequence[DispatchOutco
             $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[])
         ON CONFLICT (outcome_id) DO NOTHING
         """,
-        [o.outcome_id for o in rows],
-        [o.dispatch_id for o in rows],
-        [o.customer_id for o in rows],
+        *columns_of(rows, "outcome_id", "dispatch_id", "customer_id"),
         [o.status.value for o in rows],
         [o.reason for o in rows],
         [o.channel.value if o.channel else None for o in rows],
-        [o.at for o in rows],
-        [o.deferred_until for o in rows],
-        [o.provider_message_id for o in rows],
+        *columns_of(rows, "at", "deferred_until", "provider_message_id"),
     )
 
 

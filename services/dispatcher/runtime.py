@@ -19,12 +19,9 @@ from services.dispatcher.models import deferrals, outbox
 from services.dispatcher.providers import build_providers
 from services.dispatcher.settings import DispatcherSettings
 from shared.clock import Clock
-from shared.db.engine import create_engine
-from shared.db.outbox import OutboxRelay
 from shared.db.timers import TimerSweep, Watched
 from shared.events.channels import Channel
-from shared.kafka.producer import EventPublisher
-from shared.runtime import ServiceRuntime
+from shared.runtime import OutboxParts
 from shared.stopping import PeriodicJob
 
 
@@ -40,9 +37,8 @@ class Runtime:
         group = settings.dispatcher
         self.settings = settings
         self.clock = clock
-        self.engine = create_engine(settings.database)
-        self.publisher = EventPublisher(settings.kafka, client_id="tenure-dispatcher")
-        self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
+        parts = OutboxParts.build("dispatcher", settings, outbox)
+        self.engine, self.publisher, self.relay = parts.engine, parts.publisher, parts.relay
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=5.0),
             limits=httpx.Limits(
@@ -71,9 +67,7 @@ class Runtime:
             batches_sending=group.batches_sending,
             profile_wait=timedelta(seconds=group.profile_wait_s),
         )
-        self.service = ServiceRuntime(
-            "dispatcher", engine=self.engine, publisher=self.publisher, relay=self.relay
-        )
+        self.service = parts.service()
         self.runner = self.service.kafka_consumer(
             kafka=settings.kafka,
             group=group,

@@ -5,14 +5,13 @@ is inflated while it streams in, and reading stops with :class:`PayloadTooLarge`
 as soon as the inflated bytes pass the limit, so a zip bomb costs at most the
 limit in memory. The compressed bytes are held to the same limit.
 
-Errors form one tree, each carrying its HTTP status and error code::
+Errors are the shared problems (:mod:`shared.http.problems`), each with its own code::
 
-    BodyError
-    ├── PayloadTooLarge       413 payload_too_large
-    ├── UnsupportedEncoding   415 unsupported_encoding
-    ├── UnsupportedMediaType  415 unsupported_media_type (not JSON; a form of fields)
-    ├── InvalidEncoding       400 invalid_encoding (a corrupt or truncated stream)
-    └── MalformedJson         400 invalid_json (not JSON, or nested too deep)
+    PayloadTooLarge       TooLarge          413 payload_too_large
+    UnsupportedEncoding   UnsupportedMedia  415 unsupported_encoding (with Accept-Encoding)
+    UnsupportedMediaType  UnsupportedMedia  415 unsupported_media_type (not JSON; a form)
+    InvalidEncoding       BadRequest        400 invalid_encoding (a corrupt or truncated stream)
+    MalformedJson         BadRequest        400 invalid_json (not JSON, or nested too deep)
 """
 
 from __future__ import annotations
@@ -23,10 +22,12 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 from starlette.requests import Request
+
+from shared.http.problems import BadRequest, TooLarge, UnsupportedMedia
 
 #: the deepest nesting of arrays and objects a body may have (the body itself is 1);
 #: serialisers give up at a few hundred levels, so the cap is checked at parse time
@@ -46,19 +47,8 @@ _INT64_MIN = -(2**63)
 _UINT64_MAX = 2**64 - 1
 
 
-class BodyError(Exception):
-    status: ClassVar[int] = 400
-    error: ClassVar[str] = "invalid_body"
-
-    def __init__(self, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.extra = extra
-
-
-class PayloadTooLarge(BodyError):
-    status = 413
-    error = "payload_too_large"
+class PayloadTooLarge(TooLarge):
+    code = "payload_too_large"
 
     def __init__(self, *, limit: int) -> None:
         super().__init__(
@@ -68,22 +58,23 @@ class PayloadTooLarge(BodyError):
         self.limit = limit
 
 
-class UnsupportedEncoding(BodyError):
-    status = 415
-    error = "unsupported_encoding"
+class UnsupportedEncoding(UnsupportedMedia):
+    code = "unsupported_encoding"
+
+    def __init__(self, detail: str, *, accepted: str) -> None:
+        super().__init__(detail, headers={"Accept-Encoding": accepted}, accepted=accepted)
 
 
-class UnsupportedMediaType(BodyError):
-    status = 415
-    error = "unsupported_media_type"
+class UnsupportedMediaType(UnsupportedMedia):
+    code = "unsupported_media_type"
 
 
-class InvalidEncoding(BodyError):
-    error = "invalid_encoding"
+class InvalidEncoding(BadRequest):
+    code = "invalid_encoding"
 
 
-class MalformedJson(BodyError):
-    error = "invalid_json"
+class MalformedJson(BadRequest):
+    code = "invalid_json"
 
 
 @dataclass(frozen=True, slots=True)

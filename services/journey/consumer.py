@@ -114,26 +114,18 @@ class _Item:
     position: Position | None = None
 
 
+@dataclass(kw_only=True, eq=False)
 class JourneyBatchHandler:
     """Applies batches of the five topics; see the module docstring."""
 
-    def __init__(
-        self,
-        *,
-        engine: AsyncEngine,
-        catalogs: CatalogCache,
-        clock: Clock = utc_now,
-        on_commit: Callable[[], None] = lambda: None,
-        watch_after: timedelta = WATCH_AFTER,
-    ) -> None:
-        self._engine = engine
-        self._catalogs = catalogs
-        self._clock = clock
-        self._on_commit = on_commit
-        self._watch_after = watch_after
+    engine: AsyncEngine
+    catalogs: CatalogCache
+    clock: Clock = utc_now
+    on_commit: Callable[[], None] = lambda: None
+    watch_after: timedelta = WATCH_AFTER
 
     async def __call__(self, records: Sequence[Record[Any]]) -> None:
-        catalog = await self._catalogs.current()
+        catalog = await self.catalogs.current()
         items: list[_Item] = []
         updates: list[ProfileUpdate] = []
         decisions: list[ExperimentDecision] = []
@@ -178,11 +170,11 @@ class JourneyBatchHandler:
                 catalog, items, updates, decisions, memberships, watched
             )
         except UnknownVersion:
-            self._catalogs.invalidate()  # the retry reloads the catalog first
+            self.catalogs.invalidate()  # the retry reloads the catalog first
             raise
         if winners_changed:
-            self._catalogs.invalidate()
-        self._on_commit()
+            self.catalogs.invalidate()
+        self.on_commit()
 
     async def _apply(
         self,
@@ -193,10 +185,10 @@ class JourneyBatchHandler:
         memberships: list[SegmentChange],
         watched: _Watched,
     ) -> bool:
-        now = self._clock()
-        async with self._engine.begin() as conn:
+        now = self.clock()
+        async with self.engine.begin() as conn:
             await settle(conn, dispatch_ids=watched.settled)
-            await postpone(conn, until=watched.deferred, first=self._watch_after)
+            await postpone(conn, until=watched.deferred, first=self.watch_after)
             claims = [item.claim for item in items] + [f"d:{d.decision_id}" for d in decisions]
             fresh = await claim_messages(conn, table=processed_messages, message_ids=claims)
             if len(fresh) < len(claims):
@@ -231,7 +223,7 @@ class JourneyBatchHandler:
             ]
             await repo.save_winners(conn, decisions=winners)
 
-            work = Work(catalog, now, self._watch_after)
+            work = Work(catalog, now, self.watch_after)
             if items or pairs:
                 # merges first: the batch's inputs then find the runs under their new id
                 resolved = await lock_and_resolve(

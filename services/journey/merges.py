@@ -30,7 +30,8 @@ from services.journey import repository as repo
 from services.journey.machine import Facts, Stop
 from services.journey.models import AliasRow
 from services.journey.processing import Work
-from shared.db.driver import execute, fetch
+from shared.db.aliases import record_alias, resolve_aliases
+from shared.db.driver import execute
 from shared.db.tables import table_of
 from shared.events.journey_runs import ExitReason
 
@@ -49,12 +50,7 @@ async def lock_and_resolve(conn: AsyncConnection, *, ids: Iterable[str]) -> dict
         "FROM unnest($1::text[]) AS id",
         wanted,
     )
-    rows = await fetch(
-        conn,
-        f"SELECT previous_id, customer_id FROM {_ALIASES} WHERE previous_id = ANY($1::text[])",
-        wanted,
-    )
-    return {row[0]: row[1] for row in rows}
+    return await resolve_aliases(conn, _ALIASES, wanted)
 
 
 async def apply_merges(
@@ -73,20 +69,7 @@ async def apply_merges(
         new = resolved.get(known, known)
         if old == new:
             continue
-        await execute(
-            conn,
-            f"UPDATE {_ALIASES} SET customer_id = $2 WHERE customer_id = $1",
-            old,
-            new,
-        )
-        await execute(
-            conn,
-            f"INSERT INTO {_ALIASES} (previous_id, customer_id, merged_at) VALUES ($1, $2, $3) "
-            "ON CONFLICT (previous_id) DO UPDATE SET customer_id = EXCLUDED.customer_id",
-            old,
-            new,
-            now,
-        )
+        await record_alias(conn, _ALIASES, previous_id=old, customer_id=new, merged_at=now)
         for source, target in list(resolved.items()):
             if target == old:
                 resolved[source] = new

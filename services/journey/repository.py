@@ -30,10 +30,10 @@ from services.journey.models import (
     StepCount,
     run_timers,
 )
-from shared.db.driver import execute, fetch
+from shared.db.driver import columns_of, execute, fetch
 from shared.db.tables import table_of
 from shared.db.timers import cancel, schedule
-from shared.erasure import pseudonym
+from shared.erasure import pseudonym, pseudonymise_sql
 from shared.events.journey_runs import ExitReason, JourneyRunEvent, RunEventKind
 
 journeys = table_of(Journey)
@@ -195,19 +195,12 @@ async def erase_runs(conn: AsyncConnection, *, customer_ids: Iterable[str]) -> i
     ids = sorted(set(customer_ids))
     if not ids:
         return 0
-    rows = await fetch(
-        conn,
-        f"""
-        UPDATE {runs.fullname} AS r
-        SET customer_id = p.pseudonym,
-            state = jsonb_set(r.state, '{{trigger}}', '{{}}'::jsonb)
-        FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym)
-        WHERE r.customer_id = p.customer_id
-        RETURNING r.run_id
-        """,
-        ids,
-        [pseudonym() for _ in ids],
+    statement = pseudonymise_sql(
+        runs.fullname,
+        also=", state = jsonb_set(t.state, '{trigger}', '{}'::jsonb)",
+        returning="t.run_id",
     )
+    rows = await fetch(conn, statement, ids, [pseudonym() for _ in ids])
     return len(rows)
 
 
@@ -262,10 +255,7 @@ async def save_runs(
                 $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[],
                 $14::text[], $15::jsonb[]) AS u
             """,
-            [r.run_id for r in inserted],
-            [r.journey_id for r in inserted],
-            [r.version for r in inserted],
-            [r.customer_id for r in inserted],
+            *columns_of(inserted, "run_id", "journey_id", "version", "customer_id"),
             *_mutable_columns(inserted, with_holdout=True),
             now,
         )
@@ -305,9 +295,7 @@ def _mutable_columns(rows: Sequence[Run], *, with_holdout: bool) -> list[list[An
     """The columns a transition may change, in the order of both statements (with
     ``holdout`` and ``entered_at`` for an insert)."""
     columns: list[list[Any]] = [
-        [r.status for r in rows],
-        [r.step_id for r in rows],
-        [r.on_steps for r in rows],
+        *columns_of(rows, "status", "step_id", "on_steps"),
     ]
     if with_holdout:
         columns.append([r.holdout for r in rows])
@@ -315,9 +303,7 @@ def _mutable_columns(rows: Sequence[Run], *, with_holdout: bool) -> list[list[An
     if with_holdout:
         columns.append([r.entered_at for r in rows])
     columns += [
-        [r.wake_at for r in rows],
-        [r.converted_at for r in rows],
-        [r.exited_at for r in rows],
+        *columns_of(rows, "wake_at", "converted_at", "exited_at"),
         [r.exit_reason.value if r.exit_reason else None for r in rows],
         [_state(r) for r in rows],
     ]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from services.journey import repository as repo
 from services.journey.catalog import CatalogCache
 from services.journey.consumer import DECODERS, JourneyBatchHandler, is_transient
@@ -19,10 +17,7 @@ from services.journey.settings import JourneySettings
 from services.journey.timers import timer_sweep
 from services.journey.watch import watch_sweep
 from shared.clock import Clock
-from shared.db.engine import create_engine
-from shared.db.outbox import OutboxRelay
-from shared.kafka.producer import EventPublisher
-from shared.runtime import ServiceRuntime
+from shared.runtime import OutboxParts
 
 
 class Runtime:
@@ -32,18 +27,15 @@ class Runtime:
         self.settings = settings
         self.clock = clock
         group = settings.journey
-        self.engine: AsyncEngine = create_engine(settings.database)
-        self.publisher = EventPublisher(settings.kafka, client_id="tenure-journey")
+        parts = OutboxParts.build("journey", settings, outbox)
+        self.engine, self.publisher, self.relay = parts.engine, parts.publisher, parts.relay
         self.catalogs = CatalogCache(self.engine, poll_s=group.catalog_poll_s)
         self.references = ReferenceChecker(
             segmenter_url=group.segmenter_url,
             dispatcher_url=group.dispatcher_url,
             token=group.peer_token.get_secret_value(),
         )
-        self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
-        self.service = ServiceRuntime(
-            "journey", engine=self.engine, publisher=self.publisher, relay=self.relay
-        )
+        self.service = parts.service()
         self.watch_after = timedelta(seconds=group.outcome_wait_s)
         self.handler = JourneyBatchHandler(
             engine=self.engine,

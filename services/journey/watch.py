@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.journey.metrics import REQUESTS_REPEATED
 from services.journey.models import dispatch_watch, outbox
-from shared.db.driver import execute
+from shared.db.driver import columns_of, execute
 from shared.db.outbox import enqueue
 from shared.db.timers import TimerSweep, firing
 from shared.events.registry import DISPATCH_REQUESTS
@@ -110,9 +110,7 @@ def watch_round(
             "(dispatch_id, customer_id, request, attempts, due_at) "
             "SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[], "
             "$5::timestamptz[])",
-            [row.dispatch_id for row in rows],
-            [row.customer_id for row in rows],
-            [row.request for row in rows],
+            *columns_of(rows, "dispatch_id", "customer_id", "request"),
             [row.attempts + 1 for row in rows],
             [now + pause(first, row.attempts + 1) for row in rows],
         )

@@ -20,6 +20,7 @@ The runner commits offsets after this transaction committed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -79,23 +80,15 @@ def message_key(topic: str, value: Any) -> str:
     raise ValueError(f"no key for topic {topic!r}")
 
 
+@dataclass(kw_only=True, eq=False)
 class MetricsBatchHandler:
     """Applies batches of every consumed topic; see the module docstring."""
 
-    def __init__(
-        self,
-        *,
-        engine: AsyncEngine,
-        purchase_event: str,
-        goals: frozenset[str],
-        attribution_window: timedelta,
-        on_commit: Callable[[], None] = lambda: None,
-    ) -> None:
-        self._engine = engine
-        self._purchase_event = purchase_event
-        self._goals = goals
-        self._window = attribution_window
-        self._on_commit = on_commit
+    engine: AsyncEngine
+    purchase_event: str
+    goals: frozenset[str]
+    attribution_window: timedelta
+    on_commit: Callable[[], None] = lambda: None
 
     async def __call__(self, records: Sequence[Record[Any]]) -> None:
         unique: dict[str, Record[Any]] = {}
@@ -108,9 +101,9 @@ class MetricsBatchHandler:
         erased = {u.customer_id for u in updates if is_erasure(u)}
         merges = merges_of(updates)
         if not unique and not erased and not merges:
-            self._on_commit()
+            self.on_commit()
             return
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             fresh = await claim_messages(conn, table=processed_messages, message_ids=list(unique))
             driver = await driver_connection(conn)
             # the erasures first: what the batch holds of those customers is then
@@ -141,15 +134,15 @@ class MetricsBatchHandler:
             MESSAGES_DUPLICATE.labels(topic).inc(count)
         for (_, journey, step, variant, channel, metric, _), count in delta.funnel.items():
             FUNNEL.labels(journey, step, variant, channel, metric).inc(count)
-        self._on_commit()
+        self.on_commit()
 
     def fold(self, by_topic: dict[str, list[Any]]) -> Delta:
         delta = Delta()
         fold_customer_events(
             delta,
             by_topic[customer_events.TOPIC],
-            purchase_event=self._purchase_event,
-            goals=self._goals,
+            purchase_event=self.purchase_event,
+            goals=self.goals,
         )
         fold_requests(delta, by_topic[dispatch_requests.TOPIC])
         fold_outcomes(delta, by_topic[dispatch_outcomes.TOPIC])
@@ -171,7 +164,9 @@ class MetricsBatchHandler:
                     (day, who.journey_id, who.step_id, who.variant, who.channel, metric, "")
                 ] += 1
         goals = [g for g in delta.goals if g not in credited]
-        for day, who in await repo.attribute_goals(driver, goals=goals, window=self._window):
+        for day, who in await repo.attribute_goals(
+            driver, goals=goals, window=self.attribution_window
+        ):
             delta.funnel[
                 (day, who.journey_id, who.step_id, who.variant, who.channel, "converted", "")
             ] += 1

@@ -167,17 +167,7 @@ def decision_message(
         verdict=DecisionVerdict(decision.verdict.value),
         winner=decision.winner,
         p_value=min(1.0, max(0.0, decision.p_value)),
-        variants=[
-            VariantResult(
-                variant=a.variant,
-                exposed=a.exposed,
-                converted=a.converted,
-                rate=a.rate,
-                ci_low=a.ci_low,
-                ci_high=a.ci_high,
-            )
-            for a in decision.arms
-        ],
+        variants=[VariantResult.model_validate(a, from_attributes=True) for a in decision.arms],
         decided_at=now,
     )
     return EXPERIMENT_DECISIONS.message(payload)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from services.metrics import queries
 from services.metrics.consumer import DECODERS, MetricsBatchHandler
 from services.metrics.experiments import evaluate_all
@@ -23,11 +21,9 @@ from services.metrics.periods import period_start, shift_period
 from services.metrics.settings import MetricsSettings
 from services.metrics.stats import Policy
 from shared.clock import Clock
-from shared.db.engine import create_engine, driver_connection, snapshot
-from shared.db.outbox import OutboxRelay
+from shared.db.engine import driver_connection, snapshot
 from shared.db.transient import is_transient_db_error
-from shared.kafka.producer import EventPublisher
-from shared.runtime import ServiceRuntime
+from shared.runtime import OutboxParts
 from shared.stopping import PeriodicJob
 
 
@@ -39,12 +35,9 @@ class Runtime:
         self.settings = settings
         self.clock = clock
         group = settings.metrics
-        self.engine: AsyncEngine = create_engine(settings.database)
-        self.publisher = EventPublisher(settings.kafka, client_id="tenure-metrics")
-        self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
-        self.service = ServiceRuntime(
-            "metrics", engine=self.engine, publisher=self.publisher, relay=self.relay
-        )
+        parts = OutboxParts.build("metrics", settings, outbox)
+        self.engine, self.publisher, self.relay = parts.engine, parts.publisher, parts.relay
+        self.service = parts.service()
         self.policy = Policy(
             alpha=group.alpha,
             tau=group.mixture_tau,

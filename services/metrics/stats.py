@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
@@ -261,22 +261,18 @@ def decide(
     base_complaint = _rate(base.complained, base.sent)
     for arm in arms:
         low, high = wilson_interval(arm.converted, arm.exposed, alpha=policy.alpha)
-        rate = arm.converted / arm.exposed if arm.exposed else 0.0
-        unsub = _rate(arm.unsubscribed, arm.sent)
-        complaint = _rate(arm.complained, arm.sent)
+        own = ArmResult(
+            arm.variant,
+            arm.exposed,
+            arm.converted,
+            arm.converted / arm.exposed if arm.exposed else 0.0,
+            low,
+            high,
+            unsubscribe_rate=_rate(arm.unsubscribed, arm.sent),
+            complaint_rate=_rate(arm.complained, arm.sent),
+        )
         if arm is base:
-            results.append(
-                ArmResult(
-                    arm.variant,
-                    arm.exposed,
-                    arm.converted,
-                    rate,
-                    low,
-                    high,
-                    unsubscribe_rate=unsub,
-                    complaint_rate=complaint,
-                )
-            )
+            results.append(own)
             continue
         _, z_p = two_proportion_ztest(base.converted, base.exposed, arm.converted, arm.exposed)
         beat = (
@@ -285,35 +281,23 @@ def decide(
             else 0.5
         )
         seq = msprt(base.converted, base.exposed, arm.converted, arm.exposed, tau=tau, alpha=alpha)
-        running = min(seq.p_value, previous.get(arm.variant, 1.0))
-        breached = []
-        if (
-            unsub is not None
-            and base_unsub is not None
-            and unsub - base_unsub > policy.max_unsubscribe_increase
-        ):
-            breached.append("unsubscribe_rate")
-        if (
-            complaint is not None
-            and base_complaint is not None
-            and complaint - base_complaint > policy.max_complaint_increase
-        ):
-            breached.append("complaint_rate")
+        guardrails = (
+            ("unsubscribe_rate", own.unsubscribe_rate, base_unsub, policy.max_unsubscribe_increase),
+            ("complaint_rate", own.complaint_rate, base_complaint, policy.max_complaint_increase),
+        )
+        breached = [
+            name
+            for name, rate, control_rate, limit in guardrails
+            if rate is not None and control_rate is not None and rate - control_rate > limit
+        ]
         results.append(
-            ArmResult(
-                arm.variant,
-                arm.exposed,
-                arm.converted,
-                rate,
-                low,
-                high,
+            replace(
+                own,
                 z_p_value=z_p,
                 probability_to_beat_control=beat,
-                sequential_p_value=running,
+                sequential_p_value=min(seq.p_value, previous.get(arm.variant, 1.0)),
                 difference_low=seq.ci_low,
                 difference_high=seq.ci_high,
-                unsubscribe_rate=unsub,
-                complaint_rate=complaint,
                 guardrail_breached=breached,
             )
         )

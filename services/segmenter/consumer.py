@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -104,27 +105,17 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, BatchOutdated) or is_transient_db_error(exc)
 
 
+@dataclass(kw_only=True, eq=False)
 class EventBatchHandler:
     """Applies batches of ``customer.events``; see the module docstring."""
 
-    def __init__(
-        self,
-        *,
-        engine: AsyncEngine,
-        catalogs: CatalogCache,
-        clock: Clock = utc_now,
-        on_commit: Callable[[], None] = lambda: None,
-        purchase_event: str = "Order Completed",
-        view_event: str = PRODUCT_VIEWED,
-        loyalty: StampedCache[Program | None] | None = None,
-    ) -> None:
-        self._engine = engine
-        self._catalogs = catalogs
-        self._clock = clock
-        self._on_commit = on_commit
-        self._purchase_event = purchase_event
-        self._view_event = view_event
-        self._loyalty = loyalty
+    engine: AsyncEngine
+    catalogs: CatalogCache
+    clock: Clock = utc_now
+    on_commit: Callable[[], None] = lambda: None
+    purchase_event: str = "Order Completed"
+    view_event: str = PRODUCT_VIEWED
+    loyalty: StampedCache[Program | None] | None = None
 
     async def __call__(self, records: Sequence[Record[CustomerEvent]]) -> None:
         for run in range(1, BATCH_RUNS + 1):
@@ -136,13 +127,13 @@ class EventBatchHandler:
                     raise
                 BATCHES_RERUN.inc()
                 log.info("running a batch again: %s", exc)
-        self._on_commit()
+        self.on_commit()
 
     async def _run_once(self, records: Sequence[Record[CustomerEvent]]) -> None:
-        catalog = await self._catalogs.current()
-        program = await self._loyalty.current() if self._loyalty is not None else None
-        now = self._clock()
-        async with self._engine.begin() as conn:
+        catalog = await self.catalogs.current()
+        program = await self.loyalty.current() if self.loyalty is not None else None
+        now = self.clock()
+        async with self.engine.begin() as conn:
             events = await self._drop_suppressed(conn, await self._claim(conn, records))
             if events:
                 await self._apply(conn, catalog, events, now, program, positions(records))
@@ -232,8 +223,8 @@ class EventBatchHandler:
             conn,
             batch=fold_interactions(
                 ((c, e) for c, evs in by_customer.items() for e in evs),
-                purchase_event=self._purchase_event,
-                view_event=self._view_event,
+                purchase_event=self.purchase_event,
+                view_event=self.view_event,
             ),
         )
         if program is not None:

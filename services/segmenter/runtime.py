@@ -11,8 +11,6 @@ from collections.abc import Coroutine
 from datetime import date
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from services.segmenter.backfill import backfill, resume_unfinished, with_dependents
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import DECODERS, event_batch_handler, is_transient
@@ -26,12 +24,9 @@ from services.segmenter.scoring_job import last_fit_at, refit_lock, refit_option
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.sweeper import membership_sweep
 from shared.clock import Clock
-from shared.db.engine import create_engine
-from shared.db.outbox import OutboxRelay
 from shared.events import profiles, segment_changes
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
-from shared.kafka.producer import EventPublisher
-from shared.runtime import ServiceRuntime
+from shared.runtime import OutboxParts
 from shared.stopping import PeriodicJob
 
 log = logging.getLogger(__name__)
@@ -44,16 +39,11 @@ class Runtime:
     def __init__(self, settings: SegmenterSettings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
-        self.engine: AsyncEngine = create_engine(settings.database)
-        self.publisher = EventPublisher(settings.kafka, client_id="tenure-segmenter")
+        parts = OutboxParts.build("segmenter", settings, outbox)
+        self.engine, self.publisher, self.relay = parts.engine, parts.publisher, parts.relay
         self.catalogs = CatalogCache(self.engine)
-        self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
-        self.service = ServiceRuntime(
-            "segmenter",
-            engine=self.engine,
-            publisher=self.publisher,
-            relay=self.relay,
-            topics=(CUSTOMER_EVENTS, segment_changes.TOPIC, profiles.TOPIC),
+        self.service = parts.service(
+            topics=(CUSTOMER_EVENTS, segment_changes.TOPIC, profiles.TOPIC)
         )
         group = settings.segmenter
         self.loyalty = program_cache(self.engine)

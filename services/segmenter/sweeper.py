@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,30 +25,22 @@ from shared.db.engine import long_statements
 from shared.db.timers import TimerSweep, Watched
 
 
+@dataclass(kw_only=True, eq=False)
 class MembershipSweep:
     """One round of the sweep, :meth:`sweep_once`."""
 
-    def __init__(
-        self,
-        *,
-        engine: AsyncEngine,
-        catalogs: CatalogCache,
-        clock: Callable[[], datetime],
-        chunk: int = 50_000,
-        on_commit: Callable[[], None] = lambda: None,
-    ) -> None:
-        self._engine = engine
-        self._catalogs = catalogs
-        self._clock = clock
-        self.chunk = chunk
-        self._on_commit = on_commit
+    engine: AsyncEngine
+    catalogs: CatalogCache
+    clock: Callable[[], datetime]
+    chunk: int = 50_000
+    on_commit: Callable[[], None] = lambda: None
 
     async def sweep_once(self) -> int:
         """Re-evaluate one chunk of due customers; return how many."""
-        catalog = await self._catalogs.current()
-        now = self._clock()
+        catalog = await self.catalogs.current()
+        now = self.clock()
         started = time.perf_counter()
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             await long_statements(conn)
             await msql.bound_plans_to_the_scope(conn)
             await msql.create_scope(conn)
@@ -58,7 +51,7 @@ class MembershipSweep:
             applied = await msql.apply_segments(conn, catalog.time_dependent, now=now, cause="time")
             MEMBERSHIP_CHANGES.labels("entered").inc(applied.entered)
             MEMBERSHIP_CHANGES.labels("exited").inc(applied.exited)
-        self._on_commit()
+        self.on_commit()
         SWEPT_CUSTOMERS.inc(claimed)
         SWEEP_SECONDS.observe(time.perf_counter() - started)
         return claimed

@@ -14,12 +14,19 @@ Both run inside the caller's transaction (``engine.begin()``); neither commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.engine import driver_connection
+
+
+def columns_of(rows: Iterable[Any], *names: str) -> list[list[Any]]:
+    """The attributes ``names`` of ``rows``, one list per name, in that order: a batch's
+    columns as the array parameters of an ``unnest($1::text[], …)`` statement."""
+    items = list(rows)
+    return [[getattr(row, name) for row in items] for name in names]
 
 
 async def fetch(conn: AsyncConnection, statement: str, *params: Any) -> Sequence[Any]:

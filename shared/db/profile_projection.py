@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db.driver import fetch
+from shared.db.driver import columns_of, fetch
 from shared.db.jsonb import json_object, json_text
 from shared.events.base import Position
 from shared.events.profiles import ProfileUpdate
@@ -140,9 +140,7 @@ async def apply_profile_updates(
         WHERE p.version < EXCLUDED.version
         RETURNING customer_id, deleted
         """,
-        [row.customer_id for row in rows],
-        [row.version for row in rows],
-        [row.deleted for row in rows],
+        *columns_of(rows, "customer_id", "version", "deleted"),
         column(lambda row: json_text(row.traits), erased="{}"),
         column(lambda row: row.email),
         column(lambda row: row.phone),

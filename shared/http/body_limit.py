@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from shared.http.problems import asgi_problem_start, problem_body
+from shared.http.asgi import HttpMiddleware
+from shared.http.problems import problem_body, send_asgi_problem
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -36,14 +37,8 @@ def _declared_length(scope: Scope) -> int | None:
     return None
 
 
-class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class BodyLimitMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = _limit_of(scope.get("app"))
         if limit is None:
             await self.app(scope, receive, send)
@@ -51,10 +46,7 @@ class BodyLimitMiddleware:
         declared = _declared_length(scope)
         if declared is not None and declared > limit:
             body = problem_body(413, _too_large(limit), limit_bytes=limit)
-            start = asgi_problem_start(413, body)
-            start["headers"].append((b"connection", b"close"))
-            await send(start)
-            await send({"type": "http.response.body", "body": body})
+            await send_asgi_problem(send, 413, body, headers=[(b"connection", b"close")])
             return
         received = 0
 

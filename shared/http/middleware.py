@@ -14,10 +14,11 @@ import logging
 import time
 import uuid
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from shared.http.asgi import HttpMiddleware
 from shared.http.metrics import REQUEST_SECONDS
-from shared.http.problems import asgi_problem_start, problem_body
+from shared.http.problems import problem_body, send_asgi_problem
 from shared.logging import request_id_var
 
 log = logging.getLogger("tenure.access")
@@ -25,16 +26,10 @@ log = logging.getLogger("tenure.access")
 _UNTIMED = frozenset({"/metrics", "/healthz", "/readyz"})
 
 
-class RequestContextMiddleware:
+class RequestContextMiddleware(HttpMiddleware):
     """Gives each request an id (``X-Request-ID`` in or a new one), echoes it, times it."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
@@ -58,8 +53,7 @@ class RequestContextMiddleware:
                 raise  # too late to answer: the server ends the response its own way
             status = 500
             body = problem_body(500, "an unexpected error occurred")
-            await send_with_id(asgi_problem_start(500, body))
-            await send_with_id({"type": "http.response.body", "body": body})
+            await send_asgi_problem(send_with_id, 500, body)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")

@@ -13,32 +13,26 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from shared.http.problems import asgi_problem_start, problem_body
+from shared.http.asgi import HttpMiddleware
+from shared.http.problems import problem_body, send_asgi_problem
 
 
-class RefuseNulMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (
-            "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
-        ):
+class RefuseNulMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
             body = problem_body(
                 400,
                 "the URL contains a NUL character (%00), which no id may hold",
                 code="invalid_character",
             )
-            await send(asgi_problem_start(400, body))
-            await send({"type": "http.response.body", "body": body})
+            await send_asgi_problem(send, 400, body)
             return
-        query = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        query = scope.get("query_string", b"")
         if query and (problem := query_problem(query)) is not None:
             body = problem_body(400, problem, code="invalid_query")
-            await send(asgi_problem_start(400, body))
-            await send({"type": "http.response.body", "body": body})
+            await send_asgi_problem(send, 400, body)
             return
         await self.app(scope, receive, send)
 

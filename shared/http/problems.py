@@ -26,7 +26,7 @@ ApiError                  (TenureError)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -37,6 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Send
 
 from shared.errors import TenureError
 from shared.logging import request_id_var
@@ -191,6 +192,16 @@ def asgi_problem_start(status: int, body: bytes) -> dict[str, Any]:
             (b"content-length", str(len(body)).encode()),
         ],
     }
+
+
+async def send_asgi_problem(
+    send: Send, status: int, body: bytes, *, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer a problem body from pure ASGI middleware (start, then the whole body)."""
+    start = asgi_problem_start(status, body)
+    start["headers"].extend(headers)
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:

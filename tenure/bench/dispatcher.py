@@ -48,7 +48,7 @@ from shared.events.profiles import ProfileUpdate
 from shared.kafka.producer import EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import KafkaSettings
-from tenure.bench.segmenter import Figure, format_table
+from tenure.bench.report import Figure, format_figures
 from tenure.bench.topic_reader import TopicReader
 from tenure.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, wait_for_port
 from tenure.services import SERVICES
@@ -469,7 +469,7 @@ async def run_dispatcher_bench(*, duration_s: float, quick: bool) -> int:
         f"tenure bench dispatcher: {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, "
         f"{count:,} messages per scenario{' (quick)' if quick else ''}"
     )
-    print(format_table(figures))
+    print(format_figures(figures))
     misses = [f for f in figures if f.passed is False]
     return 1 if misses and not quick else 0
 

@@ -66,7 +66,7 @@ from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import DatabaseSettings, KafkaSettings
-from tenure.bench.report import percentile_ms
+from tenure.bench.report import Figure, percentile_ms
 from tenure.bench.scratch import BenchServers, Log, asyncpg_dsn, log_to_stderr
 from tenure.bench.topic_reader import TopicReader
 from tenure.embedded import (
@@ -111,17 +111,6 @@ class JourneyBenchOptions:
                 "bootstrap_servers": env.get("TENURE_BENCH_BOOTSTRAP_SERVERS") or None,
             }
         )
-
-
-@dataclass(slots=True)
-class Figure:
-    scenario: str
-    value: float
-    unit: str
-    baseline: str
-    ratio: float | None
-    target: str
-    passed: bool
 
 
 @dataclass

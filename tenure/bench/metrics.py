@@ -57,8 +57,7 @@ from shared.events.journey_runs import JourneyRunEvent, RunEventKind
 from shared.events.segment_changes import Change, SegmentChange
 from shared.kafka.consumer import Record
 from shared.settings import DatabaseSettings
-from tenure.bench.scratch import asyncpg_dsn, migrated_database, scratch_name
-from tenure.embedded import EmbeddedPostgres, machine_sized_settings
+from tenure.bench.scratch import asyncpg_dsn, embedded_postgres, migrated_database, scratch_name
 
 BATCH = 5_000
 AGGREGATION_TARGET = 15_000.0  # events/s
@@ -88,6 +87,19 @@ class Figure:
         )
 
 
+def _track(n: int, customer: str, at: datetime, event: str, properties: dict[str, Any]) -> bytes:
+    """The ``n``-th payload as a ``track`` call."""
+    return CustomerEvent(
+        type=EventType.TRACK,
+        message_id=f"m{n}",
+        user_id=customer,
+        timestamp=at,
+        received_at=at,
+        event=event,
+        properties=properties,
+    ).to_bytes()
+
+
 def _payloads(count: int, *, customers: int, seed: int = 1) -> list[tuple[str, bytes]]:
     """``count`` (topic, raw bytes) in the proportions of a busy day."""
     rng = random.Random(seed)
@@ -104,32 +116,23 @@ def _payloads(count: int, *, customers: int, seed: int = 1) -> list[tuple[str, b
         }
         if roll < 0.60:
             order = rng.random() < 0.1
-            value = CustomerEvent(
-                type=EventType.TRACK,
-                message_id=f"m{n}",
-                user_id=customer,
-                timestamp=at,
-                received_at=at,
-                event="Order Completed" if order else "Product Viewed",
-                properties={"revenue": 25.0} if order else {"sku": "x"},
-            ).to_bytes()
+            value = _track(
+                n,
+                customer,
+                at,
+                "Order Completed" if order else "Product Viewed",
+                {"revenue": 25.0} if order else {"sku": "x"},
+            )
             topic = customer_events.TOPIC
         elif roll < 0.70:
-            value = CustomerEvent(
-                type=EventType.TRACK,
-                message_id=f"m{n}",
-                user_id=customer,
-                timestamp=at,
-                received_at=at,
-                event=eng.EMAIL_OPENED,
-                properties={
-                    eng.DISPATCH_ID: dispatch,
-                    eng.JOURNEY_ID: attribution["journey_id"],
-                    eng.STEP_ID: "s1",
-                    eng.VARIANT: attribution["variant"],
-                    eng.CHANNEL: "email",
-                },
-            ).to_bytes()
+            opened = {
+                eng.DISPATCH_ID: dispatch,
+                eng.JOURNEY_ID: attribution["journey_id"],
+                eng.STEP_ID: "s1",
+                eng.VARIANT: attribution["variant"],
+                eng.CHANNEL: "email",
+            }
+            value = _track(n, customer, at, eng.EMAIL_OPENED, opened)
             topic = customer_events.TOPIC
         elif roll < 0.75:
             value = DispatchRequest(
@@ -413,10 +416,7 @@ async def run_metrics_bench(*, quick: bool, log: Callable[[str], None]) -> list[
     if not server:
         state = Path(tempfile.mkdtemp(prefix="tenure-bench-metrics-"))
         log("starting the embedded PostgreSQL …")
-        postgres = EmbeddedPostgres(
-            state / "postgres", database="tenure_bench", settings=machine_sized_settings()
-        )
-        server = await asyncio.to_thread(postgres.start)
+        postgres, server = await embedded_postgres(state)
     try:
         figures = await aggregation(server, events=40_000 if quick else 300_000, log=log)
         figures += await kpi_queries(

@@ -19,10 +19,7 @@ each customer's balance and tier recomputed from their ledger and stored).
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +33,7 @@ from services.segmenter.repository.loyalty import apply_loyalty
 from shared.db.engine import create_engine
 from shared.events.customer_events import CustomerEvent
 from shared.settings import DatabaseSettings
-from tenure.bench.scratch import copy_baseline, embedded_database
+from tenure.bench.scratch import copy_baseline, embedded_database, run_in_scratch
 
 FULL_CUSTOMERS = 1_000_000
 QUICK_CUSTOMERS = 100_000
@@ -201,8 +198,5 @@ async def run(customers: int, log_dir: Path) -> int:
 
 def recommend_bench(*, duration_s: float, quick: bool, **_: float) -> int:
     """A recompute at 1M customers (100,000 with ``--quick``); ``duration_s`` unused."""
-    state = Path(tempfile.mkdtemp(prefix="tenure-bench-recommend-"))
-    try:
-        return asyncio.run(run(QUICK_CUSTOMERS if quick else FULL_CUSTOMERS, state))
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+    customers = QUICK_CUSTOMERS if quick else FULL_CUSTOMERS
+    return run_in_scratch("tenure-bench-recommend-", lambda state: run(customers, state))

@@ -187,3 +187,56 @@ def _ms(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+# --- figures: one measured number each (the database benches) ----------------------------
+
+
+@dataclass(slots=True)
+class Figure:
+    """One measured figure, its baseline from the same run, and its target."""
+
+    scenario: str
+    value: float
+    unit: str
+    baseline: str = ""
+    #: how many times the baseline's rate this is (or its time, for durations)
+    ratio: float | None = None
+    target: str = ""
+    passed: bool | None = None
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.passed is None else ("PASS" if self.passed else "MISS")
+
+
+_FIGURE_COLUMNS = (
+    ("scenario", "<", 30),
+    ("value", ">", 12),
+    ("unit", "<", 9),
+    ("baseline (same run)", "<", 30),
+    ("ratio", ">", 7),
+    ("target", "<", 16),
+    ("", "<", 4),
+)
+
+
+def format_figures(figures: Sequence[Figure]) -> str:
+    """The figures as a plain-text table, then their notes."""
+    rows = (
+        [
+            f.scenario,
+            f"{f.value:,.0f}" if abs(f.value) >= 1000 else f"{f.value:,.2f}",
+            f.unit,
+            f.baseline,
+            "-" if f.ratio is None else f"{f.ratio:.3g}x",
+            f.target,
+            f.verdict,
+        ]
+        for f in figures
+    )
+    notes = [f"  {f.scenario}: {f.note}" for f in figures if f.note]
+    return "\n".join(
+        [format_columns(_FIGURE_COLUMNS, rows), *(["notes:", *notes] if notes else [])]
+    )

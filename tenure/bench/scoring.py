@@ -15,10 +15,7 @@ back from ``profiles`` after the first refit) into an unindexed table.
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +28,7 @@ from services.segmenter.scoring.refit import RefitOptions
 from services.segmenter.scoring_job import refit_scores
 from shared.db.engine import create_engine
 from shared.settings import DatabaseSettings
-from tenure.bench.scratch import copy_baseline, embedded_database
+from tenure.bench.scratch import copy_baseline, embedded_database, run_in_scratch
 
 FULL_CUSTOMERS = 1_000_000
 QUICK_CUSTOMERS = 50_000
@@ -158,8 +155,5 @@ async def run(customers: int, log_dir: Path) -> int:
 
 def scoring_bench(*, duration_s: float, quick: bool, **_: float) -> int:
     """A refit at 1M customers (50,000 with ``--quick``); ``duration_s`` is not used."""
-    state = Path(tempfile.mkdtemp(prefix="tenure-bench-scoring-"))
-    try:
-        return asyncio.run(run(QUICK_CUSTOMERS if quick else FULL_CUSTOMERS, state))
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+    customers = QUICK_CUSTOMERS if quick else FULL_CUSTOMERS
+    return run_in_scratch("tenure-bench-scoring-", lambda state: run(customers, state))

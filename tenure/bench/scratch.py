@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import shutil
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -137,6 +139,16 @@ async def drop_databases(server_url: str, names: Iterable[str]) -> None:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+def run_in_scratch(prefix: str, main: Callable[[Path], Coroutine[Any, Any, int]]) -> int:
+    """``main(state)`` run to its exit code, ``state`` a new temporary directory that is
+    removed after (an embedded server's files and logs)."""
+    state = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return asyncio.run(main(state))
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager

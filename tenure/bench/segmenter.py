@@ -60,7 +60,7 @@ from shared.kafka.producer import EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import DatabaseSettings, KafkaSettings
 from tenure.bench import cpu
-from tenure.bench.report import format_columns
+from tenure.bench.report import Figure, format_figures
 from tenure.bench.scratch import BenchServers, Log, asyncpg_dsn, log_to_stderr
 from tenure.bench.segmenter_data import (
     CONSUMER_SEGMENTS,
@@ -167,25 +167,6 @@ class SegmenterBenchOptions:
 
 
 @dataclass(slots=True)
-class Figure:
-    """One measured figure, its baseline from the same run, and its target."""
-
-    scenario: str
-    value: float
-    unit: str
-    baseline: str = ""
-    #: how many times the baseline's rate this is (or its time, for durations)
-    ratio: float | None = None
-    target: str = ""
-    passed: bool | None = None
-    note: str = ""
-
-    @property
-    def verdict(self) -> str:
-        return "" if self.passed is None else ("PASS" if self.passed else "MISS")
-
-
-@dataclass(slots=True)
 class BenchResult:
     options: SegmenterBenchOptions
     figures: list[Figure] = field(default_factory=list)
@@ -200,34 +181,6 @@ class BenchResult:
     @property
     def misses(self) -> list[Figure]:
         return [f for f in self.figures if f.passed is False]
-
-
-_COLUMNS = (
-    ("scenario", "<", 30),
-    ("value", ">", 12),
-    ("unit", "<", 9),
-    ("baseline (same run)", "<", 30),
-    ("ratio", ">", 7),
-    ("target", "<", 16),
-    ("", "<", 4),
-)
-
-
-def format_table(figures: Sequence[Figure]) -> str:
-    rows = (
-        [
-            f.scenario,
-            f"{f.value:,.0f}" if abs(f.value) >= 1000 else f"{f.value:,.2f}",
-            f.unit,
-            f.baseline,
-            "-" if f.ratio is None else f"{f.ratio:.3g}x",
-            f.target,
-            f.verdict,
-        ]
-        for f in figures
-    )
-    notes = [f"  {f.scenario}: {f.note}" for f in figures if f.note]
-    return "\n".join([format_columns(_COLUMNS, rows), *(["notes:", *notes] if notes else [])])
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -257,7 +210,7 @@ async def run_segmenter_bench(
         f"{options.sweep_profiles:,}-profile sweep, {options.soak_s:g}s soak"
         f"{' (quick)' if quick else ''}"
     )
-    print(format_table(result.figures))
+    print(format_figures(result.figures))
     if result.consumer_cores:
         shares = ", ".join(f"{name} {cores:.2f}" for name, cores in result.consumer_cores.items())
         print(f"cores busy during the consumer window: {shares}")

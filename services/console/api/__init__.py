@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from services.console.api import (
     auth,
@@ -16,7 +16,7 @@ from services.console.api import (
     settings,
     templates,
 )
-from services.console.api.deps import CsrfRefused, SignInRequired, render, sealer
+from services.console.api.deps import CsrfRefused, SignInRequired, render, sealer, see_other
 from services.console.runtime import UpstreamError
 
 
@@ -29,7 +29,7 @@ def install(app: FastAPI) -> None:
 
 
 async def _sign_in(request: Request, exc: SignInRequired) -> Response:
-    return RedirectResponse(f"/login?next={quote(exc.next_path, safe='/')}", status_code=303)
+    return see_other(f"/login?next={quote(exc.next_path, safe='/')}")
 
 
 async def _csrf_refused(request: Request, exc: Exception) -> Response:
@@ -46,7 +46,7 @@ async def _csrf_refused(request: Request, exc: Exception) -> Response:
 async def _upstream_failed(request: Request, exc: UpstreamError) -> Response:
     if exc.status == 401:
         # the token no longer opens the services (rotated): sign in again
-        response = RedirectResponse("/login?note=expired", status_code=303)
+        response = see_other("/login?note=expired")
         sealer(request).end(response)
         return response
     status = exc.status if exc.status in (403, 404, 409, 422, 502) else 502

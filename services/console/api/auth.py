@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
-from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, render, sealer
+from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, render, sealer, see_other
 
 router = APIRouter()
 
@@ -29,7 +29,7 @@ def safe_next(target: str | None) -> str:
 
 @router.get("/")
 async def home(session: SessionDep) -> Response:
-    return RedirectResponse("/customers", status_code=303)
+    return see_other("/customers")
 
 
 def _login_form(
@@ -82,13 +82,13 @@ async def login(
         )
     if not runtime.admin_tokens.accepts(token.strip()):
         return _login_form(request, runtime, next=next, error="This admin token is not valid.")
-    response = RedirectResponse(safe_next(next), status_code=303)
+    response = see_other(safe_next(next))
     seal.start(response, token.strip())
     return response
 
 
 @router.post("/logout")
 async def logout(request: Request, session: CsrfDep) -> Response:
-    response = RedirectResponse("/login?note=signed-out", status_code=303)
+    response = see_other("/login?note=signed-out")
     sealer(request).end(response)
     return response

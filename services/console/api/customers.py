@@ -9,15 +9,14 @@ traits — fine for thousands of profiles, seconds at millions (docs/console.md)
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
-from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render
+from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render, see_other
 from services.console.runtime import Runtime, UpstreamError
-from services.console.schemas import Section
+from services.console.schemas import sections
 from shared.events.channels import Channel
 
 router = APIRouter(prefix="/customers")
@@ -41,13 +40,13 @@ async def search(
             if "@" in q:
                 matches = await by_email(runtime, session.token, q)
                 if len(matches) == 1:
-                    return RedirectResponse(f"/customers/{quoted(matches[0])}", status_code=303)
+                    return see_other(f"/customers/{quoted(matches[0])}")
                 if not matches:
                     message = f"No customer with the id or email {q!r}."
             else:
                 message = f"No customer with the id {q!r}."
         else:
-            return RedirectResponse(f"/customers/{quoted(profile['customer_id'])}", status_code=303)
+            return see_other(f"/customers/{quoted(profile['customer_id'])}")
     return render(request, "customers/search.html", q=q, message=message, matches=matches)
 
 
@@ -68,15 +67,13 @@ async def profile_page(
     path = quoted(customer_id)
     profile = await runtime.segmenter.get(f"/v1/profiles/{path}", token=token)
     known = quoted(profile["customer_id"])
-    results = await asyncio.gather(
+    loyalty, recommendations, runs, deliveries, preferences = await sections(
         runtime.segmenter.get(f"/v1/loyalty/{known}", token=token),
         runtime.segmenter.get(f"/v1/recommendations/{known}", token=token),
         runtime.journey.get(f"/v1/customers/{known}/runs", token=token, limit=50),
         runtime.dispatcher.get(f"/v1/customers/{known}/deliveries", token=token, limit=50),
         runtime.dispatcher.get(f"/v1/customers/{known}/preferences", token=token),
-        return_exceptions=True,
     )
-    loyalty, recommendations, runs, deliveries, preferences = (Section.of(r) for r in results)
     return render(
         request,
         "customers/profile.html",
@@ -103,9 +100,7 @@ async def save_preferences(
     await runtime.dispatcher.call(
         "PATCH", f"/v1/customers/{quoted(customer_id)}/preferences", token=session.token, json=body
     )
-    return RedirectResponse(
-        f"/customers/{quoted(customer_id)}?note=preferences#preferences", status_code=303
-    )
+    return see_other(f"/customers/{quoted(customer_id)}?note=preferences#preferences")
 
 
 @router.get("/{customer_id}/erase")
@@ -144,4 +139,4 @@ async def erase(
         token=session.token,
         params={"suppress": "true" if suppress == "on" else None},
     )
-    return RedirectResponse("/customers?note=erased", status_code=303)
+    return see_other("/customers?note=erased")

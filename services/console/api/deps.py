@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import jinja2
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from services.console.runtime import Runtime
@@ -88,6 +88,11 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
         {"csrf": session.csrf if session else "", "signed_in": session is not None, **context},
         status_code=status_code,
     )
+
+
+def see_other(url: str) -> RedirectResponse:
+    """After a form's POST (or a search with one answer): go to ``url`` (303, a GET)."""
+    return RedirectResponse(url, status_code=303)
 
 
 def quoted(value: str) -> str:

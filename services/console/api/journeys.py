@@ -6,16 +6,15 @@ history on the virtual clock; publish / pause / resume / archive."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 
-from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render
+from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render, see_other
 from services.console.runtime import Runtime, UpstreamError
-from services.console.schemas import FieldErrors, Section, parse_json_object, pretty
+from services.console.schemas import FieldErrors, parse_json_object, pretty, sections
 
 router = APIRouter(prefix="/journeys")
 
@@ -107,15 +106,9 @@ async def create_journey(
     try:
         saved = await runtime.journey.post("/v1/journeys", token=session.token, json=body)
     except UpstreamError as exc:
-        if exc.status not in (409, 422):
-            raise
-        found = (
-            FieldErrors({"id": [exc.detail]})
-            if exc.status == 409
-            else pinned(FieldErrors.from_problem(exc, FIELDS), document)
-        )
+        found = pinned(FieldErrors.from_refused_save(exc, FIELDS), document)
         return _new_page(request, form, found, 422)
-    return RedirectResponse(f"/journeys/{quoted(saved['id'])}?note=draft-saved", status_code=303)
+    return see_other(f"/journeys/{quoted(saved['id'])}?note=draft-saved")
 
 
 async def _page(
@@ -135,14 +128,12 @@ async def _page(
     path = f"/v1/journeys/{quoted(journey_id)}"
     journey = await runtime.journey.get(path, token=token)
     known = quoted(journey["id"])
-    results = await asyncio.gather(
+    diagram, runs, experiments, uplift = await sections(
         runtime.journey.get(f"{path}/diagram", token=token),
         runtime.journey.get(f"{path}/runs", token=token, limit=20, after=runs_after),
         runtime.metrics.get("/v1/experiments", token=token, journey_id=journey["id"]),
         runtime.metrics.get(f"/v1/kpis/uplift/{known}", token=token),
-        return_exceptions=True,
     )
-    diagram, runs, experiments, uplift = (Section.of(r) for r in results)
     steps = [step["id"] for step in journey["draft"].get("steps", [])]
     return render(
         request,
@@ -210,14 +201,11 @@ async def save_draft(
                     token=session.token,
                     json={"definition": document},
                 )
-                return RedirectResponse(
-                    f"/journeys/{quoted(journey_id)}?note=draft-saved", status_code=303
-                )
+                return see_other(f"/journeys/{quoted(journey_id)}?note=draft-saved")
         except UpstreamError as exc:
             if exc.status not in (409, 422):
                 raise
-            errors = pinned(FieldErrors.from_problem(exc, FIELDS), document)
-            errors = FieldErrors({"definition": [m for ms in errors.by_field.values() for m in ms]})
+            errors = pinned(FieldErrors.from_problem(exc, FIELDS), document).gathered("definition")
     return await _page(
         request,
         runtime,
@@ -259,8 +247,7 @@ async def simulate(
             except UpstreamError as exc:
                 if exc.status != 422:
                     raise
-                found = FieldErrors.from_problem(exc, FIELDS)
-                errors = FieldErrors({"history": [m for ms in found.by_field.values() for m in ms]})
+                errors = FieldErrors.from_problem(exc, FIELDS).gathered("history")
     return await _page(
         request,
         runtime,
@@ -280,6 +267,4 @@ async def act(
     if action not in ACTIONS:
         return render(request, "error.html", status_code=404, title="No such action", detail=action)
     await runtime.journey.post(f"/v1/journeys/{quoted(journey_id)}/{action}", token=session.token)
-    return RedirectResponse(
-        f"/journeys/{quoted(journey_id)}?note={ACTIONS[action]}", status_code=303
-    )
+    return see_other(f"/journeys/{quoted(journey_id)}?note={ACTIONS[action]}")

@@ -4,14 +4,13 @@ objectives with their progress, and a link to metrics' own charted report page."
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from services.console.api.deps import RuntimeDep, SessionDep, render
-from services.console.schemas import Section
+from services.console.schemas import sections
 
 router = APIRouter(prefix="/report")
 
@@ -37,7 +36,7 @@ async def report(
 ) -> Response:
     dates = {"from": _day(start), "to": _day(end)}
     funnel_params = dict(dates, group_by="journey_id", journey_id=journey_id or None)
-    results = await asyncio.gather(
+    activity, funnel, cohorts, experiments, objectives = await sections(
         runtime.metrics.get("/v1/kpis/activity", token=session.token, period="month", **dates),
         runtime.metrics.get("/v1/kpis/funnel", token=session.token, **funnel_params),
         runtime.metrics.get(
@@ -45,9 +44,7 @@ async def report(
         ),
         runtime.metrics.get("/v1/experiments", token=session.token, journey_id=journey_id or None),
         runtime.metrics.get("/v1/objectives", token=session.token),
-        return_exceptions=True,
     )
-    activity, funnel, cohorts, experiments, objectives = (Section.of(r) for r in results)
     return render(
         request,
         "report.html",

@@ -9,9 +9,9 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 
-from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render
+from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render, see_other
 from services.console.runtime import Runtime, UpstreamError
 from services.console.schemas import FieldErrors, parse_json_object, pretty
 
@@ -169,15 +169,11 @@ async def _handle(
                 "PUT", f"/v1/segments/{quoted(segment['id'])}", token=token, json=body
             )
     except UpstreamError as exc:
-        if exc.status not in (409, 422):
-            raise
-        errors = FieldErrors.from_problem(exc, FIELDS)
-        if exc.status == 409:
-            errors = FieldErrors({"id": [exc.detail]})
+        errors = FieldErrors.from_refused_save(exc, FIELDS)
         return _editor(
             request, segment=segment, form=form, errors=errors, result=None, status_code=422
         )
-    return RedirectResponse(f"/segments/{quoted(saved['id'])}?note=segment-saved", status_code=303)
+    return see_other(f"/segments/{quoted(saved['id'])}?note=segment-saved")
 
 
 @router.post("/new")

@@ -4,15 +4,14 @@ left, and the loyalty program's rules and tiers (segmenter)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
-from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, render
+from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, render, see_other
 from services.console.runtime import Runtime, UpstreamError
-from services.console.schemas import FieldErrors, Section, parse_json_object, pretty
+from services.console.schemas import FieldErrors, parse_json_object, pretty, sections
 
 router = APIRouter(prefix="/settings")
 
@@ -26,14 +25,12 @@ async def _page(
     errors: FieldErrors | None = None,
     status_code: int = 200,
 ) -> Response:
-    results = await asyncio.gather(
+    policy, topics, pools, loyalty = await sections(
         runtime.dispatcher.get("/v1/policy", token=token),
         runtime.dispatcher.get("/v1/topics", token=token),
         runtime.dispatcher.get("/v1/coupon-pools", token=token),
         runtime.segmenter.get("/v1/loyalty/program", token=token),
-        return_exceptions=True,
     )
-    policy, topics, pools, loyalty = (Section.of(r) for r in results)
     return render(
         request,
         "settings.html",
@@ -67,10 +64,9 @@ async def save_policy(
         except UpstreamError as exc:
             if exc.status != 422:
                 raise
-            found = FieldErrors.from_problem(exc, {})
-            errors = FieldErrors({"policy": [m for ms in found.by_field.values() for m in ms]})
+            errors = FieldErrors.from_problem(exc, {}).gathered("policy")
         else:
-            return RedirectResponse("/settings?note=policy-saved#policy", status_code=303)
+            return see_other("/settings?note=policy-saved#policy")
     return await _page(
         request, runtime, session.token, policy_text=policy, errors=errors, status_code=422
     )

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
-from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render
+from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render, see_other
 from services.console.runtime import Runtime, UpstreamError
 from services.console.schemas import FieldErrors, parse_json_object, pretty
 from shared.events.channels import Channel
@@ -75,15 +75,9 @@ async def create_template(
         try:
             saved = await runtime.dispatcher.post("/v1/templates", token=session.token, json=body)
         except UpstreamError as exc:
-            if exc.status not in (409, 422):
-                raise
-            errors = FieldErrors.from_problem(exc, FIELDS)
-            if exc.status == 409:
-                errors = FieldErrors({"id": [exc.detail]})
+            errors = FieldErrors.from_refused_save(exc, FIELDS)
         else:
-            return RedirectResponse(
-                f"/templates/{quoted(saved['id'])}?note=template-saved", status_code=303
-            )
+            return see_other(f"/templates/{quoted(saved['id'])}?note=template-saved")
     return render(request, "templates/new.html", status_code=422, form=form, errors=errors)
 
 
@@ -151,17 +145,14 @@ async def save_version(
                 raise
             errors = FieldErrors.from_problem(exc, {"": "definition"} | FIELDS)
         else:
-            return RedirectResponse(
-                f"/templates/{quoted(template_id)}?note=template-saved", status_code=303
-            )
-    moved = FieldErrors({"definition": [m for ms in errors.by_field.values() for m in ms]})
+            return see_other(f"/templates/{quoted(template_id)}?note=template-saved")
     return await _page(
         request,
         runtime,
         session.token,
         template_id,
         definition=definition,
-        errors=moved,
+        errors=errors.gathered("definition"),
         status_code=422,
     )
 
@@ -304,9 +295,7 @@ async def save_variants(
                 raise
             errors = _variant_errors(exc)
         else:
-            return RedirectResponse(
-                f"/templates/{quoted(template_id)}?note=template-saved", status_code=303
-            )
+            return see_other(f"/templates/{quoted(template_id)}?note=template-saved")
     return await _page(
         request,
         runtime,

@@ -7,20 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.ingest.auth import key_from_authorization
-from services.ingest.body import (
-    Body,
-    BodyError,
-    PayloadTooLarge,
-    UnsupportedEncoding,
-    UnsupportedMediaType,
-    call_headers,
-    parse_json,
-    read_limited,
-)
+from services.ingest.body import Body, call_headers, parse_json, read_limited
 from services.ingest.normalize import FieldError
 from services.ingest.runtime import Runtime, unauthorized
 from shared.http.deps import runtime_dependency
-from shared.http.problems import ApiError, BadRequest, TooLarge, UnsupportedMedia
 
 RuntimeDep = Annotated[Runtime, Depends(runtime_dependency(Runtime))]
 
@@ -32,10 +22,7 @@ async def read_authorized_call(request: Request, runtime: Runtime, limit: int) -
     header_key = key_from_authorization(headers.authorization)
     if header_key is not None:
         runtime.check_key(header_key)
-    try:
-        parsed = parse_json(await read_limited(request, limit, headers))
-    except BodyError as exc:
-        raise body_problem(exc) from None
+    parsed = parse_json(await read_limited(request, limit, headers))
     if header_key is not None:
         return parsed, header_key
     body = parsed.value
@@ -49,22 +36,6 @@ async def read_authorized_call(request: Request, runtime: Runtime, limit: int) -
         raise unauthorized("the write key is not valid")
     runtime.check_key(body_key)
     return parsed, body_key
-
-
-def body_problem(exc: BodyError) -> ApiError:
-    """The problem answer of a body ingest cannot read (its code is the error's)."""
-    if isinstance(exc, PayloadTooLarge):
-        return TooLarge(exc.detail, code=exc.error, **exc.extra)
-    if isinstance(exc, UnsupportedEncoding):
-        return UnsupportedMedia(
-            exc.detail,
-            code=exc.error,
-            headers={"Accept-Encoding": exc.extra["accepted"]},
-            **exc.extra,
-        )
-    if isinstance(exc, UnsupportedMediaType):
-        return UnsupportedMedia(exc.detail, code=exc.error, **exc.extra)
-    return BadRequest(exc.detail, code=exc.error, **exc.extra)
 
 
 def field_errors(

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from shared.erasure import pseudonym
+from shared.erasure import pseudonym, pseudonymise_sql
 
 Driver = Any  # asyncpg.Connection
 
@@ -41,11 +41,7 @@ async def erase_customers(
         return {}
     for table in CUSTOMER_TABLES:
         await driver.execute(
-            f"UPDATE metrics.{table} AS t SET customer_id = p.pseudonym "
-            "FROM unnest($1::text[], $2::text[]) AS p(customer_id, pseudonym) "
-            "WHERE t.customer_id = p.customer_id",
-            list(names),
-            list(names.values()),
+            pseudonymise_sql(f"metrics.{table}"), list(names), list(names.values())
         )
     return names
 

@@ -52,25 +52,23 @@ async def apply_merges(driver: Driver, pairs: Sequence[tuple[str, str]]) -> None
 
 async def redirect_runs(driver: Driver, run_ids: Sequence[str]) -> None:
     """Move the batch's new runs of merged-away ids to the known id."""
-    if run_ids:
-        await driver.execute(
-            """
-            UPDATE metrics.runs AS r SET customer_id = a.customer_id
-            FROM metrics.aliases AS a
-            WHERE r.run_id = ANY($1::text[]) AND a.previous_id = r.customer_id
-            """,
-            list(run_ids),
-        )
+    await _redirect(driver, "metrics.runs", "run_id", run_ids)
 
 
 async def redirect_touches(driver: Driver, dispatch_ids: Sequence[str]) -> None:
     """Move the batch's new touches of merged-away ids to the known id."""
-    if dispatch_ids:
+    await _redirect(driver, "metrics.touches", "dispatch_id", dispatch_ids)
+
+
+async def _redirect(driver: Driver, table: str, key: str, keys: Sequence[str]) -> None:
+    """Re-key the rows of ``table`` whose ``key`` is one of ``keys`` and whose customer
+    was merged away to the known id."""
+    if keys:
         await driver.execute(
-            """
-            UPDATE metrics.touches AS t SET customer_id = a.customer_id
+            f"""
+            UPDATE {table} AS t SET customer_id = a.customer_id
             FROM metrics.aliases AS a
-            WHERE t.dispatch_id = ANY($1::text[]) AND a.previous_id = t.customer_id
+            WHERE t.{key} = ANY($1::text[]) AND a.previous_id = t.customer_id
             """,
-            list(dispatch_ids),
+            list(keys),
         )

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from services.metrics.fold import Attribution, Engagement, FunnelKey, Touch
+from shared.db.driver import columns_of
 
 Driver = Any  # asyncpg.Connection
 
@@ -27,9 +28,7 @@ async def insert_touches(driver: Driver, touches: Sequence[Touch]) -> None:
                              $5::text[], $6::text[], $7::text[])
         ON CONFLICT DO NOTHING
         """,
-        [t.dispatch_id for t in touches],
-        [t.customer_id for t in touches],
-        [t.at for t in touches],
+        *columns_of(touches, "dispatch_id", "customer_id", "at"),
         [t.attribution.journey_id for t in touches],
         [t.attribution.step_id for t in touches],
         [t.attribution.variant for t in touches],
@@ -155,8 +154,7 @@ async def first_engagements(driver: Driver, engagements: Sequence[Engagement]) -
             SELECT DISTINCT * FROM unnest($1::text[], $2::text[]) ORDER BY 1, 2
             ON CONFLICT DO NOTHING RETURNING dispatch_id, kind
             """,
-            [e.dispatch_id for e in keyed],
-            [e.metric for e in keyed],
+            *columns_of(keyed, "dispatch_id", "metric"),
         )
         fresh = {(r[0], r[1]) for r in rows}
         for e in keyed:

@@ -13,6 +13,7 @@ from typing import Any
 
 from services.metrics.fold import Exposure, RunStart
 from services.metrics.models import ENTRANTS_VARIANT, HOLDOUT_STEP, HOLDOUT_VARIANT
+from shared.db.driver import columns_of
 
 Driver = Any  # asyncpg.Connection
 #: experiment arm: (journey, version, step, variant)
@@ -40,12 +41,15 @@ async def apply_runs(
                                  $5::timestamptz[], $6::bool[])
             ON CONFLICT DO NOTHING RETURNING journey_id, journey_version, holdout
             """,
-            [r.run_id for r in runs],
-            [r.journey_id for r in runs],
-            [r.journey_version for r in runs],
-            [r.customer_id for r in runs],
-            [r.entered_at for r in runs],
-            [r.holdout for r in runs],
+            *columns_of(
+                runs,
+                "run_id",
+                "journey_id",
+                "journey_version",
+                "customer_id",
+                "entered_at",
+                "holdout",
+            ),
         )
         for journey, version, holdout in rows:
             exposed[(journey, version, HOLDOUT_STEP, _arm(holdout))] += 1
@@ -58,12 +62,9 @@ async def apply_runs(
                                  $6::timestamptz[])
             ON CONFLICT DO NOTHING RETURNING journey_id, journey_version, step_id, variant
             """,
-            [e.run_id for e in exposures],
-            [e.step_id for e in exposures],
-            [e.journey_id for e in exposures],
-            [e.journey_version for e in exposures],
-            [e.variant for e in exposures],
-            [e.at for e in exposures],
+            *columns_of(
+                exposures, "run_id", "step_id", "journey_id", "journey_version", "variant", "at"
+            ),
         )
         for journey, version, step, variant in rows:
             exposed[(journey, version, step, variant)] += 1

@@ -7,30 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.segmenter.repository.tables import (
-    aliases,
-    event_rollups,
-    event_stats,
-)
+from services.segmenter.repository.tables import aliases as alias_table
+from services.segmenter.repository.tables import event_rollups, event_stats
+from shared.db import aliases
 from shared.db.driver import fetch
+
+_ALIASES = alias_table.fullname
 
 
 async def resolve_aliases(conn: AsyncConnection, *, ids: Iterable[str]) -> dict[str, str]:
     """``previous_id -> customer_id`` for the ids that were merged into another."""
-    wanted = list(set(ids))
-    if not wanted:
-        return {}
-    rows = await fetch(
-        conn,
-        "SELECT previous_id, customer_id FROM segmenter.aliases "
-        "WHERE previous_id = ANY($1::text[])",
-        wanted,
-    )
-    return {row[0]: row[1] for row in rows}
+    return await aliases.resolve_aliases(conn, _ALIASES, ids)
 
 
 async def merged_or_suppressed(
@@ -58,15 +48,7 @@ async def merged_or_suppressed(
 
 async def record_alias(conn: AsyncConnection, *, previous_id: str, customer_id: str) -> None:
     """Point ``previous_id`` (and every id already merged into it) at ``customer_id``."""
-    await conn.execute(
-        update(aliases).where(aliases.c.customer_id == previous_id).values(customer_id=customer_id)
-    )
-    stmt = pg_insert(aliases).values(previous_id=previous_id, customer_id=customer_id)
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[aliases.c.previous_id], set_={"customer_id": customer_id}
-        )
-    )
+    await aliases.record_alias(conn, _ALIASES, previous_id=previous_id, customer_id=customer_id)
 
 
 async def reserve_profiles(conn: AsyncConnection, *, ids: Sequence[str]) -> set[str]:

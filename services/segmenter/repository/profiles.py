@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.segmenter.fold import WorkingProfile
 from services.segmenter.repository.tables import profiles
 from services.segmenter.rules.snapshot import DayTotals, EventStatView, RollupKey
-from shared.db.driver import execute, fetch
+from shared.db.driver import columns_of, execute, fetch
 from shared.db.jsonb import json_object, json_text
 from shared.events.base import Position
 
@@ -147,11 +147,7 @@ async def _upsert_whole(conn: AsyncConnection, rows: Sequence[WorkingProfile]) -
         [p.customer_id for p in rows],
         [json_text(p.traits) for p in rows],
         [json_text(p.trait_times) for p in rows],
-        [p.first_seen_at for p in rows],
-        [p.last_seen_at for p in rows],
-        [p.timezone for p in rows],
-        [p.locale for p in rows],
-        [p.version for p in rows],
+        *columns_of(rows, "first_seen_at", "last_seen_at", "timezone", "locale", "version"),
         *_folded(rows),
     )
     return {row[0]: row[1] for row in stored}
@@ -184,10 +180,7 @@ async def _update_activity(conn: AsyncConnection, rows: Sequence[WorkingProfile]
         WHERE p.customer_id = v.customer_id
         RETURNING p.customer_id, p.version
         """,
-        [p.customer_id for p in rows],
-        [p.first_seen_at for p in rows],
-        [p.last_seen_at for p in rows],
-        [p.version for p in rows],
+        *columns_of(rows, "customer_id", "first_seen_at", "last_seen_at", "version"),
         *_folded(rows),
     )
     return {row[0]: row[1] for row in stored}

@@ -11,7 +11,6 @@ Instants derived from ``now`` are bound parameters; results equal those of
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any, cast
@@ -64,6 +63,7 @@ from services.segmenter.rules.python_predicate import (
 )
 from services.segmenter.rules.sql_functions import PARSE_INSTANT
 from services.segmenter.rules.sql_lookups import CorrelatedLookups, EventLookups
+from shared.rules import json_values
 
 profiles = cast(Table, Profile.__table__)
 memberships = cast(Table, Membership.__table__)
@@ -72,15 +72,9 @@ TIMESTAMPTZ = DateTime(timezone=True)
 
 SqlBool = ColumnElement[bool]
 
-COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": operator.eq,
-    "neq": operator.ne,
-    "gt": operator.gt,
-    "gte": operator.ge,
-    "lt": operator.lt,
-    "lte": operator.le,
-}
-"""The comparison ops on SQL expressions."""
+COMPARE: dict[str, Callable[[Any, Any], Any]] = dict(json_values.COMPARE)
+"""The comparison ops on SQL expressions: the Python predicates' operator functions,
+which on SQLAlchemy expressions build the SQL comparison."""
 
 
 def compile_sql(rule: Node, *, now: datetime, lookups: EventLookups | None = None) -> SqlBool:
