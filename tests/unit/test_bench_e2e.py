@@ -1,0 +1,107 @@
+"""``tenure bench e2e``'s own logic, without servers: the traffic it posts, how it
+decides that a consumer group's lag is bounded, how it reads the sink's accept log,
+and its command-line options. (The run itself needs the whole stack: ``tenure bench
+e2e --quick``, about 100 s, too long for the suite.)"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tenure.bench.e2e import Drive, Step, _accepted, _slopes
+from tenure.bench.e2e_traffic import MIX_SIZE, ShopTraffic, customer_of
+from tenure.bench.lag import LagSample
+from tenure.cli import main
+
+
+def test_the_traffic_is_mostly_browsing_with_one_sign_up_per_mix() -> None:
+    traffic = ShopTraffic("e2e-t")
+    calls, signed_up = [], []
+    for _ in range(20):
+        body, new = traffic.batch(100)
+        batch = orjson.loads(body)["batch"]
+        assert len(batch) == 100
+        calls += batch
+        signed_up += new
+    kinds = Counter(c.get("event", c["type"]) for c in calls)
+    assert kinds["identify"] == kinds["Signed Up"] == len(signed_up) == 2_000 // MIX_SIZE
+    assert kinds["Product Viewed"] > 0.8 * len(calls)
+    assert len({c["messageId"] for c in calls}) == len(calls)
+    identifies = [c for c in calls if c["type"] == "identify"]
+    assert [customer_of(c["traits"]["email"]) for c in identifies] == signed_up
+    # orders, carts and views are by customers who signed up before
+    assert {c["userId"] for c in calls} <= set(signed_up)
+
+
+def test_an_address_outside_the_bench_is_no_customer() -> None:
+    assert customer_of("E2E-x-C1@Bench.Example") == "e2e-x-c1"
+    assert customer_of("ada.1@demo7.example") is None
+
+
+def _sample(at: float, lag: int, produced: int) -> LagSample:
+    return LagSample(at, {"g": lag}, {"g": produced})
+
+
+def _step(samples: list[LagSample]) -> Step:
+    drive = Drive(offered=1_000, seconds=10, accepted=10_000)
+    return Step(1_000, drive, samples, _slopes(samples), {}, 10.0, 10_000)
+
+
+def test_a_lag_that_goes_up_and_down_is_bounded_and_a_growing_one_is_not() -> None:
+    steady = [_sample(t, 500 if t % 2 else 100, 1_000 * t) for t in range(10)]
+    assert _step(steady).sustained
+    growing = [_sample(t, 200 * t, 1_000 * t) for t in range(10)]
+    slope, inflow, last = _slopes(growing)["g"]
+    assert (round(slope), round(inflow), last) == (200, 1_000, 1_800)
+    assert _step(growing).unbounded == ["g"]
+    # an idle topic: a few messages behind, not growing
+    assert _step([_sample(t, 3, 7) for t in range(10)]).sustained
+
+
+def test_a_step_the_generator_did_not_deliver_is_not_sustained() -> None:
+    step = _step([_sample(t, 0, 1_000 * t) for t in range(10)])
+    step.drive.accepted = 9_000  # 900/s of 1,000/s offered
+    assert not step.sustained
+
+
+def test_the_accept_log_gives_each_customers_first_email(tmp_path: Path) -> None:
+    log = tmp_path / "accepted.tsv"
+    log.write_text(
+        "10.5\te2e-x-c1@bench.example\n"
+        "11.0\tada@elsewhere.example,e2e-x-c2@bench.example\n"
+        "12.0\te2e-x-c1@bench.example\n"
+    )
+    assert _accepted(log) == {"e2e-x-c1": 10.5, "e2e-x-c2": 11.0}
+    assert _accepted(tmp_path / "missing.tsv") == {}
+
+
+def test_the_step_options_belong_to_e2e(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "idle", "--steps", "1000,2000"]) == 2
+    assert "applies to e2e only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "e2e", "--steps", "1000,fast"])
+
+
+def test_the_sink_logs_when_it_accepted_each_email(tmp_path: Path) -> None:
+    import smtplib
+    import time
+
+    from tenure.sinks import SmtpSink
+
+    log = tmp_path / "accepted.tsv"
+    sink = SmtpSink(keep_in_memory=False, accept_log=log).start()
+    try:
+        before = time.time()
+        with smtplib.SMTP("127.0.0.1", sink.port) as client:
+            client.sendmail(
+                "bench@example.com", ["e2e-x-c9@bench.example"], b"Subject: hi\r\n\r\nx"
+            )
+        after = time.time()
+    finally:
+        sink.stop()
+    accepted = _accepted(log)
+    assert list(accepted) == ["e2e-x-c9"]
+    assert before <= accepted["e2e-x-c9"] <= after
