@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -35,8 +36,19 @@ class LagSample:
 
 
 class LagProbe:
-    def __init__(self, bootstrap_servers: str, *, ignore_prefix: str = "bench-") -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        topics: Sequence[str] = ALL_TOPICS,
+        groups: Sequence[str] | None = None,
+        ignore_prefix: str = "bench-",
+    ) -> None:
+        """Watch ``groups`` (default: every group the broker lists, but those whose id
+        starts with ``ignore_prefix``) on ``topics``."""
         self._bootstrap = bootstrap_servers
+        self._topics = topics
+        self._only = groups
         self._ignore = ignore_prefix
         self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
         self._tail = AIOKafkaConsumer(
@@ -53,7 +65,7 @@ class LagProbe:
     async def start(self) -> None:
         await self._admin.start()
         await self._tail.start()
-        for topic in ALL_TOPICS:
+        for topic in self._topics:
             partitions = self._tail.partitions_for_topic(topic) or set()
             self._tps += [TopicPartition(topic, p) for p in sorted(partitions)]
         self._tail.assign(self._tps)
@@ -67,8 +79,11 @@ class LagProbe:
 
     async def discover(self) -> list[str]:
         """Find the groups and the partitions each has committed on (a full scan)."""
-        listed = await self._admin.list_consumer_groups()
-        for group, _ in listed:
+        if self._only is not None:
+            listed = list(self._only)
+        else:
+            listed = [group for group, _ in await self._admin.list_consumer_groups()]
+        for group in listed:
             if group.startswith(self._ignore) or group in self._groups:
                 continue
             consumer = AIOKafkaConsumer(
