@@ -105,3 +105,15 @@ def test_the_sink_logs_when_it_accepted_each_email(tmp_path: Path) -> None:
     accepted = _accepted(log)
     assert list(accepted) == ["e2e-x-c9"]
     assert before <= accepted["e2e-x-c9"] <= after
+
+
+def test_the_cpu_table_shows_each_part_its_total_and_the_rest_of_the_machine() -> None:
+    from tenure.bench.e2e import MACHINE, _cpu_table
+
+    used = {"journey": 3.0, "ingest": 1.0, MACHINE: 6.0}
+    lines = _cpu_table([("at 1,000/s", used, 10.0, 10_000)]).splitlines()
+    cells = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert cells["journey"] == ["30.0", "300"]
+    assert cells["total"] == ["40.0", "400"]
+    assert cells["other"] == ["processes", "20.0"]
+    assert [line.split()[0] for line in lines[2:]] == ["journey", "ingest", "total", "other"]
