@@ -25,7 +25,8 @@ In order:
    step's lag of every group is sampled; a group is bounded when its lag's least-squares
    slope over the step's last part (the last minute; half the step when shorter) is at
    most 5 % of its topics' inflow plus one second of that inflow spread over the window
-   (commits come in batches; 2 messages/s for an idle topic). A step is sustained
+   (commits come in batches; 2 messages/s for an idle topic), and its mean lag there
+   is at most 10 s of that inflow. A step is sustained
    when every group is bounded and the generator delivered 95 % of the offered rate.
    The steps stop at the first one not sustained.
 
@@ -77,6 +78,8 @@ MAX_IN_FLIGHT = 64
 SLOPE_SHARE = 0.05
 SLOPE_NOISE_S = 1.0
 SLOPE_FLOOR = 2.0
+#: nor is its mean lag over the window more than this many seconds of its inflow
+MAX_BEHIND_S = 10.0
 #: a step is sustained when the generator delivered this share of the offered rate
 DELIVERED_SHARE = 0.95
 #: the CPU table's keys for the whole machine, and for what ran beside the bench
@@ -158,25 +161,49 @@ class Latency:
     events: int
 
 
+@dataclass(frozen=True, slots=True)
+class GroupLag:
+    """A consumer group's lag over a step's window."""
+
+    #: least-squares slope of its lag, messages/s
+    slope: float
+    #: messages/s arriving on the partitions it consumes
+    inflow: float
+    last: int
+    mean: float
+
+    @property
+    def behind_s(self) -> float:
+        """Its mean lag in seconds of inflow."""
+        return self.mean / self.inflow if self.inflow else 0.0
+
+
 @dataclass(slots=True)
 class Step:
     rate: int
     drive: Drive
     samples: list[LagSample]
-    #: group -> (slope msgs/s, inflow msgs/s, last lag) over the window
-    groups: dict[str, tuple[float, float, int]]
-    #: part -> CPU seconds over the window, and the window's length
+    groups: dict[str, GroupLag]
+    #: the window over which the lag must be flat, as configured
+    flat_s: float
+    #: part -> CPU seconds over the window, and the window's length as measured
     cpu_s: dict[str, float]
     window_s: float
     accepted_in_window: int
 
     def bound(self, inflow: float) -> float:
         """The steepest lag slope (messages/s) bounded for a group with this inflow."""
-        return max(inflow * (SLOPE_SHARE + SLOPE_NOISE_S / self.window_s), SLOPE_FLOOR)
+        return max(inflow * (SLOPE_SHARE + SLOPE_NOISE_S / self.flat_s), SLOPE_FLOOR)
+
+    def excess(self, lag: GroupLag) -> float:
+        """How far past its bounds a group is (> 0: unbounded), the worse of its slope's
+        and its mean lag's, as a share of the bound."""
+        slope = (lag.slope - self.bound(lag.inflow)) / self.bound(lag.inflow)
+        return max(slope, lag.behind_s / MAX_BEHIND_S - 1)
 
     @property
     def unbounded(self) -> list[str]:
-        return [g for g, (slope, inflow, _) in self.groups.items() if slope > self.bound(inflow)]
+        return [g for g, lag in self.groups.items() if self.excess(lag) > 0]
 
     @property
     def sustained(self) -> bool:
@@ -452,6 +479,7 @@ class E2eBench:
             drive=drive,
             samples=samples,
             groups=_slopes(in_window),
+            flat_s=self.o.window_s,
             cpu_s=cpu_s,
             window_s=max(ended - window_from, 1e-9),
             accepted_in_window=drive.accepted - int(window.get("accepted", drive.accepted)),
@@ -619,9 +647,9 @@ def _delta(first: Mapping[str, float], last: Mapping[str, float]) -> dict[str, f
     return {name: last[name] - first[name] for name in first}
 
 
-def _slopes(samples: Sequence[LagSample]) -> dict[str, tuple[float, float, int]]:
-    """Per group: its lag's least-squares slope, its inflow (both per second), its last lag."""
-    out: dict[str, tuple[float, float, int]] = {}
+def _slopes(samples: Sequence[LagSample]) -> dict[str, GroupLag]:
+    """Per group: its lag's least-squares slope, its inflow, its last and mean lag."""
+    out: dict[str, GroupLag] = {}
     if len(samples) < 2:
         return out
     groups = set(samples[-1].lag)
@@ -636,7 +664,7 @@ def _slopes(samples: Sequence[LagSample]) -> dict[str, tuple[float, float, int]]
         slope = sum((t - mean_t) * (p[1] - mean_l) for t, p in zip(times, points, strict=True))
         slope = slope / var if var else 0.0
         inflow = (points[-1][2] - points[0][2]) / (times[-1] - times[0])
-        out[group] = (slope, inflow, points[-1][1])
+        out[group] = GroupLag(slope, inflow, points[-1][1], mean_l)
     return out
 
 
@@ -649,6 +677,7 @@ _STEP_COLUMNS = (
     ("its slope/s", ">", 11),
     ("inflow/s", ">", 9),
     ("last lag", ">", 9),
+    ("behind s", ">", 8),
     ("verdict", "<", 13),
 )
 
@@ -656,12 +685,8 @@ _STEP_COLUMNS = (
 def _steps_table(steps: Sequence[Step]) -> str:
     rows = []
     for step in steps:
-        worst = max(
-            step.groups.items(),
-            key=lambda item: item[1][0] - step.bound(item[1][1]),
-            default=None,
-        )
-        name, (slope, inflow, last) = worst if worst else ("-", (0.0, 0.0, 0))
+        worst = max(step.groups.items(), key=lambda item: step.excess(item[1]), default=None)
+        name, lag = worst if worst else ("-", GroupLag(0.0, 0.0, 0, 0.0))
         rows.append(
             [
                 f"{step.rate:,}",
@@ -669,16 +694,18 @@ def _steps_table(steps: Sequence[Step]) -> str:
                 str(step.drive.skipped),
                 str(step.drive.failed),
                 name,
-                f"{slope:,.1f}",
-                f"{inflow:,.0f}",
-                f"{last:,}",
+                f"{lag.slope:,.1f}",
+                f"{lag.inflow:,.0f}",
+                f"{lag.last:,}",
+                f"{lag.behind_s:.1f}",
                 "sustained" if step.sustained else "NOT sustained",
             ]
         )
     legend = (
         f"a group is bounded when its lag's slope over the window is at most {SLOPE_SHARE:.0%} "
         f"of its inflow plus {SLOPE_NOISE_S:g} s of inflow over the window (at least "
-        f"{SLOPE_FLOOR:g}/s);\nworst group: the one furthest past that bound, or nearest to it"
+        f"{SLOPE_FLOOR:g}/s)\nand its mean lag there at most {MAX_BEHIND_S:g} s of inflow "
+        "(behind s); worst group: the one furthest past those bounds, or nearest to them"
     )
     return format_columns(_STEP_COLUMNS, rows) + "\n" + legend
 
@@ -727,10 +754,7 @@ def _write_json(
                 "skipped": step.drive.skipped,
                 "failed": step.drive.failed,
                 "sustained": step.sustained,
-                "groups": {
-                    g: {"slope": slope, "inflow": inflow, "lag": lag}
-                    for g, (slope, inflow, lag) in step.groups.items()
-                },
+                "groups": {g: asdict(lag) for g, lag in step.groups.items()},
                 "cpu_s": step.cpu_s,
                 "window_s": step.window_s,
                 "events_in_window": step.accepted_in_window,

@@ -47,18 +47,25 @@ def _sample(at: float, lag: int, produced: int) -> LagSample:
 
 def _step(samples: list[LagSample]) -> Step:
     drive = Drive(offered=1_000, seconds=10, accepted=10_000)
-    return Step(1_000, drive, samples, _slopes(samples), {}, 10.0, 10_000)
+    return Step(1_000, drive, samples, _slopes(samples), 10.0, {}, 10.0, 10_000)
 
 
 def test_a_lag_that_goes_up_and_down_is_bounded_and_a_growing_one_is_not() -> None:
     steady = [_sample(t, 500 if t % 2 else 100, 1_000 * t) for t in range(10)]
     assert _step(steady).sustained
     growing = [_sample(t, 200 * t, 1_000 * t) for t in range(10)]
-    slope, inflow, last = _slopes(growing)["g"]
-    assert (round(slope), round(inflow), last) == (200, 1_000, 1_800)
+    lag = _slopes(growing)["g"]
+    assert (round(lag.slope), round(lag.inflow), lag.last, lag.mean) == (200, 1_000, 1_800, 900)
     assert _step(growing).unbounded == ["g"]
     # an idle topic: a few messages behind, not growing
     assert _step([_sample(t, 3, 7) for t in range(10)]).sustained
+
+
+def test_a_flat_lag_of_more_than_ten_seconds_of_inflow_is_not_bounded() -> None:
+    flat_far_behind = [_sample(t, 12_000, 1_000 * t) for t in range(10)]
+    step = _step(flat_far_behind)
+    assert step.groups["g"].behind_s == 12.0
+    assert step.unbounded == ["g"]
 
 
 def test_a_step_the_generator_did_not_deliver_is_not_sustained() -> None:
