@@ -411,7 +411,7 @@ class E2eBench:
     async def _post(self, body: bytes, signed_up: list[str], drive: Drive) -> None:
         try:
             status, answer = await self.poster.post(body)
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError, RuntimeError):  # RuntimeError: uvloop's closed transport
             drive.failed += BATCH
             return
         acked = time.time()
@@ -581,13 +581,32 @@ class _Poster:
         self._idle: list[HttpConnection] = []
 
     async def post(self, body: bytes) -> tuple[int, bytes]:
-        """The answer's status and body."""
-        loop = asyncio.get_running_loop()
-        if self._idle:
-            conn = self._idle.pop()
-        else:
-            _, conn = await loop.create_connection(HttpConnection, "127.0.0.1", self._port)
+        """The answer's status and body. A kept connection the server closed meanwhile
+        (uvicorn closes one idle for 5 s) is replaced, and the batch sent again on a new
+        one (ingest deduplicates by ``messageId``)."""
         request = b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
+        conn = self._kept()
+        if conn is not None:
+            try:
+                return await self._send(conn, request)
+            except (ConnectionError, RuntimeError):
+                pass  # closed under us: once more on a new connection
+        return await self._send(await self._connect(), request)
+
+    def _kept(self) -> HttpConnection | None:
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.transport is not None and not conn.transport.is_closing():
+                return conn
+        return None
+
+    async def _connect(self) -> HttpConnection:
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(HttpConnection, "127.0.0.1", self._port)
+        return conn
+
+    async def _send(self, conn: HttpConnection, request: bytes) -> tuple[int, bytes]:
+        loop = asyncio.get_running_loop()
         try:
             status = await asyncio.wait_for(conn.request(request, loop), self._timeout_s)
         except BaseException:

@@ -124,3 +124,34 @@ def test_the_cpu_table_shows_each_part_its_total_and_the_rest_of_the_machine() -
     assert cells["total"] == ["40.0", "400"]
     assert cells["other"] == ["processes", "20.0"]
     assert [line.split()[0] for line in lines[2:]] == ["journey", "ingest", "total", "other"]
+
+
+async def test_the_poster_replaces_a_connection_the_server_closed() -> None:
+    import asyncio
+
+    from tenure.bench.e2e import _Poster
+
+    bodies: list[bytes] = []
+
+    async def answer_once_then_close(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        bodies.append(await reader.readexactly(length))
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n{"accepted":1}')
+        await writer.drain()
+        writer.close()  # as uvicorn does with a connection idle past its keep-alive
+
+    server = await asyncio.start_server(answer_once_then_close, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    poster = _Poster(port, "key")
+    try:
+        assert await poster.post(b'{"batch":[1]}') == (200, b'{"accepted":1}')
+        await asyncio.sleep(0.1)
+        assert await poster.post(b'{"batch":[2]}') == (200, b'{"accepted":1}')
+    finally:
+        poster.close()
+        server.close()
+        await server.wait_closed()
+    assert bodies == [b'{"batch":[1]}', b'{"batch":[2]}']
