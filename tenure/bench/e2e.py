@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -144,6 +145,8 @@ class Drive:
     skipped: int = 0
     #: customer id -> when ingest acknowledged the batch that signed them up (time.time())
     acked: dict[str, float] = field(default_factory=dict)
+    #: failed batches by what went wrong
+    errors: Counter[str] = field(default_factory=Counter)
 
     @property
     def delivered(self) -> float:
@@ -300,6 +303,16 @@ def _set_up_demo(stack: DevStack, state: Path, base: int) -> None:
     _say("the demo's programme is set up and its five journeys published")
 
 
+def _progress(step: Step) -> str:
+    worst = ", ".join(step.unbounded) or "none"
+    verdict = "sustained" if step.sustained else "NOT sustained"
+    errors = ", ".join(f"{name} x{count}" for name, count in step.drive.errors.items())
+    return (
+        f"{step.rate:,} events/s: delivered {step.drive.delivered:,.0f}/s, unbounded: {worst} "
+        f"-> {verdict}" + (f" (failed batches: {errors})" if errors else "")
+    )
+
+
 def _say(message: str) -> None:
     print(f"e2e: {message}", file=sys.stderr, flush=True)
 
@@ -350,12 +363,7 @@ class E2eBench:
                     await probe.discover()
                     step = await self._step(rate, probe)
                     steps.append(step)
-                    worst = ", ".join(step.unbounded) or "none"
-                    verdict = "sustained" if step.sustained else "NOT sustained"
-                    _say(
-                        f"{rate:,} events/s: delivered {step.drive.delivered:,.0f}/s, "
-                        f"unbounded: {worst} -> {verdict}"
-                    )
+                    _say(_progress(step))
                     if not step.sustained:
                         break
             finally:
@@ -411,14 +419,16 @@ class E2eBench:
     async def _post(self, body: bytes, signed_up: list[str], drive: Drive) -> None:
         try:
             status, answer = await self.poster.post(body)
-        except (OSError, TimeoutError, RuntimeError):  # RuntimeError: uvloop's closed transport
+            acked = time.time()
+            accepted = int(orjson.loads(answer).get("accepted", BATCH)) if status == 200 else 0
+        except Exception as exc:  # any failure is counted, none lost in a task
             drive.failed += BATCH
+            drive.errors[type(exc).__name__] += 1
             return
-        acked = time.time()
         if status != 200:
             drive.failed += BATCH
+            drive.errors[f"HTTP {status}"] += 1
             return
-        accepted = int(orjson.loads(answer).get("accepted", BATCH))
         drive.accepted += accepted
         drive.failed += BATCH - accepted
         for customer in signed_up:
@@ -772,6 +782,7 @@ def _write_json(
                 "delivered": step.drive.delivered,
                 "skipped": step.drive.skipped,
                 "failed": step.drive.failed,
+                "errors": dict(step.drive.errors),
                 "sustained": step.sustained,
                 "groups": {g: asdict(lag) for g, lag in step.groups.items()},
                 "cpu_s": step.cpu_s,
