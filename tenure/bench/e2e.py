@@ -66,6 +66,7 @@ from tenure.bench.report import format_columns, percentile_ms
 from tenure.bench.segmenter import Figure, format_table
 from tenure.dev import DevOptions, DevStack
 from tenure.embedded import free_port, wait_for_port
+from tenure.lifetime import die_with_parent
 
 TARGET_EVENTS_PER_S = 8_000
 TARGET_P99_MS = 500.0
@@ -232,16 +233,20 @@ def e2e_bench(
     with tempfile.TemporaryDirectory(prefix="tenure-e2e-") as state_dir:
         state = Path(state_dir)
         accept_log = state / "accepted.tsv"
-        sink, smtp_port = _start_sink(accept_log)
-        base = free_port_run(7)
-        stack = DevStack(DevOptions(kafka_port=free_port(), base_port=base, state_dir=state))
-        stack.env.update(
-            TENURE_SMTP_HOST="127.0.0.1",
-            TENURE_SMTP_PORT=str(smtp_port),
-            TENURE_SMTP_SECURITY="none",
-        )
+        sink: subprocess.Popen[bytes] | None = None
+        stack: DevStack | None = None
         try:
             try:
+                sink, smtp_port = _start_sink(accept_log)
+                base = free_port_run(7)
+                stack = DevStack(
+                    DevOptions(kafka_port=free_port(), base_port=base, state_dir=state)
+                )
+                stack.env.update(
+                    TENURE_SMTP_HOST="127.0.0.1",
+                    TENURE_SMTP_PORT=str(smtp_port),
+                    TENURE_SMTP_SECURITY="none",
+                )
                 stack.start()
                 _set_up_demo(stack, state, base)
             except Exception as exc:
@@ -255,9 +260,11 @@ def e2e_bench(
                 print(f"tenure bench e2e: {exc!r}", file=sys.stderr)
                 return 2
         finally:
-            stack.stop()
-            sink.terminate()
-            sink.wait(timeout=10)
+            if stack is not None:
+                stack.stop()
+            if sink is not None:
+                sink.terminate()
+                sink.wait(timeout=10)
 
 
 def _start_sink(accept_log: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -274,9 +281,15 @@ def _start_sink(accept_log: Path) -> tuple[subprocess.Popen[bytes], int]:
             str(http_port),
             "--accept-log",
             str(accept_log),
-        ]
+        ],
+        preexec_fn=die_with_parent(),  # only calls prctl: safe with threads
     )
-    wait_for_port(smtp_port, timeout_s=30)
+    try:
+        wait_for_port(smtp_port, timeout_s=30)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
     return process, smtp_port
 
 
