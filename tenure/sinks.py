@@ -17,6 +17,7 @@ import base64
 import itertools
 import json
 import mailbox
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -71,7 +72,8 @@ class SmtpSink:
         self.count = 0
         self._lock = threading.Lock()
         self._box = mailbox.Maildir(str(maildir), create=True) if maildir else None
-        #: one line per accepted message: its ``time.time()``, a tab, its recipients
+        #: one line per accepted message: its ``time.time()``, its recipients (commas),
+        #: its subject, separated by tabs
         self._accept_log = accept_log.open("a", buffering=1) if accept_log else None
         self._controller: Any = None
 
@@ -96,7 +98,8 @@ class SmtpSink:
         with self._lock:
             self.count += 1
             if self._accept_log is not None:
-                self._accept_log.write(f"{time.time():.6f}\t{','.join(recipients)}\n")
+                at, subject = time.time(), _subject(content)
+                self._accept_log.write(f"{at:.6f}\t{','.join(recipients)}\t{subject}\n")
             if self._box is not None:
                 self._box.add(content)
             if self.keep_in_memory:
@@ -236,6 +239,16 @@ class HttpRecorder:
         if path.endswith("/messages"):
             return 200, {"messaging_product": "whatsapp", "messages": [{"id": f"wamid.{n}"}]}
         return 201, {"id": n}
+
+
+_SUBJECT = re.compile(rb"^Subject:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+
+
+def _subject(content: bytes) -> str:
+    """A message's Subject header as sent (its first line), without parsing the message."""
+    head = content.split(b"\r\n\r\n", 1)[0]
+    found = _SUBJECT.search(head)
+    return found.group(1).decode("utf-8", "replace").replace("\t", " ") if found else ""
 
 
 def _text(body: bytes) -> str:

@@ -77,11 +77,14 @@ def test_a_step_the_generator_did_not_deliver_is_not_sustained() -> None:
 def test_the_accept_log_gives_each_customers_first_email(tmp_path: Path) -> None:
     log = tmp_path / "accepted.tsv"
     log.write_text(
-        "10.5\te2e-x-c1@bench.example\n"
-        "11.0\tada@elsewhere.example,e2e-x-c2@bench.example\n"
-        "12.0\te2e-x-c1@bench.example\n"
+        "10.5\te2e-x-c1@bench.example\tWelcome to Northwind Outfitters, Bench\n"
+        "11.0\tada@elsewhere.example,e2e-x-c2@bench.example\tBench, our bestsellers this week\n"
+        "12.0\te2e-x-c1@bench.example\tThanks for your order, Bench\n"
     )
-    assert _accepted(log) == {"e2e-x-c1": 10.5, "e2e-x-c2": 11.0}
+    assert _accepted(log) == {
+        "e2e-x-c1": (10.5, "demo-welcome-1"),
+        "e2e-x-c2": (11.0, "demo-welcome-2"),
+    }
     assert _accepted(tmp_path / "missing.tsv") == {}
 
 
@@ -103,15 +106,16 @@ def test_the_sink_logs_when_it_accepted_each_email(tmp_path: Path) -> None:
     try:
         before = time.time()
         with smtplib.SMTP("127.0.0.1", sink.port) as client:
-            client.sendmail(
-                "bench@example.com", ["e2e-x-c9@bench.example"], b"Subject: hi\r\n\r\nx"
-            )
+            message = b"Subject: Welcome to Gold, Bench\r\n\r\nx"
+            client.sendmail("bench@example.com", ["e2e-x-c9@bench.example"], message)
         after = time.time()
     finally:
         sink.stop()
     accepted = _accepted(log)
     assert list(accepted) == ["e2e-x-c9"]
-    assert before <= accepted["e2e-x-c9"] <= after
+    at, template = accepted["e2e-x-c9"]
+    assert before <= at <= after
+    assert template == "demo-gold"
 
 
 def test_the_cpu_table_shows_each_part_its_total_and_the_rest_of_the_machine() -> None:
