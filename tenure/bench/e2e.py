@@ -494,8 +494,10 @@ class E2eBench:
         window: dict[str, Any] = {}
         loop = asyncio.get_running_loop()
         window_at = loop.time() + self.o.step_s - self.o.window_s
+        drive_state = Drive(offered=rate, seconds=self.o.step_s)
 
         async def sample() -> None:
+            """Every few seconds, the lags; once the window opens, the CPU so far."""
             while True:
                 samples.append(await probe.sample())
                 if "cpu" not in window and loop.time() >= window_at:
@@ -503,7 +505,6 @@ class E2eBench:
                     window["accepted"] = drive_state.accepted
                 await asyncio.sleep(self.o.sample_every_s)
 
-        drive_state = Drive(offered=rate, seconds=self.o.step_s)
         sampler = asyncio.create_task(sample())
         try:
             drive = await self._drive(rate, self.o.step_s, drive_state)
