@@ -130,7 +130,32 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="idle: seconds of idle measured (default 300; 30 if --quick)",
     )
+    bench.add_argument(
+        "--steps",
+        type=_rates,
+        default=None,
+        metavar="RATES",
+        help="e2e: the stepped rates, events/s, comma-separated "
+        "(default 1000,2000,4000,8000,12000,16000; 1000,2000,4000 if --quick)",
+    )
+    bench.add_argument(
+        "--step-seconds",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="e2e: seconds per step, lag flat over its last minute (default 300; 12 if --quick)",
+    )
     return parser
+
+
+def _rates(text: str) -> list[int]:
+    try:
+        rates = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of rates: {text!r}") from None
+    if not rates or min(rates) < 1:
+        raise argparse.ArgumentTypeError("rates must be positive integers")
+    return rates
 
 
 def _version() -> str:
@@ -232,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from tenure.bench import run_bench
 
-        extra = {"soak_s": args.soak} if args.soak is not None else {}
+        extra: dict[str, object] = {"soak_s": args.soak} if args.soak is not None else {}
         if extra and args.target != "segmenter":
             print("tenure bench: --soak applies to the segmenter benchmark only", file=sys.stderr)
             return 2
@@ -241,6 +266,13 @@ def main(argv: list[str] | None = None) -> int:
                 print("tenure bench: --seconds applies to the idle benchmark only", file=sys.stderr)
                 return 2
             extra["seconds"] = args.seconds
+        for option, value in (("steps", args.steps), ("step_seconds", args.step_seconds)):
+            if value is not None:
+                if args.target != "e2e":
+                    flag = "--" + option.replace("_", "-")
+                    print(f"tenure bench: {flag} applies to e2e only", file=sys.stderr)
+                    return 2
+                extra[option] = value
         return run_bench(args.target, duration_s=args.duration, quick=args.quick, **extra)
     return 2
 

@@ -17,6 +17,7 @@ import base64
 import itertools
 import json
 import mailbox
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +60,7 @@ class SmtpSink:
         reply: SmtpReply | None = None,
         keep_in_memory: bool = True,
         delay_s: float = 0.0,
+        accept_log: Path | None = None,
     ) -> None:
         self.port = port or free_port()
         #: how long each message takes to accept (a slow server)
@@ -70,6 +72,9 @@ class SmtpSink:
         self.count = 0
         self._lock = threading.Lock()
         self._box = mailbox.Maildir(str(maildir), create=True) if maildir else None
+        #: one line per accepted message: its ``time.time()``, its recipients (commas),
+        #: its subject, separated by tabs
+        self._accept_log = accept_log.open("a", buffering=1) if accept_log else None
         self._controller: Any = None
 
     def start(self) -> SmtpSink:
@@ -85,10 +90,16 @@ class SmtpSink:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+        if self._accept_log is not None:
+            self._accept_log.close()
+            self._accept_log = None
 
     def _keep(self, recipients: list[str], content: bytes) -> None:
         with self._lock:
             self.count += 1
+            if self._accept_log is not None:
+                at, subject = time.time(), _subject(content)
+                self._accept_log.write(f"{at:.6f}\t{','.join(recipients)}\t{subject}\n")
             if self._box is not None:
                 self._box.add(content)
             if self.keep_in_memory:
@@ -230,6 +241,16 @@ class HttpRecorder:
         return 201, {"id": n}
 
 
+_SUBJECT = re.compile(rb"^Subject:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+
+
+def _subject(content: bytes) -> str:
+    """A message's Subject header as sent (its first line), without parsing the message."""
+    head = content.split(b"\r\n\r\n", 1)[0]
+    found = _SUBJECT.search(head)
+    return found.group(1).decode("utf-8", "replace").replace("\t", " ") if found else ""
+
+
 def _text(body: bytes) -> str:
     try:
         return body.decode()
@@ -238,16 +259,18 @@ def _text(body: bytes) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tenure.sinks --smtp-port P --http-port Q``: both servers in a process
-    of their own (the benchmark's providers), until SIGTERM or SIGINT."""
+    """``python -m tenure.sinks --smtp-port P --http-port Q [--accept-log FILE]``: both
+    servers in a process of their own (the benchmark's providers), until SIGTERM or
+    SIGINT; with ``--accept-log``, a line per accepted email (time, recipients)."""
     import argparse
     import signal
 
     parser = argparse.ArgumentParser(prog="python -m tenure.sinks")
     parser.add_argument("--smtp-port", type=int, required=True)
     parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--accept-log", type=Path, default=None)
     args = parser.parse_args(argv)
-    smtp = SmtpSink(port=args.smtp_port, keep_in_memory=False).start()
+    smtp = SmtpSink(port=args.smtp_port, keep_in_memory=False, accept_log=args.accept_log).start()
     recorder = HttpRecorder(port=args.http_port, keep_in_memory=False).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -22,10 +22,11 @@ TARGETS = {
     "metrics": "tenure.bench.metrics:metrics_bench",
     "scoring": "tenure.bench.scoring:scoring_bench",
     "idle": "tenure.bench.idle:idle_bench",
+    "e2e": "tenure.bench.e2e:e2e_bench",
 }
 
 
-def run_bench(target: str, *, duration_s: float, quick: bool, **options: float) -> int:
+def run_bench(target: str, *, duration_s: float, quick: bool, **options: object) -> int:
     if target not in TARGETS:
         print(f"unknown benchmark {target!r}; choose one of {', '.join(TARGETS)}", file=sys.stderr)
         return 2

@@ -42,7 +42,7 @@ def idle_bench(*, duration_s: float, quick: bool, seconds: float | None = None, 
     window = seconds if seconds is not None else (30.0 if quick else 300.0)
     with tempfile.TemporaryDirectory(prefix="tenure-idle-") as state:
         stack = DevStack(
-            DevOptions(kafka_port=free_port(), base_port=_free_run(7), state_dir=Path(state))
+            DevOptions(kafka_port=free_port(), base_port=free_port_run(7), state_dir=Path(state))
         )
         try:
             stack.start()
@@ -60,7 +60,7 @@ def _measure(stack: DevStack, *, window: float, quick: bool) -> int:
     parts: dict[str, list[int]] = {name: [p.pid] for name, p in stack.processes.items()}
     if stack.broker is not None and stack.broker.process is not None:
         parts["broker"] = [stack.broker.process.pid]
-    postmaster = _postmaster(stack)
+    postmaster = postmaster_pid(stack)
     if postmaster is not None:
         parts["postgresql"] = [postmaster]
     print(f"ready; settling {SETTLE_S:.0f}s, then measuring {window:.0f}s of idle")
@@ -89,7 +89,7 @@ def _measure(stack: DevStack, *, window: float, quick: bool) -> int:
     return 0 if met or quick else 1
 
 
-def _postmaster(stack: DevStack) -> int | None:
+def postmaster_pid(stack: DevStack) -> int | None:
     if stack.postgres is None:
         return None
     try:
@@ -98,7 +98,7 @@ def _postmaster(stack: DevStack) -> int | None:
         return None
 
 
-def _free_run(length: int) -> int:
+def free_port_run(length: int) -> int:
     """The first of ``length`` consecutive free ports."""
     for _ in range(50):
         base = free_port()

@@ -194,13 +194,16 @@ def _process_main(
         out.close()
 
 
-class _HttpConnection(asyncio.Protocol):
+class HttpConnection(asyncio.Protocol):
     """One keep-alive connection with at most one request in flight."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.sent_at = 0.0
+        #: the last whole answer's body
+        self.body = b""
         self._buffer = bytearray()
+        self._body_start = 0
         self._body_end = -1
         self._status = 0
         self._waiter: asyncio.Future[int] | None = None
@@ -231,8 +234,10 @@ class _HttpConnection(asyncio.Protocol):
             line_end = head.find(b"\r\n", at + 2)
             length = int(head[at + 17 : line_end if line_end >= 0 else len(head)])
             self._status = int(head[9:12])
+            self._body_start = head_end + 4
             self._body_end = head_end + 4 + length
         if len(buffer) >= self._body_end:
+            self.body = bytes(buffer[self._body_start : self._body_end])
             del buffer[: self._body_end]
             self._body_end = -1
             waiter, self._waiter = self._waiter, None
@@ -275,14 +280,14 @@ class _Connections:
         self.loop = loop
         self.host = host
         self.port = port
-        self.open: list[_HttpConnection] = []
+        self.open: list[HttpConnection] = []
 
-    async def connect(self) -> _HttpConnection:
-        _, protocol = await self.loop.create_connection(_HttpConnection, self.host, self.port)
+    async def connect(self) -> HttpConnection:
+        _, protocol = await self.loop.create_connection(HttpConnection, self.host, self.port)
         self.open.append(protocol)
         return protocol
 
-    async def replace(self, conn: _HttpConnection, stop_at: float) -> _HttpConnection | None:
+    async def replace(self, conn: HttpConnection, stop_at: float) -> HttpConnection | None:
         """A new connection for a failed one, or None when the run is over."""
         with contextlib.suppress(ValueError):
             self.open.remove(conn)
@@ -357,7 +362,7 @@ async def _mark_window(
 
 
 async def _connection_loop(
-    conn: _HttpConnection,
+    conn: HttpConnection,
     pool: _Connections,
     bodies: BodyFactory,
     head: bytes,
@@ -409,7 +414,7 @@ async def _connection_loop(
             statuses[status] = statuses.get(status, 0) + 1
 
 
-async def _sweep(conns: list[_HttpConnection], timeout_s: float) -> None:
+async def _sweep(conns: list[HttpConnection], timeout_s: float) -> None:
     """One timer for every connection, instead of a timeout handle per request."""
     while True:
         await asyncio.sleep(_SWEEP_INTERVAL_S)
@@ -419,15 +424,19 @@ async def _sweep(conns: list[_HttpConnection], timeout_s: float) -> None:
 
 
 def _request_head(spec: LoadSpec) -> bytes:
-    """Everything of a request before its Content-Length value."""
+    return request_head(spec.shape.path, spec.host, spec.port, spec.write_key)
+
+
+def request_head(path: str, host: str, port: int, write_key: str | None) -> bytes:
+    """Everything of a POST before its Content-Length value."""
     lines = [
-        f"POST {spec.shape.path} HTTP/1.1",
-        f"Host: {spec.host}:{spec.port}",
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}:{port}",
         "User-Agent: tenure-bench",
         "Content-Type: application/json",
     ]
-    if spec.write_key is not None:
-        token = base64.b64encode(f"{spec.write_key}:".encode()).decode()
+    if write_key is not None:
+        token = base64.b64encode(f"{write_key}:".encode()).decode()
         lines.append(f"Authorization: Basic {token}")
     return ("\r\n".join(lines) + "\r\nContent-Length: ").encode()
 

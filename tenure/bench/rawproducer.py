@@ -39,12 +39,14 @@ def run_raw_producer(
     duration_s: float,
     run_id: str,
     broker_pid: int | None,
+    topic: str | None = None,
 ) -> RawResult:
+    """Run the baseline in a spawned process, into ``topic`` (default ``customer.events``)."""
     ctx = mp.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
     process = ctx.Process(
         target=_main,
-        args=(bootstrap_servers, warmup_s, duration_s, run_id, broker_pid, sender),
+        args=(bootstrap_servers, warmup_s, duration_s, run_id, broker_pid, topic, sender),
         name="tenure-bench-raw-producer",
         daemon=True,
     )
@@ -74,6 +76,7 @@ def _main(
     duration_s: float,
     run_id: str,
     broker_pid: int | None,
+    topic: str | None,
     out: Connection,
 ) -> None:
     import uvloop
@@ -81,7 +84,7 @@ def _main(
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             result = runner.run(
-                _produce(bootstrap_servers, warmup_s, duration_s, run_id, broker_pid)
+                _produce(bootstrap_servers, warmup_s, duration_s, run_id, broker_pid, topic)
             )
         out.send(result)
     except BaseException as exc:
@@ -92,7 +95,12 @@ def _main(
 
 
 async def _produce(
-    bootstrap_servers: str, warmup_s: float, duration_s: float, run_id: str, broker_pid: int | None
+    bootstrap_servers: str,
+    warmup_s: float,
+    duration_s: float,
+    run_id: str,
+    broker_pid: int | None,
+    topic: str | None,
 ) -> RawResult:
     from aiokafka import AIOKafkaProducer
 
@@ -125,7 +133,9 @@ async def _produce(
                 first, cpu_from = cpu.sample(began, groups), time.process_time()
             batch = [messages(seq + i) for i in range(ROUND)]
             seq += ROUND
-            deliveries = [await producer.send(TOPIC, value, key=key) for key, value in batch]
+            deliveries = [
+                await producer.send(topic or TOPIC, value, key=key) for key, value in batch
+            ]
             results = await asyncio.gather(*deliveries, return_exceptions=True)
             if measured:
                 rounds.append(time.perf_counter() - began)

@@ -344,7 +344,7 @@ class Demo:
 
     def _react(self, customer: Customer, email: Email) -> None:
         self.result.emails_read += 1
-        template = _template_of(email.subject)
+        template = template_of(email.subject)
         if template is None:
             return
         reaction = self.population.reaction(customer, template, email.dispatch_id)
@@ -472,7 +472,8 @@ def _rows(answer: Any) -> list[dict[str, Any]]:
     return list(answer)
 
 
-def _template_of(subject: str) -> str | None:
+def template_of(subject: str) -> str | None:
+    """The demo template an email's subject comes from, or None."""
     for marker, _journey, template in catalog.SUBJECT_MARKERS:
         if marker in subject:
             return template
