@@ -63,8 +63,7 @@ from tenure.bench.idle import free_port_run, postmaster_pid
 from tenure.bench.lag import LagProbe, LagSample
 from tenure.bench.loadgen import HttpConnection, request_head
 from tenure.bench.rawproducer import run_raw_producer
-from tenure.bench.report import format_columns, percentile_ms
-from tenure.bench.segmenter import Figure, format_table
+from tenure.bench.report import Figure, format_columns, format_figures, percentile_ms
 from tenure.dev import DevOptions, DevStack
 from tenure.embedded import free_port, wait_for_port
 from tenure.lifetime import die_with_parent
@@ -583,7 +582,7 @@ class E2eBench:
                 note=_latency_note(latency),
             ),
         ]
-        print(format_table(figures))
+        print(format_figures(figures))
         print()
         print(_steps_table(steps))
         print()
