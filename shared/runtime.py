@@ -10,6 +10,9 @@ A service declares its parts and gets the order for free::
     async with runtime.running(app):   # in the FastAPI lifespan
         yield
 
+A relay that keeps what it published (for ``POST /v1/ops/replay``) brings its
+periodic prune, the ``outbox prune`` loop.
+
 Start: the publisher (it connects in the background when the broker is down),
 then each consumer, the outbox relay and each loop as a task of its own.
 
@@ -54,6 +57,7 @@ from shared.kafka.consumer import BatchHandler, ConsumerRunner, Decoder, IsTrans
 from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
 from shared.settings import KafkaSettings, ServiceSettings
+from shared.stopping import PeriodicJob
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +108,15 @@ class ServiceRuntime:
         self._closers: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        if relay is not None and relay.relayed_table is not None:
+            self.loop(
+                "outbox prune",
+                PeriodicJob(
+                    relay.prune,
+                    name=f"pruning {relay.relayed_table.fullname}",
+                    interval_s=relay.prune_interval_s,
+                ),
+            )
 
     # declaring the parts -----------------------------------------------------------
 

@@ -15,7 +15,7 @@ from services.dispatcher.compose import Composer
 from services.dispatcher.consumer import DECODERS, DispatcherBatchHandler, is_transient
 from services.dispatcher.dispatching import Dispatcher, RetryPolicy, SendsInFlight
 from services.dispatcher.links import LinkSigner
-from services.dispatcher.models import deferrals, outbox
+from services.dispatcher.models import deferrals, outbox, outbox_relayed
 from services.dispatcher.providers import build_providers
 from services.dispatcher.settings import DispatcherSettings
 from shared.clock import Clock
@@ -42,7 +42,14 @@ class Runtime:
         self.clock = clock
         self.engine = create_engine(settings.database)
         self.publisher = EventPublisher(settings.kafka, client_id="tenure-dispatcher")
-        self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
+        self.relay = OutboxRelay(
+            engine=self.engine,
+            outbox=outbox,
+            publisher=self.publisher,
+            relayed=outbox_relayed,
+            keep_for=settings.outbox.replay_window,
+            clock=clock,
+        )
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=5.0),
             limits=httpx.Limits(

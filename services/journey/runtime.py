@@ -12,7 +12,7 @@ from services.journey import repository as repo
 from services.journey.catalog import CatalogCache
 from services.journey.consumer import DECODERS, JourneyBatchHandler, is_transient
 from services.journey.machine import Facts, Run, Stop
-from services.journey.models import outbox, processed_messages
+from services.journey.models import outbox, outbox_relayed, processed_messages
 from services.journey.processing import Work
 from services.journey.references import ReferenceChecker
 from services.journey.settings import JourneySettings
@@ -40,7 +40,14 @@ class Runtime:
             dispatcher_url=group.dispatcher_url,
             token=group.peer_token.get_secret_value(),
         )
-        self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
+        self.relay = OutboxRelay(
+            engine=self.engine,
+            outbox=outbox,
+            publisher=self.publisher,
+            relayed=outbox_relayed,
+            keep_for=settings.outbox.replay_window,
+            clock=clock,
+        )
         self.service = ServiceRuntime(
             "journey", engine=self.engine, publisher=self.publisher, relay=self.relay
         )

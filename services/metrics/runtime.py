@@ -18,7 +18,7 @@ from services.metrics.metrics import (
     OUTBOX_BACKLOG,
     REPEAT_PURCHASE_RATE,
 )
-from services.metrics.models import outbox, processed_messages
+from services.metrics.models import outbox, outbox_relayed, processed_messages
 from services.metrics.periods import period_start, shift_period
 from services.metrics.settings import MetricsSettings
 from services.metrics.stats import Policy
@@ -41,7 +41,14 @@ class Runtime:
         group = settings.metrics
         self.engine: AsyncEngine = create_engine(settings.database)
         self.publisher = EventPublisher(settings.kafka, client_id="tenure-metrics")
-        self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
+        self.relay = OutboxRelay(
+            engine=self.engine,
+            outbox=outbox,
+            publisher=self.publisher,
+            relayed=outbox_relayed,
+            keep_for=settings.outbox.replay_window,
+            clock=clock,
+        )
         self.service = ServiceRuntime(
             "metrics", engine=self.engine, publisher=self.publisher, relay=self.relay
         )

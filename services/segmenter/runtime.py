@@ -18,7 +18,7 @@ from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import DECODERS, event_batch_handler, is_transient
 from services.segmenter.errors import RefitRunning
 from services.segmenter.loyalty_job import scheduled_refresh
-from services.segmenter.models import outbox, processed_messages
+from services.segmenter.models import outbox, outbox_relayed, processed_messages
 from services.segmenter.recommend_job import scheduled_recompute
 from services.segmenter.repository.loyalty import program_cache
 from services.segmenter.schemas import FitReport
@@ -47,7 +47,14 @@ class Runtime:
         self.engine: AsyncEngine = create_engine(settings.database)
         self.publisher = EventPublisher(settings.kafka, client_id="tenure-segmenter")
         self.catalogs = CatalogCache(self.engine)
-        self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
+        self.relay = OutboxRelay(
+            engine=self.engine,
+            outbox=outbox,
+            publisher=self.publisher,
+            relayed=outbox_relayed,
+            keep_for=settings.outbox.replay_window,
+            clock=clock,
+        )
         self.service = ServiceRuntime(
             "segmenter",
             engine=self.engine,
