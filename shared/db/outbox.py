@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from shared.clock import Clock, utc_now
 from shared.db.engine import driver_connection
-from shared.db.locks import lock_name, try_xact_lock
+from shared.db.locks import lock_name, try_xact_lock, xact_lock
 from shared.db.outbox_pack import PACK_MESSAGES, pack, unpack
 from shared.kafka.producer import EventPublisher, Headers, Message
 from shared.retry import retrying
@@ -288,18 +288,26 @@ class OutboxRelay(StoppableLoop):
         return int(status.rsplit(" ", 1)[-1])
 
     async def replay(self, since: datetime) -> dict[str, int]:
-        """Queue again every row relayed at or after ``since``, in ``id`` order (after
-        what the outbox holds now), and wake the relay; return the messages per topic."""
+        """Move every row relayed at or after ``since`` back into the outbox, under its
+        first ``id``, and wake the relay; return the messages per topic.
+
+        Back under their ids, the rows go out again before anything queued after them
+        and in their first order, so one customer's messages keep their order; moved
+        (not copied), a row is kept once and a second replay sends it once more, not
+        twice. The relay's lock is held meanwhile: no pass is publishing newer rows."""
         if self._relayed is None:
             return {}
-        columns = "topic, key, value, headers, packed, messages"
+        columns = "id, topic, key, value, headers, created_at, packed, messages"
         async with self._engine.begin() as conn:
+            await xact_lock(conn, self._lock_name)
             driver = await driver_connection(conn)
             rows = await driver.fetch(
-                f"WITH queued AS ("
-                f"INSERT INTO {self._outbox.fullname} ({columns}) "
-                f"SELECT {columns} FROM {self._relayed.fullname} "
-                "WHERE relayed_at >= $1 ORDER BY id "
+                f"WITH moved AS ("
+                f"DELETE FROM {self._relayed.fullname} WHERE relayed_at >= $1 "
+                f"RETURNING {columns}), "
+                f"queued AS ("
+                f"INSERT INTO {self._outbox.fullname} ({columns}) OVERRIDING SYSTEM VALUE "
+                f"SELECT {columns} FROM moved ORDER BY id "
                 "RETURNING topic, messages) "
                 "SELECT topic, sum(messages)::bigint FROM queued GROUP BY topic ORDER BY topic",
                 since,

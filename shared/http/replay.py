@@ -4,9 +4,10 @@ asks every service after it restarted one).
 
 Mounted by every service with an outbox (segmenter, journey, dispatcher, metrics).
 The relay keeps what it published for ``TENURE_OUTBOX_REPLAY_WINDOW_S``
-(:class:`~shared.db.outbox.OutboxRelay`); the rows relayed at or after ``since`` go
-back into the outbox in their first order, behind what waits there now. Consumers
-dedupe, so a message that did arrive the first time is harmless.
+(:class:`~shared.db.outbox.OutboxRelay`); the rows relayed at or after ``since`` move
+back into the outbox under their first ids, so they go out again in their first
+order, before what was queued after them. Consumers dedupe, so a message that did
+arrive the first time is harmless.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ async def replay(
         ),
     ],
 ) -> ReplayPublic:
-    """Queue again, in their first order, the messages the service's outbox relay
-    published at or after ``since``, and answer how many per topic. For a broker
-    that lost messages it had acknowledged; consumers dedupe what did arrive."""
+    """Queue again, in their first order and before anything queued after them, the
+    messages the service's outbox relay published at or after ``since``, and answer
+    how many per topic. For a broker that lost messages it had acknowledged;
+    consumers dedupe what did arrive."""
     runtime: HasServiceRuntime = request.app.state.runtime
     relay = runtime.service.relay
     if relay is None or relay.relayed_table is None:

@@ -111,20 +111,21 @@ async def test_replay_publishes_again_exactly_what_was_relayed_since_in_order(
         await conn.execute(kept.outbox.insert().values(topic=topic, key=b"k", value=b"c"))
     assert await kept.relay.relay_once() == 5  # the pack of four and the single row
     kept.clock.advance(minutes=1)
+    await kept.add([Message(topic, b"k", b"d")])  # queued after, not relayed yet
 
     assert await kept.relay.replay(since) == {topic: 5}
-    assert await kept.relay.relay_once() == 5
-    assert await kept.relay.relay_once() == 0
+    assert await kept.relay.replay(since) == {}  # moved back: nothing kept since then now
+    assert [await kept.relay.relay_once() for _ in range(3)] == [5, 1, 0]
 
     tail = await TopicTail(kafka_settings.bootstrap_servers, topic).start()
     try:
-        records = await tail.wait_for_count(lambda _: True, 13)
+        records = await tail.wait_for_count(lambda _: True, 14)
     finally:
         await tail.stop()
     first = [b"a0", b"a1", b"a2", b"b0", b"b1", b"b2", b"b3", b"c"]
-    assert values(records) == first + first[3:]
-    # the replayed rows are relayed (and kept) again: a later replay would send them too
-    assert await kept.kept() == 13
+    # the replayed rows go out under their first ids: before d, queued after them
+    assert values(records) == first + first[3:] + [b"d"]
+    assert await kept.kept() == 9  # each row kept once
 
 
 async def test_replay_route_asks_for_an_admin_token_and_a_since_within_the_window(
