@@ -5,7 +5,9 @@ supervised by this process: dead services, PostgreSQL and the broker are restart
 ``tenure dev`` does), one journey "Order Completed → email", and ``customers`` new
 customers each sent as one ``/v1/batch`` of an ``identify`` (with the email) and an
 ``Order Completed`` (:class:`~tenure.demo.client.Api`). Midway (the dispatcher ×3: at
-a quarter, a half and three quarters) the part is killed with SIGKILL. After a broker
+a quarter, a half and three quarters) the part is killed with SIGKILL; a kill waits
+(the stream paused) until the part runs, so each of the dispatcher's three kills hits
+a dispatcher that was restarted and ready. After a broker
 kill, every event is sent again, as the banner tells an operator to (same
 ``messageId``: what was applied is skipped). Then the run waits until every customer's
 delivery is final and the SMTP sink and metrics agree, or ``settle_timeout_s``.
@@ -139,6 +141,9 @@ class FaultRun:
         self.stack = DevStack(
             DevOptions(kafka_port=free_port(), base_port=base, state_dir=self.state)
         )
+        # its own embedded servers, whatever the environment names: they are what is killed
+        for name in ("DATABASE_URL", "TENURE_DATABASE_URL", "TENURE_KAFKA_BOOTSTRAP_SERVERS"):
+            self.stack.env.pop(name, None)
         for name, value in SETTINGS.items():
             self.stack.env.setdefault(name, value)
         self.endpoints = Endpoints.from_base_port(base)
@@ -242,17 +247,31 @@ class FaultRun:
                 time.sleep(0.2)
 
     def _kill(self, part: str) -> None:
-        if part == "postgres":
-            postmaster = self.stack.servers.postmaster
-            assert postmaster is not None, "PostgreSQL is not the embedded one"
-            pid = postmaster.pid
-        elif part == "broker":
-            assert self.stack.broker is not None and self.stack.broker.process is not None
-            pid = self.stack.broker.process.pid
-        else:
-            pid = self.stack.processes[part].pid
+        """SIGKILL ``part``, once it runs (and, a service, answers ready): a second kill
+        of the dispatcher waits for the one restarted after the first."""
+        deadline = time.monotonic() + 180
+        while (pid := self._running_pid(part)) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {part} did not come back within 180 s")
+            time.sleep(0.2)
         self.options.log(f"{self.fault}: SIGKILL to the {part} (pid {pid})")
         os.kill(pid, signal.SIGKILL)
+
+    def _running_pid(self, part: str) -> int | None:
+        if part == "postgres":
+            postmaster = self.stack.servers.postmaster
+            return postmaster.pid if postmaster is not None and postmaster.alive() else None
+        if part == "broker":
+            broker = self.stack.broker.process if self.stack.broker is not None else None
+            return broker.pid if broker is not None and broker.poll() is None else None
+        process = self.stack.processes[part]
+        if process.poll() is not None:
+            return None
+        try:
+            ready = httpx.get(f"{getattr(self.endpoints, part)}/readyz", timeout=2)
+        except httpx.TransportError:
+            return None
+        return process.pid if ready.status_code == 200 else None
 
     # --- counting -----------------------------------------------------------------------
 
