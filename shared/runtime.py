@@ -10,6 +10,9 @@ A service declares its parts and gets the order for free::
     async with runtime.running(app):   # in the FastAPI lifespan
         yield
 
+A relay that keeps what it published (for ``POST /v1/ops/replay``) brings its
+periodic prune, the ``outbox prune`` loop.
+
 Start: the publisher (it connects in the background when the broker is down),
 then each consumer, the outbox relay and each loop as a task of its own.
 
@@ -46,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import collector
 from shared.auth import TokenDigests
-from shared.clock import Clock
+from shared.clock import Clock, utc_now
 from shared.db.claims import claims_cleanup
 from shared.db.engine import check_database, create_engine
 from shared.db.outbox import OutboxRelay
@@ -55,6 +58,7 @@ from shared.kafka.consumer import BatchHandler, ConsumerRunner, Decoder, IsTrans
 from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
 from shared.settings import KafkaSettings, ServiceSettings
+from shared.stopping import PeriodicJob
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +96,27 @@ class OutboxParts:
     relay: OutboxRelay
 
     @classmethod
-    def build(cls, name: str, settings: ServiceSettings, outbox: Table) -> OutboxParts:
+    def build(
+        cls,
+        name: str,
+        settings: ServiceSettings,
+        outbox: Table,
+        *,
+        relayed: Table | None = None,
+        clock: Clock = utc_now,
+    ) -> OutboxParts:
+        """``relayed``: the table the relay keeps what it published in, for
+        ``settings.outbox.replay_window`` (``POST /v1/ops/replay``)."""
         engine = create_engine(settings.database)
         publisher = EventPublisher(settings.kafka, client_id=f"tenure-{name}")
-        relay = OutboxRelay(engine=engine, outbox=outbox, publisher=publisher)
+        relay = OutboxRelay(
+            engine=engine,
+            outbox=outbox,
+            publisher=publisher,
+            relayed=relayed,
+            keep_for=settings.outbox.replay_window,
+            clock=clock,
+        )
         return cls(name, engine, publisher, relay)
 
     def service(self, *, topics: Iterable[str] = ()) -> ServiceRuntime:
@@ -133,6 +154,15 @@ class ServiceRuntime:
         self._closers: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        if relay is not None and relay.relayed_table is not None:
+            self.loop(
+                "outbox prune",
+                PeriodicJob(
+                    relay.prune,
+                    name=f"pruning {relay.relayed_table.fullname}",
+                    interval_s=relay.prune_interval_s,
+                ),
+            )
 
     # declaring the parts -----------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import timedelta
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -73,6 +74,19 @@ class HttpSettings(BaseModel):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
 
+class OutboxSettings(BaseModel):
+    #: how long the rows the outbox relay published are kept, in seconds, so that
+    #: ``POST /v1/ops/replay?since=`` can publish them again after a broker lost them
+    #: (0: kept not at all, no replay). An hour covers a broker restart and an operator
+    #: answering a page; it costs a second write of each row and an hour of messages
+    #: on disk.
+    replay_window_s: float = Field(default=3600.0, ge=0, le=7 * 24 * 3600)
+
+    @property
+    def replay_window(self) -> timedelta:
+        return timedelta(seconds=self.replay_window_s)
+
+
 DEFAULT_MEMORY_TRIM_INTERVAL_S = 30.0
 
 
@@ -129,6 +143,7 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     database: DatabaseSettings = DatabaseSettings()
     http: HttpSettings = HttpSettings()
+    outbox: OutboxSettings = OutboxSettings()
     #: the least severe level logged
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: one JSON object per line, or text (what `tenure dev` sets)

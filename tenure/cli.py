@@ -113,6 +113,24 @@ def _parser() -> argparse.ArgumentParser:
         "delete the topic and its messages and create it anew",
     )
 
+    faults = sub.add_parser(
+        "faults",
+        help="kill each part of a fresh embedded stack mid-stream and count the emails",
+    )
+    faults.add_argument(
+        "--customers", type=int, default=100, help="customers per fault (default 100)"
+    )
+    faults.add_argument(
+        "--fault",
+        action="append",
+        default=None,
+        metavar="FAULT",
+        help="a fault to run (repeatable; default: every one): "
+        "none, ingest, segmenter, journey, dispatcher, 'dispatcher x3', metrics, postgres, broker",
+    )
+    faults.add_argument(
+        "--rate", type=float, default=20.0, help="customers sent per second (default 20)"
+    )
     bench = sub.add_parser("bench", help="run a benchmark and print ratios to its baselines")
     bench.add_argument("target", choices=sorted(BENCH_TARGETS))
     bench.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
@@ -210,6 +228,21 @@ def main(argv: list[str] | None = None) -> int:
                 state_dir=(args.state_dir or project_state_dir()).resolve(),
             )
         )
+    if args.command == "faults":
+        from tenure.faults import FAULTS, FaultOptions, run_faults
+
+        unknown = [f for f in args.fault or () if f not in FAULTS]
+        if unknown or args.customers < 1:
+            print(f"tenure faults: unknown fault(s) {unknown} or --customers < 1", file=sys.stderr)
+            return 2
+        run_faults(
+            FaultOptions(
+                customers=args.customers,
+                faults=tuple(args.fault or FAULTS),
+                rate_per_s=args.rate,
+            )
+        )
+        return 0
     if args.command == "demo":
         import dataclasses
 

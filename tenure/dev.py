@@ -127,6 +127,9 @@ class DevStack:
         self.policies: dict[str, RestartPolicy] = {name: RestartPolicy() for name in SERVICES}
         self.providers: LocalProviders | None = None
         self.servers = ServerWatch()
+        #: service -> when to restart it; services given up on
+        self._due: dict[str, float] = {}
+        self._given_up: set[str] = set()
 
     # --- bring-up -------------------------------------------------------------
 
@@ -372,40 +375,43 @@ class DevStack:
 
     def wait(self, stop: StopRequest) -> int:
         """Block until `stop` is requested, restarting services that die; return the exit code."""
-        #: service -> when to restart it
-        due: dict[str, float] = {}
-        given_up: set[str] = set()
         while not stop.requested:
-            self._watch_servers()
-            now = time.monotonic()
-            for name, process in self.processes.items():
-                if name in due or name in given_up or process.poll() is None:
-                    continue
-                ran_for = now - self.started_at[name]
-                delay = self.policies[name].next_delay(now=now, ran_for_s=ran_for)
-                if delay is None:
-                    given_up.add(name)
-                    _say(
-                        f"the {name} service exited with {process.returncode} again; it died "
-                        f"{self.policies[name].max_restarts + 1} times within "
-                        f"{self.policies[name].window_s:.0f} s, so it stays down. "
-                        "The broker and the other services keep running; Ctrl-C stops all."
-                    )
-                    continue
-                due[name] = now + delay
-                _say(
-                    f"the {name} service exited with {process.returncode}; restarting it in "
-                    f"{delay:.0f} s (restart {self.policies[name].restarts_in_window} of at most "
-                    f"{self.policies[name].max_restarts} in {self.policies[name].window_s:.0f} s). "
-                    "The broker and the other services keep running."
-                )
-            for name, when in list(due.items()):
-                if when <= now:
-                    del due[name]
-                    self._start_service(name)
-                    _say(f"restarted the {name} service (pid {self.processes[name].pid})")
+            self.supervise_once()
             time.sleep(0.3)
         return 0
+
+    def supervise_once(self) -> None:
+        """One look at the servers and the services: restart what died (with backoff),
+        give up on a service that dies too often. ``wait`` calls it in a loop; a runner of
+        its own (``tenure faults``) may too."""
+        self._watch_servers()
+        now = time.monotonic()
+        for name, process in self.processes.items():
+            if name in self._due or name in self._given_up or process.poll() is None:
+                continue
+            ran_for = now - self.started_at[name]
+            delay = self.policies[name].next_delay(now=now, ran_for_s=ran_for)
+            if delay is None:
+                self._given_up.add(name)
+                _say(
+                    f"the {name} service exited with {process.returncode} again; it died "
+                    f"{self.policies[name].max_restarts + 1} times within "
+                    f"{self.policies[name].window_s:.0f} s, so it stays down. "
+                    "The broker and the other services keep running; Ctrl-C stops all."
+                )
+                continue
+            self._due[name] = now + delay
+            _say(
+                f"the {name} service exited with {process.returncode}; restarting it in "
+                f"{delay:.0f} s (restart {self.policies[name].restarts_in_window} of at most "
+                f"{self.policies[name].max_restarts} in {self.policies[name].window_s:.0f} s). "
+                "The broker and the other services keep running."
+            )
+        for name, when in list(self._due.items()):
+            if when <= now:
+                del self._due[name]
+                self._start_service(name)
+                _say(f"restarted the {name} service (pid {self.processes[name].pid})")
 
     # --- the servers: PostgreSQL and the broker ---------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import socket
 import subprocess
 import time
@@ -61,6 +62,22 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def free_port_block(count: int, host: str = "127.0.0.1") -> int:
+    """The first of ``count`` consecutive free ports, below the ephemeral range (where
+    the servers started later bind their own ports)."""
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(20_000, 30_000)
+        try:
+            for offset in range(count):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                    probe.bind((host, first + offset))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports between 20000 and 30000")
 
 
 def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout_s: float = 15.0) -> None:

@@ -22,7 +22,7 @@ import contextlib
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -125,7 +125,9 @@ def broker_loss_banner(
         "",
         f"  Now: restarting the broker on {bootstrap_servers} and recreating its topics;",
         "  the services reconnect and rejoin their groups by themselves, from the start",
-        "  of the new, empty topics.",
+        "  of the new, empty topics; each service is then asked to publish again what its",
+        "  outbox relayed since then (POST /v1/ops/replay: the last",
+        "  TENURE_OUTBOX_REPLAY_WINDOW_S are kept, 1 h by default).",
         "",
         f"  Resend every event you sent since {iso(since)}",
         "  (ingest's /v1/track, /v1/identify, /v1/batch with the same messageId: a resent",
@@ -157,24 +159,46 @@ def request_replays(
     """Ask every service to publish again what it produced since ``since``.
 
     The hook for a broker that lost its messages: ``POST /v1/ops/replay?since=`` on
-    each service (admin). A service without that route (404/405) has nothing to
-    replay or cannot yet; the answer per service is returned to be printed."""
+    each service (admin; :mod:`shared.http.replay`). A service without that route
+    (404/405) has nothing to replay. When ``since`` is older than what a service keeps
+    (``TENURE_OUTBOX_REPLAY_WINDOW_S``), it is asked again from the oldest it keeps,
+    and the answer says so. The answer per service is returned to be printed."""
     answers: dict[str, str] = {}
     with httpx.Client(timeout=timeout_s) as client:
         for name, port in ports.items():
-            try:
-                answer = client.post(
+
+            def ask(when: datetime, port: int = port) -> httpx.Response:
+                return client.post(
                     f"http://127.0.0.1:{port}/v1/ops/replay",
-                    params={"since": since.astimezone(UTC).isoformat()},
+                    params={"since": when.astimezone(UTC).isoformat()},
                     headers={"Authorization": f"Bearer {admin_token}"},
                 )
+
+            try:
+                answer = ask(since)
+                kept_since = _kept_since(answer)
+                if kept_since is not None:
+                    answer = ask(kept_since)
             except httpx.HTTPError as exc:
                 answers[name] = f"not asked ({type(exc).__name__})"
                 continue
             if answer.status_code in (404, 405):
                 answers[name] = "no replay"
             elif answer.is_success:
-                answers[name] = "replaying"
+                total = answer.json().get("total", "?")
+                kept = f", only since {iso(kept_since)} is kept" if kept_since else ""
+                answers[name] = f"replaying ({total} messages{kept})"
             else:
                 answers[name] = f"replay refused ({answer.status_code})"
     return answers
+
+
+def _kept_since(answer: httpx.Response) -> datetime | None:
+    """From a replay refused because ``since`` is older than the window: a second later
+    than the oldest time kept (the window moved on while we asked)."""
+    if answer.status_code != 422:
+        return None
+    problem = answer.json()
+    if problem.get("type") != "urn:tenure:problem:older_than_window":
+        return None
+    return datetime.fromisoformat(problem["kept_since"]) + timedelta(seconds=1)

@@ -13,7 +13,8 @@
 - ``outcomes``: every outcome published, for the admin API.
 - ``engagement_hours``: a customer's opens and clicks by UTC hour of day (best time).
 - ``deferrals``: the durable timer of each deferred delivery.
-- ``outbox``: ``dispatch.outcomes``, ``customer.events`` and dead letters to relay.
+- ``outbox``: ``dispatch.outcomes``, ``customer.events`` and dead letters to relay;
+  ``outbox_relayed``: what the relay published, kept for a replay.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.db.engine import service_metadata
-from shared.db.outbox import outbox_table
+from shared.db.outbox import outbox_relayed_table, outbox_table
 from shared.db.profile_projection import profile_projection_table
 from shared.db.timers import timer_table
 from shared.db.types import Key, Timestamp
@@ -45,6 +46,7 @@ metadata = service_metadata(SCHEMA)
 
 profiles = profile_projection_table(metadata)
 outbox = outbox_table(metadata)
+outbox_relayed = outbox_relayed_table(metadata)
 #: deferred deliveries, fired when their wait ends (:mod:`shared.db.timers`)
 deferrals = timer_table(metadata, "deferrals", Column("dispatch_id", Key))
 

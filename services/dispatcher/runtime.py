@@ -15,7 +15,7 @@ from services.dispatcher.compose import Composer
 from services.dispatcher.consumer import DECODERS, DispatcherBatchHandler, is_transient
 from services.dispatcher.dispatching import Dispatcher, RetryPolicy, SendsInFlight
 from services.dispatcher.links import LinkSigner
-from services.dispatcher.models import deferrals, outbox
+from services.dispatcher.models import deferrals, outbox, outbox_relayed
 from services.dispatcher.providers import build_providers
 from services.dispatcher.settings import DispatcherSettings
 from shared.clock import Clock
@@ -37,7 +37,9 @@ class Runtime:
         group = settings.dispatcher
         self.settings = settings
         self.clock = clock
-        parts = OutboxParts.build("dispatcher", settings, outbox)
+        parts = OutboxParts.build(
+            "dispatcher", settings, outbox, relayed=outbox_relayed, clock=clock
+        )
         self.engine, self.publisher, self.relay = parts.engine, parts.publisher, parts.relay
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=5.0),

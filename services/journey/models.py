@@ -15,7 +15,8 @@
 - ``dispatch_watch``: each dispatch request published and not yet given a final
   outcome, with when to request it again (its bytes as published: the same
   ``dispatch_id``), so a request or an outcome the broker lost delays, never drops.
-- ``processed_messages`` (claims of consumed message ids) and ``outbox``.
+- ``processed_messages`` (claims of consumed message ids), ``outbox`` and
+  ``outbox_relayed`` (what the relay published, kept for a replay).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.claims import processed_messages_table
 from shared.db.engine import service_metadata
-from shared.db.outbox import outbox_table
+from shared.db.outbox import outbox_relayed_table, outbox_table
 from shared.db.profile_projection import profile_projection_table
 from shared.db.timers import timer_table
 
@@ -159,6 +160,7 @@ run_timers = timer_table(metadata, "run_timers", Column("run_id", Key))
 processed_messages = processed_messages_table(metadata)
 profiles = profile_projection_table(metadata)
 outbox = outbox_table(metadata)
+outbox_relayed = outbox_relayed_table(metadata)
 #: a timer table (key ``dispatch_id``, ``due_at``) with the request beside it
 dispatch_watch = Table(
     "dispatch_watch",

@@ -10,7 +10,7 @@ from services.journey import repository as repo
 from services.journey.catalog import CatalogCache
 from services.journey.consumer import DECODERS, JourneyBatchHandler, is_transient
 from services.journey.machine import Facts, Run, Stop
-from services.journey.models import outbox, processed_messages
+from services.journey.models import outbox, outbox_relayed, processed_messages
 from services.journey.processing import Work
 from services.journey.references import ReferenceChecker
 from services.journey.settings import JourneySettings
@@ -27,7 +27,7 @@ class Runtime:
         self.settings = settings
         self.clock = clock
         group = settings.journey
-        parts = OutboxParts.build("journey", settings, outbox)
+        parts = OutboxParts.build("journey", settings, outbox, relayed=outbox_relayed, clock=clock)
         self.engine, self.publisher, self.relay = parts.engine, parts.publisher, parts.relay
         self.catalogs = CatalogCache(self.engine, poll_s=group.catalog_poll_s)
         self.references = ReferenceChecker(

@@ -34,7 +34,8 @@ Customer KPIs are kept incrementally, so every KPI query reads a few hundred row
   erased id). Their rows above were moved to a random pseudonym; their later
   messages are dropped (events) or counted under a pseudonym (the others).
 - ``processed_messages``: the ids of messages applied (idempotency).
-- ``outbox``: ``experiment.decisions`` to relay.
+- ``outbox``: ``experiment.decisions`` to relay; ``outbox_relayed``: what the relay
+  published, kept for a replay.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.claims import processed_messages_table
 from shared.db.engine import service_metadata
-from shared.db.outbox import outbox_table
+from shared.db.outbox import outbox_relayed_table, outbox_table
 from shared.db.types import Key, Timestamp
 
 SCHEMA = "metrics"
@@ -65,6 +66,7 @@ class Base(DeclarativeBase):
 
 metadata = Base.metadata
 outbox = outbox_table(metadata)
+outbox_relayed = outbox_relayed_table(metadata)
 processed_messages = processed_messages_table(metadata)
 
 

@@ -16,7 +16,7 @@ from services.metrics.metrics import (
     OUTBOX_BACKLOG,
     REPEAT_PURCHASE_RATE,
 )
-from services.metrics.models import outbox, processed_messages
+from services.metrics.models import outbox, outbox_relayed, processed_messages
 from services.metrics.periods import period_start, shift_period
 from services.metrics.settings import MetricsSettings
 from services.metrics.stats import Policy
@@ -35,7 +35,7 @@ class Runtime:
         self.settings = settings
         self.clock = clock
         group = settings.metrics
-        parts = OutboxParts.build("metrics", settings, outbox)
+        parts = OutboxParts.build("metrics", settings, outbox, relayed=outbox_relayed, clock=clock)
         self.engine, self.publisher, self.relay = parts.engine, parts.publisher, parts.relay
         self.service = parts.service()
         self.policy = Policy(

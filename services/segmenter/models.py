@@ -18,7 +18,8 @@
 - ``memberships``: who is in which segment now; ``membership_timers``: the
   earliest instant a time-dependent condition can next flip for a customer.
 - ``score_fits``: each fit of the churn / LTV models.
-- ``outbox``: ``segment.changes`` and ``profiles`` messages to relay.
+- ``outbox``: ``segment.changes`` and ``profiles`` messages to relay;
+  ``outbox_relayed``: what the relay published, kept for a replay.
 - ``products``: the catalogue as the events describe it (category, latest seen) and as
   the API sets it (``consumable``: may be recommended again after a purchase); a small
   integer ``product_key`` so interactions stay narrow and the job reads integers.
@@ -54,7 +55,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.claims import processed_messages_table
 from shared.db.engine import service_metadata
-from shared.db.outbox import outbox_table
+from shared.db.outbox import outbox_relayed_table, outbox_table
 from shared.db.timers import timer_table
 from shared.db.types import Key, Timestamp
 
@@ -190,6 +191,7 @@ class ScoreFit(Base):
 
 
 outbox = outbox_table(Base.metadata)
+outbox_relayed = outbox_relayed_table(Base.metadata)
 #: the messageIds claimed by the consumer (``md5(messageId)::uuid``, see
 #: :mod:`shared.db.claims`)
 processed_messages = processed_messages_table(Base.metadata)

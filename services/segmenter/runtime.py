@@ -16,7 +16,7 @@ from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import DECODERS, event_batch_handler, is_transient
 from services.segmenter.errors import RefitRunning
 from services.segmenter.loyalty_job import scheduled_refresh
-from services.segmenter.models import outbox, processed_messages
+from services.segmenter.models import outbox, outbox_relayed, processed_messages
 from services.segmenter.recommend_job import scheduled_recompute
 from services.segmenter.repository.loyalty import program_cache
 from services.segmenter.schemas import FitReport
@@ -39,7 +39,9 @@ class Runtime:
     def __init__(self, settings: SegmenterSettings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
-        parts = OutboxParts.build("segmenter", settings, outbox)
+        parts = OutboxParts.build(
+            "segmenter", settings, outbox, relayed=outbox_relayed, clock=clock
+        )
         self.engine, self.publisher, self.relay = parts.engine, parts.publisher, parts.relay
         self.catalogs = CatalogCache(self.engine)
         self.service = parts.service(

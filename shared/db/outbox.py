@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import orjson
 from sqlalchemy import (
@@ -42,8 +43,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from shared.clock import Clock, utc_now
 from shared.db.engine import driver_connection
-from shared.db.locks import lock_name, try_xact_lock
+from shared.db.locks import lock_name, try_xact_lock, xact_lock
 from shared.db.outbox_pack import PACK_MESSAGES, pack, unpack
 from shared.kafka.producer import EventPublisher, Headers, Message
 from shared.retry import retrying
@@ -67,6 +69,25 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("packed", Boolean, nullable=False, server_default=false()),
         #: how many messages the row holds
         Column("messages", Integer, nullable=False, server_default="1"),
+    )
+
+
+def outbox_relayed_table(metadata: MetaData) -> Table:
+    """The ``outbox_relayed`` table: the outbox rows the relay published, with their
+    outbox ``id``, kept for the replay window (:meth:`OutboxRelay.replay`)."""
+    return Table(
+        "outbox_relayed",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=False),
+        Column("topic", Text, nullable=False),
+        Column("key", LargeBinary, nullable=True),
+        Column("value", LargeBinary, nullable=False),
+        Column("headers", JSONB, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("packed", Boolean, nullable=False),
+        Column("messages", Integer, nullable=False),
+        #: when the relay took the row (by its clock); the prune and the replay read it
+        Column("relayed_at", DateTime(timezone=True), nullable=False, index=True),
     )
 
 
@@ -121,6 +142,10 @@ def _headers(text_: str | None) -> Headers:
     return tuple((k, v.encode("latin-1")) for k, v in orjson.loads(text_))
 
 
+#: how often the relay forgets the relayed rows past its window, at most
+PRUNE_INTERVAL_S = 60.0
+
+
 class OutboxRelay(StoppableLoop):
     """Publishes an outbox table to Kafka until :meth:`signal_shutdown`.
 
@@ -129,6 +154,10 @@ class OutboxRelay(StoppableLoop):
     ``batch_size + PACK_MESSAGES - 1``). Idle, it waits for :meth:`notify` (called by
     whoever commits rows, after the commit) and otherwise looks every ``idle_poll_s``
     (for rows written by another process).
+
+    With ``relayed`` (and ``keep_for`` above zero) the rows it publishes move there,
+    stamped with ``clock()``, for :meth:`replay`; :meth:`prune` (a periodic job the
+    :class:`~shared.runtime.ServiceRuntime` runs) forgets those older than ``keep_for``.
     """
 
     def __init__(
@@ -137,17 +166,42 @@ class OutboxRelay(StoppableLoop):
         engine: AsyncEngine,
         outbox: Table,
         publisher: EventPublisher,
+        relayed: Table | None = None,
+        keep_for: timedelta = timedelta(0),
+        clock: Clock = utc_now,
         batch_size: int = 2_000,
         idle_poll_s: float = 5.0,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
         self._publisher = publisher
+        self._relayed = relayed if keep_for > timedelta(0) else None
+        self._keep_for = keep_for
+        self._clock = clock
         self._batch_size = batch_size
         self._idle_poll_s = idle_poll_s
         super().__init__()
         self._wakeup = asyncio.Event()
         self._lock_name = lock_name("outbox", item=outbox.fullname)
+        self._take = self._take_sql()
+
+    @property
+    def relayed_table(self) -> Table | None:
+        """Where relayed rows are kept for a replay (None: nowhere, nothing to replay)."""
+        return self._relayed
+
+    @property
+    def keep_for(self) -> timedelta:
+        return self._keep_for
+
+    @property
+    def prune_interval_s(self) -> float:
+        """How often :meth:`prune` runs: a tenth of the window, at most a minute."""
+        return min(PRUNE_INTERVAL_S, self._keep_for.total_seconds() / 10)
+
+    def kept_since(self) -> datetime:
+        """The oldest ``relayed_at`` a replay may ask for now."""
+        return self._clock() - self._keep_for
 
     def signal_shutdown(self) -> None:
         super().signal_shutdown()
@@ -177,23 +231,39 @@ class OutboxRelay(StoppableLoop):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout=self._idle_poll_s)
 
+    def _take_sql(self) -> str:
+        """The statement deleting the next batch (``$1``: batch size), moving it to
+        ``relayed`` stamped ``$2`` when rows are kept, and returning it."""
+        outbox = self._outbox.fullname
+        # the oldest rows while they hold fewer than batch_size messages, and one more
+        delete = (
+            f"DELETE FROM {outbox} WHERE id IN ("
+            "SELECT id FROM ("
+            "SELECT id, messages, sum(messages) OVER (ORDER BY id) AS upto "
+            f"FROM {outbox} ORDER BY id LIMIT $1"
+            ") AS oldest WHERE upto - messages < $1"
+            ")"
+        )
+        if self._relayed is None:
+            return f"{delete} RETURNING id, topic, key, value, headers::text, packed"
+        columns = "id, topic, key, value, headers, created_at, packed, messages"
+        return (
+            f"WITH moved AS ({delete} RETURNING {columns}) "
+            f"INSERT INTO {self._relayed.fullname} ({columns}, relayed_at) "
+            f"SELECT {columns}, $2::timestamptz FROM moved "
+            "RETURNING id, topic, key, value, headers::text, packed"
+        )
+
     async def relay_once(self) -> int:
-        """Publish and delete up to one batch of rows; return how many."""
-        outbox = self._outbox
+        """Publish and delete (or move) up to one batch of rows; return how many."""
         async with self._engine.begin() as conn:
             if not await try_xact_lock(conn, self._lock_name):
                 return 0
             driver = await driver_connection(conn)
-            # the oldest rows while they hold fewer than batch_size messages, and one more
-            rows = await driver.fetch(
-                f"DELETE FROM {outbox.fullname} WHERE id IN ("
-                "SELECT id FROM ("
-                "SELECT id, messages, sum(messages) OVER (ORDER BY id) AS upto "
-                f"FROM {outbox.fullname} ORDER BY id LIMIT $1"
-                ") AS oldest WHERE upto - messages < $1"
-                ") RETURNING id, topic, key, value, headers::text, packed",
-                self._batch_size,
-            )
+            if self._relayed is None:
+                rows = await driver.fetch(self._take, self._batch_size)
+            else:
+                rows = await driver.fetch(self._take, self._batch_size, self._clock())
             if not rows:
                 return 0
             rows.sort(key=lambda row: row[0])
@@ -205,3 +275,42 @@ class OutboxRelay(StoppableLoop):
                     messages.append(Message(topic, key, value, _headers(headers)))
             await self._publisher.publish_many(messages)
         return len(messages)
+
+    async def prune(self) -> int:
+        """Forget the relayed rows older than the window; return how many rows."""
+        if self._relayed is None:
+            return 0
+        async with self._engine.begin() as conn:
+            driver = await driver_connection(conn)
+            status = await driver.execute(
+                f"DELETE FROM {self._relayed.fullname} WHERE relayed_at < $1", self.kept_since()
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def replay(self, since: datetime) -> dict[str, int]:
+        """Move every row relayed at or after ``since`` back into the outbox, under its
+        first ``id``, and wake the relay; return the messages per topic.
+
+        Back under their ids, the rows go out again before anything queued after them
+        and in their first order, so one customer's messages keep their order; moved
+        (not copied), a row is kept once and a second replay sends it once more, not
+        twice. The relay's lock is held meanwhile: no pass is publishing newer rows."""
+        if self._relayed is None:
+            return {}
+        columns = "id, topic, key, value, headers, created_at, packed, messages"
+        async with self._engine.begin() as conn:
+            await xact_lock(conn, self._lock_name)
+            driver = await driver_connection(conn)
+            rows = await driver.fetch(
+                f"WITH moved AS ("
+                f"DELETE FROM {self._relayed.fullname} WHERE relayed_at >= $1 "
+                f"RETURNING {columns}), "
+                f"queued AS ("
+                f"INSERT INTO {self._outbox.fullname} ({columns}) OVERRIDING SYSTEM VALUE "
+                f"SELECT {columns} FROM moved ORDER BY id "
+                "RETURNING topic, messages) "
+                "SELECT topic, sum(messages)::bigint FROM queued GROUP BY topic ORDER BY topic",
+                since,
+            )
+        self.notify()
+        return {topic: int(count) for topic, count in rows}

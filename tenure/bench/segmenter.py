@@ -58,7 +58,7 @@ from shared.events import ALL_TOPICS
 from shared.events.customer_events import TOPIC as CUSTOMER_EVENTS
 from shared.kafka.producer import EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
-from shared.settings import DatabaseSettings, KafkaSettings
+from shared.settings import DatabaseSettings, KafkaSettings, OutboxSettings
 from tenure.bench import cpu
 from tenure.bench.report import Figure, format_figures
 from tenure.bench.scratch import BenchServers, Log, asyncpg_dsn, log_to_stderr
@@ -118,6 +118,8 @@ class SegmenterBenchOptions:
     #: trace Python's allocations during the soak (``tracemalloc``): tells a leak of
     #: Python objects from an allocator that keeps freed memory
     trace_heap: bool = False
+    #: the relay keeps what it published this long, as the service does (0: deletes it)
+    replay_window_s: float = OutboxSettings().replay_window_s
     log: Log = log_to_stderr
 
     @classmethod
@@ -152,6 +154,7 @@ class SegmenterBenchOptions:
             ("max_batch_records", int),
             ("replicas", int),
             ("soak_rate", float),
+            ("replay_window_s", float),
         ):
             value = env.get(f"TENURE_BENCH_SEGMENTER_{name.upper()}")
             if value:
@@ -316,6 +319,7 @@ class SegmenterBench:
             database_url=url,
             group_id=group_id,
             max_batch_records=options.max_batch_records,
+            replay_window_s=options.replay_window_s,
         )
         meter = BatchMeter(profile_path=options.profile_path)
         replicas = ReplicaSet(config, options.replicas, meter.record)

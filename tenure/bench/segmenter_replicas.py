@@ -24,6 +24,7 @@ import queue
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event as ProcessEvent
@@ -31,7 +32,7 @@ from typing import Any
 
 from services.segmenter.catalog_cache import CatalogCache
 from services.segmenter.consumer import event_batch_handler, is_transient
-from services.segmenter.models import outbox
+from services.segmenter.models import outbox, outbox_relayed
 from services.segmenter.repository.loyalty import program_cache
 from services.segmenter.settings import SegmenterGroup
 from services.segmenter.sweeper import membership_sweep
@@ -46,7 +47,12 @@ from shared.kafka.dlq import DeadLetterPolicy
 from shared.kafka.producer import EventPublisher
 from shared.memory import HeapTrimmer
 from shared.runtime import ServiceRuntime
-from shared.settings import DEFAULT_MEMORY_TRIM_INTERVAL_S, DatabaseSettings, KafkaSettings
+from shared.settings import (
+    DEFAULT_MEMORY_TRIM_INTERVAL_S,
+    DatabaseSettings,
+    KafkaSettings,
+    OutboxSettings,
+)
 
 BatchHandler = Callable[[Sequence[Record[CustomerEvent]]], Awaitable[None]]
 #: a report from a replica process: ("batch", at, records), ("assigned", partitions, 0)
@@ -63,6 +69,8 @@ class ReplicaConfig:
     database_url: str
     group_id: str
     max_batch_records: int
+    #: how long the relay keeps what it published (``TENURE_OUTBOX_REPLAY_WINDOW_S``)
+    replay_window_s: float = OutboxSettings().replay_window_s
 
 
 class ConsumerReplica:
@@ -81,7 +89,13 @@ class ConsumerReplica:
         self.engine = create_engine(DatabaseSettings(url=config.database_url))
         self.publisher = EventPublisher(kafka, client_id="bench-segmenter")
         catalogs = CatalogCache(self.engine)
-        self.relay = OutboxRelay(engine=self.engine, outbox=outbox, publisher=self.publisher)
+        self.relay = OutboxRelay(
+            engine=self.engine,
+            outbox=outbox,
+            publisher=self.publisher,
+            relayed=outbox_relayed,
+            keep_for=timedelta(seconds=config.replay_window_s),
+        )
         # built as the segmenter's runtime builds it (purchases, views, loyalty included)
         handler = event_batch_handler(
             group,

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.events import ALL_TOPICS
 from tenure.embedded import free_port
 from tenure.lifetime import start_time
 from tests.integration.test_demo import base_port, stack_dir
+from tests.support.kafka import TopicTail
 
 pytestmark = pytest.mark.slow
 
@@ -130,6 +132,29 @@ async def _topics(bootstrap: str) -> set[str]:
         await admin.close()
 
 
+async def _consumed_again(bootstrap: str, topic: str, key: bytes) -> None:
+    """A record of ``key`` is on ``topic`` and the dispatcher's group committed past it."""
+    tail = await TopicTail(bootstrap, topic).start()
+    try:
+        record = await tail.wait_for(lambda r: r.key == key, within_s=60)
+    finally:
+        await tail.stop()
+    # the group's committed offset, read as a member would (not joining the group)
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id="tenure-dispatcher")
+    await reader.start()
+    try:
+        partition = TopicPartition(topic, record.partition)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            committed = await reader.committed(partition)
+            if committed is not None and committed > record.offset:
+                return
+            await asyncio.sleep(0.5)
+    finally:
+        await reader.stop()
+    raise AssertionError(f"the dispatcher did not consume the replayed {topic} record")
+
+
 async def test_killed_postgres_and_broker_are_restarted_and_events_flow_again() -> None:
     with stack_dir() as folder:
         await _kill_postgres_then_the_broker(folder / "state")
@@ -167,8 +192,14 @@ async def _kill_postgres_then_the_broker(state: Path) -> None:
             assert "THE BROKER DIED (exit -9)" in said
             assert "Resend every event you sent since 20" in said
             assert "asked the services to publish again" in said
+            for name in ("segmenter", "journey", "dispatcher", "metrics"):
+                assert f"{name} replaying (" in said
+            assert "ingest no replay" in said
             assert start_time(broker) is None
             assert set(ALL_TOPICS) <= await _topics(f"127.0.0.1:{kafka_port}")
+            # the victim's profile, published before the broker died, is on the new
+            # broker again (replayed) and the dispatcher's consumer took it
+            await _consumed_again(f"127.0.0.1:{kafka_port}", "profiles", b"victim")
             await _track(client, base, write_key, "victim")
             await _profile_appears(client, base, admin, "victim", revenue=14)
             assert process.poll() is None

@@ -1,15 +1,20 @@
 """What `tenure dev` knows of its servers: which PostgreSQL runs in a data directory,
-whether a given database answers, and what the banner of a broker death says."""
+whether a given database answers, what the banner of a broker death says, and how it
+asks the services to replay."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
-from tenure.watch import Postmaster, Reachability, broker_loss_banner
+from tenure.watch import Postmaster, Reachability, broker_loss_banner, request_replays
 
 
 def test_the_postmaster_of_a_data_directory_and_its_death(tmp_path: Path) -> None:
@@ -74,3 +79,47 @@ def test_the_broker_banner_says_what_was_lost_and_from_when_to_resend() -> None:
     assert "Resend every event you sent since 2026-12-08T00:40:12Z" in banner
     assert "restarting the broker on 127.0.0.1:9092 and recreating its topics" in banner
     assert "messageId" in banner
+
+
+def test_replays_are_asked_again_from_what_a_service_keeps() -> None:
+    """A service keeping less than asked answers 422 with ``kept_since``: asked again
+    from just after it; one without the route says so."""
+    kept_since = "2026-12-08T01:00:00+00:00"
+    asked: list[str] = []
+
+    class Service(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            since = parse_qs(urlparse(self.path).query)["since"][0]
+            asked.append(since)
+            body: dict[str, object] = {"total": 3}
+            status = 200
+            if datetime.fromisoformat(since) < datetime.fromisoformat(kept_since):
+                status = 422
+                body = {"type": "urn:tenure:problem:older_than_window", "kept_since": kept_since}
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Service)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            nowhere = closed.getsockname()[1]
+        answers = request_replays(
+            {"journey": server.server_address[1], "ingest": nowhere},
+            "token",
+            datetime(2026, 12, 8, 0, 0, tzinfo=UTC),
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert asked == ["2026-12-08T00:00:00+00:00", "2026-12-08T01:00:01+00:00"]
+    assert answers["journey"] == "replaying (3 messages, only since 2026-12-08T01:00:01Z is kept)"
+    assert answers["ingest"].startswith("not asked")

@@ -15,6 +15,7 @@ from services.dispatcher.api import (
     topics,
     tracking,
 )
+from shared.http import replay
 
 ROUTERS = (
     tracking.router,
@@ -25,6 +26,7 @@ ROUTERS = (
     deliveries.router,
     feedback.router,
     offers.router,
+    replay.router,
 )
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.journey.api import journeys, runs
+from shared.http import replay
 
-ROUTERS = (journeys.router, runs.router, runs.customers_router)
+ROUTERS = (journeys.router, runs.router, runs.customers_router, replay.router)
 
 
 def install(app: FastAPI) -> None:

@@ -14,6 +14,7 @@ from services.segmenter.api import (
     segments,
     suppressions,
 )
+from shared.http import replay
 
 ROUTERS = (
     segments.router,
@@ -22,6 +23,7 @@ ROUTERS = (
     scores.router,
     recommendations.router,
     loyalty.router,
+    replay.router,
 )
 
 

@@ -1,0 +1,28 @@
+"""outbox_relayed: what the outbox relay published, kept for a replay
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-08 02:45:00
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+from shared.db.migrations import create_declared_table
+from shared.db.outbox import outbox_relayed_table
+
+revision: str = "0005"
+down_revision: str | None = "0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+S = "metrics"
+
+
+def upgrade() -> None:
+    create_declared_table(S, outbox_relayed_table)
+
+
+def downgrade() -> None:
+    op.drop_table("outbox_relayed", schema=S)
