@@ -19,6 +19,7 @@ from services.dispatcher.models import (
     deferrals,
     deliveries,
     engagement_hours,
+    outbox_relayed,
     outcomes,
     policy,
     preferences,
@@ -32,6 +33,7 @@ from services.dispatcher.policy import Preferences, SendPolicy, Sent
 from services.dispatcher.templates import TemplateDefinition
 from shared.db.driver import columns_of
 from shared.db.engine import driver_connection
+from shared.db.outbox_erasure import forget_in_relayed
 from shared.db.profile_projection import load_profiles
 from shared.db.timers import cancel as cancel_timers
 from shared.erasure import pseudonym, pseudonymise_sql
@@ -218,6 +220,7 @@ async def erase_customers(conn: AsyncConnection, *, customer_ids: Iterable[str])
         return
     names = [pseudonym() for _ in ids]
     codes = [r.value for r in Reason]
+    await forget_in_relayed(conn, outbox_relayed, customer_ids=ids)
     driver = await driver_connection(conn)
     reason = (
         "CASE WHEN t.reason IS NULL THEN NULL "

@@ -28,9 +28,11 @@ from services.journey.models import (
     RunRow,
     SplitWinner,
     StepCount,
+    outbox_relayed,
     run_timers,
 )
 from shared.db.driver import columns_of, execute, fetch
+from shared.db.outbox_erasure import forget_in_relayed
 from shared.db.tables import table_of
 from shared.db.timers import cancel, schedule
 from shared.erasure import pseudonym, pseudonymise_sql
@@ -201,6 +203,7 @@ async def erase_runs(conn: AsyncConnection, *, customer_ids: Iterable[str]) -> i
         returning="t.run_id",
     )
     rows = await fetch(conn, statement, ids, [pseudonym() for _ in ids])
+    await forget_in_relayed(conn, outbox_relayed, customer_ids=ids)
     return len(rows)
 
 

@@ -10,11 +10,9 @@ import contextlib
 import json
 import mailbox
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +25,7 @@ import pytest
 
 from tenure.demo.catalog import SUBJECT_MARKERS, WINBACK_POOL
 from tenure.demo.mail import read_maildir
-from tenure.embedded import free_port
+from tenure.embedded import free_port, free_port_block
 from tenure.services import SERVICES
 from tests.integration.test_dev_stack import _wait_for_banner
 
@@ -78,19 +76,9 @@ def stack_dir() -> Iterator[Path]:
 
 def base_port() -> int:
     """Consecutive free ports for every service and Prometheus, below the ephemeral range:
-    the dev stack's SMTP sink and recorder bind ephemeral ports before the services
-    start, and one of them may take a service's port from ``_base_port()``'s range."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20_000, 30_000)
-        try:
-            for offset in range(len(SERVICES) + 1):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port + offset))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no consecutive free ports")
+    the dev stack's SMTP sink and recorder (and, under pytest-xdist, other workers'
+    servers) bind ephemeral ports before the services start."""
+    return free_port_block(len(SERVICES) + 1)
 
 
 def _demo(state: Path, base: int, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from shared.events.customer_events import TOPIC
-from tenure.embedded import free_port
+from tenure.embedded import free_port, free_port_block
 from tenure.services import SERVICES
 from tests.support.kafka import TopicTail, json_value
 
@@ -59,17 +59,10 @@ def _wait_for_banner(process: subprocess.Popen[str], timeout_s: float = 400) -> 
 
 
 def _base_port() -> int:
-    """Consecutive free ports for every service and the local Prometheus."""
-    for _ in range(50):
-        port = free_port()
-        try:
-            for offset in range(1, len(SERVICES) + 1):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port + offset))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no consecutive free ports")
+    """Consecutive free ports for every service and the local Prometheus, below the
+    ephemeral range: under pytest-xdist other workers' servers bind ephemeral ports
+    between this probe and the stack's start (a port taken there failed a start)."""
+    return free_port_block(len(SERVICES) + 1)
 
 
 async def test_dev_stack_takes_an_event_end_to_end(tmp_path: Path) -> None:

@@ -19,13 +19,15 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
 from shared.db.migrations import upgrade
+from shared.db.outbox_pack import unpack
 from shared.events import ALL_TOPICS
 from shared.events.dispatch_requests import DispatchRequest, SendAtLocalTime, SendNow
 from shared.events.registry import DISPATCH_REQUESTS
-from shared.kafka.producer import EventPublisher
+from shared.kafka.producer import EventPublisher, Message
 from shared.kafka.topics import ensure_topics, with_dead_letters
 from shared.settings import KafkaSettings
 from tenure.services import SERVICES
@@ -477,11 +479,54 @@ async def _search(db: asyncpg.Connection, needles: dict[str, str]) -> list[str]:
                 f'SELECT count(*) FROM "{schema}"."{table}" WHERE {value} ILIKE $1',
                 f"%{needle}%",
             )
-            if hits and (schema, table, column) not in TOMBSTONES:
+            if hits and table == "outbox_relayed" and what == "customer id":
+                # the relay's kept copies (the replay window): the erasure dropped the
+                # customer's messages; what its own messages name is checked apart
+                found += await _erasure_messages_only(db, schema, needle)
+            elif hits and (schema, table, column) not in TOMBSTONES:
                 found.append(f"{schema}.{table}.{column}: {hits} row(s) with the {what}")
             elif hits and what != "customer id":
                 found.append(f"{schema}.{table}.{column} (a tombstone) holds the {what}")
     return found
+
+
+async def _erasure_messages_only(db: asyncpg.Connection, schema: str, customer: str) -> list[str]:
+    """The messages kept for a replay (``outbox_relayed``) that still name the erased
+    customer are the ones the erasure emitted, published after it dropped the others:
+    the profile tombstone, the memberships it ended, the runs it stopped and the
+    deliveries it cancelled. Replaying them replays the erasure. Nothing else of the
+    customer may be there."""
+    wrong: list[str] = []
+    rows = await db.fetch(
+        f"SELECT topic, key, value, packed, headers FROM {schema}.outbox_relayed "
+        "WHERE position(convert_to($1, 'UTF8') IN value) > 0",
+        customer,
+    )
+    for row in rows:
+        messages = (
+            unpack(row["topic"], row["value"])
+            if row["packed"]
+            else [Message(row["topic"], row["key"], row["value"])]
+        )
+        for message in messages:
+            if customer.encode() not in message.value:
+                continue
+            body = orjson.loads(message.value)
+            if not _emitted_by_the_erasure(message.topic, body):
+                wrong.append(f"{schema}.outbox_relayed keeps {message.topic} {body}")
+    return wrong
+
+
+def _emitted_by_the_erasure(topic: str, body: dict[str, Any]) -> bool:
+    if topic == "profiles":
+        return body["deleted"] is True and not body["traits"] and not body["computed"]
+    if topic == "segment.changes":
+        return bool(body["change"] == "exited" and body["cause"] == "customer_deleted")
+    if topic == "journey.runs":
+        return bool(body["kind"] == "exited" and body["exitReason"] == "erased")
+    if topic == "dispatch.outcomes":
+        return bool(body["status"] == "suppressed" and body["reason"] == "erased")
+    return False
 
 
 async def _tombstone_only(db: asyncpg.Connection, customer: str, suppress: bool) -> list[str]:

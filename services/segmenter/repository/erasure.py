@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.segmenter.models import membership_timers
+from services.segmenter.models import membership_timers, outbox_relayed
 from services.segmenter.repository import recommendations as recommend_store
 from services.segmenter.repository.profiles import load_profiles
 from services.segmenter.repository.reads import aliases_of
@@ -21,6 +21,7 @@ from services.segmenter.repository.tables import (
 )
 from shared.db import timers as durable_timers
 from shared.db.locks import lock_name, xact_lock
+from shared.db.outbox_erasure import forget_in_relayed
 
 #: held shared by each backfill transaction, exclusively by an erasure (see
 #: :func:`hold_off_erasures`)
@@ -48,6 +49,7 @@ async def erase_customer(
     """
     await xact_lock(conn, ERASURE_LOCK)
     ids = [customer_id, *await aliases_of(conn, customer_id=customer_id)]
+    await forget_in_relayed(conn, outbox_relayed, customer_ids=ids)
     # The profile rows first: a batch writing them (its stats, rollups, memberships
     # too) commits before the deletes below look, or waits and then finds them gone.
     # Then the timers: a sweep that claimed one commits its memberships first, and
