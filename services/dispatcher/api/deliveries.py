@@ -18,7 +18,7 @@ from shared.http.problems import Invalid, problems
 router = APIRouter(prefix="/v1", tags=["deliveries"], dependencies=ADMIN)
 
 
-@router.get("/customers/{customer_id}/deliveries", response_model=list[DeliveryPublic])
+@router.get("/customers/{customer_id:path}/deliveries", response_model=list[DeliveryPublic])
 async def customer_deliveries(
     customer_id: str,
     runtime: RuntimeDep,

@@ -44,7 +44,7 @@ async def stop_run(run_id: str, runtime: RuntimeDep, body: StopRequest | None = 
     return run_public(stopped[0])
 
 
-@customers_router.get("/{customer_id}/runs", response_model=RunsPublic)
+@customers_router.get("/{customer_id:path}/runs", response_model=RunsPublic)
 async def customer_runs(
     customer_id: str,
     runtime: RuntimeDep,

@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 from contextlib import closing
+from urllib.parse import quote, unquote
 
 import httpx
 
@@ -673,3 +674,82 @@ def test_the_per_channel_form_saves_a_version_with_a_new_variant(
     assert email["subject"] == "Your cart, {{ customer.traits.plan }}" and email["text"] == "Hi"
     assert (push["channel"], push["locale"], push["title"]) == ("push", "fr", "Votre panier")
     assert push.get("subject") is None
+
+
+# --- ids holding reserved characters ------------------------------------------------------
+
+#: a customer id with a slash, a space, ``?`` and ``#``: every path it is in is
+#: percent-encoded, and every route taking it matches it whole (``{customer_id:path}``)
+ODD_ID = f"acme/user 1?#-{uuid.uuid4().hex[:6]}"
+
+
+def _odd_customer(stack: Stack) -> str:
+    """The customer ``ODD_ID``, known to the segmenter (once per module)."""
+    with stack.api("segmenter") as segmenter:
+        if segmenter.get(f"/v1/profiles/{quote(ODD_ID, safe='')}").status_code != 200:
+            stack.track(ODD_ID, "Order Completed", revenue=5, orderId=f"o-{ODD_ID}")
+            stack.until(
+                lambda: segmenter.get(f"/v1/profiles/{quote(ODD_ID, safe='')}").status_code == 200
+            )
+    return quote(ODD_ID, safe="")
+
+
+def test_segmenter_routes_take_an_id_with_a_slash(stack: Stack) -> None:
+    path = _odd_customer(stack)
+    with stack.api("segmenter") as segmenter:
+        assert segmenter.get(f"/v1/profiles/{path}").json()["customer_id"] == ODD_ID
+        # answered by the route (a standing, or the service's own 404 naming the id),
+        # not by the router's "Not Found"
+        for read in (f"/v1/loyalty/{path}", f"/v1/recommendations/{path}"):
+            answer = segmenter.get(read)
+            assert answer.status_code in (200, 404), answer.text
+            assert answer.json().get("detail") != "Not Found", read
+        # the loyalty program's own route is not taken for an id
+        assert segmenter.get("/v1/loyalty/program").status_code in (200, 404)
+        other = quote(f"x/{uuid.uuid4().hex[:6]}", safe="")
+        suppressed = segmenter.put(f"/v1/suppressions/{other}")
+        assert suppressed.status_code == 200, suppressed.text
+        assert suppressed.json()["customer_id"] == unquote(other)
+        assert segmenter.delete(f"/v1/suppressions/{other}").status_code == 204
+
+
+def test_dispatcher_routes_take_an_id_with_a_slash(stack: Stack) -> None:
+    path = _odd_customer(stack)
+    with stack.api("dispatcher") as dispatcher:
+        saved = dispatcher.patch(
+            f"/v1/customers/{path}/preferences", json={"channels": {"push": False}}
+        )
+        assert saved.status_code == 200, saved.text
+        read = dispatcher.get(f"/v1/customers/{path}/preferences").json()
+        assert read["channels"]["push"] is False
+        deliveries = dispatcher.get(f"/v1/customers/{path}/deliveries")
+        assert deliveries.status_code == 200 and deliveries.json() == []
+
+
+def test_journey_routes_take_an_id_with_a_slash(stack: Stack) -> None:
+    path = _odd_customer(stack)
+    with stack.api("journey") as journey:
+        runs = journey.get(f"/v1/customers/{path}/runs")
+        assert runs.status_code == 200, runs.text
+        assert runs.json()["runs"] == []
+
+
+def test_the_console_reaches_a_customer_whose_id_holds_a_slash(
+    stack: Stack, browser: Browser
+) -> None:
+    path = _odd_customer(stack)
+    found = browser.get("/customers", params={"q": ODD_ID})
+    assert found.status_code == 303
+    assert found.headers["location"] == f"/customers/{path}"
+    page = browser.get(f"/customers/{path}")
+    assert page.status_code == 200, page.text
+    assert "Could not read" not in page.text
+    assert f'action="/customers/{path}/preferences"' in page.text
+    assert f'href="/customers/{path}/erase"' in page.text
+    saved = browser.post(
+        f"/customers/{path}/preferences", data={"csrf": browser.csrf, "channel_email": "on"}
+    )
+    assert saved.status_code == 303
+    assert saved.headers["location"].startswith(f"/customers/{path}?")
+    erase = browser.get(f"/customers/{path}/erase")
+    assert erase.status_code == 200 and "cannot be undone" in erase.text
