@@ -82,11 +82,15 @@ async def _insert_version(
     )
 
 
-async def template_ids(engine: AsyncEngine) -> list[str]:
+async def template_ids(
+    engine: AsyncEngine, *, after: str | None = None, limit: int | None = None
+) -> list[str]:
+    """Template ids in order: every one, or a page of ``limit`` after ``after``."""
+    query = select(templates.c.template_id)
+    if after is not None:
+        query = query.where(templates.c.template_id > after)
     async with engine.connect() as conn:
-        found = await conn.execute(
-            select(templates.c.template_id).order_by(templates.c.template_id)
-        )
+        found = await conn.execute(query.order_by(templates.c.template_id).limit(limit))
         return [str(i) for i in found.scalars().all()]
 
 

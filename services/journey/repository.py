@@ -469,6 +469,40 @@ async def list_journeys(conn: AsyncConnection) -> list[Any]:
     return list(await conn.execute(select(journeys).order_by(journeys.c.id)))
 
 
+async def journey_summaries(conn: AsyncConnection, *, after: str | None, limit: int) -> list[Any]:
+    """A page of journeys by id with their live counts, in one statement: runs active
+    now (``ix_runs_journey``), and conversions and exits summed from the step counts."""
+    active = (
+        select(func.count())
+        .select_from(runs)
+        .where(runs.c.journey_id == journeys.c.id, runs.c.status == "active")
+        .scalar_subquery()
+    )
+    converted = (
+        select(func.coalesce(func.sum(step_counts.c.converted), 0))
+        .where(step_counts.c.journey_id == journeys.c.id)
+        .scalar_subquery()
+    )
+    exited = (
+        select(func.coalesce(func.sum(step_counts.c.exited), 0))
+        .where(step_counts.c.journey_id == journeys.c.id)
+        .scalar_subquery()
+    )
+    query = select(
+        journeys.c.id,
+        journeys.c.name,
+        journeys.c.status,
+        journeys.c.version,
+        journeys.c.updated_at,
+        active.label("active"),
+        converted.label("converted"),
+        exited.label("exited"),
+    )
+    if after is not None:
+        query = query.where(journeys.c.id > after)
+    return list(await conn.execute(query.order_by(journeys.c.id).limit(limit)))
+
+
 async def lock_journey(conn: AsyncConnection, *, journey_id: str) -> Any:
     return (
         await conn.execute(select(journeys).where(journeys.c.id == journey_id).with_for_update())

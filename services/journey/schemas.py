@@ -63,6 +63,28 @@ class JourneyPublic(BaseModel):
     updated_at: datetime
 
 
+class JourneySummaryPublic(BaseModel):
+    """A journey in a list, with its live counts over every version."""
+
+    id: str
+    name: str
+    status: Status
+    version: int | None
+    updated_at: datetime
+    #: runs in flight now
+    active: int
+    #: runs that converted (a conversion counted at the step it happened)
+    converted: int
+    #: runs that ended (completed, stopped, archived…)
+    exited: int
+
+
+class JourneySummariesPublic(BaseModel):
+    journeys: list[JourneySummaryPublic]
+    #: pass as ``after`` for the next page (null: the last page)
+    next_after: str | None
+
+
 class VersionPublic(BaseModel):
     version: int
     definition: dict[str, Any]

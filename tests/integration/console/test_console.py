@@ -392,6 +392,10 @@ def test_a_journey_page_shows_its_diagram_and_its_buttons_work(
         stack.until(lambda: journey.get(f"/v1/journeys/{journey_id}/runs").json()["runs"])
     runs_page = browser.get(f"/journeys/{journey_id}").text
     assert f'href="/customers/{stack.customer}"' in runs_page
+    # the list's live counts: one run in flight (the service's summaries, one query)
+    row = re.search(rf'href="/journeys/{journey_id}">.*?</tr>', browser.get("/journeys").text, re.S)
+    assert row is not None
+    assert re.findall(r'<td class="num">([^<]*)</td>', row.group(0))[:2] == ["1", "1"]
     profile = browser.get(f"/customers/{stack.customer}").text
     assert f'href="/journeys/{journey_id}"' in profile
     archived = browser.post(f"/journeys/{journey_id}/archive", data={"csrf": browser.csrf})
@@ -753,3 +757,65 @@ def test_the_console_reaches_a_customer_whose_id_holds_a_slash(
     assert saved.headers["location"].startswith(f"/customers/{path}?")
     erase = browser.get(f"/customers/{path}/erase")
     assert erase.status_code == 200 and "cannot be undone" in erase.text
+
+
+# --- paging ----------------------------------------------------------------------------
+
+
+def _walk(browser: Browser, path: str, prefix: str) -> list[list[str]]:
+    """The ids under ``prefix`` linked from each page of a list, following Next."""
+    pages: list[list[str]] = []
+    url: str | None = path
+    while url is not None:
+        html = browser.get(url).text
+        assert html.count("<tr>") <= 50 + 1, url  # 50 rows and the heading
+        pages.append(re.findall(rf'href="{path}/({prefix}[^"?/]*)"', html))
+        nxt = re.search(r'<a href="([^"]+)" rel="next">', html)
+        url = nxt.group(1).replace("&amp;", "&") if nxt else None
+    return pages
+
+
+def test_lists_page_by_fifty_and_never_ask_for_a_whole_table(
+    stack: Stack, browser: Browser
+) -> None:
+    prefix = f"zz-{uuid.uuid4().hex[:4]}-"
+    ids = [f"{prefix}{n:02d}" for n in range(51)]
+    with (
+        stack.api("journey") as journey,
+        stack.api("dispatcher") as dispatcher,
+        stack.api("segmenter") as segmenter,
+    ):
+        for i in ids:
+            journey.post(
+                "/v1/journeys",
+                json={
+                    "id": i,
+                    "name": i,
+                    "definition": {
+                        "triggers": [{"kind": "event", "event": "Never"}],
+                        "steps": [{"id": "done", "type": "exit"}],
+                    },
+                },
+            ).raise_for_status()
+            dispatcher.post(
+                "/v1/templates",
+                json={
+                    "id": i,
+                    "definition": {
+                        "name": i,
+                        "variants": [{"channel": "email", "subject": "S", "text": "T"}],
+                    },
+                },
+            ).raise_for_status()
+            segmenter.post(
+                "/v1/segments",
+                json={
+                    "id": i,
+                    "name": i,
+                    "rule": {"kind": "trait", "trait": "plan", "op": "eq", "value": i},
+                },
+            ).raise_for_status()
+    for path in ("/journeys", "/segments", "/templates"):
+        pages = _walk(browser, path, prefix)
+        assert len(pages) >= 2, path
+        assert sorted(i for page in pages for i in page) == ids, path
