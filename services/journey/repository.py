@@ -26,6 +26,7 @@ from services.journey.models import (
     JourneyVersion,
     MembershipRow,
     RunRow,
+    RunStep,
     SplitWinner,
     StepCount,
     run_timers,
@@ -42,6 +43,7 @@ runs = table_of(RunRow)
 memberships = table_of(MembershipRow)
 winners = table_of(SplitWinner)
 step_counts = table_of(StepCount)
+run_steps = table_of(RunStep)
 
 _RUN_COLUMNS = (
     "run_id, journey_id, journey_version, customer_id, status, step_id, on_steps, holdout, "
@@ -201,6 +203,13 @@ async def erase_runs(conn: AsyncConnection, *, customer_ids: Iterable[str]) -> i
         returning="t.run_id",
     )
     rows = await fetch(conn, statement, ids, [pseudonym() for _ in ids])
+    # the history keeps step ids and times; a stop's free-text detail goes
+    await execute(
+        conn,
+        f"UPDATE {run_steps.fullname} SET detail = NULL "
+        "WHERE run_id = ANY($1::text[]) AND detail IS NOT NULL",
+        [row[0] for row in rows],
+    )
     return len(rows)
 
 
@@ -346,6 +355,49 @@ async def count_steps(conn: AsyncConnection, *, events: Iterable[JourneyRunEvent
         [rows[k][1] for k in keys],
         [rows[k][2] for k in keys],
     )
+
+
+async def record_steps(conn: AsyncConnection, *, events: Sequence[JourneyRunEvent]) -> None:
+    """Keep a transition's ``journey.runs`` events as its runs' histories (one insert;
+    a redelivered event is the same ``(run_id, seq)`` and is kept once)."""
+    if not events:
+        return
+    await execute(
+        conn,
+        f"""
+        INSERT INTO {run_steps.fullname}
+            (run_id, seq, kind, at, step_id, step_type, waiting_until, waiting_for,
+             exit_reason, detail)
+        SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[],
+            $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[])
+        ON CONFLICT (run_id, seq) DO NOTHING
+        """,
+        [e.run_id for e in events],
+        [e.seq for e in events],
+        [e.kind.value for e in events],
+        [e.at for e in events],
+        [e.step_id for e in events],
+        [e.step_type for e in events],
+        [e.waiting_until for e in events],
+        [e.waiting_for or e.goal_event for e in events],
+        [e.exit_reason.value if e.exit_reason else None for e in events],
+        [e.detail for e in events],
+    )
+
+
+async def steps_of(conn: AsyncConnection, *, run_ids: Sequence[str]) -> dict[str, list[Any]]:
+    """The histories of a page of runs (one query), each in order."""
+    found: dict[str, list[Any]] = {run_id: [] for run_id in run_ids}
+    if not run_ids:
+        return found
+    rows = await conn.execute(
+        select(run_steps)
+        .where(run_steps.c.run_id.in_(list(run_ids)))
+        .order_by(run_steps.c.run_id, run_steps.c.seq)
+    )
+    for row in rows:
+        found[row.run_id].append(row)
+    return found
 
 
 async def step_counts_of(conn: AsyncConnection, *, journey_id: str) -> dict[str, dict[str, int]]:

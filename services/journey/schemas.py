@@ -98,6 +98,21 @@ class WaitingPublic(BaseModel):
     dispatch_id: str | None = None
 
 
+class RunStepPublic(BaseModel):
+    """One event of a run's history."""
+
+    seq: int
+    kind: str
+    at: datetime
+    step_id: str | None
+    step_type: str | None
+    waiting_until: datetime | None
+    #: the event a wait waits for, or the goal event of a conversion
+    waiting_for: str | None
+    exit_reason: str | None
+    detail: str | None
+
+
 class RunPublic(BaseModel):
     run_id: str
     journey_id: str
@@ -114,6 +129,8 @@ class RunPublic(BaseModel):
     exit_reason: str | None
     trigger_event: str | None
     trigger: dict[str, Any]
+    #: the run's history, oldest first (asked with ``?steps=true``; else null)
+    steps: list[RunStepPublic] | None = None
 
 
 class RunsPublic(BaseModel):

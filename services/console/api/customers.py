@@ -125,7 +125,7 @@ async def profile_page(
     loyalty, recommendations, runs, deliveries, preferences = await sections(
         runtime.segmenter.get(f"/v1/loyalty/{known}", token=token),
         runtime.segmenter.get(f"/v1/recommendations/{known}", token=token),
-        runtime.journey.get(f"/v1/customers/{known}/runs", token=token, limit=50),
+        runtime.journey.get(f"/v1/customers/{known}/runs", token=token, limit=50, steps="true"),
         runtime.dispatcher.get(f"/v1/customers/{known}/deliveries", token=token, limit=50),
         runtime.dispatcher.get(f"/v1/customers/{known}/preferences", token=token),
     )

@@ -398,10 +398,27 @@ def test_a_journey_page_shows_its_diagram_and_its_buttons_work(
     assert re.findall(r'<td class="num">([^<]*)</td>', row.group(0))[:2] == ["1", "1"]
     profile = browser.get(f"/customers/{stack.customer}").text
     assert f'href="/journeys/{journey_id}"' in profile
+    # the run's step history, from the journey service's run_steps
+    with stack.api("journey") as journey:
+        runs = journey.get(f"/v1/customers/{stack.customer}/runs", params={"steps": "true"}).json()[
+            "runs"
+        ]
+    mine = next(r for r in runs if r["journey_id"] == journey_id)
+    kinds = [(s["kind"], s["step_id"]) for s in mine["steps"]]
+    assert kinds[0][0] == "entered" and ("step_reached", "pause") in kinds
+    assert [s["seq"] for s in mine["steps"]] == sorted(s["seq"] for s in mine["steps"])
+    assert "Step history" in profile and "<strong>pause</strong>" in profile
     archived = browser.post(f"/journeys/{journey_id}/archive", data={"csrf": browser.csrf})
     assert "badge archived" in browser.get(archived.headers["location"]).text
     refused = browser.post(f"/journeys/{journey_id}/pause", data={"csrf": browser.csrf})
     assert refused.status_code == 409  # the journey service's answer, as a page
+    # archiving ended the run: its history says so
+    with stack.api("journey") as journey:
+        runs = journey.get(f"/v1/customers/{stack.customer}/runs", params={"steps": "true"}).json()[
+            "runs"
+        ]
+    last = next(r for r in runs if r["journey_id"] == journey_id)["steps"][-1]
+    assert (last["kind"], last["exit_reason"]) == ("exited", "archived")
 
 
 # --- the report ------------------------------------------------------------------------
