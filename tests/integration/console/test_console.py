@@ -392,6 +392,9 @@ def test_a_journey_page_shows_its_diagram_and_its_buttons_work(
         stack.until(lambda: journey.get(f"/v1/journeys/{journey_id}/runs").json()["runs"])
     runs_page = browser.get(f"/journeys/{journey_id}").text
     assert f'href="/customers/{stack.customer}"' in runs_page
+    # the Mermaid text, shown as text, labels the step with its live counts
+    assert "entered 1 · waiting 1 · converted 0 · exited 0" in runs_page
+    assert 'class="mermaid-source"' in runs_page
     # the list's live counts: one run in flight (the service's summaries, one query)
     row = re.search(rf'href="/journeys/{journey_id}">.*?</tr>', browser.get("/journeys").text, re.S)
     assert row is not None
