@@ -38,6 +38,9 @@ from shared.http.admin import ADMIN
 from shared.http.problems import Conflict, Invalid, NotFound, problems
 from shared.ids import id_from_name
 
+#: ids ``GET /v1/journeys/{id}`` could not reach: a route of their own
+RESERVED_IDS = frozenset({"summaries"})
+
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=ADMIN)
 
 
@@ -107,6 +110,8 @@ async def _published(conn: Any, row: Any) -> dict[str, Any] | None:
 async def create_journey(body: JourneyCreate, runtime: RuntimeDep) -> JourneyPublic:
     """Create a journey as a draft; it runs once published."""
     journey_id = body.id or id_from_name(body.name, "journey")
+    if journey_id in RESERVED_IDS:
+        raise Invalid(f"{journey_id!r} names a route; choose another id", loc=("body", "id"))
     now = runtime.clock()
     async with runtime.engine.begin() as conn:
         if await repo.get_journey(conn, journey_id=journey_id) is not None:
