@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render, see_other
@@ -116,7 +116,11 @@ async def erase(
 #: declared last: ``{customer_id:path}`` would also match ``…/erase``
 @router.get("/{customer_id:path}")
 async def profile_page(
-    request: Request, customer_id: str, runtime: RuntimeDep, session: SessionDep
+    request: Request,
+    customer_id: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    runs_after: Annotated[str | None, Query(max_length=256)] = None,
 ) -> Response:
     token = session.token
     path = quoted(customer_id)
@@ -125,7 +129,9 @@ async def profile_page(
     loyalty, recommendations, runs, deliveries, preferences = await sections(
         runtime.segmenter.get(f"/v1/loyalty/{known}", token=token),
         runtime.segmenter.get(f"/v1/recommendations/{known}", token=token),
-        runtime.journey.get(f"/v1/customers/{known}/runs", token=token, limit=50, steps="true"),
+        runtime.journey.get(
+            f"/v1/customers/{known}/runs", token=token, limit=50, steps="true", after=runs_after
+        ),
         runtime.dispatcher.get(f"/v1/customers/{known}/deliveries", token=token, limit=50),
         runtime.dispatcher.get(f"/v1/customers/{known}/preferences", token=token),
     )

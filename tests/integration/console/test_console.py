@@ -411,6 +411,11 @@ def test_a_journey_page_shows_its_diagram_and_its_buttons_work(
     assert kinds[0][0] == "entered" and ("step_reached", "pause") in kinds
     assert [s["seq"] for s in mine["steps"]] == sorted(s["seq"] for s in mine["steps"])
     assert "Step history" in profile and "<strong>pause</strong>" in profile
+    # the runs section pages by run id (``runs_after``, the journey API's cursor)
+    later = browser.get(f"/customers/{stack.customer}", params={"runs_after": "~"}).text
+    assert (
+        f'href="/journeys/{journey_id}"' not in later.split('id="runs"')[1].split("</section>")[0]
+    )
     archived = browser.post(f"/journeys/{journey_id}/archive", data={"csrf": browser.csrf})
     assert "badge archived" in browser.get(archived.headers["location"]).text
     refused = browser.post(f"/journeys/{journey_id}/pause", data={"csrf": browser.csrf})
