@@ -10,8 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 from services.journey.definition import JourneyDefinition
 from shared.validation import SafeModel
 
+#: a path segment as it is: ASCII letters, digits, ``_ . -``, not only dots (``.`` and
+#: ``..`` are resolved away by browsers and clients before a request is sent)
 JourneyId = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    str,
+    StringConstraints(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+    ),
 ]
 Status = Literal["draft", "active", "paused", "archived"]
 

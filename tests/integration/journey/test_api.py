@@ -221,9 +221,10 @@ async def test_summaries_page_journeys_with_counts_and_reserve_their_id(stack: S
         headers=ADMIN,
     )
     assert rest.json()["journeys"][0]["id"] == f"{prefix}2"
-    refused = await stack.client.post(
-        "/v1/journeys",
-        json={"id": "summaries", "name": "S", "definition": simple(name("S"))},
-        headers=ADMIN,
-    )
-    assert refused.status_code == 422
+    for reserved in ("summaries", ".", ".."):
+        refused = await stack.client.post(
+            "/v1/journeys",
+            json={"id": reserved, "name": "S", "definition": simple(name("S"))},
+            headers=ADMIN,
+        )
+        assert refused.status_code == 422, reserved
