@@ -121,6 +121,7 @@ async def profile_page(
     runtime: RuntimeDep,
     session: SessionDep,
     runs_after: Annotated[str | None, Query(max_length=256)] = None,
+    deliveries_after: Annotated[str | None, Query(max_length=256)] = None,
 ) -> Response:
     token = session.token
     path = quoted(customer_id)
@@ -132,7 +133,9 @@ async def profile_page(
         runtime.journey.get(
             f"/v1/customers/{known}/runs", token=token, limit=50, steps="true", after=runs_after
         ),
-        runtime.dispatcher.get(f"/v1/customers/{known}/deliveries", token=token, limit=50),
+        runtime.dispatcher.get(
+            f"/v1/customers/{known}/deliveries", token=token, limit=51, after=deliveries_after
+        ),
         runtime.dispatcher.get(f"/v1/customers/{known}/preferences", token=token),
     )
     return render(
