@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Text, cast, select, update
+from sqlalchemy import Text, and_, cast, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -82,11 +82,15 @@ async def _insert_version(
     )
 
 
-async def template_ids(engine: AsyncEngine) -> list[str]:
+async def template_ids(
+    engine: AsyncEngine, *, after: str | None = None, limit: int | None = None
+) -> list[str]:
+    """Template ids in order: every one, or a page of ``limit`` after ``after``."""
+    query = select(templates.c.template_id)
+    if after is not None:
+        query = query.where(templates.c.template_id > after)
     async with engine.connect() as conn:
-        found = await conn.execute(
-            select(templates.c.template_id).order_by(templates.c.template_id)
-        )
+        found = await conn.execute(query.order_by(templates.c.template_id).limit(limit))
         return [str(i) for i in found.scalars().all()]
 
 
@@ -202,19 +206,32 @@ async def update_preferences(
 
 
 async def customer_deliveries(
-    engine: AsyncEngine, *, customer_id: str, limit: int
+    engine: AsyncEngine, *, customer_id: str, limit: int, after: str | None = None
 ) -> list[DeliveryPublic]:
-    """The customer's latest deliveries, newest first, each with its outcomes."""
+    """The customer's latest deliveries, newest first, each with its outcomes;
+    ``after``: the last dispatch id of the previous page (the next page is older)."""
+    query = select(
+        *(c for c in deliveries.c if c.name != "request"),
+        cast(deliveries.c.request, Text).label("request"),
+    ).where(deliveries.c.customer_id == customer_id)
+    if after is not None:
+        cursor = (
+            select(deliveries.c.created_at)
+            .where(deliveries.c.dispatch_id == after, deliveries.c.customer_id == customer_id)
+            .scalar_subquery()
+        )
+        query = query.where(
+            or_(
+                deliveries.c.created_at < cursor,
+                and_(deliveries.c.created_at == cursor, deliveries.c.dispatch_id > after),
+            )
+        )
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
-                select(
-                    *(c for c in deliveries.c if c.name != "request"),
-                    cast(deliveries.c.request, Text).label("request"),
+                query.order_by(deliveries.c.created_at.desc(), deliveries.c.dispatch_id).limit(
+                    limit
                 )
-                .where(deliveries.c.customer_id == customer_id)
-                .order_by(deliveries.c.created_at.desc(), deliveries.c.dispatch_id)
-                .limit(limit)
             )
         ).all()
         found = (

@@ -12,6 +12,7 @@
   their runs were re-keyed, their late inputs are redirected.
 - ``split_winners``: promoted winners from ``experiment.decisions``.
 - ``step_counts``: how many runs reached, converted and exited at each step.
+- ``run_steps``: each run's history, one row per ``journey.runs`` event.
 - ``dispatch_watch``: each dispatch request published and not yet given a final
   outcome, with when to request it again (its bytes as published: the same
   ``dispatch_id``), so a request or an outcome the broker lost delays, never drops.
@@ -153,6 +154,25 @@ class StepCount(Base):
     reached: Mapped[int] = mapped_column(BigInteger, server_default="0")
     converted: Mapped[int] = mapped_column(BigInteger, server_default="0")
     exited: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class RunStep(Base):
+    """A run's history: one row per ``journey.runs`` event (entered, each step reached,
+    each wait, converted, exited), what a customer's page shows. No customer id (the
+    run has it): erasure pseudonymises the run and clears ``detail``."""
+
+    __tablename__ = "run_steps"
+
+    run_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    step_id: Mapped[str | None] = mapped_column(Text)
+    step_type: Mapped[str | None] = mapped_column(Text)
+    waiting_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    waiting_for: Mapped[str | None] = mapped_column(Text)
+    exit_reason: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 metadata = Base.metadata

@@ -126,6 +126,7 @@ class Work:
         await repo.save_runs(conn, changed=list(self.runs.values()), now=self.now, new=self.new)
         events = [o for o in self.outputs if isinstance(o, JourneyRunEvent)]
         await repo.count_steps(conn, events=events)
+        await repo.record_steps(conn, events=events)
         # one topic after another (each in order): fewer outbox rows, same per-topic order
         encoded = [(o, message_of(o)) for o in self.outputs]
         messages = sorted((m for _, m in encoded), key=lambda m: _ORDER[m.topic])

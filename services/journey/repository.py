@@ -26,6 +26,7 @@ from services.journey.models import (
     JourneyVersion,
     MembershipRow,
     RunRow,
+    RunStep,
     SplitWinner,
     StepCount,
     outbox_relayed,
@@ -44,6 +45,7 @@ runs = table_of(RunRow)
 memberships = table_of(MembershipRow)
 winners = table_of(SplitWinner)
 step_counts = table_of(StepCount)
+run_steps = table_of(RunStep)
 
 _RUN_COLUMNS = (
     "run_id, journey_id, journey_version, customer_id, status, step_id, on_steps, holdout, "
@@ -204,6 +206,13 @@ async def erase_runs(conn: AsyncConnection, *, customer_ids: Iterable[str]) -> i
     )
     rows = await fetch(conn, statement, ids, [pseudonym() for _ in ids])
     await forget_in_relayed(conn, outbox_relayed, customer_ids=ids)
+    # the history keeps step ids and times; a stop's free-text detail goes
+    await execute(
+        conn,
+        f"UPDATE {run_steps.fullname} SET detail = NULL "
+        "WHERE run_id = ANY($1::text[]) AND detail IS NOT NULL",
+        [row[0] for row in rows],
+    )
     return len(rows)
 
 
@@ -351,6 +360,49 @@ async def count_steps(conn: AsyncConnection, *, events: Iterable[JourneyRunEvent
     )
 
 
+async def record_steps(conn: AsyncConnection, *, events: Sequence[JourneyRunEvent]) -> None:
+    """Keep a transition's ``journey.runs`` events as its runs' histories (one insert;
+    a redelivered event is the same ``(run_id, seq)`` and is kept once)."""
+    if not events:
+        return
+    await execute(
+        conn,
+        f"""
+        INSERT INTO {run_steps.fullname}
+            (run_id, seq, kind, at, step_id, step_type, waiting_until, waiting_for,
+             exit_reason, detail)
+        SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[],
+            $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[])
+        ON CONFLICT (run_id, seq) DO NOTHING
+        """,
+        [e.run_id for e in events],
+        [e.seq for e in events],
+        [e.kind.value for e in events],
+        [e.at for e in events],
+        [e.step_id for e in events],
+        [e.step_type for e in events],
+        [e.waiting_until for e in events],
+        [e.waiting_for or e.goal_event for e in events],
+        [e.exit_reason.value if e.exit_reason else None for e in events],
+        [e.detail for e in events],
+    )
+
+
+async def steps_of(conn: AsyncConnection, *, run_ids: Sequence[str]) -> dict[str, list[Any]]:
+    """The histories of a page of runs (one query), each in order."""
+    found: dict[str, list[Any]] = {run_id: [] for run_id in run_ids}
+    if not run_ids:
+        return found
+    rows = await conn.execute(
+        select(run_steps)
+        .where(run_steps.c.run_id.in_(list(run_ids)))
+        .order_by(run_steps.c.run_id, run_steps.c.seq)
+    )
+    for row in rows:
+        found[row.run_id].append(row)
+    return found
+
+
 async def step_counts_of(conn: AsyncConnection, *, journey_id: str) -> dict[str, dict[str, int]]:
     """Per step over every version: reached, converted, exited, and waiting now."""
     found: dict[str, dict[str, int]] = {}
@@ -470,6 +522,40 @@ async def get_journey(conn: AsyncConnection, *, journey_id: str) -> Any:
 
 async def list_journeys(conn: AsyncConnection) -> list[Any]:
     return list(await conn.execute(select(journeys).order_by(journeys.c.id)))
+
+
+async def journey_summaries(conn: AsyncConnection, *, after: str | None, limit: int) -> list[Any]:
+    """A page of journeys by id with their live counts, in one statement: runs active
+    now (``ix_runs_journey``), and conversions and exits summed from the step counts."""
+    active = (
+        select(func.count())
+        .select_from(runs)
+        .where(runs.c.journey_id == journeys.c.id, runs.c.status == "active")
+        .scalar_subquery()
+    )
+    converted = (
+        select(func.coalesce(func.sum(step_counts.c.converted), 0))
+        .where(step_counts.c.journey_id == journeys.c.id)
+        .scalar_subquery()
+    )
+    exited = (
+        select(func.coalesce(func.sum(step_counts.c.exited), 0))
+        .where(step_counts.c.journey_id == journeys.c.id)
+        .scalar_subquery()
+    )
+    query = select(
+        journeys.c.id,
+        journeys.c.name,
+        journeys.c.status,
+        journeys.c.version,
+        journeys.c.updated_at,
+        active.label("active"),
+        converted.label("converted"),
+        exited.label("exited"),
+    )
+    if after is not None:
+        query = query.where(journeys.c.id > after)
+    return list(await conn.execute(query.order_by(journeys.c.id).limit(limit)))
 
 
 async def lock_journey(conn: AsyncConnection, *, journey_id: str) -> Any:

@@ -10,8 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 from services.journey.definition import JourneyDefinition
 from shared.validation import SafeModel
 
+#: a path segment as it is: ASCII letters, digits, ``_ . -``, not only dots (``.`` and
+#: ``..`` are resolved away by browsers and clients before a request is sent)
 JourneyId = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    str,
+    StringConstraints(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+    ),
 ]
 Status = Literal["draft", "active", "paused", "archived"]
 
@@ -63,6 +68,28 @@ class JourneyPublic(BaseModel):
     updated_at: datetime
 
 
+class JourneySummaryPublic(BaseModel):
+    """A journey in a list, with its live counts over every version."""
+
+    id: str
+    name: str
+    status: Status
+    version: int | None
+    updated_at: datetime
+    #: runs in flight now
+    active: int
+    #: runs that converted (a conversion counted at the step it happened)
+    converted: int
+    #: runs that ended (completed, stopped, archived…)
+    exited: int
+
+
+class JourneySummariesPublic(BaseModel):
+    journeys: list[JourneySummaryPublic]
+    #: pass as ``after`` for the next page (null: the last page)
+    next_after: str | None
+
+
 class VersionPublic(BaseModel):
     version: int
     definition: dict[str, Any]
@@ -74,6 +101,21 @@ class WaitingPublic(BaseModel):
     until: datetime
     event: str | None = None
     dispatch_id: str | None = None
+
+
+class RunStepPublic(BaseModel):
+    """One event of a run's history."""
+
+    seq: int
+    kind: str
+    at: datetime
+    step_id: str | None
+    step_type: str | None
+    waiting_until: datetime | None
+    #: the event a wait waits for, or the goal event of a conversion
+    waiting_for: str | None
+    exit_reason: str | None
+    detail: str | None
 
 
 class RunPublic(BaseModel):
@@ -92,6 +134,8 @@ class RunPublic(BaseModel):
     exit_reason: str | None
     trigger_event: str | None
     trigger: dict[str, Any]
+    #: the run's history, oldest first (asked with ``?steps=true``; else null)
+    steps: list[RunStepPublic] | None = None
 
 
 class RunsPublic(BaseModel):

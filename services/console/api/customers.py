@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render, see_other
@@ -59,36 +59,7 @@ async def by_email(runtime: Runtime, token: str, email: str) -> list[str]:
     return [str(customer) for customer in found["sample"]]
 
 
-@router.get("/{customer_id}")
-async def profile_page(
-    request: Request, customer_id: str, runtime: RuntimeDep, session: SessionDep
-) -> Response:
-    token = session.token
-    path = quoted(customer_id)
-    profile = await runtime.segmenter.get(f"/v1/profiles/{path}", token=token)
-    known = quoted(profile["customer_id"])
-    loyalty, recommendations, runs, deliveries, preferences = await sections(
-        runtime.segmenter.get(f"/v1/loyalty/{known}", token=token),
-        runtime.segmenter.get(f"/v1/recommendations/{known}", token=token),
-        runtime.journey.get(f"/v1/customers/{known}/runs", token=token, limit=50),
-        runtime.dispatcher.get(f"/v1/customers/{known}/deliveries", token=token, limit=50),
-        runtime.dispatcher.get(f"/v1/customers/{known}/preferences", token=token),
-    )
-    return render(
-        request,
-        "customers/profile.html",
-        profile=profile,
-        scores=profile.get("scores") or {},
-        loyalty=loyalty,
-        recommendations=recommendations,
-        runs=runs,
-        deliveries=deliveries,
-        preferences=preferences,
-        channels=CHANNELS,
-    )
-
-
-@router.post("/{customer_id}/preferences")
+@router.post("/{customer_id:path}/preferences")
 async def save_preferences(
     request: Request, customer_id: str, runtime: RuntimeDep, session: CsrfDep
 ) -> Response:
@@ -103,7 +74,7 @@ async def save_preferences(
     return see_other(f"/customers/{quoted(customer_id)}?note=preferences#preferences")
 
 
-@router.get("/{customer_id}/erase")
+@router.get("/{customer_id:path}/erase")
 async def erase_page(
     request: Request, customer_id: str, runtime: RuntimeDep, session: SessionDep
 ) -> Response:
@@ -113,7 +84,7 @@ async def erase_page(
     return render(request, "customers/erase.html", profile=profile, error="")
 
 
-@router.post("/{customer_id}/erase")
+@router.post("/{customer_id:path}/erase")
 async def erase(
     request: Request,
     customer_id: str,
@@ -140,3 +111,42 @@ async def erase(
         params={"suppress": "true" if suppress == "on" else None},
     )
     return see_other("/customers?note=erased")
+
+
+#: declared last: ``{customer_id:path}`` would also match ``…/erase``
+@router.get("/{customer_id:path}")
+async def profile_page(
+    request: Request,
+    customer_id: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    runs_after: Annotated[str | None, Query(max_length=256)] = None,
+    deliveries_after: Annotated[str | None, Query(max_length=256)] = None,
+) -> Response:
+    token = session.token
+    path = quoted(customer_id)
+    profile = await runtime.segmenter.get(f"/v1/profiles/{path}", token=token)
+    known = quoted(profile["customer_id"])
+    loyalty, recommendations, runs, deliveries, preferences = await sections(
+        runtime.segmenter.get(f"/v1/loyalty/{known}", token=token),
+        runtime.segmenter.get(f"/v1/recommendations/{known}", token=token),
+        runtime.journey.get(
+            f"/v1/customers/{known}/runs", token=token, limit=50, steps="true", after=runs_after
+        ),
+        runtime.dispatcher.get(
+            f"/v1/customers/{known}/deliveries", token=token, limit=51, after=deliveries_after
+        ),
+        runtime.dispatcher.get(f"/v1/customers/{known}/preferences", token=token),
+    )
+    return render(
+        request,
+        "customers/profile.html",
+        profile=profile,
+        scores=profile.get("scores") or {},
+        loyalty=loyalty,
+        recommendations=recommendations,
+        runs=runs,
+        deliveries=deliveries,
+        preferences=preferences,
+        channels=CHANNELS,
+    )

@@ -16,6 +16,9 @@ from services.console.runtime import Runtime
 from services.console.session import Session, SessionSealer, check_csrf
 from shared.http.deps import runtime_dependency
 
+#: the rows of a list page: the console asks a service for one page, never a whole table
+PAGE = 50
+
 RuntimeDep = Annotated[Runtime, Depends(runtime_dependency(Runtime))]
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"

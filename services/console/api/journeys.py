@@ -9,10 +9,18 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render, see_other
+from services.console.api.deps import (
+    PAGE,
+    CsrfDep,
+    RuntimeDep,
+    SessionDep,
+    quoted,
+    render,
+    see_other,
+)
 from services.console.runtime import Runtime, UpstreamError
 from services.console.schemas import FieldErrors, parse_json_object, pretty, sections
 
@@ -62,9 +70,17 @@ def pinned(errors: FieldErrors, definition: dict[str, Any] | None) -> FieldError
 
 
 @router.get("")
-async def list_journeys(request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
-    journeys = await runtime.journey.get("/v1/journeys", token=session.token)
-    return render(request, "journeys/list.html", journeys=journeys)
+async def list_journeys(
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """A page of journeys with their live counts (one call, one query in the service)."""
+    page = await runtime.journey.get(
+        "/v1/journeys/summaries", token=session.token, after=after, limit=PAGE
+    )
+    return render(request, "journeys/list.html", page=page, after=after)
 
 
 def _new_page(

@@ -6,12 +6,20 @@ live match count and a sample before saving (the segmenter's ``POST
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render, see_other
+from services.console.api.deps import (
+    PAGE,
+    CsrfDep,
+    RuntimeDep,
+    SessionDep,
+    quoted,
+    render,
+    see_other,
+)
 from services.console.runtime import Runtime, UpstreamError
 from services.console.schemas import FieldErrors, parse_json_object, pretty
 
@@ -76,9 +84,23 @@ async def preview(
 
 
 @router.get("")
-async def list_segments(request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
-    segments = await runtime.segmenter.get("/v1/segments", token=session.token)
-    return render(request, "segments/list.html", segments=segments)
+async def list_segments(
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    after: Annotated[str | None, Query(max_length=128)] = None,
+) -> Response:
+    """A page of segments: one more row than shown tells whether another page follows."""
+    found = await runtime.segmenter.get(
+        "/v1/segments", token=session.token, after=after, limit=PAGE + 1
+    )
+    return render(
+        request,
+        "segments/list.html",
+        segments=found[:PAGE],
+        after=after,
+        next_after=found[PAGE - 1]["id"] if len(found) > PAGE else None,
+    )
 
 
 def _editor(

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
-from services.console.api.deps import CsrfDep, RuntimeDep, SessionDep, quoted, render, see_other
+from services.console.api.deps import (
+    PAGE,
+    CsrfDep,
+    RuntimeDep,
+    SessionDep,
+    quoted,
+    render,
+    see_other,
+)
 from services.console.runtime import Runtime, UpstreamError
 from services.console.schemas import FieldErrors, parse_json_object, pretty
 from shared.events.channels import Channel
@@ -42,9 +50,23 @@ EXAMPLE = {
 
 
 @router.get("")
-async def list_templates(request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
-    found = await runtime.dispatcher.get("/v1/templates", token=session.token)
-    return render(request, "templates/list.html", templates=found)
+async def list_templates(
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    after: Annotated[str | None, Query(max_length=128)] = None,
+) -> Response:
+    """A page of templates: one more row than shown tells whether another page follows."""
+    found = await runtime.dispatcher.get(
+        "/v1/templates", token=session.token, after=after, limit=PAGE + 1
+    )
+    return render(
+        request,
+        "templates/list.html",
+        templates=found[:PAGE],
+        after=after,
+        next_after=found[PAGE - 1]["id"] if len(found) > PAGE else None,
+    )
 
 
 @router.get("/new")

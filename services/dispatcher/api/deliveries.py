@@ -18,14 +18,20 @@ from shared.http.problems import Invalid, problems
 router = APIRouter(prefix="/v1", tags=["deliveries"], dependencies=ADMIN)
 
 
-@router.get("/customers/{customer_id}/deliveries", response_model=list[DeliveryPublic])
+@router.get("/customers/{customer_id:path}/deliveries", response_model=list[DeliveryPublic])
 async def customer_deliveries(
     customer_id: str,
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
+    after: Annotated[
+        str | None, Query(max_length=256, description="the last dispatch id seen: older ones")
+    ] = None,
 ) -> list[DeliveryPublic]:
-    """The customer's latest deliveries, newest first, each with its outcomes."""
-    return await ops.customer_deliveries(runtime.engine, customer_id=customer_id, limit=limit)
+    """The customer's latest deliveries, newest first, each with its outcomes (a page
+    of ``limit``; ``after`` the last one's dispatch id for the next, older page)."""
+    return await ops.customer_deliveries(
+        runtime.engine, customer_id=customer_id, limit=limit, after=after
+    )
 
 
 @router.post("/test-sends", status_code=201, response_model=DeliveryPublic, responses=problems(422))

@@ -13,13 +13,13 @@ from shared.http.problems import problems
 router = APIRouter(prefix="/v1/customers", tags=["preferences"], dependencies=ADMIN)
 
 
-@router.get("/{customer_id}/preferences", response_model=PreferencesPublic)
+@router.get("/{customer_id:path}/preferences", response_model=PreferencesPublic)
 async def get_preferences(customer_id: str, runtime: RuntimeDep) -> PreferencesPublic:
     return await ops.get_preferences(runtime.engine, customer_id=customer_id)
 
 
 @router.patch(
-    "/{customer_id}/preferences", response_model=PreferencesPublic, responses=problems(422)
+    "/{customer_id:path}/preferences", response_model=PreferencesPublic, responses=problems(422)
 )
 async def update_preferences(
     customer_id: str, body: PreferencesUpdate, runtime: RuntimeDep

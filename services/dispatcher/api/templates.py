@@ -70,8 +70,15 @@ async def update_template(
 
 
 @router.get("", response_model=list[TemplatePublic])
-async def list_templates(runtime: RuntimeDep) -> list[TemplatePublic]:
-    return [await _public(runtime, i) for i in await ops.template_ids(runtime.engine)]
+async def list_templates(
+    runtime: RuntimeDep,
+    after: Annotated[str | None, Query(max_length=128, description="the last id seen")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=1_000, description="a page of at most")] = None,
+) -> list[TemplatePublic]:
+    """Templates by id (latest versions): every one, or a page (``limit`` after
+    ``after``; ask ``limit + 1`` to know whether another page follows)."""
+    ids = await ops.template_ids(runtime.engine, after=after, limit=limit)
+    return [await _public(runtime, i) for i in ids]
 
 
 @router.get("/{template_id}", response_model=TemplatePublic, responses=problems(404))

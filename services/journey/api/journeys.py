@@ -19,6 +19,8 @@ from services.journey.schemas import (
     DiagramPublic,
     JourneyCreate,
     JourneyPublic,
+    JourneySummariesPublic,
+    JourneySummaryPublic,
     JourneyUpdate,
     RunPublic,
     RunsPublic,
@@ -35,6 +37,9 @@ from shared.events.journey_runs import ExitReason
 from shared.http.admin import ADMIN
 from shared.http.problems import Conflict, Invalid, NotFound, problems
 from shared.ids import id_from_name
+
+#: ids ``GET /v1/journeys/{id}`` could not reach: a route of their own
+RESERVED_IDS = frozenset({"summaries"})
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=ADMIN)
 
@@ -105,6 +110,8 @@ async def _published(conn: Any, row: Any) -> dict[str, Any] | None:
 async def create_journey(body: JourneyCreate, runtime: RuntimeDep) -> JourneyPublic:
     """Create a journey as a draft; it runs once published."""
     journey_id = body.id or id_from_name(body.name, "journey")
+    if journey_id in RESERVED_IDS:
+        raise Invalid(f"{journey_id!r} names a route; choose another id", loc=("body", "id"))
     now = runtime.clock()
     async with runtime.engine.begin() as conn:
         if await repo.get_journey(conn, journey_id=journey_id) is not None:
@@ -135,6 +142,34 @@ async def validate_journey(body: ValidateRequest) -> ValidatePublic:
 async def list_journeys(runtime: RuntimeDep) -> list[JourneyPublic]:
     async with snapshot(runtime.engine) as conn:
         return [_public(row, await _published(conn, row)) for row in await repo.list_journeys(conn)]
+
+
+@router.get("/summaries", response_model=JourneySummariesPublic)
+async def journey_summaries(
+    runtime: RuntimeDep,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JourneySummariesPublic:
+    """A page of journeys (by id) with their live counts — runs active now, converted,
+    exited — in one query: what a list shows without a call per journey."""
+    async with snapshot(runtime.engine) as conn:
+        rows = await repo.journey_summaries(conn, after=after, limit=limit + 1)
+    page = [
+        JourneySummaryPublic(
+            id=row.id,
+            name=row.name,
+            status=row.status,
+            version=row.version,
+            updated_at=row.updated_at,
+            active=int(row.active),
+            converted=int(row.converted),
+            exited=int(row.exited),
+        )
+        for row in rows[:limit]
+    ]
+    return JourneySummariesPublic(
+        journeys=page, next_after=page[-1].id if len(rows) > limit else None
+    )
 
 
 @router.get("/{journey_id}", response_model=JourneyPublic, responses=problems(404))

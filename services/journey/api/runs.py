@@ -13,6 +13,7 @@ from services.journey.machine import Stop
 from services.journey.schemas import (
     RunPublic,
     RunsPublic,
+    RunStepPublic,
     StopRequest,
 )
 from shared.db.engine import snapshot
@@ -44,20 +45,30 @@ async def stop_run(run_id: str, runtime: RuntimeDep, body: StopRequest | None = 
     return run_public(stopped[0])
 
 
-@customers_router.get("/{customer_id}/runs", response_model=RunsPublic)
+@customers_router.get("/{customer_id:path}/runs", response_model=RunsPublic)
 async def customer_runs(
     customer_id: str,
     runtime: RuntimeDep,
     status: Annotated[str | None, Query(pattern="^(active|exited)$")] = None,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
+    steps: Annotated[bool, Query(description="each run with its step history")] = False,
 ) -> RunsPublic:
-    """A customer's runs of every journey."""
+    """A customer's runs of every journey (with ``steps``: each run's history, in one
+    more query for the page)."""
     async with snapshot(runtime.engine) as conn:
         found = await repo.list_runs(
             conn, customer_id=customer_id, status=status, after=after, limit=limit
         )
+        history = await repo.steps_of(conn, run_ids=[r.run_id for r in found]) if steps else {}
+    public = [run_public(r) for r in found]
+    if steps:
+        for run in public:
+            run.steps = [
+                RunStepPublic.model_validate(row, from_attributes=True)
+                for row in history.get(run.run_id, [])
+            ]
     return RunsPublic(
-        runs=[run_public(r) for r in found],
+        runs=public,
         next_after=found[-1].run_id if len(found) == limit else None,
     )

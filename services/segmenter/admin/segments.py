@@ -93,10 +93,13 @@ async def delete_segment(runtime: Runtime, segment_id: str) -> None:
     runtime.relay.notify()
 
 
-async def list_segments(runtime: Runtime) -> list[SegmentPublic]:
+async def list_segments(
+    runtime: Runtime, *, after: str | None = None, limit: int | None = None
+) -> list[SegmentPublic]:
     async with snapshot(runtime.engine) as conn:
-        counts = await repo.member_counts(conn)
-        return [_public(row, counts.get(row.id, 0)) for row in await repo.list_segments(conn)]
+        rows = await repo.list_segments(conn, after=after, limit=limit)
+        counts = await repo.member_counts(conn, segment_ids=[row.id for row in rows])
+        return [_public(row, counts.get(row.id, 0)) for row in rows]
 
 
 async def get_segment(runtime: Runtime, segment_id: str) -> SegmentPublic:
@@ -104,7 +107,7 @@ async def get_segment(runtime: Runtime, segment_id: str) -> SegmentPublic:
         row = await repo.get_segment(conn, segment_id=segment_id)
         if row is None:
             raise NotFound(f"no segment {segment_id!r}")
-        counts = await repo.member_counts(conn)
+        counts = await repo.member_counts(conn, segment_ids=[segment_id])
     return _public(row, counts.get(segment_id, 0))
 
 

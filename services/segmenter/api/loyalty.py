@@ -41,14 +41,14 @@ async def refresh(runtime: RuntimeDep) -> RefreshPublic:
     return await loyalty.refresh(runtime)
 
 
-@router.get("/{customer_id}", response_model=StandingPublic, responses=problems(404))
+@router.get("/{customer_id:path}", response_model=StandingPublic, responses=problems(404))
 async def get_standing(customer_id: CustomerId, runtime: RuntimeDep) -> StandingPublic:
     """Balance, tier, the way to the next tier, and the ledger (newest first)."""
     return await loyalty.get_standing(runtime, customer_id)
 
 
 @router.post(
-    "/{customer_id}/redemptions",
+    "/{customer_id:path}/redemptions",
     status_code=201,
     response_model=RedemptionPublic,
     responses={

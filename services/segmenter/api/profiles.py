@@ -31,7 +31,7 @@ async def republish_profiles(
     return await profiles.republish_profiles(runtime, since)
 
 
-@router.get("/{customer_id}", response_model=ProfilePublic, responses=problems(404))
+@router.get("/{customer_id:path}", response_model=ProfilePublic, responses=problems(404))
 async def get_profile(customer_id: str, runtime: RuntimeDep) -> ProfilePublic:
     """A customer's profile with memberships, scores and event statistics.
 
@@ -40,7 +40,7 @@ async def get_profile(customer_id: str, runtime: RuntimeDep) -> ProfilePublic:
     return await profiles.get_profile(runtime, customer_id)
 
 
-@router.delete("/{customer_id}", response_model=ErasurePublic, responses=problems(404))
+@router.delete("/{customer_id:path}", response_model=ErasurePublic, responses=problems(404))
 async def erase_profile(
     customer_id: str,
     runtime: RuntimeDep,

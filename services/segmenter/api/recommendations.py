@@ -23,7 +23,7 @@ Id = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 
 
 @router.get(
-    "/v1/recommendations/{customer_id}",
+    "/v1/recommendations/{customer_id:path}",
     response_model=RecommendationsPublic,
     responses=problems(404),
 )

@@ -38,8 +38,14 @@ async def create_segment(
 
 
 @router.get("", response_model=list[SegmentPublic])
-async def list_segments(runtime: RuntimeDep) -> list[SegmentPublic]:
-    return await segments.list_segments(runtime)
+async def list_segments(
+    runtime: RuntimeDep,
+    after: Annotated[str | None, Query(max_length=64, description="the last id seen")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=1_000, description="a page of at most")] = None,
+) -> list[SegmentPublic]:
+    """Live segments by id with their member counts: every one, or a page (``limit``
+    after ``after``; ask ``limit + 1`` to know whether another page follows)."""
+    return await segments.list_segments(runtime, after=after, limit=limit)
 
 
 @router.get("/{segment_id}", response_model=SegmentPublic, responses=problems(404))

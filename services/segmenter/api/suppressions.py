@@ -24,7 +24,7 @@ async def list_suppressions(
     return await suppressions.list_suppressions(runtime, after=after, limit=limit)
 
 
-@router.put("/{customer_id}", response_model=SuppressionPublic)
+@router.put("/{customer_id:path}", response_model=SuppressionPublic)
 async def suppress_customer(
     customer_id: str, runtime: RuntimeDep, body: SuppressionRequest | None = None
 ) -> SuppressionPublic:
@@ -34,7 +34,7 @@ async def suppress_customer(
     return await suppressions.suppress_customer(runtime, customer_id, reason=reason)
 
 
-@router.delete("/{customer_id}", status_code=204, responses=problems(404))
+@router.delete("/{customer_id:path}", status_code=204, responses=problems(404))
 async def lift_suppression(customer_id: str, runtime: RuntimeDep) -> Response:
     """Accept this id's events again, from now on (dropped events are not replayed)."""
     await suppressions.lift_suppression(runtime, customer_id)

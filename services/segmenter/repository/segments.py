@@ -5,6 +5,7 @@ Every function runs inside the caller's transaction; none commits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,17 +126,24 @@ async def get_segment(conn: AsyncConnection, *, segment_id: str) -> Any | None:
     ).one_or_none()
 
 
-async def list_segments(conn: AsyncConnection) -> list[Any]:
-    rows = await conn.execute(
-        select(segments).where(segments.c.deleted_at.is_(None)).order_by(segments.c.id)
-    )
-    return list(rows)
+async def list_segments(
+    conn: AsyncConnection, *, after: str | None = None, limit: int | None = None
+) -> list[Any]:
+    """Live segments by id: every one, or a page of ``limit`` after ``after``."""
+    query = select(segments).where(segments.c.deleted_at.is_(None))
+    if after is not None:
+        query = query.where(segments.c.id > after)
+    return list(await conn.execute(query.order_by(segments.c.id).limit(limit)))
 
 
-async def member_counts(conn: AsyncConnection) -> dict[str, int]:
-    rows = await conn.execute(
-        select(memberships.c.segment_id, func.count()).group_by(memberships.c.segment_id)
-    )
+async def member_counts(
+    conn: AsyncConnection, *, segment_ids: Sequence[str] | None = None
+) -> dict[str, int]:
+    """Members per segment: of ``segment_ids`` only (a page), or of every segment."""
+    query = select(memberships.c.segment_id, func.count()).group_by(memberships.c.segment_id)
+    if segment_ids is not None:
+        query = query.where(memberships.c.segment_id.in_(list(segment_ids)))
+    rows = await conn.execute(query)
     return dict(rows.tuples().all())
 
 

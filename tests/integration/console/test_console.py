@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 from contextlib import closing
+from urllib.parse import quote, unquote
 
 import httpx
 
@@ -391,12 +392,41 @@ def test_a_journey_page_shows_its_diagram_and_its_buttons_work(
         stack.until(lambda: journey.get(f"/v1/journeys/{journey_id}/runs").json()["runs"])
     runs_page = browser.get(f"/journeys/{journey_id}").text
     assert f'href="/customers/{stack.customer}"' in runs_page
+    # the Mermaid text, shown as text, labels the step with its live counts
+    assert "entered 1 · waiting 1 · converted 0 · exited 0" in runs_page
+    assert 'class="mermaid-source"' in runs_page
+    # the list's live counts: one run in flight (the service's summaries, one query)
+    row = re.search(rf'href="/journeys/{journey_id}">.*?</tr>', browser.get("/journeys").text, re.S)
+    assert row is not None
+    assert re.findall(r'<td class="num">([^<]*)</td>', row.group(0))[:2] == ["1", "1"]
     profile = browser.get(f"/customers/{stack.customer}").text
     assert f'href="/journeys/{journey_id}"' in profile
+    # the run's step history, from the journey service's run_steps
+    with stack.api("journey") as journey:
+        runs = journey.get(f"/v1/customers/{stack.customer}/runs", params={"steps": "true"}).json()[
+            "runs"
+        ]
+    mine = next(r for r in runs if r["journey_id"] == journey_id)
+    kinds = [(s["kind"], s["step_id"]) for s in mine["steps"]]
+    assert kinds[0][0] == "entered" and ("step_reached", "pause") in kinds
+    assert [s["seq"] for s in mine["steps"]] == sorted(s["seq"] for s in mine["steps"])
+    assert "Step history" in profile and "<strong>pause</strong>" in profile
+    # the runs section pages by run id (``runs_after``, the journey API's cursor)
+    later = browser.get(f"/customers/{stack.customer}", params={"runs_after": "~"}).text
+    assert (
+        f'href="/journeys/{journey_id}"' not in later.split('id="runs"')[1].split("</section>")[0]
+    )
     archived = browser.post(f"/journeys/{journey_id}/archive", data={"csrf": browser.csrf})
     assert "badge archived" in browser.get(archived.headers["location"]).text
     refused = browser.post(f"/journeys/{journey_id}/pause", data={"csrf": browser.csrf})
     assert refused.status_code == 409  # the journey service's answer, as a page
+    # archiving ended the run: its history says so
+    with stack.api("journey") as journey:
+        runs = journey.get(f"/v1/customers/{stack.customer}/runs", params={"steps": "true"}).json()[
+            "runs"
+        ]
+    last = next(r for r in runs if r["journey_id"] == journey_id)["steps"][-1]
+    assert (last["kind"], last["exit_reason"]) == ("exited", "archived")
 
 
 # --- the report ------------------------------------------------------------------------
@@ -673,3 +703,181 @@ def test_the_per_channel_form_saves_a_version_with_a_new_variant(
     assert email["subject"] == "Your cart, {{ customer.traits.plan }}" and email["text"] == "Hi"
     assert (push["channel"], push["locale"], push["title"]) == ("push", "fr", "Votre panier")
     assert push.get("subject") is None
+
+
+# --- ids holding reserved characters ------------------------------------------------------
+
+#: a customer id with a slash, a space, ``?`` and ``#``: every path it is in is
+#: percent-encoded, and every route taking it matches it whole (``{customer_id:path}``)
+ODD_ID = f"acme/user 1?#-{uuid.uuid4().hex[:6]}"
+
+
+def _odd_customer(stack: Stack) -> str:
+    """The customer ``ODD_ID``, known to the segmenter (once per module)."""
+    with stack.api("segmenter") as segmenter:
+        if segmenter.get(f"/v1/profiles/{quote(ODD_ID, safe='')}").status_code != 200:
+            stack.track(ODD_ID, "Order Completed", revenue=5, orderId=f"o-{ODD_ID}")
+            stack.until(
+                lambda: segmenter.get(f"/v1/profiles/{quote(ODD_ID, safe='')}").status_code == 200
+            )
+    return quote(ODD_ID, safe="")
+
+
+def test_segmenter_routes_take_an_id_with_a_slash(stack: Stack) -> None:
+    path = _odd_customer(stack)
+    with stack.api("segmenter") as segmenter:
+        assert segmenter.get(f"/v1/profiles/{path}").json()["customer_id"] == ODD_ID
+        # answered by the route (a standing, or the service's own 404 naming the id),
+        # not by the router's "Not Found"
+        for read in (f"/v1/loyalty/{path}", f"/v1/recommendations/{path}"):
+            answer = segmenter.get(read)
+            assert answer.status_code in (200, 404), answer.text
+            assert answer.json().get("detail") != "Not Found", read
+        # the loyalty program's own route is not taken for an id
+        assert segmenter.get("/v1/loyalty/program").status_code in (200, 404)
+        other = quote(f"x/{uuid.uuid4().hex[:6]}", safe="")
+        suppressed = segmenter.put(f"/v1/suppressions/{other}")
+        assert suppressed.status_code == 200, suppressed.text
+        assert suppressed.json()["customer_id"] == unquote(other)
+        assert segmenter.delete(f"/v1/suppressions/{other}").status_code == 204
+
+
+def test_dispatcher_routes_take_an_id_with_a_slash(stack: Stack) -> None:
+    path = _odd_customer(stack)
+    with stack.api("dispatcher") as dispatcher:
+        saved = dispatcher.patch(
+            f"/v1/customers/{path}/preferences", json={"channels": {"push": False}}
+        )
+        assert saved.status_code == 200, saved.text
+        read = dispatcher.get(f"/v1/customers/{path}/preferences").json()
+        assert read["channels"]["push"] is False
+        deliveries = dispatcher.get(f"/v1/customers/{path}/deliveries")
+        assert deliveries.status_code == 200 and deliveries.json() == []
+
+
+def test_journey_routes_take_an_id_with_a_slash(stack: Stack) -> None:
+    path = _odd_customer(stack)
+    with stack.api("journey") as journey:
+        runs = journey.get(f"/v1/customers/{path}/runs")
+        assert runs.status_code == 200, runs.text
+        assert runs.json()["runs"] == []
+
+
+def test_the_console_reaches_a_customer_whose_id_holds_a_slash(
+    stack: Stack, browser: Browser
+) -> None:
+    path = _odd_customer(stack)
+    found = browser.get("/customers", params={"q": ODD_ID})
+    assert found.status_code == 303
+    assert found.headers["location"] == f"/customers/{path}"
+    page = browser.get(f"/customers/{path}")
+    assert page.status_code == 200, page.text
+    assert "Could not read" not in page.text
+    assert f'action="/customers/{path}/preferences"' in page.text
+    assert f'href="/customers/{path}/erase"' in page.text
+    saved = browser.post(
+        f"/customers/{path}/preferences", data={"csrf": browser.csrf, "channel_email": "on"}
+    )
+    assert saved.status_code == 303
+    assert saved.headers["location"].startswith(f"/customers/{path}?")
+    erase = browser.get(f"/customers/{path}/erase")
+    assert erase.status_code == 200 and "cannot be undone" in erase.text
+
+
+# --- paging ----------------------------------------------------------------------------
+
+
+def _walk(browser: Browser, path: str, prefix: str) -> list[list[str]]:
+    """The ids under ``prefix`` linked from each page of a list, following Next."""
+    pages: list[list[str]] = []
+    url: str | None = path
+    while url is not None:
+        html = browser.get(url).text
+        assert html.count("<tr>") <= 50 + 1, url  # 50 rows and the heading
+        pages.append(re.findall(rf'href="{path}/({prefix}[^"?/]*)"', html))
+        nxt = re.search(r'<a href="([^"]+)" rel="next">', html)
+        url = nxt.group(1).replace("&amp;", "&") if nxt else None
+    return pages
+
+
+def test_lists_page_by_fifty_and_never_ask_for_a_whole_table(
+    stack: Stack, browser: Browser
+) -> None:
+    prefix = f"zz-{uuid.uuid4().hex[:4]}-"
+    ids = [f"{prefix}{n:02d}" for n in range(51)]
+    with (
+        stack.api("journey") as journey,
+        stack.api("dispatcher") as dispatcher,
+        stack.api("segmenter") as segmenter,
+    ):
+        for i in ids:
+            journey.post(
+                "/v1/journeys",
+                json={
+                    "id": i,
+                    "name": i,
+                    "definition": {
+                        "triggers": [{"kind": "event", "event": "Never"}],
+                        "steps": [{"id": "done", "type": "exit"}],
+                    },
+                },
+            ).raise_for_status()
+            dispatcher.post(
+                "/v1/templates",
+                json={
+                    "id": i,
+                    "definition": {
+                        "name": i,
+                        "variants": [{"channel": "email", "subject": "S", "text": "T"}],
+                    },
+                },
+            ).raise_for_status()
+            segmenter.post(
+                "/v1/segments",
+                json={
+                    "id": i,
+                    "name": i,
+                    "rule": {"kind": "trait", "trait": "plan", "op": "eq", "value": i},
+                },
+            ).raise_for_status()
+    for path in ("/journeys", "/segments", "/templates"):
+        pages = _walk(browser, path, prefix)
+        assert len(pages) >= 2, path
+        assert sorted(i for page in pages for i in page) == ids, path
+
+
+def test_a_customers_deliveries_page_by_dispatch_id(stack: Stack, browser: Browser) -> None:
+    template_id = f"pages-{uuid.uuid4().hex[:6]}"
+    with stack.api("dispatcher") as dispatcher:
+        dispatcher.post(
+            "/v1/templates",
+            json={
+                "id": template_id,
+                "definition": {
+                    "name": "Pages",
+                    "variants": [{"channel": "email", "subject": "Hello", "text": "Hi"}],
+                },
+            },
+        ).raise_for_status()
+        for _ in range(3):
+            sent = dispatcher.post(
+                "/v1/test-sends",
+                json={"customer_id": stack.customer, "template_id": template_id},
+            )
+            assert sent.status_code < 300, sent.text
+        path = f"/v1/customers/{stack.customer}/deliveries"
+        whole = [d["dispatch_id"] for d in dispatcher.get(path, params={"limit": 1000}).json()]
+        assert len(whole) >= 3
+        walked: list[str] = []
+        params: dict[str, str | int] = {"limit": 2}
+        while True:
+            page = dispatcher.get(path, params=params).json()
+            if not page:
+                break
+            walked += [d["dispatch_id"] for d in page]
+            params["after"] = page[-1]["dispatch_id"]
+        assert walked == whole  # newest first, none twice, none missed
+    # the console shows the page after the one it was given
+    later = browser.get(f"/customers/{stack.customer}", params={"deliveries_after": whole[0]})
+    section = later.text.split('id="deliveries"')[1].split("</section>")[0]
+    assert later.status_code == 200 and "Could not read" not in section

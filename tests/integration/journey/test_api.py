@@ -189,3 +189,42 @@ async def test_simulate_walks_a_history_and_sends_nothing(stack: Stack) -> None:
     assert run["exit_reason"] == "goal"  # the order 8 h later, within the 3-day window
     assert body["refused"] == [{"at": "2026-06-01T13:00:00Z", "input": 1, "reason": "entry_rule"}]
     assert stack.dispatches_so_far("simulated") == []
+
+
+async def test_summaries_page_journeys_with_counts_and_reserve_their_id(stack: Stack) -> None:
+    prefix = f"sum-{uuid.uuid4().hex[:6]}-"
+    for n in range(3):
+        created = await stack.client.post(
+            "/v1/journeys",
+            json={"id": f"{prefix}{n}", "name": "S", "definition": simple(name("S"))},
+            headers=ADMIN,
+        )
+        assert created.status_code == 201, created.text
+    first = await stack.client.get(
+        "/v1/journeys/summaries", params={"after": prefix, "limit": 2}, headers=ADMIN
+    )
+    page = first.json()
+    assert [j["id"] for j in page["journeys"]] == [f"{prefix}0", f"{prefix}1"]
+    assert page["journeys"][0] | {"updated_at": None} == {
+        "id": f"{prefix}0",
+        "name": "S",
+        "status": "draft",
+        "version": None,
+        "updated_at": None,
+        "active": 0,
+        "converted": 0,
+        "exited": 0,
+    }
+    rest = await stack.client.get(
+        "/v1/journeys/summaries",
+        params={"after": page["next_after"], "limit": 500},
+        headers=ADMIN,
+    )
+    assert rest.json()["journeys"][0]["id"] == f"{prefix}2"
+    for reserved in ("summaries", ".", ".."):
+        refused = await stack.client.post(
+            "/v1/journeys",
+            json={"id": reserved, "name": "S", "definition": simple(name("S"))},
+            headers=ADMIN,
+        )
+        assert refused.status_code == 422, reserved

@@ -452,6 +452,14 @@ async def test_an_erased_customer_leaves_every_journey(stack: Stack) -> None:
     run = answer.json()
     assert run["status"] == "exited" and run["exit_reason"] == "erased"
     assert run["trigger"] == {} and run["customer_id"].startswith("erased-")
+    # its step history stays under the pseudonym (step ids and times), no free text
+    answer = await stack.client.get(
+        f"/v1/customers/{run['customer_id']}/runs", params={"steps": "true"}, headers=ADMIN
+    )
+    (history,) = [r["steps"] for r in answer.json()["runs"]]
+    assert history[0]["kind"] == "entered"
+    assert (history[-1]["kind"], history[-1]["exit_reason"]) == ("exited", "erased")
+    assert all(step["detail"] is None for step in history)
     stack.clock.advance(hours=5)
     assert stack.dispatches_so_far(who) == []
 
