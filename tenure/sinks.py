@@ -43,8 +43,11 @@ class _Handler:
         reply = self._sink.reply(recipients, content) if self._sink.reply else None
         if reply is not None:
             return reply
-        if self._sink.delay_s:
-            await asyncio.sleep(self._sink.delay_s)
+        delay = self._sink.delay_s
+        if self._sink.delay_for is not None:
+            delay = max(delay, self._sink.delay_for(recipients))
+        if delay:
+            await asyncio.sleep(delay)
         self._sink._keep(recipients, content)
         return "250 OK"
 
@@ -65,6 +68,8 @@ class SmtpSink:
         self.port = port or free_port()
         #: how long each message takes to accept (a slow server)
         self.delay_s = delay_s
+        #: recipients → how long their message takes to accept (a slow mailbox)
+        self.delay_for: Callable[[list[str]], float] | None = None
         self.maildir = maildir
         self.reply = reply
         self.keep_in_memory = keep_in_memory
