@@ -74,6 +74,7 @@ class Runtime:
             decoders=DECODERS,
             handler=DispatcherBatchHandler(engine=self.engine, dispatcher=self.dispatcher),
             is_transient=is_transient,
+            fetch_max_wait_ms=group.fetch_max_wait_ms,
         )
         # declared first: on shutdown it waits for the sends of the last batches
         self.service.loop("sends in flight", SendsInFlight(self.dispatcher))
