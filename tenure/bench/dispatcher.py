@@ -208,7 +208,7 @@ class DispatcherBench:
             # moves the load as much as the change under test does)
             fixed = os.environ.get("TENURE_BENCH_LATENCY_RATE")
             latency_rate = float(fixed) if fixed else email_rate / 2
-            p99 = await self._latency(publisher, outcomes, url, rate=latency_rate)
+            p99, detail = await self._latency(publisher, outcomes, url, rate=latency_rate)
             figures.append(
                 Figure(
                     "email p99 at half rate",
@@ -218,7 +218,8 @@ class DispatcherBench:
                     None,
                     f"< {P99_TARGET_MS:g} ms",
                     p99 < P99_TARGET_MS,
-                    note="request published → provider accepted (outcome.at − requestedAt)",
+                    note="request published → provider accepted (outcome.at − requestedAt); "
+                    + detail,
                 )
             )
             return figures
@@ -279,11 +280,14 @@ class DispatcherBench:
 
     async def _latency(
         self, publisher: EventPublisher, outcomes: _OutcomeCounter, url: str, *, rate: float
-    ) -> float:
+    ) -> tuple[float, str]:
+        """p99 in ms, and its detail: p50, and p99 past the first second (the wake-up
+        of a consumer that was idle)."""
         count = max(200, min(self.count, int(rate * 10)))
         ids = await self._customers(publisher, url, "latency", count)
         _say(f"dispatcher bench: {count:,} email requests at {rate:,.0f}/s")
         wanted: dict[str, datetime] = {}
+        order: list[str] = []
         started = time.perf_counter()
         for index, customer in enumerate(ids):
             due = started + index / rate
@@ -292,15 +296,20 @@ class DispatcherBench:
                 await asyncio.sleep(pause)
             request = _request(customer, "email")
             wanted[request.dispatch_id] = request.requested_at
+            order.append(request.dispatch_id)
             await publisher.publish(
                 Message(dispatch_requests.TOPIC, request.key, request.to_bytes())
             )
         await outcomes.wait_for(set(wanted), timeout_s=600)
-        latencies = sorted(
-            (outcomes.sent_at[d] - requested).total_seconds() * 1000
-            for d, requested in wanted.items()
+        in_order = [(outcomes.sent_at[d] - wanted[d]).total_seconds() * 1000 for d in order]
+        latencies = sorted(in_order)
+        settled = sorted(in_order[int(rate) :]) or latencies
+        p99 = latencies[int(len(latencies) * 0.99) - 1]
+        detail = (
+            f"p50 {latencies[len(latencies) // 2]:,.0f} ms; past the first second "
+            f"p99 {settled[int(len(settled) * 0.99) - 1]:,.0f} ms"
         )
-        return latencies[int(len(latencies) * 0.99) - 1]
+        return p99, detail
 
     def _spawn(self, argv: list[str], env: dict[str, str], name: str) -> None:
         log = (self.state / f"{name}.log").open("ab")
