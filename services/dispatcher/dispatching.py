@@ -152,7 +152,7 @@ class Dispatcher:
         stopping: asyncio.Event | None = None,
         batches_sending: int = 2,
         profile_wait: timedelta = timedelta(minutes=10),
-        record_linger_s: float = 0.005,
+        record_linger_s: float = 0.02,
     ) -> None:
         self._engine = engine
         self._providers = dict(providers)

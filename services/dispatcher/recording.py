@@ -97,7 +97,7 @@ class SendRecorder:
         clock: Clock,
         on_commit: Callable[[], None] = lambda: None,
         stopping: asyncio.Event | None = None,
-        linger_s: float = 0.005,
+        linger_s: float = 0.02,
         max_group: int = 500,
     ) -> None:
         self._engine = engine

@@ -66,6 +66,7 @@ class Runtime:
             webhook_default=settings.webhook.url,
             batches_sending=group.batches_sending,
             profile_wait=timedelta(seconds=group.profile_wait_s),
+            record_linger_s=group.record_linger_ms / 1000,
         )
         self.service = parts.service()
         self.runner = self.service.kafka_consumer(

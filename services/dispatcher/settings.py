@@ -38,6 +38,9 @@ class DispatcherGroup(AdminApiGroup):
     #: consumed batches whose sends may be in flight at once (the next batch is decided
     #: while one is being sent)
     batches_sending: int = Field(default=2, ge=1, le=16)
+    #: how long a finished send waits for others to be recorded in the same
+    #: transaction (services/dispatcher/recording.py): latency against transactions
+    record_linger_ms: float = Field(default=20.0, ge=0, le=1_000)
     #: HTTP connections kept open to each push / social provider
     http_connections: int = Field(default=32, ge=1, le=1_000)
     #: tries of a provider call on transient errors, with exponential backoff and jitter
