@@ -419,14 +419,15 @@ class Dispatcher:
         if error is None and request.send_time.kind == "now":
             waited = (result.at - request.requested_at).total_seconds()
             metrics.REQUEST_TO_HANDOFF_SECONDS.observe(max(0.0, waited))
-        if not await self._recorder.record(result):
+        recorded = await self._recorder.record(result)
+        if recorded is None:
             log.warning(
                 "the send of %s was recorded after its lease ran out: it keeps its "
                 "interrupted outcome",
                 request.dispatch_id,
             )
             return
-        count_outcome(result.outcome())
+        count_outcome(recorded)
         if error is not None:
             metrics.DEAD_LETTERS.inc()
 

@@ -84,7 +84,7 @@ class SendResult:
         return [*dead, outcome_message(result)]
 
 
-_Waiting = tuple[SendResult, "asyncio.Future[bool]"]
+_Waiting = tuple[SendResult, "asyncio.Future[DispatchOutcome | None]"]
 
 
 class SendRecorder:
@@ -109,10 +109,10 @@ class SendRecorder:
         self._waiting: list[_Waiting] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def record(self, result: SendResult) -> bool:
-        """Return once the result is durable: whether it was recorded (``False``: the
+    async def record(self, result: SendResult) -> DispatchOutcome | None:
+        """Return once the result is durable: the outcome recorded (``None``: the
         delivery had left ``sending`` meanwhile, and keeps the outcome it got)."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[DispatchOutcome | None] = asyncio.get_running_loop().create_future()
         self._waiting.append((result, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_all(), name="dispatcher-records")
@@ -128,7 +128,7 @@ class SendRecorder:
                 # The messages are out: keep trying to record them (a redelivered
                 # request would not send them again, and left unrecorded they would end
                 # "interrupted").
-                recorded: set[str] = await retrying(
+                recorded: dict[str, DispatchOutcome] = await retrying(
                     what="recording sends",
                     retry_on=is_transient_db_error,
                     stopping=self._stopping,
@@ -146,9 +146,9 @@ class SendRecorder:
             self._on_commit()
             for result, done in group:
                 if not done.done():
-                    done.set_result(result.dispatch_id in recorded)
+                    done.set_result(recorded.get(result.dispatch_id))
 
-    async def _write(self, results: Sequence[SendResult]) -> set[str]:
+    async def _write(self, results: Sequence[SendResult]) -> dict[str, DispatchOutcome]:
         now = self._clock()
         async with self._engine.begin() as conn:
             recorded = await repo.update_deliveries(
@@ -165,4 +165,4 @@ class SendRecorder:
             )
             await repo.erase_customers(conn, customer_ids=sorted(gone))
         metrics.RECORD_GROUP_SIZE.observe(len(results))
-        return recorded
+        return {o.dispatch_id: o for o in outcomes}
