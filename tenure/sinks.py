@@ -43,8 +43,11 @@ class _Handler:
         reply = self._sink.reply(recipients, content) if self._sink.reply else None
         if reply is not None:
             return reply
-        if self._sink.delay_s:
-            await asyncio.sleep(self._sink.delay_s)
+        delay = self._sink.delay_s
+        if self._sink.delay_for is not None:
+            delay = max(delay, self._sink.delay_for(recipients))
+        if delay:
+            await asyncio.sleep(delay)
         self._sink._keep(recipients, content)
         return "250 OK"
 
@@ -65,6 +68,8 @@ class SmtpSink:
         self.port = port or free_port()
         #: how long each message takes to accept (a slow server)
         self.delay_s = delay_s
+        #: recipients → how long their message takes to accept (a slow mailbox)
+        self.delay_for: Callable[[list[str]], float] | None = None
         self.maildir = maildir
         self.reply = reply
         self.keep_in_memory = keep_in_memory
@@ -228,17 +233,22 @@ class HttpRecorder:
                 status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
                 if status >= 300:
                     return status, {"error": {"code": status, "message": "as configured"}}
-        n = next(self._ids)
-        if path.endswith("/token"):
-            return 200, {"access_token": f"token-{n}", "expires_in": 3600, "token_type": "Bearer"}
-        if path.endswith("messages:send"):
-            project = path.split("/")[3] if path.count("/") >= 4 else "p"
-            return 200, {"name": f"projects/{project}/messages/{n}"}
-        if path.endswith("/me/messages"):
-            return 200, {"recipient_id": "psid", "message_id": f"m_{n}"}
-        if path.endswith("/messages"):
-            return 200, {"messaging_product": "whatsapp", "messages": [{"id": f"wamid.{n}"}]}
-        return 201, {"id": n}
+        return provider_answer(path, next(self._ids))
+
+
+def provider_answer(path: str, n: int) -> tuple[int, Any]:
+    """The status and JSON body a provider answers a request to ``path`` with; ``n``
+    numbers the message ids."""
+    if path.endswith("/token"):
+        return 200, {"access_token": f"token-{n}", "expires_in": 3600, "token_type": "Bearer"}
+    if path.endswith("messages:send"):
+        project = path.split("/")[3] if path.count("/") >= 4 else "p"
+        return 200, {"name": f"projects/{project}/messages/{n}"}
+    if path.endswith("/me/messages"):
+        return 200, {"recipient_id": "psid", "message_id": f"m_{n}"}
+    if path.endswith("/messages"):
+        return 200, {"messaging_product": "whatsapp", "messages": [{"id": f"wamid.{n}"}]}
+    return 201, {"id": n}
 
 
 _SUBJECT = re.compile(rb"^Subject:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
@@ -259,24 +269,31 @@ def _text(body: bytes) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tenure.sinks --smtp-port P --http-port Q [--accept-log FILE]``: both
-    servers in a process of their own (the benchmark's providers), until SIGTERM or
-    SIGINT; with ``--accept-log``, a line per accepted email (time, recipients)."""
+    """``python -m tenure.sinks --smtp-port P [--http-port Q] [--accept-log FILE]``: the
+    SMTP server and, given a port, the HTTP recorder in a process of their own (the
+    benchmarks' providers), until SIGTERM or SIGINT; with ``--accept-log``, a line per
+    accepted email (time, recipients). (``tenure bench dispatcher`` answers HTTP with
+    :mod:`tenure.responder` instead: faster, it records nothing.)"""
     import argparse
     import signal
 
     parser = argparse.ArgumentParser(prog="python -m tenure.sinks")
     parser.add_argument("--smtp-port", type=int, required=True)
-    parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--http-port", type=int, default=None)
     parser.add_argument("--accept-log", type=Path, default=None)
     args = parser.parse_args(argv)
     smtp = SmtpSink(port=args.smtp_port, keep_in_memory=False, accept_log=args.accept_log).start()
-    recorder = HttpRecorder(port=args.http_port, keep_in_memory=False).start()
+    recorder = (
+        HttpRecorder(port=args.http_port, keep_in_memory=False).start()
+        if args.http_port is not None
+        else None
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
-    recorder.stop()
+    if recorder is not None:
+        recorder.stop()
     smtp.stop()
     return 0
 

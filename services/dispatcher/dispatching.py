@@ -12,9 +12,11 @@ A request goes through three transactions at most:
    request of the same customer never both pass a cap.
 2. **send**, outside any transaction, concurrently (bounded), each call retried on
    transient errors with exponential backoff and jitter.
-3. **record**: ``sent`` or ``failed`` (with a dead letter), and the outcome; only a
-   delivery still ``sending`` is recorded (one that outlived its lease was given an
-   ``interrupted`` failure meanwhile, and keeps that one outcome).
+3. **record**: ``sent`` or ``failed`` (with a dead letter), and the outcome, as soon
+   as the send finished, in one transaction with the other sends that finished
+   meanwhile (:mod:`services.dispatcher.recording`); only a delivery still
+   ``sending`` is recorded (one that outlived its lease was given an ``interrupted``
+   failure meanwhile, and keeps that one outcome).
 
 A request already held (a redelivery, or the journey re-requesting a dispatch whose
 outcome never reached it) sends nothing; if its delivery has a final outcome, that
@@ -54,7 +56,7 @@ from services.dispatcher.channels.base import (
     TransientProviderError,
 )
 from services.dispatcher.compose import Composer
-from services.dispatcher.messages import dead_letter, outcome, outcome_message
+from services.dispatcher.messages import outcome, outcome_message
 from services.dispatcher.models import deferrals, outbox, profiles
 from services.dispatcher.offers.issue import draw_for
 from services.dispatcher.plan import (
@@ -68,14 +70,14 @@ from services.dispatcher.plan import (
     waits_for_profile,
 )
 from services.dispatcher.policy import Action, Preferences, Sent
+from services.dispatcher.recording import SendRecorder, SendResult
 from services.dispatcher.repository import DeliveryUpdate, HeldRequest
 from services.dispatcher.templates import TemplateDefinition
 from shared.clock import Clock, utc_now
 from shared.db.locks import lock_name, xact_locks
 from shared.db.outbox import enqueue
-from shared.db.profile_projection import erased_ids, load_folded
+from shared.db.profile_projection import load_folded
 from shared.db.timers import claim_due, schedule
-from shared.db.transient import is_transient_db_error
 from shared.events.channels import Channel
 from shared.events.dispatch_outcomes import DispatchOutcome, Reason, Status
 from shared.events.dispatch_requests import DispatchRequest
@@ -150,6 +152,7 @@ class Dispatcher:
         stopping: asyncio.Event | None = None,
         batches_sending: int = 2,
         profile_wait: timedelta = timedelta(minutes=10),
+        record_linger_s: float = 0.02,
     ) -> None:
         self._engine = engine
         self._providers = dict(providers)
@@ -163,6 +166,13 @@ class Dispatcher:
         self._batches_sending = max(1, batches_sending)
         self._profile_wait = profile_wait
         self._sending: set[asyncio.Task[None]] = set()
+        self._recorder = SendRecorder(
+            engine=engine,
+            clock=clock,
+            on_commit=on_commit,
+            stopping=stopping,
+            linger_s=record_linger_s,
+        )
         self._closing = False
         #: template versions never change once written: kept by (id, version)
         self._definitions: dict[tuple[str, int], TemplateDefinition] = {}
@@ -395,89 +405,31 @@ class Dispatcher:
     # --- sending and recording ---------------------------------------------------------
 
     async def deliver(self, claimed: Sequence[Claimed]) -> None:
-        """Send every claimed message concurrently, then record every result in one
-        transaction."""
+        """Send every claimed message concurrently, each recorded as soon as its
+        provider answered (:class:`~services.dispatcher.recording.SendRecorder`: with the
+        others that finished meanwhile); return once all are recorded."""
         if not claimed:
             return
-        results = await asyncio.gather(*(self._send(c) for c in claimed))
-        now = self._clock()
-        updates: list[DeliveryUpdate] = []
-        rows: list[DispatchOutcome] = []
-        dead: dict[str, Message] = {}
-        for item, (provider_id, error, attempts) in zip(claimed, results, strict=True):
-            request, channel = item.request, item.outgoing.channel
-            if error is None:
-                if request.send_time.kind == "now":
-                    waited = (now - request.requested_at).total_seconds()
-                    metrics.REQUEST_TO_HANDOFF_SECONDS.observe(max(0.0, waited))
-                updates.append(
-                    DeliveryUpdate(
-                        request.dispatch_id,
-                        "sent",
-                        provider_message_id=provider_id,
-                        attempts=attempts,
-                    )
-                )
-                result = outcome(
-                    request,
-                    Status.SENT,
-                    now,
-                    channel=channel,
-                    provider_message_id=provider_id,
-                    template_version=item.template_version,
-                )
-            else:
-                updates.append(
-                    DeliveryUpdate(request.dispatch_id, "failed", reason=error, attempts=attempts)
-                )
-                result = outcome(
-                    request,
-                    Status.FAILED,
-                    now,
-                    channel=channel,
-                    reason=error,
-                    template_version=item.template_version,
-                )
-                dead[request.dispatch_id] = dead_letter(request, error)
-            rows.append(result)
+        await asyncio.gather(*(self._send_and_record(c) for c in claimed))
 
-        async def record() -> set[str]:
-            async with self._engine.begin() as conn:
-                # only deliveries still ``sending``: one whose lease ran out meanwhile has
-                # its ``interrupted`` outcome already, and keeps it
-                recorded = await repo.update_deliveries(
-                    conn, updates=updates, now=now, only_from=("sending",)
-                )
-                kept = [r for r in rows if r.dispatch_id in recorded]
-                messages: list[Message] = []
-                for result in kept:
-                    if result.dispatch_id in dead:
-                        messages.append(dead[result.dispatch_id])
-                    messages.append(outcome_message(result))
-                await repo.insert_outcomes(conn, rows=kept)
-                await enqueue(session=conn, outbox=outbox, messages=messages)
-                # a customer erased while their message was with the provider
-                gone = await erased_ids(conn, table=profiles, ids=[r.customer_id for r in rows])
-                await repo.erase_customers(conn, customer_ids=sorted(gone))
-                return recorded
-
-        # The messages are out: keep trying to record them (a redelivered request
-        # would not send them again, and left unrecorded they would end "interrupted").
-        recorded: set[str] = await retrying(
-            what="recording sends", retry_on=is_transient_db_error, stopping=self._stopping
-        )(record)
-        for result in rows:
-            if result.dispatch_id not in recorded:
-                log.warning(
-                    "the send of %s was recorded after its lease ran out: it keeps its "
-                    "interrupted outcome",
-                    result.dispatch_id,
-                )
-                continue
-            count_outcome(result)
-            if result.dispatch_id in dead:
-                metrics.DEAD_LETTERS.inc()
-        self._on_commit()
+    async def _send_and_record(self, item: Claimed) -> None:
+        provider_id, error, attempts = await self._send(item)
+        result = SendResult(item, provider_id, error, attempts, self._clock())
+        request = item.request
+        if error is None and request.send_time.kind == "now":
+            waited = (result.at - request.requested_at).total_seconds()
+            metrics.REQUEST_TO_HANDOFF_SECONDS.observe(max(0.0, waited))
+        recorded = await self._recorder.record(result)
+        if recorded is None:
+            log.warning(
+                "the send of %s was recorded after its lease ran out: it keeps its "
+                "interrupted outcome",
+                request.dispatch_id,
+            )
+            return
+        count_outcome(recorded)
+        if error is not None:
+            metrics.DEAD_LETTERS.inc()
 
     async def _send(self, item: Claimed) -> tuple[str | None, str | None, int]:
         """(provider message id, None, attempts) or (None, failure reason, attempts)."""

@@ -50,6 +50,12 @@ REQUEST_TO_HANDOFF_SECONDS = metrics.histogram(
     "deferral's wait included).",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+RECORD_GROUP_SIZE = metrics.histogram(
+    "record_group_size",
+    "Send results recorded by one transaction (each send is recorded as it finishes, "
+    "with those that finished meanwhile).",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
+)
 # Offers: the pool label is an admin-created pool id (a handful), never a customer.
 COUPONS_AVAILABLE = metrics.gauge(
     "coupons_available",

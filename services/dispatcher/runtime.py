@@ -68,6 +68,7 @@ class Runtime:
             webhook_default=settings.webhook.url,
             batches_sending=group.batches_sending,
             profile_wait=timedelta(seconds=group.profile_wait_s),
+            record_linger_s=group.record_linger_ms / 1000,
         )
         self.service = parts.service()
         self.runner = self.service.kafka_consumer(
@@ -76,6 +77,7 @@ class Runtime:
             decoders=DECODERS,
             handler=DispatcherBatchHandler(engine=self.engine, dispatcher=self.dispatcher),
             is_transient=is_transient,
+            fetch_max_wait_ms=group.fetch_max_wait_ms,
         )
         # declared first: on shutdown it waits for the sends of the last batches
         self.service.loop("sends in flight", SendsInFlight(self.dispatcher))

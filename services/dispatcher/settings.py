@@ -26,6 +26,9 @@ class DispatcherGroup(AdminApiGroup):
     consumer_group: str = "tenure-dispatcher"
     #: the most dispatch requests decided in one transaction
     max_batch_records: int = Field(default=1_000, ge=1)
+    #: how long the broker may hold a fetch while it has no data: the latency a request
+    #: can wait before the consumer sees it (aiokafka's default is 500 ms)
+    fetch_max_wait_ms: int = Field(default=50, ge=1, le=500)
     #: where the public tracking endpoints are reached from a customer's mail client
     public_base_url: str = "http://127.0.0.1:8004"
     #: signs tracking links (at least 16 characters; every replica the same)
@@ -35,6 +38,9 @@ class DispatcherGroup(AdminApiGroup):
     #: consumed batches whose sends may be in flight at once (the next batch is decided
     #: while one is being sent)
     batches_sending: int = Field(default=2, ge=1, le=16)
+    #: how long a finished send waits for others to be recorded in the same
+    #: transaction (services/dispatcher/recording.py): latency against transactions
+    record_linger_ms: float = Field(default=20.0, ge=0, le=1_000)
     #: HTTP connections kept open to each push / social provider
     http_connections: int = Field(default=32, ge=1, le=1_000)
     #: tries of a provider call on transient errors, with exponential backoff and jitter

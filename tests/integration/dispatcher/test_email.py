@@ -1,14 +1,19 @@
 """The thin path end to end: a request on dispatch.requests → checks → a real email at
-an SMTP server → ``sent`` on dispatch.outcomes; its links work; a duplicate sends once."""
+an SMTP server → ``sent`` on dispatch.outcomes; its links work; a duplicate sends once;
+a send is recorded without waiting for the slower ones of its batch."""
 
 from __future__ import annotations
 
 import re
+import uuid
 from urllib.parse import urlsplit
 
 import orjson
 
 from services.dispatcher.links import LinkPayload, Purpose
+from shared.events import dispatch_requests
+from shared.events.dispatch_requests import DispatchRequest
+from shared.kafka.producer import Message
 from tests.integration.dispatcher.conftest import ADMIN, Stack
 
 CART = {
@@ -187,3 +192,37 @@ async def test_the_preference_page_reads_and_saves_choices(stack: Stack) -> None
     assert prefs["topics"]["tips"] is False
     assert prefs["channels"]["email"] is True and prefs["channels"]["whatsapp"] is False
     assert prefs["unsubscribed"] is False
+
+
+async def test_a_send_is_recorded_without_waiting_for_a_slow_one(stack: Stack) -> None:
+    """Each send is recorded as it finishes (services/dispatcher/recording.py): a message
+    the server accepts at once gets its ``sent`` outcome while a slow one of the same
+    batch is still with the server."""
+    await stack.template(
+        "quick",
+        name="quick",
+        variants=[{"channel": "email", "subject": "Hi", "text": "Hi {{ customer.id }}"}],
+    )
+    for customer in ("rec-slow", "rec-fast"):
+        await stack.profile(customer, email=f"{customer}@example.com")
+        await stack.contact_known(customer)
+    stack.smtp.delay_for = lambda to: 4.0 if "rec-slow@example.com" in to else 0.0
+    try:
+        slow, fast = (
+            DispatchRequest(
+                dispatch_id=str(uuid.uuid4()),
+                customer_id=customer,
+                channels=["email"],
+                template_id="quick",
+                requested_at=stack.clock.now,
+            )
+            for customer in ("rec-slow", "rec-fast")
+        )
+        await stack.publisher.publish_many(
+            Message(dispatch_requests.TOPIC, r.key, r.to_bytes()) for r in (slow, fast)
+        )
+        assert (await stack.final(fast.dispatch_id))["status"] == "sent"
+        assert not [m for m in stack.smtp.messages if m["To"] == "rec-slow@example.com"]
+        assert (await stack.final(slow.dispatch_id))["status"] == "sent"
+    finally:
+        stack.smtp.delay_for = None
