@@ -26,7 +26,8 @@ def test_a_dispatcher_kill_midway_duplicates_nothing_and_leaves_no_one_undecided
     assert result.duplicates == 0, result.row()
     assert result.unaccounted == 0, result.row()
     # every customer ends sent, or failed because the kill interrupted the send
-    assert set(result.outcomes) <= {"sent", "failed (interrupted)"}, result.row()
+    interrupted = {o for o in result.outcomes if o.startswith("failed (") and "interrupted" in o}
+    assert set(result.outcomes) - interrupted <= {"sent"}, result.row()
     assert sum(result.outcomes.values()) == CUSTOMERS, result.row()
     # metrics count what the deliveries say was sent; the mail server may hold more
     # (a send the kill cut off after the server took it, before it was recorded)
