@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import jinja2
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
@@ -18,6 +18,15 @@ from shared.http.deps import runtime_dependency
 
 #: the rows of a list page: the console asks a service for one page, never a whole table
 PAGE = 50
+#: a listing's cursor: the last id shown on the page before
+AfterQ = Annotated[str | None, Query(max_length=128)]
+
+
+def page_of(found: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+    """The rows to show and the next page's cursor, from a listing asked for one row
+    more than a page (that row only tells that another page follows)."""
+    return found[:PAGE], (found[PAGE - 1]["id"] if len(found) > PAGE else None)
+
 
 RuntimeDep = Annotated[Runtime, Depends(runtime_dependency(Runtime))]
 

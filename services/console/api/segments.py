@@ -6,16 +6,18 @@ live match count and a sample before saving (the segmenter's ``POST
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.console.api.deps import (
     PAGE,
+    AfterQ,
     CsrfDep,
     RuntimeDep,
     SessionDep,
+    page_of,
     quoted,
     render,
     see_other,
@@ -88,19 +90,14 @@ async def list_segments(
     request: Request,
     runtime: RuntimeDep,
     session: SessionDep,
-    after: Annotated[str | None, Query(max_length=128)] = None,
+    after: AfterQ = None,
 ) -> Response:
     """A page of segments: one more row than shown tells whether another page follows."""
     found = await runtime.segmenter.get(
         "/v1/segments", token=session.token, after=after, limit=PAGE + 1
     )
-    return render(
-        request,
-        "segments/list.html",
-        segments=found[:PAGE],
-        after=after,
-        next_after=found[PAGE - 1]["id"] if len(found) > PAGE else None,
-    )
+    shown, next_after = page_of(found)
+    return render(request, "segments/list.html", segments=shown, after=after, next_after=next_after)
 
 
 def _editor(

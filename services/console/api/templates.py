@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from services.console.api.deps import (
     PAGE,
+    AfterQ,
     CsrfDep,
     RuntimeDep,
     SessionDep,
+    page_of,
     quoted,
     render,
     see_other,
@@ -54,18 +56,15 @@ async def list_templates(
     request: Request,
     runtime: RuntimeDep,
     session: SessionDep,
-    after: Annotated[str | None, Query(max_length=128)] = None,
+    after: AfterQ = None,
 ) -> Response:
     """A page of templates: one more row than shown tells whether another page follows."""
     found = await runtime.dispatcher.get(
         "/v1/templates", token=session.token, after=after, limit=PAGE + 1
     )
+    shown, next_after = page_of(found)
     return render(
-        request,
-        "templates/list.html",
-        templates=found[:PAGE],
-        after=after,
-        next_after=found[PAGE - 1]["id"] if len(found) > PAGE else None,
+        request, "templates/list.html", templates=shown, after=after, next_after=next_after
     )
 
 
