@@ -24,7 +24,10 @@ from tests.support.kafka import TopicTail, json_value
 pytestmark = pytest.mark.slow
 
 
-def _start(state: Path, kafka_port: int, base_port: int) -> subprocess.Popen[str]:
+def _start(
+    state: Path, kafka_port: int, base_port: int, *, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``tenure dev`` on the test's ports and state (``env``: its whole environment)."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -41,6 +44,7 @@ def _start(state: Path, kafka_port: int, base_port: int) -> subprocess.Popen[str
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=env,
     )
 
 

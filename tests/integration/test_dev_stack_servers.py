@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from shared.events import ALL_TOPICS
 from tenure.embedded import free_port
 from tenure.lifetime import start_time
 from tests.integration.test_demo import base_port, stack_dir
+from tests.integration.test_dev_stack import _start as start_tenure_dev
 from tests.support.kafka import TopicTail
 
 pytestmark = pytest.mark.slow
@@ -63,29 +63,13 @@ class Output:
 
 
 def _start(state: Path, kafka_port: int, base_port: int) -> subprocess.Popen[str]:
+    """``tenure dev`` with its own servers, whatever servers the suite was given."""
     environment = {
         name: value
         for name, value in os.environ.items()
         if name not in ("DATABASE_URL", "TENURE_DATABASE_URL", "TENURE_KAFKA_BOOTSTRAP_SERVERS")
     }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tenure",
-            "dev",
-            "--state-dir",
-            str(state),
-            "--kafka-port",
-            str(kafka_port),
-            "--base-port",
-            str(base_port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=environment,
-    )
+    return start_tenure_dev(state, kafka_port, base_port, env=environment)
 
 
 async def _track(client: httpx.AsyncClient, base: int, write_key: str, user: str) -> None:
